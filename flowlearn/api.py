@@ -1,0 +1,191 @@
+"""The stage API: ``Stage``, ``AlgoOperator``, ``Transformer``, ``Model``, ``Estimator``.
+
+A stage is configured by :class:`~flowlearn.params.Param` s, saved with ``save(path)`` and
+loaded with ``fl.load(path)``. Tables are ``pyarrow.Table``; anything ``fl.table`` accepts
+is converted on the way in. A ``Stream`` input is handed to the stream layer (the one
+upward hand-off in the layering): the stage then returns a ``Stream``.
+
+Example:
+    >>> import flowlearn as fl
+    >>> scaler = fl.feature.StandardScaler(input_col="x", output_col="y")
+    >>> model = scaler.fit({"x": [[1.0], [3.0]]})
+    >>> model.transform({"x": [[2.0]]}).column("y").to_pylist()
+    [[1.414213562373095]]
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from flowlearn.data.table import table as to_table
+from flowlearn.params import HasParams
+
+__all__ = ["Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage", "registered_stage",
+           "RowFn", "SkipRow"]
+
+# A row kernel: reads input columns from a row dict and writes its output columns into it.
+RowFn = Callable[[dict], None]
+
+_REGISTRY: dict[str, type] = {}
+
+
+class SkipRow(Exception):
+    """Raised by a row kernel when ``handle_invalid="skip"`` drops the row."""
+
+
+def _public_name(cls: type) -> str:
+    parts = cls.__module__.split(".")
+    # flowlearn.feature.scalers.StandardScalerModel -> flowlearn.feature.StandardScalerModel
+    return ".".join(parts[:2] + [cls.__qualname__]) if parts[0] == "flowlearn" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_stage(cls: type, name: str | None = None) -> type:
+    """Allow ``fl.load`` to instantiate ``cls`` (flowlearn's own stages register themselves).
+
+    Usable as a decorator on user-defined stages.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Stage)):
+        raise TypeError(f"register_stage expects a Stage subclass, got {cls!r}")
+    _REGISTRY[name or _public_name(cls)] = cls
+    cls._registered_name = name or _public_name(cls)
+    return cls
+
+
+def registered_stage(name: str) -> type:
+    """The stage class registered under ``name``; a name never registered is refused."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"'{name}' is not a registered flowlearn stage class, so it will not be loaded; "
+            f"user-defined stages must be registered with fl.register_stage before loading"
+        ) from None
+
+
+def _is_stream(x: Any) -> bool:
+    return getattr(x, "_flowlearn_stream", False)
+
+
+class Stage(HasParams):
+    """Base of every stage: parameters plus ``save``/``load``."""
+
+    _registered_name: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("flowlearn.") and not cls.__name__.startswith("_"):
+            register_stage(cls)
+
+    def save(self, path: str, overwrite: bool = False) -> None:
+        """Save params, model data and sub-stages under ``path`` (atomically)."""
+        from flowlearn.persist import save_stage
+
+        save_stage(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str) -> "Stage":
+        from flowlearn.persist import load_stage
+
+        stage = load_stage(path)
+        if not isinstance(stage, cls):
+            raise TypeError(f"{path} holds a {type(stage).__name__}, not a {cls.__name__}")
+        return stage
+
+    # Persistence hooks (override in composite stages).
+    def _sub_stages(self) -> list["Stage"]:
+        return []
+
+    def _extra_metadata(self) -> dict:
+        return {}
+
+    @classmethod
+    def _from_saved(cls, params: dict, model_data: list[pa.Table], stages: list["Stage"], extra: dict) -> "Stage":
+        stage = cls(**params)
+        if model_data:
+            stage.set_model_data(*model_data)
+        return stage
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._param_values.items())
+        return f"{type(self).__name__}({shown})"
+
+
+class AlgoOperator(Stage):
+    """A stage that computes output tables from input tables: ``transform(*inputs)``."""
+
+    def transform(self, *inputs: Any) -> Any:
+        """Return a table (a tuple when the stage has several outputs); a Stream for a Stream input."""
+        if not inputs:
+            raise TypeError(f"{type(self).__name__}.transform needs at least one input table")
+        if any(_is_stream(x) for x in inputs):
+            return inputs[0]._apply_stage(self, *inputs[1:])
+        return self._transform(*[x if isinstance(x, pa.Table) else to_table(x) for x in inputs])
+
+    def _transform(self, *tables: pa.Table) -> Any:
+        raise NotImplementedError
+
+
+class Transformer(AlgoOperator):
+    """An ``AlgoOperator`` producing one output row per input row.
+
+    Transformers used in a ``LocalPredictor`` may offer :meth:`row_fn`, a kernel over one row
+    dict, so single-row prediction builds no Arrow table.
+    """
+
+    def row_fn(self) -> RowFn | None:
+        """A function that reads this stage's inputs from a row dict and writes its outputs into it;
+        ``None`` if the stage has no row kernel (the predictor then goes through a one-row table)."""
+        return None
+
+
+class Model(Transformer):
+    """A ``Transformer`` whose state is model data: a list of Arrow tables."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._model_data: list[pa.Table] | None = None
+
+    def set_model_data(self, *tables: Any) -> "Model":
+        """Set the model data. A model stream makes the model follow its newest version."""
+        if len(tables) == 1 and _is_stream(tables[0]):
+            tables[0]._follow_model_stream(self)
+            return self
+        converted = [t if isinstance(t, pa.Table) else to_table(t) for t in tables]
+        self._load_model_data(converted)
+        self._model_data = converted
+        return self
+
+    def get_model_data(self) -> list[pa.Table]:
+        if self._model_data is None:
+            raise ValueError(f"{type(self).__name__}: model data has not been set; fit an estimator or call "
+                             f"set_model_data(...) first")
+        return list(self._model_data)
+
+    def _load_model_data(self, tables: list[pa.Table]) -> None:
+        """Parse model data tables into the arrays the kernels use (override)."""
+
+    def _require_model(self) -> None:
+        if self._model_data is None:
+            raise ValueError(f"{type(self).__name__}: model data has not been set; fit an estimator or call "
+                             f"set_model_data(...) first")
+
+
+class Estimator(Stage):
+    """A stage that fits a :class:`Model` to input tables: ``fit(*inputs)``.
+
+    A bounded ``Stream`` is trained on in full; an unbounded one raises an error naming
+    ``online_counterpart`` when the estimator has one.
+    """
+
+    online_counterpart: str | None = None
+
+    def fit(self, *inputs: Any) -> Model:
+        if not inputs:
+            raise TypeError(f"{type(self).__name__}.fit needs at least one input table")
+        if any(_is_stream(x) for x in inputs):
+            return inputs[0]._fit_stage(self, *inputs[1:])
+        return self._fit(*[x if isinstance(x, pa.Table) else to_table(x) for x in inputs])
+
+    def _fit(self, *tables: pa.Table) -> Model:
+        raise NotImplementedError

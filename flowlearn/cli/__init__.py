@@ -1,0 +1,4 @@
+"""The ``flowlearn`` command."""
+from flowlearn.cli.main import main
+
+__all__ = ["main"]

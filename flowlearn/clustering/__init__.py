@@ -1,0 +1,2 @@
+"""Clustering: k-means (batch and online)."""
+from flowlearn.clustering.kmeans import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+"""Recommendation (reserved; empty so far)."""

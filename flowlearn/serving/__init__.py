@@ -1,0 +1,4 @@
+"""Serving: the LocalPredictor."""
+from flowlearn.serving.predictor import LocalPredictor
+
+__all__ = ["LocalPredictor"]

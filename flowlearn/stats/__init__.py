@@ -1,0 +1,1 @@
+"""Statistics (reserved for summarizers and tests; empty so far)."""
