@@ -187,20 +187,28 @@ def atomic_write(path: str, write: Any) -> None:
             fs.rm(tmp)
 
 
+def _vector_texts(col: pa.ChunkedArray, name: str) -> list[str | None]:
+    """Each vector of a column in Alink's text notation (None for null rows)."""
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    texts: list[str | None] = [None] * len(col)
+    if not valid.any():
+        return texts
+    present = col.filter(pa.chunked_array([pa.array(valid)]))
+    rows = np.flatnonzero(valid)
+    if is_sparse(col.type):
+        m = to_csr(present, name)
+        for j, i in enumerate(rows):
+            lo, hi = m.indptr[j], m.indptr[j + 1]
+            texts[i] = format_vector(SparseVector(m.shape[1], m.indices[lo:hi], m.data[lo:hi]))
+    else:
+        for j, r in zip(rows, to_numpy(present, name)):
+            texts[j] = format_vector(r)
+    return texts
+
+
 def _rows_as_text(t: pa.Table) -> pa.Table:
-    cols = []
-    for name in t.column_names:
-        col = t.column(name)
-        if is_vector_type(col.type):
-            if is_sparse(col.type):
-                m = to_csr(col, name)
-                text = [format_vector(SparseVector(m.shape[1], m.indices[m.indptr[i]:m.indptr[i + 1]],
-                                                   m.data[m.indptr[i]:m.indptr[i + 1]])) for i in range(m.shape[0])]
-            else:
-                text = [format_vector(r) for r in to_numpy(col, name)]
-            cols.append(pa.array(text, pa.string()))
-        else:
-            cols.append(col)
+    cols = [pa.array(_vector_texts(t.column(n), n), pa.string()) if is_vector_type(t.column(n).type) else t.column(n)
+            for n in t.column_names]
     return pa.Table.from_arrays(cols, names=t.column_names)
 
 
@@ -212,16 +220,13 @@ def write_csv(t: Any, path: str, header: bool = True) -> None:
 
 def _json_lines(t: pa.Table) -> Iterator[bytes]:
     names = t.column_names
-    vec = {n for n in names if is_vector_type(t.column(n).type)}
     py = {}
     for n in names:
         col = t.column(n)
-        if n in vec and not is_sparse(col.type):
-            py[n] = to_numpy(col, n).tolist()
-        elif n in vec:
-            m = to_csr(col, n)
-            py[n] = [format_vector(SparseVector(m.shape[1], m.indices[m.indptr[i]:m.indptr[i + 1]],
-                                                m.data[m.indptr[i]:m.indptr[i + 1]])) for i in range(m.shape[0])]
+        if is_vector_type(col.type) and is_sparse(col.type):
+            py[n] = _vector_texts(col, n)
+        elif is_vector_type(col.type):
+            py[n] = [None if v is None else [float(x) for x in v] for v in col.to_pylist()]
         else:
             py[n] = col.to_pylist()
     for i in range(t.num_rows):

