@@ -1,2 +1,5 @@
-"""Evaluation: batch evaluators, streaming metrics and progressive validation."""
+"""Evaluation: batch evaluators, metric functions, streaming (windowed) evaluation and
+progressive validation."""
+from flowlearn.evaluation import metrics
 from flowlearn.evaluation.binary import *  # noqa: F401,F403
+from flowlearn.evaluation.streaming import StreamingEvaluator  # noqa: F401
