@@ -104,6 +104,15 @@ class SparseVector:
         object.__setattr__(self, "indices", idx)
         object.__setattr__(self, "values", val)
 
+    @classmethod
+    def unchecked(cls, size: int, indices: np.ndarray, values: np.ndarray) -> "SparseVector":
+        """Build without validation, for row kernels whose indices are correct by construction."""
+        v = object.__new__(cls)
+        object.__setattr__(v, "size", size)
+        object.__setattr__(v, "indices", indices)
+        object.__setattr__(v, "values", values)
+        return v
+
     def to_numpy(self) -> np.ndarray:
         out = np.zeros(self.size)
         out[self.indices] = self.values
@@ -179,6 +188,8 @@ def to_numpy(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str =
         raise ValueError(f"{where}column '{name}' has a null vector at row {row}; drop or impute it first")
     if is_sparse(t):
         return to_csr(arr, name, stage).toarray()
+    if len(arr) == 0:
+        return np.zeros((0, t.list_size if pa.types.is_fixed_size_list(t) else 0))
     if pa.types.is_fixed_size_list(t):
         n = t.list_size
         values = arr.flatten() if arr.offset else arr.values

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import time
 import uuid
@@ -38,6 +39,27 @@ FORMAT = "flowlearn.stage"
 FORMAT_VERSION = 1
 
 
+def _encode_floats(v: Any) -> Any:
+    """JSON has no NaN/Infinity: write non-finite floats as {"__float__": "nan" | "inf" | "-inf"}."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return {"__float__": repr(v)}
+    if isinstance(v, list):
+        return [_encode_floats(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _encode_floats(x) for k, x in v.items()}
+    return v
+
+
+def _decode_floats(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {"__float__"}:
+            return float(v["__float__"])
+        return {k: _decode_floats(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode_floats(x) for x in v]
+    return v
+
+
 def write_stage_files(stage: Stage, fs: Any, root: str) -> None:
     """Write ``stage`` into the (new, empty) directory ``root`` of filesystem ``fs``."""
     name = type(stage).__dict__.get("_registered_name")
@@ -50,12 +72,12 @@ def write_stage_files(stage: Stage, fs: Any, root: str) -> None:
         "format_version": FORMAT_VERSION,
         "class": name,
         "library_version": __version__,
-        "params": stage.get_params(),
+        "params": _encode_floats(stage.get_params()),
         "created_at": time.time(),
         "extra": stage._extra_metadata(),
     }
     with fs.open(posixpath.join(root, "metadata.json"), "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
+        json.dump(meta, f, indent=1, sort_keys=True, allow_nan=False)
     model_data = getattr(stage, "_model_data", None) or []
     if model_data:
         fs.makedirs(posixpath.join(root, "data"), exist_ok=True)
@@ -121,7 +143,7 @@ def _load(fs: Any, root: str) -> Stage:
     while fs.exists(posixpath.join(root, "stages", f"{j:03d}")):
         subs.append(_load(fs, posixpath.join(root, "stages", f"{j:03d}")))
         j += 1
-    return cls._from_saved(meta.get("params", {}), tables, subs, meta.get("extra", {}))
+    return cls._from_saved(_decode_floats(meta.get("params", {})), tables, subs, meta.get("extra", {}))
 
 
 def load_stage(path: str) -> Stage:

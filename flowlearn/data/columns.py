@@ -91,6 +91,8 @@ def numeric_column(t: pa.Table, name: str, stage: str, param: str | None = None,
                    allow_null: bool = False) -> np.ndarray:
     """A numeric column as float64 (nulls become NaN when ``allow_null``)."""
     col = require_column(t, name, stage, param)
+    if pa.types.is_null(col.type) and allow_null:
+        return np.full(len(col), np.nan)
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)
             or pa.types.is_decimal(col.type)):
         raise TypeError(f"{stage}: column '{name}' has type {col.type}, expected a numeric column")
