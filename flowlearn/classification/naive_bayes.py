@@ -1,1 +1,397 @@
-__all__: list[str] = []
+"""Naive Bayes classification as in Flink ML 2.x: ``NaiveBayes`` / ``NaiveBayesModel``.
+
+The only model type is Flink ML's ``"multinomial"``: every element of the features vector
+is a categorical feature whose *values* are the categories (``[0.0, 2.0, 1.0]`` means
+feature 0 has category 0.0, feature 1 category 2.0, ...). For every label and feature the
+estimator counts how often each category occurs and applies Laplace (additive) smoothing.
+
+Example:
+    >>> import flowlearn as fl
+    >>> train = fl.table({"features": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]],
+    ...                   "label": [0.0, 0.0, 1.0, 1.0]})
+    >>> model = fl.classification.NaiveBayes(smoothing=1.0).fit(train)
+    >>> model.transform(train).column("prediction").to_pylist()
+    [0.0, 0.0, 1.0, 1.0]
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sps
+
+from flowlearn.api import Estimator, Model, RowFn
+from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.linalg import SparseVector, dense_vector_type, to_numpy
+from flowlearn.params import HasFeaturesCol, HasLabelCol, HasPredictionCol, Param, gt_eq, in_array
+
+__all__ = ["NaiveBayes", "NaiveBayesModel"]
+
+# Rows per block in the batch kernels (bounds the n x d temporaries).
+_BLOCK_ELEMENTS = 1 << 20
+
+
+class _NaiveBayesModelParams(HasFeaturesCol, HasPredictionCol):
+    model_type = Param(str, default="multinomial", validator=in_array(["multinomial"]),
+                       doc="The model type. Supported options: 'multinomial'.")
+
+
+class _NaiveBayesParams(_NaiveBayesModelParams, HasLabelCol):
+    smoothing = Param(float, default=1.0, validator=gt_eq(0),
+                      doc="The smoothing parameter (additive / Laplace smoothing).")
+
+
+def _codes(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``vals`` and each entry's index among them.
+
+    Integer values in a small range (the usual categorical case) take an O(n) path without
+    sorting; anything else goes through ``np.unique``.
+    """
+    vals = vals + 0.0  # -0.0 -> 0.0: one category for both zeros
+    if vals.size:
+        lo, hi = float(vals.min()), float(vals.max())
+        if hi - lo < (1 << 22) and np.array_equal(vals, np.floor(vals)):
+            codes = (vals - lo).astype(np.int64)
+            present = np.bincount(codes) > 0
+            return lo + np.flatnonzero(present).astype(np.float64), (np.cumsum(present) - 1)[codes]
+    uniq, inv = np.unique(vals, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
+def _int_codes(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct int64 ``keys`` (all in ``[0, bound)``) and each key's index among them."""
+    if bound <= (1 << 26):
+        present = np.bincount(keys, minlength=bound) > 0
+        return np.flatnonzero(present), (np.cumsum(present) - 1)[keys]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
+class _Categories:
+    """The (feature, value) categories of a model, sorted by feature then value.
+
+    A category is the int64 key ``feature * V + i`` where ``values[i]`` is its value and
+    ``values`` the V distinct values over all features; lookups are a float ``searchsorted``
+    into ``values`` and a table (or integer ``searchsorted``) over the keys.
+    """
+
+    def __init__(self, values: np.ndarray, keys: np.ndarray, d: int) -> None:
+        self.values, self.keys, self.d = values, keys, d
+        self.num_values = len(values)
+        self.feature = keys // self.num_values
+        self.value = values[keys % self.num_values]
+        bound = d * self.num_values
+        self.table: np.ndarray | None = None
+        if bound <= (1 << 24):
+            self.table = np.full(bound, -1, dtype=np.int64)
+            self.table[keys] = np.arange(len(keys))
+
+    def lookup(self, feat: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Category index of every (feature, value) pair and whether it exists."""
+        vi = np.minimum(np.searchsorted(self.values, vals), self.num_values - 1)
+        found = self.values[vi] == vals
+        key = feat * self.num_values + vi
+        if self.table is not None:
+            idx = self.table[key]
+            found &= idx >= 0
+            return np.maximum(idx, 0), found
+        idx = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        return idx, found & (self.keys[idx] == key)
+
+
+class NaiveBayes(_NaiveBayesParams, Estimator):
+    """Multinomial naive Bayes over categorical feature values (Flink ML ``NaiveBayes``).
+
+    Training, with ``n`` rows, ``d`` features, ``L`` distinct labels, ``n_c`` rows of label
+    ``c``, ``s = smoothing``, ``K_j`` the number of distinct values of feature ``j`` over the
+    whole input and ``N_cjv`` the number of rows of label ``c`` whose feature ``j`` equals ``v``:
+
+    * ``theta[c][j][v] = log(N_cjv + s) - log(n_c + s * K_j)`` for every value ``v`` seen for
+      feature ``j`` (under any label);
+    * ``pi[c] = log(n_c * d + s) - log(n * d + L * s)`` (Flink ML's class prior).
+
+    Prediction picks the label maximizing ``pi[c] + sum_j theta[c][j][x_j]`` (the first
+    label, in ascending order, on ties). A feature value never seen for that feature during
+    training raises an error (Flink ML has no probability for it either).
+
+    Labels must be numbers with integer values ("indexed" labels, as Flink ML requires);
+    features are dense or sparse vectors (a sparse vector's missing entries are value 0.0).
+
+    Example:
+        >>> import flowlearn as fl
+        >>> t = fl.table({"features": [[0.0], [0.0], [1.0]], "label": [0, 0, 1]})
+        >>> m = fl.classification.NaiveBayes().fit(t)
+        >>> m.transform({"features": [[1.0], [0.0]]}).column("prediction").to_pylist()
+        [1.0, 0.0]
+    """
+
+    def _fit(self, *tables: pa.Table) -> "NaiveBayesModel":
+        (t,) = tables
+        stage = type(self).__name__
+        if t.num_rows == 0:
+            raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
+        x = vector_column(t, self.features_col, stage, param="features_col")
+        y = numeric_column(t, self.label_col, stage, param="label_col")
+        frac = y != np.floor(y)
+        if frac.any():
+            row = int(np.flatnonzero(frac)[0])
+            raise ValueError(
+                f"{stage}: column '{self.label_col}' (parameter 'label_col') has the non-integer label "
+                f"{float(y[row])!r} at row {row}; labels must be indexed numbers (0, 1, 2, ...); "
+                f"index string or fractional labels first (for example with fl.feature.StringIndexer)"
+            )
+        n, d = x.shape
+        if d == 0:
+            raise ValueError(f"{stage}: column '{self.features_col}' holds empty vectors; "
+                             f"NaiveBayes needs at least one feature")
+        s = float(self.smoothing)
+        labels, lab_index = np.unique(y, return_inverse=True)
+        lab_index = lab_index.reshape(-1)
+        num_labels = len(labels)
+        n_c = np.bincount(lab_index, minlength=num_labels).astype(np.float64)
+
+        # (feature, value, label, count) entries, then counts per (label, feature, value).
+        if sps.issparse(x):
+            x = sps.csr_matrix(x)
+            rows = np.repeat(np.arange(n), np.diff(x.indptr))
+            feat, vals, labs = x.indices.astype(np.int64), x.data, lab_index[rows]
+            stored = np.bincount(labs * d + feat, minlength=num_labels * d).reshape(num_labels, d)
+            zeros = n_c[:, None] - stored  # implicit zeros per (label, feature)
+            zl, zf = (a.astype(np.int64) for a in np.nonzero(zeros > 0))
+            feat = np.concatenate([feat, zf])
+            vals = np.concatenate([vals, np.zeros(len(zf))])
+            labs = np.concatenate([labs, zl])
+            weights = np.concatenate([np.ones(len(rows)), zeros[zl, zf]])
+        else:
+            feat = np.tile(np.arange(d, dtype=np.int64), n)
+            vals = x.reshape(-1)
+            labs = np.repeat(lab_index, d)
+            weights = None
+        values, value_index = _codes(vals)
+        keys, cat_index = _int_codes(feat * len(values) + value_index, d * len(values))
+        num_cats = len(keys)
+        counts = np.bincount(labs * num_cats + cat_index, weights=weights,
+                             minlength=num_labels * num_cats).reshape(num_labels, num_cats)
+        cat_feature = keys // len(values)
+        k_j = np.bincount(cat_feature, minlength=d).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            theta = np.log(counts + s) - np.log(n_c[:, None] + s * k_j[None, :])[:, cat_feature]
+            pi = np.log(n_c * d + s) - np.log(n * d + num_labels * s)
+
+        model = NaiveBayesModel()
+        self.copy_params_to(model)
+        return model.set_model_data(_model_table(theta, _Categories(values, keys, d), pi, labels))
+
+
+def _model_table(theta: np.ndarray, cats: _Categories, pi: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """The one-row model data table (see :class:`NaiveBayesModel`)."""
+    num_labels, num_cats = theta.shape
+    d = cats.d
+    starts = np.searchsorted(cats.feature, np.arange(d))  # first category of each feature
+    map_offsets = np.concatenate([(np.arange(num_labels)[:, None] * num_cats + starts[None, :]).reshape(-1),
+                                  [num_labels * num_cats]]).astype(np.int32)
+    maps = pa.MapArray.from_arrays(pa.array(map_offsets), pa.array(np.tile(cats.value, num_labels)),
+                                   pa.array(theta.reshape(-1)))
+    per_label = pa.ListArray.from_arrays(pa.array(np.arange(0, num_labels * d + 1, d, dtype=np.int32)), maps)
+    theta_col = pa.ListArray.from_arrays(pa.array(np.array([0, num_labels], dtype=np.int32)), per_label)
+    return pa.table({
+        "theta": theta_col,
+        "pi_array": pa.array([pi.tolist()], type=dense_vector_type(num_labels)),
+        "labels": pa.array([labels.tolist()], type=dense_vector_type(num_labels)),
+    })
+
+
+class NaiveBayesModel(_NaiveBayesModelParams, Model):
+    """A fitted :class:`NaiveBayes`: appends ``prediction_col`` (double, the predicted label).
+
+    Model data: one Arrow table with one row, shaped as Flink ML's ``NaiveBayesModelData``:
+
+    =========  ====================================  =============================================
+    column     type                                  meaning
+    =========  ====================================  =============================================
+    theta      ``list<list<map<double, double>>>``   ``theta[c][j][value]``: log P(feature j = value
+                                                     | label c), smoothed; every label's map of
+                                                     feature ``j`` has the same keys
+    pi_array   dense vector (``L`` doubles)          log prior of each label
+    labels     dense vector (``L`` doubles)          the labels, ascending
+    =========  ====================================  =============================================
+
+    Example:
+        >>> import flowlearn as fl
+        >>> t = fl.table({"features": [[0.0, 1.0], [1.0, 1.0]], "label": [0.0, 1.0]})
+        >>> m = fl.classification.NaiveBayes().fit(t)
+        >>> m.get_model_data()[0].column_names
+        ['theta', 'pi_array', 'labels']
+        >>> m.transform({"features": [[1.0, 1.0]]}).column("prediction").to_pylist()
+        [1.0]
+        >>> m.transform({"features": [[2.0, 1.0]]})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: NaiveBayesModel: column 'features' row 0: feature 0 has value 2.0, which was not seen ...
+    """
+
+    def _load_model_data(self, tables: list[pa.Table]) -> None:
+        stage = type(self).__name__
+        if len(tables) != 1:
+            raise ValueError(f"{stage}: model data is one table, got {len(tables)}")
+        (t,) = tables
+        missing = [c for c in ("theta", "pi_array", "labels") if c not in t.column_names]
+        if missing:
+            raise ValueError(f"{stage}: model data lacks columns {missing}; it needs theta, pi_array and labels")
+        if t.num_rows != 1:
+            raise ValueError(f"{stage}: model data must have exactly one row, got {t.num_rows}")
+        labels = to_numpy(t.column("labels"), "labels", stage)[0]
+        pi = to_numpy(t.column("pi_array"), "pi_array", stage)[0]
+        num_labels = len(labels)
+        if len(pi) != num_labels or num_labels == 0:
+            raise ValueError(f"{stage}: model data has {num_labels} labels and {len(pi)} priors; they must match "
+                             f"and be at least one")
+        theta_col = t.column("theta").combine_chunks()
+        if not (pa.types.is_list(theta_col.type) and pa.types.is_list(theta_col.type.value_type)
+                and pa.types.is_map(theta_col.type.value_type.value_type)):
+            raise TypeError(f"{stage}: model data column 'theta' has type {theta_col.type}, "
+                            f"expected list<list<map<double, double>>>")
+        per_label = theta_col.flatten()
+        if len(per_label) != num_labels:
+            raise ValueError(f"{stage}: model data 'theta' has {len(per_label)} labels, 'labels' has {num_labels}")
+        lengths = np.diff(per_label.offsets.to_numpy())
+        d = int(lengths[0])
+        if d == 0 or not np.all(lengths == d):
+            raise ValueError(f"{stage}: model data 'theta' must hold the same number (>0) of features per label, "
+                             f"got {lengths.tolist()}")
+        maps = per_label.flatten()
+        off = maps.offsets.to_numpy().astype(np.int64)
+        keys = maps.keys.to_numpy(zero_copy_only=False)[off[0]:off[-1]].astype(np.float64)
+        items = maps.items.to_numpy(zero_copy_only=False)[off[0]:off[-1]].astype(np.float64)
+        sizes = np.diff(off)
+        map_id = np.repeat(np.arange(num_labels * d, dtype=np.int64), sizes)
+        lab, feat = map_id // d, map_id % d
+        values, value_index = _codes(keys)
+        key = feat * len(values) + value_index
+        order = np.lexsort((key, lab))  # by label, then feature and value
+        key, lab = key[order], lab[order]
+        per = len(key) // num_labels
+        if len(key) != per * num_labels or not np.array_equal(np.bincount(lab, minlength=num_labels),
+                                                               np.full(num_labels, per)):
+            raise ValueError(f"{stage}: model data 'theta' must have the same feature values under every label")
+        cat_keys = key[:per]
+        if not np.all(key.reshape(num_labels, per) == cat_keys[None, :]):
+            raise ValueError(f"{stage}: model data 'theta' must have the same feature values under every label")
+        if per > 1 and np.any(cat_keys[1:] == cat_keys[:-1]):
+            raise ValueError(f"{stage}: model data 'theta' has a duplicate feature value")
+        cats = _Categories(values, cat_keys, d)
+        if np.any(np.bincount(cats.feature, minlength=d) == 0):
+            raise ValueError(f"{stage}: model data 'theta' has a feature without any value")
+        self._labels = labels
+        self._pi = pi
+        self._cats = cats
+        self._theta = np.ascontiguousarray(items[order].reshape(num_labels, per))
+        self._d = d
+        # Sparse path: log P(feature j = 0 | c), with 0 where 0.0 is not a known value of feature j.
+        zero_idx, self._zero_known = cats.lookup(np.arange(d, dtype=np.int64), np.zeros(d))
+        self._theta0 = np.where(self._zero_known[None, :], self._theta[:, zero_idx], 0.0)
+
+    # --- kernels ---------------------------------------------------------------------------
+
+    def _unseen_error(self, row: int, j: int, value: float) -> ValueError:
+        feat = self._cats.value[self._cats.feature == j]
+        shown = ", ".join(repr(float(v)) for v in feat[:10]) + (", ..." if len(feat) > 10 else "")
+        return ValueError(
+            f"{type(self).__name__}: column '{self.features_col}' row {row}: feature {j} has value {float(value)!r}, "
+            f"which was not seen for that feature during training (seen values: [{shown}]); map it to a seen "
+            f"value or fit on data that contains it"
+        )
+
+    def _pick(self, scores: np.ndarray, first_row: int) -> np.ndarray:
+        """Labels of the best scores (L x n); the first label wins ties."""
+        best = np.argmax(scores, axis=0)
+        top = scores[best, np.arange(scores.shape[1])]
+        bad = ~(top > -np.inf)
+        if bad.any():
+            row = first_row + int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{type(self).__name__}: row {row} has zero probability under every label "
+                             f"(smoothing=0 and unseen label/value combinations); fit with smoothing > 0")
+        return self._labels[best]
+
+    def _predict_dense(self, x: np.ndarray) -> np.ndarray:
+        n, d = x.shape
+        out = np.empty(n)
+        block = max(1, _BLOCK_ELEMENTS // d)
+        feats = np.arange(d, dtype=np.int64)[None, :]
+        for start in range(0, n, block):
+            xb = x[start:start + block]
+            idx, found = self._cats.lookup(feats, xb)
+            if not found.all():
+                r, j = np.argwhere(~found)[0]
+                raise self._unseen_error(start + int(r), int(j), xb[r, j])
+            scores = np.empty((len(self._labels), len(xb)))
+            for c in range(len(self._labels)):
+                scores[c] = self._theta[c][idx].sum(axis=1)
+            scores += self._pi[:, None]
+            out[start:start + len(xb)] = self._pick(scores, start)
+        return out
+
+    def _predict_sparse(self, x: sps.csr_matrix) -> np.ndarray:
+        x = sps.csr_matrix(x)
+        n, d = x.shape
+        nnz_per_row = np.diff(x.indptr)
+        rows = np.repeat(np.arange(n), nnz_per_row)
+        feat = x.indices.astype(np.int64)
+        # Rows whose implicit zeros fall on a feature where 0.0 was never seen.
+        if not self._zero_known.all():
+            unknown = ~self._zero_known
+            stored_unknown = np.bincount(rows[unknown[feat]], minlength=n)
+            bad = stored_unknown < unknown.sum()
+            if bad.any():
+                r = int(np.flatnonzero(bad)[0])
+                present = set(feat[x.indptr[r]:x.indptr[r + 1]].tolist())
+                j = int(next(j for j in np.flatnonzero(unknown) if j not in present))
+                raise self._unseen_error(r, j, 0.0)
+        idx, found = self._cats.lookup(feat, x.data)
+        if not found.all():
+            e = int(np.flatnonzero(~found)[0])
+            raise self._unseen_error(int(rows[e]), int(feat[e]), x.data[e])
+        # score = pi + sum_j theta0[j] + sum over stored entries (theta[j, v] - theta0[j])
+        contrib = self._theta[:, idx] - self._theta0[:, feat]  # L x nnz
+        gather = sps.csr_matrix((np.ones(len(feat)), np.arange(len(feat)), x.indptr), shape=(n, len(feat)))
+        scores = (gather @ contrib.T).T + (self._pi + self._theta0.sum(axis=1))[:, None]
+        return self._pick(np.asarray(scores), 0)
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        (t,) = tables
+        self._require_model()
+        x = vector_column(t, self.features_col, type(self).__name__, param="features_col", size=self._d)
+        if t.num_rows == 0:
+            return with_column(t, self.prediction_col, pa.array([], pa.float64()))
+        pred = self._predict_sparse(x) if sps.issparse(x) else self._predict_dense(x)
+        return with_column(t, self.prediction_col, pa.array(pred, pa.float64()))
+
+    def row_fn(self) -> RowFn:
+        self._require_model()
+        fc, pc, d, stage = self.features_col, self.prediction_col, self._d, type(self).__name__
+        cats, theta, pi, labels = self._cats, self._theta, self._pi, self._labels
+        feats = np.arange(d, dtype=np.int64)
+        unseen = self._unseen_error
+
+        def fn(row: dict) -> None:
+            v: Any = row[fc]
+            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
+            if x.shape != (d,):
+                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
+                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
+            if not np.isfinite(x).all():
+                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
+                                 f"rows first (for example with fl.feature.Imputer)")
+            idx, found = cats.lookup(feats, x)
+            if not found.all():
+                j = int(np.flatnonzero(~found)[0])
+                raise unseen(0, j, x[j])
+            scores = theta[:, idx].sum(axis=1) + pi
+            best = int(np.argmax(scores))
+            if not scores[best] > -np.inf:
+                raise ValueError(f"{stage}: row 0 has zero probability under every label "
+                                 f"(smoothing=0 and unseen label/value combinations); fit with smoothing > 0")
+            row[pc] = float(labels[best])
+
+        return fn

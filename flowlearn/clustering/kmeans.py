@@ -1,1 +1,294 @@
-__all__: list[str] = []
+"""K-means clustering as in Flink ML 2.x: ``KMeans`` / ``KMeansModel``.
+
+Lloyd's algorithm, vectorized: each round assigns every point to its closest centroid (one
+matrix product per block of rows for euclidean and cosine distance) and moves each centroid
+to the mean of its points.
+
+Example:
+    >>> import flowlearn as fl
+    >>> t = fl.table({"features": [[0.0, 0.0], [0.0, 0.3], [0.3, 0.0], [9.0, 0.0], [9.0, 0.6], [9.6, 0.0]]})
+    >>> model = fl.clustering.KMeans(k=2, seed=1).fit(t)
+    >>> labels = model.transform(t).column("prediction").to_pylist()
+    >>> labels[0] == labels[1] == labels[2] != labels[3] == labels[4] == labels[5]
+    True
+"""
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sps
+
+from flowlearn.api import Estimator, Model, RowFn
+from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.linalg import SparseVector, from_numpy
+from flowlearn.params import (HasDistanceMeasure, HasFeaturesCol, HasMaxIter, HasPredictionCol, HasSeed, Param,
+                              gt, gt_eq, in_array)
+
+__all__ = ["KMeans", "KMeansModel"]
+
+_log = logging.getLogger(__name__)
+
+# Bound on the temporaries of one block of rows (elements of a rows x k or rows x k x d array).
+_BLOCK_ELEMENTS = 1 << 21
+
+
+class _KMeansModelParams(HasDistanceMeasure, HasFeaturesCol, HasPredictionCol):
+    k = Param(int, default=2, validator=gt(1), doc="The max number of clusters to create.")
+
+
+class _KMeansParams(_KMeansModelParams, HasSeed, HasMaxIter):
+    init_mode = Param(str, default="random", validator=in_array(["random", "k-means++"]),
+                      doc="The initialization algorithm. Supported options: 'random', 'k-means++'.")
+    tol = Param(float, default=0.0, validator=gt_eq(0),
+                doc="Stop early once no centroid moves more than tol (euclidean) in a round. 0 stops only at "
+                    "a fixed point, which gives exactly Flink ML's result (Flink ML always runs max_iter rounds; "
+                    "rounds after a fixed point change nothing).")
+
+
+# --- distance kernels ------------------------------------------------------------------------
+
+
+def _row_sq_norms(x: np.ndarray | sps.csr_matrix) -> np.ndarray:
+    if sps.issparse(x):
+        return np.asarray(x.multiply(x).sum(axis=1)).reshape(-1)
+    return np.einsum("ij,ij->i", x, x)
+
+
+def _pairwise(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, c: np.ndarray, cc: np.ndarray,
+              measure: str, ct: np.ndarray | None = None) -> np.ndarray:
+    """Distances (rows of ``x`` x rows of ``c``); ``xx``/``cc`` are the squared row norms.
+
+    Euclidean uses Flink ML's ``sqrt(|x|^2 + |c|^2 - 2 x.c)`` (returned squared: same argmin);
+    cosine is ``1 - x.c / (|x| |c|)`` with distance 1 when either norm is 0; manhattan is L1.
+    ``ct`` is ``c.T`` as a contiguous array (a contiguous right operand keeps BLAS fast).
+    """
+    if measure == "manhattan":
+        xd = x.toarray() if sps.issparse(x) else x
+        return np.abs(xd[:, None, :] - c[None, :, :]).sum(axis=2)
+    dot = np.asarray(x @ (np.ascontiguousarray(c.T) if ct is None else ct))
+    if measure == "euclidean":
+        return np.abs(xx[:, None] + cc[None, :] - 2.0 * dot)
+    norms = np.sqrt(xx)[:, None] * np.sqrt(cc)[None, :]
+    sim = np.zeros_like(dot)
+    np.divide(dot, norms, out=sim, where=norms > 0)
+    return 1.0 - sim
+
+
+def _closest(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, c: np.ndarray, measure: str,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the closest centroid for every row (the first one on ties) and that distance
+    (squared for euclidean)."""
+    n, d = x.shape
+    k = len(c)
+    cc = _row_sq_norms(c)
+    ct = np.ascontiguousarray(c.T)
+    per_row = k * (d if measure == "manhattan" else 1)
+    block = max(1, _BLOCK_ELEMENTS // max(per_row, 1))
+    assign = np.empty(n, dtype=np.int64)
+    best = np.empty(n)
+    for start in range(0, n, block):
+        dist = _pairwise(x[start:start + block], xx[start:start + block], c, cc, measure, ct)
+        a = np.argmin(dist, axis=1)
+        assign[start:start + len(a)] = a
+        best[start:start + len(a)] = dist[np.arange(len(a)), a]
+    return assign, best
+
+
+def _default_seed(cls: type) -> int:
+    """Deterministic default seed derived from the class name (as Flink ML's HasSeed)."""
+    return zlib.crc32(f"flowlearn.clustering.{cls.__name__}".encode())
+
+
+def _rows(x: np.ndarray | sps.csr_matrix, idx: np.ndarray) -> np.ndarray:
+    sub = x[idx]
+    return np.asarray(sub.toarray() if sps.issparse(sub) else sub, dtype=np.float64).copy()
+
+
+def _init_kmeans_pp(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, k: int, measure: str,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ (Arthur & Vassilvitskii; 2 + log k candidates per step, as scikit-learn),
+    sampling with probability proportional to the squared distance under ``measure``."""
+    n = x.shape[0]
+    trials = 2 + int(math.log(k))
+    centers = np.empty((k, x.shape[1]))
+    centers[0] = _rows(x, np.array([rng.integers(n)]))[0]
+    closest = _pairwise(x, xx, centers[:1], _row_sq_norms(centers[:1]), measure)[:, 0]
+    if measure != "euclidean":  # _pairwise returns squared euclidean already
+        closest = closest ** 2
+    pot = closest.sum()
+    for i in range(1, k):
+        cum = np.cumsum(closest)
+        cand = np.minimum(np.searchsorted(cum, rng.uniform(size=trials) * pot, side="right"), n - 1)
+        cand_rows = _rows(x, cand)
+        dist = _pairwise(x, xx, cand_rows, _row_sq_norms(cand_rows), measure)
+        if measure != "euclidean":
+            dist = dist ** 2
+        dist = np.minimum(closest[:, None], dist)
+        pots = dist.sum(axis=0)
+        b = int(np.argmin(pots))
+        closest, pot, centers[i] = dist[:, b], pots[b], cand_rows[b]
+    return centers
+
+
+def _lloyd(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, measure: str, max_iter: int,
+           tol: float) -> tuple[np.ndarray, np.ndarray, int]:
+    n = x.shape[0]
+    k = len(centers)
+    counts = np.zeros(k)
+    rounds = 0
+    for rounds in range(1, max_iter + 1):
+        assign, _ = _closest(x, xx, centers, measure)
+        counts = np.bincount(assign, minlength=k).astype(np.float64)
+        member = sps.csr_matrix((np.ones(n), (assign, np.arange(n))), shape=(k, n))
+        sums = member @ x
+        sums = sums.toarray() if sps.issparse(sums) else np.asarray(sums)
+        new = centers.copy()
+        filled = counts > 0  # an empty cluster keeps its previous centroid
+        new[filled] = sums[filled] / counts[filled, None]
+        shift = float(np.sqrt(((new - centers) ** 2).sum(axis=1)).max())
+        centers = new
+        if shift <= tol:
+            break
+    return centers, counts, rounds
+
+
+class KMeans(_KMeansParams, Estimator):
+    """K-means clustering (Flink ML ``KMeans``), trained with Lloyd's algorithm.
+
+    * ``init_mode="random"`` (default, as Flink ML) picks ``k`` distinct rows uniformly at
+      random; ``"k-means++"`` uses greedy k-means++ seeding. Both are deterministic for a
+      fixed ``seed`` (``None`` derives a fixed seed from the class name).
+    * Each of at most ``max_iter`` rounds assigns every point to its closest centroid under
+      ``distance_measure`` (the first centroid on ties) and replaces each centroid by the mean
+      of its points. Training stops early when no centroid moves more than ``tol``.
+    * An empty cluster (no point assigned in a round) keeps its previous centroid. (Flink ML
+      divides by its zero count instead, which yields a NaN centroid.)
+    * Distances are Flink ML's: euclidean, manhattan (L1) and cosine (``1 - cos``). Under
+      cosine a zero vector is at distance 1 from everything (Flink ML computes NaN).
+    * Dense and sparse features are accepted; centroids are dense.
+    * ``k`` larger than the number of rows raises (Flink ML silently builds fewer clusters).
+
+    Example:
+        >>> import flowlearn as fl
+        >>> t = fl.table({"features": [[0.0], [1.0], [10.0], [11.0]]})
+        >>> m = fl.clustering.KMeans(k=2, init_mode="k-means++", seed=7).fit(t)
+        >>> sorted(v[0] for v in m.get_model_data()[0].column("centroids").to_pylist())
+        [0.5, 10.5]
+    """
+
+    online_counterpart = "OnlineKMeans"
+
+    def _fit(self, *tables: pa.Table) -> "KMeansModel":
+        (t,) = tables
+        stage = type(self).__name__
+        if t.num_rows == 0:
+            raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
+        x = vector_column(t, self.features_col, stage, param="features_col")
+        if sps.issparse(x):
+            x = sps.csr_matrix(x, dtype=np.float64)
+        n, d = x.shape
+        k = self.k
+        if n < k:
+            raise ValueError(f"{stage}: k={k} clusters need at least {k} rows, the input has {n}; "
+                             f"lower k or add data")
+        xx = _row_sq_norms(x)
+        centers = self._initial_centroids(x, xx)
+        centers, counts, rounds = _lloyd(x, xx, centers, self.distance_measure, self.max_iter, self.tol)
+        _log.debug("KMeans: %d rounds on %d rows, k=%d", rounds, n, k)
+        model = KMeansModel()
+        self.copy_params_to(model)
+        return model.set_model_data(pa.table({"centroids": from_numpy(centers), "weights": pa.array(counts)}))
+
+
+    def _initial_centroids(self, x: np.ndarray | sps.csr_matrix, xx: np.ndarray | None = None) -> np.ndarray:
+        """The k initial centroids (k x d) that ``fit`` starts Lloyd's iterations from, for this
+        estimator's ``init_mode`` and ``seed`` (``x``: 2-D array or CSR matrix, at least k rows)."""
+        if xx is None:
+            xx = _row_sq_norms(x)
+        seed = self.seed if self.seed is not None else _default_seed(type(self))
+        rng = np.random.default_rng(seed)
+        if self.init_mode == "random":
+            return _rows(x, np.sort(rng.choice(x.shape[0], size=self.k, replace=False)))
+        return _init_kmeans_pp(x, xx, self.k, self.distance_measure, rng)
+
+
+class KMeansModel(_KMeansModelParams, Model):
+    """A fitted :class:`KMeans`: appends ``prediction_col`` (int32), the index of the closest
+    centroid under ``distance_measure`` (the first one on ties).
+
+    Model data: one Arrow table with one row per centroid (at most ``k`` rows):
+
+    =========  ==============================  ===============================================
+    column     type                            meaning
+    =========  ==============================  ===============================================
+    centroids  dense vector (``d`` doubles)    the centroid
+    weights    double                          number of training points assigned to it in the
+                                               last round (Flink ML's ``weights``)
+    =========  ==============================  ===============================================
+
+    Example:
+        >>> import flowlearn as fl
+        >>> m = fl.clustering.KMeansModel(k=2).set_model_data(
+        ...     {"centroids": [[0.0, 0.0], [10.0, 10.0]], "weights": [1.0, 1.0]})
+        >>> m.transform({"features": [[1.0, 2.0], [9.0, 9.0]]}).column("prediction").to_pylist()
+        [0, 1]
+    """
+
+    def _load_model_data(self, tables: list[pa.Table]) -> None:
+        stage = type(self).__name__
+        if len(tables) != 1:
+            raise ValueError(f"{stage}: model data is one table, got {len(tables)}")
+        (t,) = tables
+        c = vector_column(t, "centroids", f"{stage} model data", dense=True)
+        w = numeric_column(t, "weights", f"{stage} model data")
+        if len(c) == 0:
+            raise ValueError(f"{stage}: model data has no centroids")
+        self._centroids = np.ascontiguousarray(c, dtype=np.float64)
+        self._weights = w
+
+    def _check_k(self) -> None:
+        if len(self._centroids) > self.k:
+            raise ValueError(f"{type(self).__name__}: model data has {len(self._centroids)} centroids but "
+                             f"k={self.k}; set k to at least the number of centroids")
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        (t,) = tables
+        self._require_model()
+        self._check_k()
+        stage = type(self).__name__
+        d = self._centroids.shape[1]
+        x = vector_column(t, self.features_col, stage, param="features_col", size=d)
+        if t.num_rows == 0:
+            return with_column(t, self.prediction_col, pa.array([], pa.int32()))
+        if sps.issparse(x):
+            x = sps.csr_matrix(x, dtype=np.float64)
+        assign, _ = _closest(x, _row_sq_norms(x), self._centroids, self.distance_measure)
+        return with_column(t, self.prediction_col, pa.array(assign.astype(np.int32)))
+
+    def row_fn(self) -> RowFn:
+        self._require_model()
+        self._check_k()
+        fc, pc, stage, measure = self.features_col, self.prediction_col, type(self).__name__, self.distance_measure
+        c = self._centroids
+        cc = _row_sq_norms(c)
+        ct = np.ascontiguousarray(c.T)
+        d = c.shape[1]
+
+        def fn(row: dict) -> None:
+            v: Any = row[fc]
+            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
+            if x.shape != (d,):
+                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
+                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
+            if not np.isfinite(x).all():
+                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
+                                 f"rows first (for example with fl.feature.Imputer)")
+            x2 = x[None, :]
+            row[pc] = int(np.argmin(_pairwise(x2, _row_sq_norms(x2), c, cc, measure, ct)[0]))
+
+        return fn

@@ -1,0 +1,277 @@
+"""NaiveBayes / NaiveBayesModel (Flink ML multinomial naive Bayes over categorical values).
+
+Oracles: Flink ML's published NaiveBayesTest vectors, scikit-learn's CategoricalNB configured
+to the same definition (ordinal-encoded categories = the values seen in training, alpha =
+smoothing, class prior = Flink ML's smoothed prior computed here in closed form) on the
+digits data set (pixel intensities 0..16 are categorical values), and closed forms.
+"""
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.sparse as sps
+from sklearn.datasets import load_digits
+from sklearn.naive_bayes import CategoricalNB
+from sklearn.preprocessing import OrdinalEncoder
+
+import flowlearn as fl
+from flowlearn.classification import NaiveBayes, NaiveBayesModel
+
+# Flink ML NaiveBayesTest
+TRAIN = {"features": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]], "label": [11, 10, 10]}
+PREDICT = {"features": [[0.0, 1.0], [0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]}
+EXPECTED = [11.0, 11.0, 10.0, 10.0]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return x.astype(np.float64), y.astype(np.float64)
+
+
+def predictions(model, data):
+    return model.transform(data).column(model.prediction_col).to_pylist()
+
+
+def flink_prior(y, d, s):
+    """Flink ML's class prior: (n_c * d + s) / (n * d + L * s)."""
+    _, n_c = np.unique(y, return_counts=True)
+    return (n_c * d + s) / (len(y) * d + len(n_c) * s)
+
+
+def theta_dicts(model):
+    """theta[c][j] as {value: log prob} dicts, read from the model data."""
+    (row,) = model.get_model_data()[0].column("theta").to_pylist()
+    return [[dict(m) for m in per_label] for per_label in row]
+
+
+# --- params --------------------------------------------------------------------------------
+
+
+def test_param_defaults_and_set():
+    nb = NaiveBayes()
+    assert (nb.features_col, nb.label_col, nb.prediction_col, nb.smoothing, nb.model_type) == (
+        "features", "label", "prediction", 1.0, "multinomial")
+    nb.set(features_col="f", label_col="y", prediction_col="p", smoothing=2)
+    assert (nb.features_col, nb.label_col, nb.prediction_col, nb.smoothing) == ("f", "y", "p", 2.0)
+    m = NaiveBayesModel()
+    assert (m.features_col, m.prediction_col, m.model_type) == ("features", "prediction", "multinomial")
+    assert "smoothing" not in m.get_params() and "label_col" not in m.get_params()
+
+
+def test_bad_params():
+    with pytest.raises(ValueError, match=r"NaiveBayes: parameter 'smoothing' = -0.5 violates gt_eq\(0\)"):
+        NaiveBayes(smoothing=-0.5)
+    with pytest.raises(ValueError, match=r"'model_type' = 'bernoulli' violates in_array\(\['multinomial'\]\)"):
+        NaiveBayes(model_type="bernoulli")
+    with pytest.raises(TypeError, match="NaiveBayesModel has no parameter 'smoothing'"):
+        NaiveBayesModel(smoothing=1.0)
+    with pytest.raises(ValueError, match="expected float"):
+        NaiveBayes(smoothing="a lot")
+
+
+# --- fit / transform against oracles -------------------------------------------------------
+
+
+def test_flink_ml_published_vectors():
+    model = NaiveBayes(smoothing=1.0).fit(TRAIN)
+    assert predictions(model, PREDICT) == EXPECTED
+
+
+def test_flink_ml_published_model_data():
+    model = NaiveBayes().fit({"features": [[1.0, 1.0], [2.0, 1.0]], "label": [11.0, 11.0]})
+    t = model.get_model_data()[0]
+    assert t.column("labels").to_pylist() == [[11.0]]
+    assert t.column("pi_array").to_pylist()[0] == pytest.approx([0.0], abs=1e-12)
+    theta = theta_dicts(model)
+    assert theta[0][0][1.0] == pytest.approx(-0.6931471805599453)
+    assert theta[0][0][2.0] == pytest.approx(-0.6931471805599453)
+    assert theta[0][1][1.0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_closed_form_small():
+    # label 0: rows [0, 5], [0, 7]; label 1: row [1, 5]; s = 0.5. K_0 = 2 ({0, 1}), K_1 = 2 ({5, 7}).
+    s = 0.5
+    model = NaiveBayes(smoothing=s).fit({"features": [[0.0, 5.0], [0.0, 7.0], [1.0, 5.0]], "label": [0, 0, 1]})
+    theta = theta_dicts(model)
+    assert theta[0][0] == pytest.approx({0.0: np.log(2.5 / 3.0), 1.0: np.log(0.5 / 3.0)})
+    assert theta[0][1] == pytest.approx({5.0: np.log(1.5 / 3.0), 7.0: np.log(1.5 / 3.0)})
+    assert theta[1][0] == pytest.approx({0.0: np.log(0.5 / 2.0), 1.0: np.log(1.5 / 2.0)})
+    assert theta[1][1] == pytest.approx({5.0: np.log(1.5 / 2.0), 7.0: np.log(0.5 / 2.0)})
+    pi = model.get_model_data()[0].column("pi_array").to_pylist()[0]
+    assert pi == pytest.approx(np.log([(2 * 2 + s) / (3 * 2 + 2 * s), (1 * 2 + s) / (3 * 2 + 2 * s)]))
+
+
+@pytest.mark.parametrize("smoothing", [1.0, 0.3])
+def test_matches_sklearn_categorical_nb_on_digits(digits, smoothing):
+    x, y = digits
+    model = NaiveBayes(smoothing=smoothing).fit({"features": x, "label": y})
+
+    enc = OrdinalEncoder().fit(x)  # categories per feature = values seen in training (Flink ML's K_j)
+    prior = flink_prior(y, x.shape[1], smoothing)
+    oracle = CategoricalNB(alpha=smoothing, force_alpha=True, class_prior=prior).fit(enc.transform(x), y)
+
+    assert predictions(model, {"features": x}) == oracle.predict(enc.transform(x)).tolist()
+    theta = theta_dicts(model)
+    for j, cats in enumerate(enc.categories_):
+        for c in range(len(oracle.classes_)):
+            ours = [theta[c][j][float(v)] for v in cats]
+            np.testing.assert_allclose(ours, oracle.feature_log_prob_[j][c], rtol=1e-12)
+            assert sorted(theta[c][j]) == sorted(cats.tolist())
+    pi = model.get_model_data()[0].column("pi_array").to_pylist()[0]
+    np.testing.assert_allclose(pi, oracle.class_log_prior_, rtol=1e-12)
+    assert model.get_model_data()[0].column("labels").to_pylist()[0] == oracle.classes_.tolist()
+
+
+def test_ties_go_to_first_label():
+    # Both labels see the same rows, so they score the same -> the smaller label wins (Flink: strict >).
+    model = NaiveBayes().fit({"features": [[0.0], [1.0], [0.0], [1.0]], "label": [3, 3, 2, 2]})
+    assert predictions(model, {"features": [[0.0], [1.0]]}) == [2.0, 2.0]
+
+
+def test_output_schema():
+    model = NaiveBayes(features_col="f", label_col="y", prediction_col="p").fit(
+        {"f": TRAIN["features"], "y": TRAIN["label"]})
+    out = model.transform({"id": [1, 2, 3, 4], "f": PREDICT["features"], "p": ["x"] * 4})
+    assert out.column_names == ["id", "f", "p"]  # an existing output column is replaced
+    assert out.schema.field("p").type == pa.float64()
+    assert out.column("p").to_pylist() == EXPECTED
+
+
+# --- persistence and model data ------------------------------------------------------------
+
+
+def test_save_load_round_trip(tmp_path, digits):
+    x, y = digits
+    est = NaiveBayes(smoothing=0.7, prediction_col="pred")
+    est.save(str(tmp_path / "est"))
+    loaded_est = fl.load(str(tmp_path / "est"))
+    assert isinstance(loaded_est, NaiveBayes) and loaded_est.get_params() == est.get_params()
+    model = loaded_est.fit({"features": x, "label": y})
+    model.save(str(tmp_path / "model"))
+    loaded = fl.load(str(tmp_path / "model"))
+    assert isinstance(loaded, NaiveBayesModel) and loaded.prediction_col == "pred"
+    assert loaded.get_model_data()[0].equals(model.get_model_data()[0])
+    assert predictions(loaded, {"features": x}) == predictions(model, {"features": x})
+
+
+def test_get_set_model_data():
+    a = NaiveBayes().fit(TRAIN)
+    b = NaiveBayesModel().set_model_data(*a.get_model_data())
+    assert predictions(b, PREDICT) == EXPECTED
+    schema = a.get_model_data()[0].schema
+    assert schema.names == ["theta", "pi_array", "labels"]
+    assert schema.field("theta").type == pa.list_(pa.list_(pa.map_(pa.float64(), pa.float64())))
+    assert schema.field("labels").type == fl.linalg.dense_vector_type(2)
+
+
+def test_set_model_data_with_unordered_maps():
+    # Flink ML's maps are unordered: reversing every map's entries must not change anything.
+    a = NaiveBayes().fit(TRAIN)
+    t = a.get_model_data()[0]
+    (theta,) = t.column("theta").to_pylist()
+    reversed_theta = [[list(reversed(m)) for m in per_label] for per_label in theta]
+    typ = t.schema.field("theta").type
+    t2 = t.set_column(0, "theta", pa.array([reversed_theta], type=typ))
+    assert predictions(NaiveBayesModel().set_model_data(t2), PREDICT) == EXPECTED
+
+
+def test_set_bad_model_data():
+    with pytest.raises(ValueError, match="lacks columns"):
+        NaiveBayesModel().set_model_data({"labels": [[1.0]]})
+    t = NaiveBayes().fit(TRAIN).get_model_data()[0]
+    with pytest.raises(ValueError, match="same feature values under every label"):
+        theta = t.column("theta").to_pylist()[0]
+        theta[1][0] = theta[1][0][:1]
+        NaiveBayesModel().set_model_data(t.set_column(0, "theta", pa.array([theta], type=t.schema.field("theta").type)))
+    with pytest.raises(ValueError, match="model data has not been set"):
+        NaiveBayesModel().transform(PREDICT)
+
+
+# --- sparse, empty and bad input -----------------------------------------------------------
+
+
+def test_sparse_input_equals_dense(digits):
+    x, y = digits
+    xs = sps.csr_matrix(x)  # digits are ~50% zeros
+    dense = NaiveBayes(smoothing=0.5).fit({"features": x, "label": y})
+    sparse = NaiveBayes(smoothing=0.5).fit({"features": xs, "label": y})
+    assert fl.linalg.is_sparse(fl.table({"features": xs}).schema.field("features").type)
+    assert sparse.get_model_data()[0].equals(dense.get_model_data()[0])
+    assert predictions(dense, {"features": xs}) == predictions(dense, {"features": x})
+
+
+def test_sparse_input_with_unseen_implicit_zero():
+    model = NaiveBayes().fit({"features": [[1.0, 0.0], [2.0, 3.0]], "label": [0, 1]})  # feature 0 never 0.0
+    ok = sps.csr_matrix(np.array([[2.0, 0.0], [1.0, 3.0]]))
+    assert predictions(model, {"features": ok}) == predictions(model, {"features": ok.toarray()})
+    with pytest.raises(ValueError, match=r"row 1: feature 0 has value 0.0, which was not seen"):
+        model.transform({"features": sps.csr_matrix(np.array([[2.0, 0.0], [0.0, 3.0]]))})
+
+
+def test_empty_input():
+    model = NaiveBayes().fit(TRAIN)
+    empty = pa.table({"features": pa.array([], fl.linalg.dense_vector_type(2))})
+    out = model.transform(empty)
+    assert out.num_rows == 0 and out.schema.field("prediction").type == pa.float64()
+    with pytest.raises(ValueError, match="NaiveBayes: fit needs at least one row"):
+        NaiveBayes().fit(empty.append_column("label", pa.array([], pa.float64())))
+
+
+def test_unseen_value_raises():
+    model = NaiveBayes().fit(TRAIN)
+    with pytest.raises(ValueError, match=r"NaiveBayesModel: column 'features' row 1: feature 0 has value 2.0, "
+                                         r"which was not seen for that feature during training \(seen values: "
+                                         r"\[0.0, 1.0\]\)"):
+        model.transform({"features": [[1.0, 1.0], [2.0, 1.0]]})
+
+
+def test_bad_input_messages():
+    with pytest.raises(ValueError, match=r"input column 'features' \(parameter 'features_col'\) is missing"):
+        NaiveBayes().fit({"x": [[1.0]], "label": [1.0]})
+    with pytest.raises(ValueError, match=r"non-integer label 0.5 at row 1; labels must be indexed numbers"):
+        NaiveBayes().fit({"features": [[1.0], [2.0]], "label": [1.0, 0.5]})
+    with pytest.raises(TypeError, match="column 'label' has type string, expected a numeric column"):
+        NaiveBayes().fit({"features": [[1.0]], "label": ["a"]})
+    with pytest.raises(ValueError, match="column 'features' has NaN or infinity at row 1"):
+        NaiveBayes().fit({"features": [[1.0], [np.nan]], "label": [1.0, 0.0]})
+    ragged = pa.table({"features": pa.array([[0.0, 0.0], [1.0]], pa.list_(pa.float64())), "label": [1.0, 0.0]})
+    with pytest.raises(ValueError, match="vectors of different sizes"):
+        NaiveBayes().fit(ragged)
+    model = NaiveBayes().fit(TRAIN)
+    with pytest.raises(ValueError, match="holds vectors of size 3, the model expects size 2"):
+        model.transform({"features": [[0.0, 1.0, 1.0]]})
+    with pytest.raises(TypeError, match="expected a vector column"):
+        model.transform({"features": [1.0]})
+
+
+def test_zero_smoothing_zero_probability_raises():
+    model = NaiveBayes(smoothing=0.0).fit({"features": [[0.0, 0.0], [1.0, 1.0]], "label": [0, 1]})
+    assert predictions(model, {"features": [[0.0, 0.0], [1.0, 1.0]]}) == [0.0, 1.0]
+    with pytest.raises(ValueError, match="row 0 has zero probability under every label"):
+        model.transform({"features": [[0.0, 1.0]]})
+
+
+# --- row kernel ----------------------------------------------------------------------------
+
+
+def test_row_fn_equals_batch(digits):
+    x, y = digits
+    model = NaiveBayes(smoothing=0.5).fit({"features": x[::2], "label": y[::2]})
+    seen = x[1::2][(x[1::2][:, None, :] == x[::2][None, :, :]).any(axis=1).all(axis=1)][:200]  # seen values only
+    batch = predictions(model, {"features": seen})
+    p = fl.LocalPredictor(model)
+    assert [p.predict({"features": v})["prediction"] for v in seen] == batch
+    assert [p.predict({"features": list(v)})["prediction"] for v in seen[:20]] == batch[:20]
+    fn = model.row_fn()
+    sv = seen[0]
+    row = {"features": fl.linalg.SparseVector(64, np.flatnonzero(sv), sv[sv != 0])}
+    fn(row)
+    assert row["prediction"] == batch[0]
+
+
+def test_row_fn_errors():
+    fn = NaiveBayes().fit(TRAIN).row_fn()
+    with pytest.raises(ValueError, match=r"row 0: feature 1 has value 5.0, which was not seen"):
+        fn({"features": [0.0, 5.0]})
+    with pytest.raises(ValueError, match="expects size 2"):
+        fn({"features": [0.0]})
