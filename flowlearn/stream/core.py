@@ -1,0 +1,401 @@
+"""``Stream``: a lazy node of a dataflow plan, and the stateless operators.
+
+A ``Stream`` holds a factory for its operator, its inputs and (lazily) its schema. Nothing runs
+until ``fl.run(*sinks)`` (or ``sink.result()`` for a bounded plan) hands the plan to an engine.
+One stream may feed several consumers; each consumer sees every batch.
+
+Example:
+    >>> import pyarrow.compute as pc
+    >>> import flowlearn.stream as fls
+    >>> s = fls.from_table({"x": [1.0, 2.0, 3.0, 4.0]}, batch_size=3)
+    >>> s.filter(lambda t: pc.greater(t["x"], 1.5)).map_batches(
+    ...     lambda t: t.append_column("y", pc.multiply(t["x"], 2.0))).to_table().to_pydict()
+    {'x': [2.0, 3.0, 4.0], 'y': [4.0, 6.0, 8.0]}
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flowlearn.data.schema import parse_schema
+from flowlearn.data.table import table as to_table
+from flowlearn.stream.operator import Operator, OperatorState
+
+__all__ = ["Stream", "Sink", "MapOp", "FilterOp", "SelectOp", "StageOp", "check_schema"]
+
+_ids = itertools.count()
+
+
+def check_schema(expected: pa.Schema, got: pa.Schema, where: str) -> None:
+    """Raise ``ValueError`` saying which column changed how, when ``got`` differs from ``expected``."""
+    if expected.equals(got):
+        return
+    for f in expected:
+        if f.name not in got.names:
+            raise ValueError(f"schema changed in {where}: column '{f.name}' ({f.type}) disappeared; "
+                             f"now {got.names}")
+        g = got.field(f.name)
+        if not g.type.equals(f.type):
+            raise ValueError(f"schema changed in {where}: column '{f.name}' changed from {f.type} to {g.type}")
+    extra = [n for n in got.names if n not in expected.names]
+    if extra:
+        raise ValueError(f"schema changed in {where}: new column(s) {extra} appeared; expected {expected.names}")
+    if got.names != expected.names:
+        raise ValueError(f"schema changed in {where}: column order changed from {expected.names} to {got.names}")
+
+
+def _as_table(x: Any, where: str) -> pa.Table:
+    if isinstance(x, pa.Table):
+        return x
+    if isinstance(x, pa.RecordBatch):
+        return pa.Table.from_batches([x])
+    try:
+        return to_table(x)
+    except TypeError as e:
+        raise TypeError(f"{where} must return a table (pyarrow Table/RecordBatch, dict of columns, ...): {e}") from None
+
+
+class MapOp(Operator):
+    """``fn(table) -> table`` per batch."""
+
+    def __init__(self, fn: Callable[[pa.Table], Any], name: str) -> None:
+        super().__init__()
+        self.fn, self.name = fn, name
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        out = self.fn(table)
+        return [] if out is None else [_as_table(out, f"map_batches function {self.name}")]
+
+
+class FilterOp(Operator):
+    """Keeps the rows where the predicate (callable returning a boolean mask, or a
+    ``pyarrow.compute.Expression``) is true; nulls count as false."""
+
+    def __init__(self, predicate: Any) -> None:
+        super().__init__()
+        self.predicate = predicate
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        if isinstance(self.predicate, pc.Expression):
+            return [table.filter(self.predicate)]
+        mask = self.predicate(table)
+        if isinstance(mask, np.ndarray):
+            mask = pa.array(mask, pa.bool_())
+        out = table.filter(mask, null_selection_behavior="drop")
+        self.ctx.count("filtered_out", table.num_rows - out.num_rows)
+        return [out]
+
+
+class SelectOp(Operator):
+    def __init__(self, columns: list[str], rename: dict[str, str]) -> None:
+        super().__init__()
+        self.columns, self.rename = columns, rename
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        missing = [c for c in self.columns if c not in table.column_names]
+        if missing:
+            raise ValueError(f"select: column(s) {missing} not in the stream; it has {table.column_names}")
+        out = table.select(self.columns)
+        if self.rename:
+            out = out.rename_columns([self.rename.get(c, c) for c in out.column_names])
+        return [out]
+
+
+class UnionOp(Operator):
+    def __init__(self, schema: pa.Schema | None) -> None:
+        super().__init__()
+        self.schema = schema
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        if self.schema is not None and not table.schema.equals(self.schema):
+            check_schema(self.schema, table.schema, f"union input {input_index}")
+        return [table]
+
+
+class StageOp(Operator):
+    """Runs a ``Transformer``/``Model``/``AlgoOperator`` on each batch with its table kernels.
+    Extra outputs of a multi-output stage go to side outputs ``output_1``, ``output_2``, ..."""
+
+    def __init__(self, stage: Any, others: tuple) -> None:
+        super().__init__()
+        self.stage, self.others = stage, others
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        out = self.stage.transform(table, *self.others)
+        if isinstance(out, tuple):
+            for i, extra in enumerate(out[1:], 1):
+                self.ctx.side(f"output_{i}", extra)
+            out = out[0]
+        return [out]
+
+
+class ModelStreamOp(Operator):
+    """Applies ``model`` to input 0, taking new model data from input 1 (each batch = one
+    version). Rows arriving before the first version are buffered. Adds ``model_version``."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.version = 0
+        self.buffer: list[pa.Table] = []
+
+    def _apply(self, table: pa.Table) -> pa.Table:
+        out = self.model.transform(table)
+        col = pa.array(np.full(out.num_rows, self.version, dtype=np.int64))
+        if "model_version" in out.column_names:
+            return out.set_column(out.column_names.index("model_version"), "model_version", col)
+        return out.append_column("model_version", col)
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        if input_index == 1:
+            md = table
+            if "model_version" in md.column_names and md.num_rows:
+                self.version = int(md.column("model_version")[0].as_py())
+                md = md.drop_columns(["model_version"])
+            else:
+                self.version += 1
+            type(self.model).set_model_data(self.model, md)  # table path: never re-enters the stream hand-off
+            out = [self._apply(t) for t in self.buffer]
+            self.buffer = []
+            return out
+        if self.version == 0:
+            self.buffer.append(table)
+            return []
+        return [self._apply(table)]
+
+    def snapshot_state(self) -> OperatorState:
+        tables = {f"model_{i}": t for i, t in enumerate(self.model._model_data or [])}
+        if self.buffer:
+            tables["buffer"] = pa.concat_tables(self.buffer)
+        return OperatorState({"version": self.version}, tables)
+
+    def restore_state(self, state: OperatorState) -> None:
+        self.version = int(state.data["version"])
+        md = [state.tables[k] for k in sorted(state.tables) if k.startswith("model_")]
+        if md:
+            type(self.model).set_model_data(self.model, *md)
+        self.buffer = [state.tables["buffer"]] if "buffer" in state.tables else []
+
+
+class Stream:
+    """A lazy node of a dataflow plan: a schema plus a producer of Arrow batches.
+
+    Build streams with ``fl.stream.from_table`` and friends, chain operations, end with a sink
+    (``collect``, ``foreach``, ``to_files``, ``to_kafka``) and run with ``fl.run``. Every
+    ``Transformer``/``Model`` accepts a ``Stream`` and returns one; a batch ``Estimator`` trains
+    on a bounded stream in full.
+
+    Example:
+        >>> import flowlearn.stream as fls
+        >>> s = fls.from_table({"a": [1, 2], "b": ["x", "y"]}, batch_size=1)
+        >>> s.select("b").to_table().to_pydict()
+        {'b': ['x', 'y']}
+        >>> s.bounded
+        True
+    """
+
+    _flowlearn_stream = True
+
+    def __init__(self, factory: Callable[[], Operator], inputs: Sequence["Stream"] = (), *, kind: str = "op",
+                 name: str = "", schema: pa.Schema | Callable[[], pa.Schema | None] | None = None,
+                 bounded: bool | None = None, tag: str | None = None, uid: str | None = None) -> None:
+        self._factory = factory
+        self._inputs = list(inputs)
+        self._kind = kind
+        self._name = name or kind
+        self._schema = schema
+        self._bounded = bounded
+        self._tag = tag
+        self._uid = uid
+        self._seq = next(_ids)
+
+    # -- plan properties -------------------------------------------------------------------
+    @property
+    def schema(self) -> pa.Schema | None:
+        """The schema of the batches, when known without running (``None`` otherwise)."""
+        if callable(self._schema):
+            try:
+                self._schema = self._schema()
+            except Exception:  # noqa: BLE001 - inference is best effort
+                self._schema = None
+        return self._schema
+
+    @property
+    def bounded(self) -> bool:
+        """True when the stream ends (every source it reads is bounded)."""
+        if self._bounded is not None:
+            return self._bounded
+        return all(i.bounded for i in self._inputs)
+
+    def uid(self, uid: str) -> "Stream":
+        """Name this node stably: its checkpointed state is stored under ``uid``."""
+        self._uid = uid
+        return self
+
+    def __repr__(self) -> str:
+        return f"Stream({self._name}, bounded={self.bounded}, schema={self.schema})"
+
+    def _infer_from_empty(self, op_factory: Callable[[], Operator]) -> Callable[[], pa.Schema | None]:
+        def infer() -> pa.Schema | None:
+            sch = self.schema
+            if sch is None:
+                return None
+            outs = op_factory().process(sch.empty_table(), 0)
+            return outs[0].schema if outs else None
+        return infer
+
+    def _then(self, factory: Callable[[], Operator], name: str, schema: Any = None) -> "Stream":
+        return Stream(factory, [self], name=name, schema=schema if schema is not None else self._infer_from_empty(factory))
+
+    # -- operations ------------------------------------------------------------------------
+    def map_batches(self, fn: Callable[[pa.Table], Any], schema: str | pa.Schema | None = None,
+                    name: str | None = None) -> "Stream":
+        """Apply ``fn(table) -> table`` to each batch (vectorized; return ``None`` to emit nothing)."""
+        nm = name or getattr(fn, "__name__", "map")
+        return self._then(lambda: MapOp(fn, nm), f"map_batches({nm})",
+                          parse_schema(schema) if schema is not None else None)
+
+    def filter(self, predicate: Callable[[pa.Table], Any] | pc.Expression) -> "Stream":
+        """Keep rows where ``predicate(table)`` (a boolean mask) or the ``pc.Expression`` is true."""
+        return Stream(lambda: FilterOp(predicate), [self], name="filter", schema=lambda: self.schema)
+
+    def select(self, *columns: str, **rename: str) -> "Stream":
+        """Keep ``columns`` in this order; ``new=old`` keyword pairs select and rename."""
+        cols = list(columns) + list(rename.values())
+        ren = {old: new for new, old in rename.items()}
+        return self._then(lambda: SelectOp(cols, ren), "select")
+
+    def union(self, *others: "Stream") -> "Stream":
+        """All batches of this stream and ``others`` (same schema), in arrival order."""
+        for o in others:
+            if not getattr(o, "_flowlearn_stream", False):
+                raise TypeError(f"union expects Streams, got {type(o).__name__}")
+        sch = self.schema
+        for i, o in enumerate(others, 1):
+            if sch is not None and o.schema is not None:
+                check_schema(sch, o.schema, f"union input {i}")
+        return Stream(lambda: UnionOp(sch), [self, *others], name="union", schema=sch)
+
+    def with_watermarks(self, time_col: str, max_out_of_orderness: float = 0.0) -> "Stream":
+        """Take event time from ``time_col`` (timestamp, or numbers in seconds) and emit
+        watermarks ``max_seen - max_out_of_orderness`` (seconds)."""
+        from flowlearn.stream.window import WatermarkAssigner
+
+        return Stream(lambda: WatermarkAssigner(time_col, max_out_of_orderness), [self], name="watermarks",
+                      schema=lambda: self.schema)
+
+    def window(self, *, count: int | None = None, processing_time: float | None = None,
+               event_time: float | None = None, time_col: str | None = None,
+               max_out_of_orderness: float | None = None, allowed_lateness: float = 0.0,
+               late: str = "drop") -> "Any":
+        """Tumbling windows by row ``count``, ``processing_time`` seconds, or ``event_time``
+        seconds over ``time_col``. Returns a :class:`~flowlearn.stream.window.WindowedStream`;
+        finish it with ``.aggregate(...)``, ``.apply(fn)`` or ``.tables()``."""
+        from flowlearn.stream.window import WindowedStream
+
+        return WindowedStream(self, count=count, processing_time=processing_time, event_time=event_time,
+                              time_col=time_col, max_out_of_orderness=max_out_of_orderness,
+                              allowed_lateness=allowed_lateness, late=late)
+
+    def side_output(self, tag: str) -> "Stream":
+        """The side output ``tag`` of this node (``"late"`` of a window, ``"dead_letter"`` of a source)."""
+        return Stream(Operator, [self], kind="side", name=f"side[{tag}]", tag=tag, schema=None)
+
+    def dead_letters(self) -> "Stream":
+        """Records a source rejected under ``handle_invalid="skip"``: columns ``source``,
+        ``location``, ``column``, ``reason``, ``record``."""
+        return self.side_output("dead_letter")
+
+    def late_data(self) -> "Stream":
+        """Rows a window received after its watermark passed (with ``late="side"``)."""
+        return self.side_output("late")
+
+    # -- the stage hand-off (called by flowlearn.api) ----------------------------------------
+    def _apply_stage(self, stage: Any, *others: Any) -> "Stream":
+        if any(getattr(o, "_flowlearn_stream", False) for o in others):
+            raise NotImplementedError(f"{type(stage).__name__}.transform: only the first input may be a Stream; "
+                                      f"pass the other inputs as tables")
+        model_stream = getattr(stage, "_flowlearn_model_stream", None)
+        if model_stream is not None:
+            def infer_ms() -> None:
+                return None
+            return Stream(lambda: ModelStreamOp(stage), [self, model_stream], name=f"{type(stage).__name__}",
+                          schema=infer_ms)
+        return self._then(lambda: StageOp(stage, others), type(stage).__name__)
+
+    def _fit_stage(self, estimator: Any, *others: Any) -> Any:
+        streams = [self, *[o for o in others if getattr(o, "_flowlearn_stream", False)]]
+        for s in streams:
+            if not s.bounded:
+                counterpart = getattr(estimator, "online_counterpart", None)
+                hint = (f"use {counterpart}, its online counterpart, to train on a stream" if counterpart
+                        else "it has no online counterpart; window the stream and fit per window, or bound it")
+                raise ValueError(f"{type(estimator).__name__} is a batch estimator and cannot train on an unbounded "
+                                 f"stream; {hint}")
+        tables = [o.to_table() if getattr(o, "_flowlearn_stream", False) else o for o in others]
+        return estimator.fit(self.to_table(), *tables)
+
+    def _follow_model_stream(self, model: Any) -> None:
+        model._flowlearn_model_stream = self
+
+    # -- sinks -----------------------------------------------------------------------------
+    def collect(self) -> "Any":
+        """A sink keeping every batch in memory; ``sink.result()`` returns them as one table
+        (running the plan first if it is bounded and has not run)."""
+        from flowlearn.stream.sinks import CollectSink
+
+        return CollectSink(self)
+
+    def to_table(self) -> pa.Table:
+        """Run this bounded stream to completion and return its rows as one table."""
+        return self.collect().result()
+
+    def foreach(self, fn: Callable[[pa.Table], None]) -> "Any":
+        """A sink calling ``fn(table)`` for each batch."""
+        from flowlearn.stream.sinks import ForeachSink
+
+        return ForeachSink(self, fn)
+
+    def to_files(self, path: str, format: str = "parquet", rolling_rows: int = 1_000_000,
+                 rolling_seconds: float | None = None, prefix: str = "part") -> "Any":
+        """Write rolling files under ``path``, committed atomically (exactly-once with checkpoints)."""
+        from flowlearn.stream.sinks import FileSink
+
+        return FileSink(self, path, format=format, rolling_rows=rolling_rows, rolling_seconds=rolling_seconds,
+                        prefix=prefix)
+
+    def to_kafka(self, topic: str, bootstrap_servers: str, format: str = "json", key_col: str | None = None,
+                 transactional: bool = True, config: dict | None = None) -> "Any":
+        """Write rows as Kafka messages (JSON or CSV payloads), transactional per checkpoint."""
+        from flowlearn.stream.kafka import KafkaSink
+
+        return KafkaSink(self, topic, bootstrap_servers, format=format, key_col=key_col,
+                         transactional=transactional, config=config)
+
+
+class Sink:
+    """A terminal node of a plan; pass sinks to ``fl.run``. Subclasses make the operator."""
+
+    def __init__(self, stream: Stream, name: str) -> None:
+        if not getattr(stream, "_flowlearn_stream", False):
+            raise TypeError(f"a sink reads a Stream, got {type(stream).__name__}")
+        self.stream = stream
+        self.node = Stream(self._make_operator, [stream], kind="sink", name=name, schema=None)
+        self.job: Any = None
+
+    def _make_operator(self) -> Operator:
+        raise NotImplementedError
+
+    def uid(self, uid: str) -> "Sink":
+        self.node.uid(uid)
+        return self
+
+    def run(self, **kwargs: Any) -> Any:
+        """Shortcut for ``fl.run(self, **kwargs)``."""
+        from flowlearn.engines import run
+
+        return run(self, **kwargs)

@@ -1,0 +1,257 @@
+"""Sinks: ``collect``, ``foreach`` and ``to_files`` (rolling files committed atomically).
+
+The file sink is exactly-once with checkpoints: rows go to hidden in-progress files under
+``<path>/.inprogress/``; a checkpoint closes them (pre-commit) and records them in the
+sink's state; once the checkpoint is durable they are renamed to ``<prefix>-<NNNNNN>.<ext>``.
+After a crash, files recorded in the restored checkpoint are committed and every other
+in-progress file is deleted, so the committed files hold each row exactly once. Without a
+checkpoint directory, files are committed when they roll and when the stream ends.
+
+Example:
+    >>> import flowlearn as fl, flowlearn.stream as fls, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> sink = fls.from_table({"x": [1, 2, 3]}, batch_size=2).to_files(d, format="csv")
+    >>> _ = sink.run().wait()
+    >>> sorted(os.listdir(d))
+    ['.inprogress', 'part-000000.csv']
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from flowlearn.stream.core import Sink, Stream
+from flowlearn.stream.operator import Operator, OperatorState
+
+__all__ = ["CollectSink", "ForeachSink", "FileSink"]
+
+log = logging.getLogger(__name__)
+
+_EXT = {"parquet": "parquet", "csv": "csv", "json": "jsonl"}
+
+
+class _CollectOp(Operator):
+    def __init__(self, out: list) -> None:
+        super().__init__()
+        self.out = out
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        self.out.append(table)
+        return []
+
+
+class CollectSink(Sink):
+    """Keeps every batch in memory. ``result()`` returns them as one table.
+
+    Example:
+        >>> import flowlearn.stream as fls
+        >>> fls.from_table({"x": [1, 2]}).collect().result().num_rows
+        2
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        super().__init__(stream, "collect")
+        self._tables: list[pa.Table] = []
+
+    def _make_operator(self) -> Operator:
+        self._tables = []
+        return _CollectOp(self._tables)
+
+    def result(self) -> pa.Table:
+        if self.job is None:
+            if not self.stream.bounded:
+                raise ValueError("collect().result() on an unbounded stream would never finish; start it with "
+                                 "fl.run(sink) and stop the job, or bound the source")
+            self.run().wait()
+        if not self._tables:
+            sch = self.stream.schema
+            return sch.empty_table() if sch is not None else pa.table({})
+        return pa.concat_tables(self._tables, promote_options="default") if len(self._tables) > 1 else self._tables[0]
+
+
+class _ForeachOp(Operator):
+    def __init__(self, fn: Callable[[pa.Table], None]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        self.fn(table)
+        return []
+
+
+class ForeachSink(Sink):
+    """Calls ``fn(table)`` for every batch (at-least-once after a restart)."""
+
+    def __init__(self, stream: Stream, fn: Callable[[pa.Table], None]) -> None:
+        super().__init__(stream, "foreach")
+        self.fn = fn
+
+    def _make_operator(self) -> Operator:
+        return _ForeachOp(self.fn)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _FileWriterOp(Operator):
+    def __init__(self, path: str, format: str, rolling_rows: int, rolling_seconds: float | None, prefix: str) -> None:
+        super().__init__()
+        if format not in _EXT:
+            raise ValueError(f"to_files: format must be one of {sorted(_EXT)}, got {format!r}")
+        self.path, self.format, self.prefix = path, format, prefix
+        self.rolling_rows, self.rolling_seconds = rolling_rows, rolling_seconds
+        self.inprogress = os.path.join(path, ".inprogress")
+        self.counter = 0
+        self.token = uuid.uuid4().hex[:12]
+        self._file = None
+        self._writer: Any = None
+        self._cur: tuple[str, str] | None = None
+        self._rows = 0
+        self._opened_at = 0.0
+        self.pending: list[tuple[str, str]] = []
+        self._by_checkpoint: dict[int, list[tuple[str, str]]] = {}
+        self._snap_pending: list[tuple[str, str]] = []
+
+    def open(self, ctx: Any) -> None:
+        super().open(ctx)
+        os.makedirs(self.inprogress, exist_ok=True)
+
+    def _start(self, schema: pa.Schema) -> None:
+        final = f"{self.prefix}-{self.counter:06d}.{_EXT[self.format]}"
+        tmp = os.path.join(self.inprogress, f"{final}.{self.token}.tmp")
+        self.counter += 1
+        self._file = open(tmp, "wb")
+        if self.format == "parquet":
+            self._writer = pq.ParquetWriter(self._file, schema)
+        elif self.format == "csv":
+            self._writer = pacsv.CSVWriter(self._file, schema)
+        self._cur = (tmp, final)
+        self._rows = 0
+        self._opened_at = self.ctx.clock()
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        if table.num_rows == 0:
+            return []
+        if self._file is None:
+            self._start(table.schema if self.format == "parquet" else _text_schema(table))
+        if self.format == "parquet":
+            self._writer.write_table(table)
+        elif self.format == "csv":
+            from flowlearn.data.io import _rows_as_text
+
+            self._writer.write_table(_rows_as_text(table))
+        else:
+            from flowlearn.data.io import _json_lines
+
+            self._file.write(b"".join(_json_lines(table)))
+        self._rows += table.num_rows
+        self.ctx.count("rows_written", table.num_rows)
+        if self._rows >= self.rolling_rows:
+            self._roll()
+        return []
+
+    def on_timer(self, now: float) -> list[pa.Table]:
+        if self._file is not None and self.rolling_seconds and now - self._opened_at >= self.rolling_seconds:
+            self._roll()
+            if not self.ctx.checkpointing:
+                self._commit(self.pending)
+                self.pending = []
+        return []
+
+    @property
+    def wants_timer(self) -> bool:  # type: ignore[override]
+        return bool(self.rolling_seconds)
+
+    def _roll(self) -> None:
+        if self._file is None:
+            return
+        if self._writer is not None:
+            self._writer.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self.pending.append(self._cur)
+        self._file = self._writer = self._cur = None
+        if not self.ctx.checkpointing:
+            self._commit(self.pending)
+            self.pending = []
+
+    def _commit(self, files: list[tuple[str, str]]) -> None:
+        for tmp, final in files:
+            dst = os.path.join(self.path, final)
+            if os.path.exists(tmp):
+                os.replace(tmp, dst)
+                self.ctx.count("files_committed")
+            elif not os.path.exists(dst):
+                log.error("to_files: in-progress file %s vanished before it could be committed as %s", tmp, dst)
+        if files:
+            _fsync_dir(self.path)
+
+    def snapshot_state(self) -> OperatorState:
+        self._roll()  # pre-commit: every row so far is in a closed file
+        self._snap_pending = list(self.pending)
+        self.pending = []
+        return OperatorState({"counter": self.counter, "pending": [list(p) for p in self._snap_pending]})
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        self._commit(self._snap_pending)
+        self._snap_pending = []
+
+    def restore_state(self, state: OperatorState) -> None:
+        pending = [tuple(p) for p in state.data.get("pending", [])]
+        self._commit(pending)  # idempotent: finish a commit a crash may have interrupted
+        self.counter = int(state.data.get("counter", 0))
+        keep = {os.path.basename(t) for t, _ in pending}
+        for name in os.listdir(self.inprogress):
+            if name not in keep and name.endswith(".tmp"):
+                os.remove(os.path.join(self.inprogress, name))  # written after the checkpoint: replayed
+                self.ctx.count("uncommitted_files_discarded")
+
+    def on_end(self) -> list[pa.Table]:
+        self._roll()
+        return []
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                if self._writer is not None:
+                    self._writer.close()
+                self._file.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _text_schema(t: pa.Table) -> pa.Schema:
+    from flowlearn.data.io import _rows_as_text
+
+    return _rows_as_text(t.slice(0, 0)).schema
+
+
+class FileSink(Sink):
+    """Rolling files (``parquet``, ``csv`` or ``json`` lines) under ``path``, committed atomically."""
+
+    def __init__(self, stream: Stream, path: str, format: str = "parquet", rolling_rows: int = 1_000_000,
+                 rolling_seconds: float | None = None, prefix: str = "part") -> None:
+        if format not in _EXT:
+            raise ValueError(f"to_files: format must be one of {sorted(_EXT)}, got {format!r}")
+        super().__init__(stream, f"to_files({path})")
+        self.args = (path, format, rolling_rows, rolling_seconds, prefix)
+
+    def _make_operator(self) -> Operator:
+        return _FileWriterOp(*self.args)
