@@ -23,7 +23,7 @@ from flowlearn.api import AlgoOperator, Estimator, Model, Stage, Transformer, re
 from flowlearn.builder import Graph, GraphBuilder, GraphModel, Pipeline, PipelineModel
 from flowlearn.persist import load_stage as load
 from flowlearn import classification, clustering, evaluation, feature, recommendation, regression, stats
-from flowlearn import engines, stream
+from flowlearn import engines, iteration, stream
 from flowlearn.engines import run
 from flowlearn.serving import LocalPredictor
 
@@ -31,5 +31,5 @@ __all__ = [
     "__version__", "linalg", "table", "parse_schema", "read_csv", "read_json", "read_parquet", "write_csv",
     "write_json", "write_parquet", "Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage",
     "Pipeline", "PipelineModel", "GraphBuilder", "Graph", "GraphModel", "load", "classification", "clustering",
-    "evaluation", "feature", "recommendation", "regression", "stats", "LocalPredictor", "stream", "engines", "run",
+    "evaluation", "feature", "recommendation", "regression", "stats", "LocalPredictor", "stream", "engines", "run", "iteration",
 ]

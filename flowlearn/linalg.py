@@ -192,8 +192,8 @@ def to_numpy(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str =
         return np.zeros((0, t.list_size if pa.types.is_fixed_size_list(t) else 0))
     if pa.types.is_fixed_size_list(t):
         n = t.list_size
-        values = arr.flatten() if arr.offset else arr.values
-        flat = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        # flatten() honours the slice's offset and length (arr.values would not) and is zero-copy
+        flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
         return flat.reshape(len(arr), n) if n else np.zeros((len(arr), 0))
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         offsets = arr.offsets.to_numpy()
