@@ -108,9 +108,10 @@ class SparseVector:
     def unchecked(cls, size: int, indices: np.ndarray, values: np.ndarray) -> "SparseVector":
         """Build without validation, for row kernels whose indices are correct by construction."""
         v = object.__new__(cls)
-        object.__setattr__(v, "size", size)
-        object.__setattr__(v, "indices", indices)
-        object.__setattr__(v, "values", values)
+        d = v.__dict__  # frozen dataclass: write the instance dict directly (fastest)
+        d["size"] = size
+        d["indices"] = indices
+        d["values"] = values
         return v
 
     def to_numpy(self) -> np.ndarray:

@@ -31,7 +31,9 @@ def _looks_like_vectors(values: Any) -> bool:
         for v in values:
             if v is None:
                 continue
-            return isinstance(v, (list, tuple, np.ndarray, SparseVector)) or sps.issparse(v)
+            if isinstance(v, (list, tuple)):  # a list of numbers is a vector; of strings it is not
+                return all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in v)
+            return isinstance(v, (np.ndarray, SparseVector)) or sps.issparse(v)
     return False
 
 

@@ -1,1 +1,722 @@
-__all__: list[str] = []
+"""Feature assembly: ``VectorAssembler`` (numbers and vectors into one vector) and ``FeatureHasher``
+(the hashing trick, MurmurHash3 as in Flink ML), both with Flink ML 2.x semantics.
+
+Example:
+    >>> import flowlearn as fl
+    >>> t = fl.table({"age": [30.0, 41.0], "v": [[1.0, 2.0], [3.0, 4.0]]})
+    >>> va = fl.feature.VectorAssembler(input_cols=["age", "v"], output_col="features", input_sizes=[1, 2])
+    >>> fl.linalg.to_numpy(va.transform(t).column("features")).tolist()
+    [[30.0, 1.0, 2.0], [41.0, 3.0, 4.0]]
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+from typing import Any
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flowlearn.api import SkipRow, Transformer
+from flowlearn.data.columns import require_column, with_column
+from flowlearn.feature.encoders import (
+    _combined,
+    _frozen,
+    _java_str,
+    _java_strs_of,
+    _one_input,
+    _skip_rows,
+)
+from flowlearn.linalg import SPARSE_VECTOR, SparseVector, dense_vector_type, is_dense, is_sparse
+from flowlearn.params import (
+    REQUIRED,
+    HasCategoricalCols,
+    HasHandleInvalid,
+    HasInputCols,
+    HasNumFeatures,
+    HasOutputCol,
+    Param,
+    gt,
+)
+
+__all__ = ["VectorAssembler", "FeatureHasher"]
+
+_NAN = float("nan")
+
+
+def _sparse_column(sizes: np.ndarray, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> pa.Array:
+    """A sparse vector column from per-row sizes and CSR pieces (rows may differ in size)."""
+    offsets = pa.array(np.asarray(indptr, dtype=np.int32))
+    storage = pa.StructArray.from_arrays(
+        [
+            pa.array(np.asarray(sizes, dtype=np.int32)),
+            pa.ListArray.from_arrays(offsets, pa.array(np.asarray(indices, dtype=np.int32))),
+            pa.ListArray.from_arrays(offsets, pa.array(np.asarray(values, dtype=np.float64))),
+        ],
+        fields=list(SPARSE_VECTOR.storage_type),
+    )
+    return pa.ExtensionArray.from_storage(SPARSE_VECTOR, storage)
+
+
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    """Exclusive prefix sum: where each segment starts."""
+    out = np.zeros(len(lengths), dtype=np.int64)
+    if len(lengths) > 1:
+        np.cumsum(lengths[:-1], out=out[1:])
+    return out
+
+
+def _gather_index(src_starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat source positions of the segments ``[src_starts[i], src_starts[i] + lengths[i])``, in order."""
+    total = int(lengths.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(_starts(lengths) - src_starts, lengths)
+
+
+# --------------------------------------------------------------------------------------------
+# VectorAssembler
+# --------------------------------------------------------------------------------------------
+
+
+class _Block:
+    """One input column of a VectorAssembler batch, as per-row segments.
+
+    ``kind`` is "dense" (scalars and dense vectors: every element is stored) or "sparse".
+    Dense: ``flat`` holds the values, ``off`` (n+1) the absolute row offsets into it.
+    Sparse: ``sizes`` (n,), ``off`` (n+1) offsets into ``idx`` / ``flat``.
+    """
+
+    def __init__(self, kind: str, n: int, off: np.ndarray, flat: np.ndarray, null: np.ndarray,
+                 sizes: np.ndarray | None = None, idx: np.ndarray | None = None, scalar: bool = False) -> None:
+        self.kind, self.n, self.off, self.flat, self.null = kind, n, off, flat, null
+        self.sizes, self.idx, self.scalar = sizes, idx, scalar
+        self.lengths = np.diff(off)
+        self.widths = self.lengths if kind == "dense" else sizes
+
+
+def _read_block(t: pa.Table, name: str, stage: str) -> _Block:
+    col = require_column(t, name, stage, "input_cols")
+    arr = _combined(col)
+    n = len(arr)
+    typ = arr.type
+    null = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool) if arr.null_count else \
+        np.zeros(n, dtype=bool)
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ) or pa.types.is_decimal(typ):
+        flat = arr.cast(pa.float64()).to_numpy(zero_copy_only=False) if (arr.null_count or not
+                                                                         pa.types.is_floating(typ)) else \
+            arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        return _Block("dense", n, np.arange(n + 1, dtype=np.int64), flat, null, scalar=True)
+    if is_sparse(typ):
+        st = arr.storage
+        sizes = st.field("size").fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        ind_list, val_list = st.field("indices"), st.field("values")
+        off = ind_list.offsets.to_numpy().astype(np.int64)
+        idx = ind_list.values.to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = val_list.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        return _Block("sparse", n, off, flat, null, sizes=sizes, idx=idx)
+    if is_dense(typ):
+        if pa.types.is_fixed_size_list(typ):
+            k = typ.list_size
+            child = arr.values.slice(arr.offset * k, n * k)
+            off = np.arange(n + 1, dtype=np.int64) * k
+        else:
+            child = arr.values
+            off = arr.offsets.to_numpy().astype(np.int64)
+        flat = child.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        return _Block("dense", n, off, flat, null)
+    raise TypeError(
+        f"{stage}: column '{name}' (parameter 'input_cols') has type {typ}; VectorAssembler assembles numeric "
+        f"columns and dense or sparse vector columns only"
+    )
+
+
+def _entries(b: _Block, declared: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(entries per row, widths per row, column of each entry, value of each entry) with null rows
+    replaced by ``declared`` NaNs (handle_invalid='keep')."""
+    has_null = bool(b.null.any())
+    if b.kind == "dense":
+        widths = np.where(b.null, declared, b.lengths) if has_null else b.lengths
+        cnt = widths
+        if not has_null:
+            vals = b.flat[b.off[0]:b.off[-1]]
+        else:
+            vals = np.full(int(widths.sum()), _NAN)
+            ok = ~b.null
+            dst = _gather_index(_starts(widths)[ok], b.lengths[ok])
+            vals[dst] = b.flat[_gather_index(b.off[:-1][ok], b.lengths[ok])]
+        cols = np.arange(len(vals), dtype=np.int64) - np.repeat(_starts(cnt), cnt)
+        return cnt, widths, cols, vals
+    widths = np.where(b.null, declared, b.sizes) if has_null else b.sizes
+    if not has_null:
+        return b.lengths, widths, b.idx[b.off[0]:b.off[-1]], b.flat[b.off[0]:b.off[-1]]
+    cnt = np.where(b.null, declared, b.lengths)
+    total = int(cnt.sum())
+    cols = np.empty(total, dtype=np.int64)
+    vals = np.full(total, _NAN)
+    starts = _starts(cnt)
+    ok = ~b.null
+    src = _gather_index(b.off[:-1][ok], b.lengths[ok])
+    dst = _gather_index(starts[ok], b.lengths[ok])
+    cols[dst] = b.idx[src]
+    vals[dst] = b.flat[src]
+    nd = _gather_index(starts[b.null], cnt[b.null])
+    cols[nd] = np.arange(len(nd)) - np.repeat(_starts(cnt[b.null]), cnt[b.null])
+    return cnt, widths, cols, vals
+
+
+def _assemble(blocks: list[_Block], declared: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate per-row segments of all blocks: (row sizes, indptr, column indices, values)."""
+    n = blocks[0].n
+    parts = [_entries(b, d) for b, d in zip(blocks, declared)]
+    out_cnt = np.zeros(n, dtype=np.int64)
+    for cnt, _, _, _ in parts:
+        out_cnt += cnt
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(out_cnt, out=indptr[1:])
+    out_idx = np.empty(int(indptr[-1]), dtype=np.int64)
+    out_val = np.empty(int(indptr[-1]), dtype=np.float64)
+    prior = indptr[:-1].copy()
+    col_off = np.zeros(n, dtype=np.int64)
+    for cnt, widths, cols, vals in parts:
+        rows = np.repeat(np.arange(n), cnt)
+        pos = np.arange(len(cols), dtype=np.int64) - np.repeat(_starts(cnt) - prior, cnt)
+        out_idx[pos] = cols + col_off[rows]
+        out_val[pos] = vals
+        prior += cnt
+        col_off += widths
+    return col_off, indptr, out_idx, out_val
+
+
+class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer):
+    """Combines numeric columns and dense/sparse vector columns into one vector column.
+
+    ``input_sizes`` declares the size of each input (1 for a number) and is checked on every row.
+    Invalid entries (a null, a NaN number, or a vector whose size differs from ``input_sizes``) are
+    handled as in Flink ML 2.3: ``error`` raises naming the column and row, ``skip`` drops the row,
+    ``keep`` replaces a null by NaNs of the declared size and keeps NaNs and wrongly sized vectors
+    as they are (rows may then differ in size). NaNs inside vectors are passed through.
+
+    The output is a sparse vector column when any input column is sparse (every element of the
+    numeric and dense inputs is stored, as Flink ML does), else a dense ``fixed_size_list`` column.
+
+    Example:
+        >>> import flowlearn as fl
+        >>> from flowlearn.linalg import SparseVector
+        >>> t = fl.table({"x": [1.0, None], "s": [SparseVector(3, [2], [5.0]), SparseVector(3, [], [])]})
+        >>> va = fl.feature.VectorAssembler(input_cols=["x", "s"], input_sizes=[1, 3], handle_invalid="keep")
+        >>> va.transform(t).column("output").to_pylist()[0]
+        {'size': 4, 'indices': [0, 3], 'values': [1.0, 5.0]}
+        >>> row = {"x": 2.0, "s": SparseVector(3, [0], [1.0])}
+        >>> va.row_fn()(row); row["output"]
+        SparseVector(4, [0, 1], [2.0, 1.0])
+    """
+
+    input_sizes = Param(list[int], default=REQUIRED, validator=gt(0),
+                        doc="Size of each input: 1 for a numeric column, the vector size for a vector column.")
+
+    def _sizes(self) -> list[int]:
+        stage = type(self).__name__
+        cols, sizes = self.input_cols, self.input_sizes
+        if len(sizes) != len(cols):
+            raise ValueError(
+                f"{stage}: parameter 'input_sizes' has {len(sizes)} entries ({sizes}) but 'input_cols' names "
+                f"{len(cols)} columns ({cols}); give one size per input column"
+            )
+        return sizes
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        t = _one_input(stage, tables, "transform")
+        sizes = self._sizes()
+        hi = self.handle_invalid
+        blocks = [_read_block(t, c, stage) for c in self.input_cols]
+        out_sparse = any(b.kind == "sparse" for b in blocks)
+        if hi != "keep":
+            bad_rows = np.zeros(t.num_rows, dtype=bool)
+            for c, b, size in zip(self.input_cols, blocks, sizes):
+                wrong = (b.widths != size) & ~b.null
+                nan = np.isnan(b.flat) & ~b.null if b.scalar else None
+                bad = b.null | wrong | nan if nan is not None else b.null | wrong
+                if not bad.any():
+                    continue
+                if hi == "skip":
+                    bad_rows |= bad
+                    continue
+                r = int(np.flatnonzero(bad)[0])
+                what = ("is null" if b.null[r] else "is NaN" if nan is not None and nan[r] else
+                        f"has {'a number' if b.scalar else 'a vector of size ' + str(int(b.widths[r]))} but "
+                        f"'input_sizes' declares size {size} for it")
+                raise ValueError(
+                    f"{stage}: column '{c}' (parameter 'input_cols') {what} at row {r}; fix the data or "
+                    f"'input_sizes', or set handle_invalid='skip' to drop such rows or 'keep' to keep them "
+                    f"(nulls become NaN)"
+                )
+            if bad_rows.any():
+                t, _ = _skip_rows(stage, t, bad_rows)
+                blocks = [_read_block(t, c, stage) for c in self.input_cols]
+        n = t.num_rows
+        if n == 0:
+            empty = pa.array([], type=SPARSE_VECTOR if out_sparse else dense_vector_type(sum(sizes)))
+            return with_column(t, self.output_col, empty)
+        if not out_sparse and all(not b.null.any() and (b.lengths == b.lengths[0]).all() for b in blocks):
+            mats = [b.flat[b.off[0]:b.off[-1]].reshape(n, int(b.lengths[0])) for b in blocks]
+            out = np.hstack(mats) if len(mats) > 1 else np.ascontiguousarray(mats[0])
+            arr = pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), out.shape[1])
+            return with_column(t, self.output_col, arr)
+        row_sizes, indptr, idx, vals = _assemble(blocks, sizes)
+        if out_sparse:
+            return with_column(t, self.output_col, _sparse_column(row_sizes, indptr, idx, vals))
+        if (row_sizes == row_sizes[0]).all():
+            arr = pa.FixedSizeListArray.from_arrays(pa.array(vals), int(row_sizes[0]))
+        else:  # only under handle_invalid='keep' with wrongly sized vectors: rows differ in size
+            arr = pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), pa.array(vals))
+        return with_column(t, self.output_col, arr)
+
+    def row_fn(self):
+        """Row kernel: numbers, 1-D arrays/lists and ``SparseVector`` s in; a 1-D float64 array out,
+        or a ``SparseVector`` when any input value is sparse.
+
+        The kernel decides dense or sparse output from the row's values: a row whose sparse inputs are
+        all null (``handle_invalid="keep"``) yields a dense array, while the batch path, which sees the
+        column types, yields a sparse vector with the same elements."""
+        stage = type(self).__name__
+        sizes = self._sizes()
+        cols, out_col = list(self.input_cols), self.output_col
+        keep, skip = self.handle_invalid == "keep", self.handle_invalid == "skip"
+        specs = list(zip(cols, sizes))
+        scalar_only = all(s == 1 for s in sizes)
+        starts = [int(x) for x in np.cumsum([0] + sizes[:-1])]
+        dense_idx = [_frozen(np.arange(a, a + k, dtype=np.int32)) for a, k in zip(starts, sizes)]
+        getter = operator.itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
+        ndarray, float64, int32 = np.ndarray, np.float64, np.int32
+        f64 = np.dtype(np.float64)
+        array, empty, asarray = np.array, np.empty, np.asarray
+
+        def invalid(c: str, what: str) -> None:
+            if skip:
+                raise SkipRow
+            raise ValueError(f"{stage}: column '{c}' (parameter 'input_cols') {what}; fix the data or "
+                             f"'input_sizes', or set handle_invalid='skip' or 'keep'")
+
+        def missing(row: dict) -> ValueError:
+            c = next(c for c in cols if c not in row)
+            return ValueError(f"{stage}: input column '{c}' (parameter 'input_cols') is missing from the row; it "
+                              f"has {sorted(row)}")
+
+        def general(row: dict, vals: tuple) -> None:
+            parts = []
+            sparse = False
+            width_sum = 0
+            nnz = 0
+            for (c, size), v in zip(specs, vals):
+                tv = type(v)
+                if tv is float or tv is int:
+                    if (size != 1 or v != v) and not keep:
+                        invalid(c, "is NaN" if v != v else f"has a number but 'input_sizes' declares size {size}")
+                    width, m = 1, 1
+                elif tv is ndarray or tv is list or tv is tuple:
+                    if tv is not ndarray or v.dtype is not f64:
+                        v = asarray(v, dtype=float64)
+                    if v.ndim != 1:
+                        raise TypeError(f"{stage}: column '{c}' holds an array of shape {v.shape}, expected a 1-D "
+                                        f"vector")
+                    width = m = len(v)
+                    if width != size and not keep:
+                        invalid(c, f"has a vector of size {width} but 'input_sizes' declares size {size}")
+                elif tv is SparseVector:
+                    sparse = True
+                    width, m = v.size, len(v.indices)
+                    if width != size and not keep:
+                        invalid(c, f"has a vector of size {width} but 'input_sizes' declares size {size}")
+                elif v is None:
+                    if not keep:
+                        invalid(c, "is null")
+                    v = np.full(size, _NAN) if size != 1 else _NAN
+                    width = m = size
+                elif isinstance(v, (numbers.Real, np.bool_)):
+                    v = float(v)
+                    if (size != 1 or v != v) and not keep:
+                        invalid(c, "is NaN" if v != v else f"has a number but 'input_sizes' declares size {size}")
+                    width, m = 1, 1
+                else:
+                    raise TypeError(f"{stage}: column '{c}' holds {v!r} of type {tv.__name__}; VectorAssembler "
+                                    f"assembles numbers and vectors only")
+                parts.append((v, width, m))
+                width_sum += width
+                nnz += m
+            if not sparse:
+                out = empty(width_sum)
+                pos = 0
+                for v, width, _ in parts:
+                    if width == 1 and type(v) is float:
+                        out[pos] = v
+                    else:
+                        out[pos:pos + width] = v
+                    pos += width
+                row[out_col] = out
+                return
+            idx = empty(nnz, dtype=int32)
+            val = empty(nnz)
+            pos = off = 0
+            for i, (v, width, m) in enumerate(parts):
+                if type(v) is SparseVector:
+                    if m == 1:
+                        idx[pos] = v.indices[0] + off
+                        val[pos] = v.values[0]
+                    elif m:
+                        np.add(v.indices, off, out=idx[pos:pos + m])
+                        val[pos:pos + m] = v.values
+                elif m == 1 and type(v) is float:
+                    idx[pos] = off
+                    val[pos] = v
+                else:
+                    idx[pos:pos + m] = dense_idx[i] if off == starts[i] and m == sizes[i] else \
+                        np.arange(off, off + m, dtype=int32)
+                    val[pos:pos + m] = v
+                pos += m
+                off += width
+            row[out_col] = SparseVector.unchecked(width_sum, idx, val)
+
+        def run(row: dict) -> None:
+            try:
+                vals = getter(row)
+            except KeyError:
+                raise missing(row) from None
+            if scalar_only:
+                for v in vals:
+                    tv = type(v)
+                    if tv is not float and tv is not int:
+                        break
+                else:
+                    s = sum(vals)
+                    if s == s or keep:
+                        row[out_col] = array(vals, dtype=float64)
+                        return
+            general(row, vals)
+
+        return run
+
+
+# --------------------------------------------------------------------------------------------
+# MurmurHash3_x86_32 (Numba) and FeatureHasher
+# --------------------------------------------------------------------------------------------
+
+_M32 = np.uint64(0xFFFFFFFF)
+_C1 = np.uint64(0xCC9E2D51)
+_C2 = np.uint64(0x1B873593)
+_C3 = np.uint64(0xE6546B64)
+_F1 = np.uint64(0x85EBCA6B)
+_F2 = np.uint64(0xC2B2AE35)
+_U5 = np.uint64(5)
+_S13, _S15, _S16, _S17, _S19 = (np.uint64(s) for s in (13, 15, 16, 17, 19))
+
+
+@numba.njit(cache=True, inline="always")
+def _mix_k1(k1):
+    k1 = (k1 * _C1) & _M32
+    k1 = ((k1 << _S15) | (k1 >> _S17)) & _M32
+    return (k1 * _C2) & _M32
+
+
+@numba.njit(cache=True, inline="always")
+def _mix_h1(h1, k1):
+    h1 ^= k1
+    h1 = ((h1 << _S13) | (h1 >> _S19)) & _M32
+    return (h1 * _U5 + _C3) & _M32
+
+
+@numba.njit(cache=True, inline="always")
+def _fmix(h1, nbytes):
+    h1 ^= nbytes
+    h1 ^= h1 >> _S16
+    h1 = (h1 * _F1) & _M32
+    h1 ^= h1 >> np.uint64(13)
+    h1 = (h1 * _F2) & _M32
+    h1 ^= h1 >> _S16
+    return h1
+
+
+@numba.njit(cache=True, inline="always")
+def _signed32(h):
+    x = np.int64(h)
+    return x - 4294967296 if x >= 2147483648 else x
+
+
+@numba.njit(cache=True)
+def _murmur3_32(data, seed):
+    """MurmurHash3_x86_32 of a byte buffer, as a signed 32-bit int."""
+    n = len(data)
+    h1 = np.uint64(seed) & _M32
+    nblocks = n // 4
+    for b in range(nblocks):
+        i = 4 * b
+        k1 = (np.uint64(data[i]) | (np.uint64(data[i + 1]) << np.uint64(8)) | (np.uint64(data[i + 2])
+              << _S16) | (np.uint64(data[i + 3]) << np.uint64(24)))
+        h1 = _mix_h1(h1, _mix_k1(k1))
+    rem = n & 3
+    if rem:
+        i = 4 * nblocks
+        k1 = np.uint64(0)
+        if rem == 3:
+            k1 ^= np.uint64(data[i + 2]) << _S16
+        if rem >= 2:
+            k1 ^= np.uint64(data[i + 1]) << np.uint64(8)
+        k1 ^= np.uint64(data[i])
+        h1 ^= _mix_k1(k1)
+    return _signed32(_fmix(h1, np.uint64(n)))
+
+
+@numba.njit(cache=True, inline="always")
+def _murmur3_units(units, m):
+    """MurmurHash3_x86_32 (seed 0) of ``m`` UTF-16 code units: Guava's ``hashUnencodedChars``."""
+    h1 = np.uint64(0)
+    for b in range(m // 2):
+        k1 = np.uint64(units[2 * b]) | (np.uint64(units[2 * b + 1]) << _S16)
+        h1 = _mix_h1(h1, _mix_k1(k1))
+    if m & 1:
+        h1 ^= _mix_k1(np.uint64(units[m - 1]))
+    return _signed32(_fmix(h1, np.uint64(2 * m)))
+
+
+@numba.njit(cache=True, inline="always")
+def _bucket(h, num_features):
+    """Flink ML's index: ``Math.floorMod(Math.abs(h), numFeatures)`` (abs(MIN_VALUE) stays negative)."""
+    a = -h if (h < 0 and h != -2147483648) else h
+    r = a % num_features
+    return r + num_features if r < 0 else r
+
+
+@numba.njit(cache=True)
+def _hash_utf8(prefix, data, offsets, num_features, out):
+    """Bucket of ``prefix + s`` for every UTF-8 string ``s`` of an Arrow string array (buffers)."""
+    p = len(prefix)
+    scratch = np.empty(64 + p, dtype=np.uint16)
+    scratch[:p] = prefix
+    for i in range(len(offsets) - 1):
+        start, end = offsets[i], offsets[i + 1]
+        need = p + (end - start)
+        if need > len(scratch):
+            bigger = np.empty(2 * need, dtype=np.uint16)
+            bigger[:p] = prefix
+            scratch = bigger
+        m = p
+        j = start
+        while j < end:
+            c = np.int64(data[j])
+            if c < 0x80:
+                cp = c
+                j += 1
+            elif c < 0xE0:
+                cp = ((c & 0x1F) << 6) | (np.int64(data[j + 1]) & 0x3F)
+                j += 2
+            elif c < 0xF0:
+                cp = ((c & 0x0F) << 12) | ((np.int64(data[j + 1]) & 0x3F) << 6) | (np.int64(data[j + 2]) & 0x3F)
+                j += 3
+            else:
+                cp = (((c & 0x07) << 18) | ((np.int64(data[j + 1]) & 0x3F) << 12)
+                      | ((np.int64(data[j + 2]) & 0x3F) << 6) | (np.int64(data[j + 3]) & 0x3F))
+                j += 4
+            if cp >= 0x10000:
+                cp -= 0x10000
+                scratch[m] = 0xD800 + (cp >> 10)
+                scratch[m + 1] = 0xDC00 + (cp & 0x3FF)
+                m += 2
+            else:
+                scratch[m] = cp
+                m += 1
+        out[i] = _bucket(_murmur3_units(scratch, m), num_features)
+
+
+@numba.njit(cache=True)
+def _merge_rows(idx, val, valid, indptr, out_idx, out_val):
+    """Per row: sort the (index, value) entries of the k columns, sum duplicate indices.
+
+    ``idx``/``val``/``valid`` are (k, n); writes CSR rows and returns the number of entries."""
+    k, n = idx.shape
+    bi = np.empty(k, dtype=np.int64)
+    bv = np.empty(k, dtype=np.float64)
+    pos = 0
+    for r in range(n):
+        m = 0
+        for c in range(k):
+            if valid[c, r]:
+                x, v = idx[c, r], val[c, r]
+                j = m
+                while j > 0 and bi[j - 1] > x:
+                    bi[j] = bi[j - 1]
+                    bv[j] = bv[j - 1]
+                    j -= 1
+                bi[j] = x
+                bv[j] = v
+                m += 1
+        j = 0
+        while j < m:
+            x, s = bi[j], bv[j]
+            j += 1
+            while j < m and bi[j] == x:
+                s += bv[j]
+                j += 1
+            out_idx[pos] = x
+            out_val[pos] = s
+            pos += 1
+        indptr[r + 1] = pos
+    return pos
+
+
+def _utf16_units(s: str) -> np.ndarray:
+    return np.frombuffer(s.encode("utf-16-le", "surrogatepass"), dtype=np.uint16).copy()
+
+
+def _hash_index(s: str, num_features: int) -> int:
+    """Flink ML FeatureHasher index of string ``s`` (MurmurHash3 of its UTF-16 code units, seed 0)."""
+    h = int(_murmur3_32(s.encode("utf-16-le", "surrogatepass"), 0))
+    if h != -2147483648:
+        h = abs(h)
+    return h % num_features
+
+
+def _hash_strings(prefix: str, arr: pa.Array, num_features: int) -> np.ndarray:
+    """Buckets of ``prefix + s`` for each string of ``arr`` (nulls get an unused value)."""
+    arr = arr.cast(pa.large_string()) if not pa.types.is_large_string(arr.type) else arr
+    n = len(arr)
+    out = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return out
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset: arr.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
+    _hash_utf8(_utf16_units(prefix), data, np.ascontiguousarray(offsets), np.int64(num_features), out)
+    return out
+
+
+class FeatureHasher(HasInputCols, HasCategoricalCols, HasOutputCol, HasNumFeatures, Transformer):
+    """Projects numeric and categorical columns into a sparse vector of size ``num_features`` with the
+    hashing trick, as Flink ML does.
+
+    - A numeric column ``c`` adds its value at index ``hash(c)``.
+    - A categorical column (string or boolean, or listed in ``categorical_cols``) with value ``v``
+      adds 1.0 at index ``hash(c + "=" + str(v))``; numbers and booleans are written as Java does
+      (``1.0``, ``3``, ``true``).
+    - ``hash(s)`` is ``floorMod(abs(MurmurHash3_x86_32(UTF-16 code units of s, seed 0)),
+      num_features)`` (Guava's ``murmur3_32().hashUnencodedChars`` in Flink ML). Colliding features
+      are summed; nulls contribute nothing.
+
+    The batch path hashes each distinct string of a batch once (dictionary encoding).
+
+    Example:
+        >>> import flowlearn as fl
+        >>> t = fl.table({"price": [2.5], "city": ["Oslo"], "rooms": [3]})
+        >>> fh = fl.feature.FeatureHasher(input_cols=["price", "city", "rooms"], categorical_cols=["rooms"],
+        ...                               output_col="features", num_features=100)
+        >>> fh.transform(t).column("features").to_pylist()
+        [{'size': 100, 'indices': [14, 28, 53], 'values': [1.0, 1.0, 2.5]}]
+    """
+
+    def _check_cols(self) -> None:
+        missing = [c for c in self.categorical_cols if c not in self.input_cols]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__}: parameter 'categorical_cols' names {missing}, which are not in "
+                f"'input_cols' {self.input_cols}; categorical columns must be included in input_cols"
+            )
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        t = _one_input(stage, tables, "transform")
+        self._check_cols()
+        n, nf = t.num_rows, self.num_features
+        categorical = set(self.categorical_cols)
+        k = len(self.input_cols)
+        idx = np.zeros((k, n), dtype=np.int64)
+        val = np.ones((k, n), dtype=np.float64)
+        valid = np.ones((k, n), dtype=np.bool_)
+        for i, c in enumerate(self.input_cols):
+            arr = _combined(require_column(t, c, stage, "input_cols"))
+            typ = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
+            is_str = pa.types.is_string(typ) or pa.types.is_large_string(typ)
+            is_num = pa.types.is_integer(typ) or pa.types.is_floating(typ)
+            if not (is_str or is_num or pa.types.is_boolean(typ)):
+                raise TypeError(
+                    f"{stage}: column '{c}' (parameter 'input_cols') has type {arr.type}; FeatureHasher hashes "
+                    f"numeric, string and boolean columns only"
+                )
+            if arr.null_count:
+                valid[i] = arr.is_valid().to_numpy(zero_copy_only=False)
+            if is_num and c not in categorical:
+                idx[i] = _hash_index(c, nf)
+                val[i] = arr.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+                continue
+            enc = arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
+            dictionary = enc.dictionary
+            if not is_str:
+                dictionary = pa.array(_java_strs_of(dictionary, allow_bool=True), type=pa.string())
+            buckets = _hash_strings(c + "=", dictionary, nf)
+            codes = enc.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            idx[i] = buckets[codes] if len(buckets) else 0
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        out_idx = np.empty(k * n, dtype=np.int64)
+        out_val = np.empty(k * n, dtype=np.float64)
+        nnz = _merge_rows(idx, val, valid, indptr, out_idx, out_val)
+        col = _sparse_column(np.full(n, nf), indptr, out_idx[:nnz], out_val[:nnz])
+        return with_column(t, self.output_col, col)
+
+    def row_fn(self):
+        """Row kernel; strings already seen by this kernel are hashed from a per-column cache."""
+        stage = type(self).__name__
+        self._check_cols()
+        nf, out_col = self.num_features, self.output_col
+        cols = list(self.input_cols)
+        categorical = set(self.categorical_cols)
+        specs = [(c, _hash_index(c, nf), c + "=", c in categorical, {}) for c in cols]
+        getter = operator.itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
+        int32, float64, array = np.int32, np.float64, np.array
+        max_cache = 1 << 16
+
+        def run(row: dict) -> None:
+            try:
+                vals = getter(row)
+            except KeyError:
+                c = next(c for c in cols if c not in row)
+                raise ValueError(f"{stage}: input column '{c}' (parameter 'input_cols') is missing from the row; it "
+                                 f"has {sorted(row)}") from None
+            acc: dict[int, float] = {}
+            for (c, j, prefix, forced, cache), v in zip(specs, vals):
+                if v is None:
+                    continue
+                tv = type(v)
+                if tv is str:
+                    key = v
+                elif (tv is float or tv is int) and not forced:
+                    acc[j] = acc.get(j, 0.0) + v
+                    continue
+                elif tv is bool or isinstance(v, np.bool_):
+                    key = "true" if v else "false"
+                elif isinstance(v, str):
+                    key = str(v)
+                elif isinstance(v, numbers.Real):
+                    if not forced:
+                        acc[j] = acc.get(j, 0.0) + float(v)
+                        continue
+                    key = _java_str(v)
+                else:
+                    raise TypeError(f"{stage}: column '{c}' holds {v!r} of type {tv.__name__}; FeatureHasher "
+                                    f"hashes numbers, strings and booleans only")
+                h = cache.get(key)
+                if h is None:
+                    if len(cache) >= max_cache:
+                        cache.clear()
+                    h = cache[key] = _hash_index(prefix + key, nf)
+                acc[h] = acc.get(h, 0.0) + 1.0
+            keys = sorted(acc)
+            row[out_col] = SparseVector.unchecked(nf, array(keys, dtype=int32), array([acc[x] for x in keys],
+                                                                                     dtype=float64))
+
+        return run
+
+
+def _murmurhash3_32(data: Any, seed: int = 0) -> int:
+    """MurmurHash3_x86_32 of ``bytes`` (or a ``str``, hashed as UTF-8) as a signed int (for tests/tools)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return int(_murmur3_32(bytes(data), int(seed) & 0xFFFFFFFF))

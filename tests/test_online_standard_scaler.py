@@ -1,0 +1,396 @@
+"""OnlineStandardScaler / OnlineStandardScalerModel (Flink ML's windowed online standard scaler).
+
+Oracles, none derived from the code under test: NumPy's mean and ``std(ddof=1)`` of each prefix
+of the input (every version holds the statistics of all rows up to its window's end), the batch
+``StandardScaler`` fitted on the same prefix (model data and transform), scikit-learn's
+``StandardScaler`` corrected to the sample std on the whole input, and hand-computed version
+choices for event time and ``max_allowed_model_delay_ms``.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+import scipy.sparse as sps
+from sklearn.datasets import load_digits, load_wine
+from sklearn.preprocessing import StandardScaler as SkStandardScaler
+
+import flowlearn as fl
+from flowlearn.feature import StandardScaler, StandardScalerModel
+from flowlearn.feature.online_scalers import (
+    OnlineStandardScaler,
+    OnlineStandardScalerModel,
+    OnlineStandardScalerTrainer,
+)
+from flowlearn.linalg import SparseVector
+
+
+@pytest.fixture(scope="module")
+def wine():
+    return load_wine().data
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits().data[:300]  # many zeros, some columns all zero
+
+
+def vec(v, name):
+    return np.asarray(v.column(name)[0].as_py())
+
+
+def version_of(v):
+    return v.column("model_version")[0].as_py()
+
+
+def ipc_round_trip(tables):
+    out = []
+    for tab in tables:
+        sink = io.BytesIO()
+        with ipc.new_file(sink, tab.schema) as w:
+            w.write_table(tab)
+        out.append(ipc.open_file(pa.BufferReader(sink.getvalue())).read_all())
+    return out
+
+
+# ------------------------------------------------------------------------------------ params
+
+
+def test_param_defaults_and_set():
+    est = OnlineStandardScaler()
+    assert est.get_params() == {
+        "input_col": "input", "output_col": "output", "with_mean": False, "with_std": True,
+        "model_version_col": "model_version", "time_col": None, "max_allowed_model_delay_ms": 0,
+        "windows": "count", "window_rows": 1000, "window_seconds": 1.0}
+    est.set(windows="processing_time", window_seconds=0.5, max_allowed_model_delay_ms=100)
+    assert (est.windows, est.window_seconds, est.max_allowed_model_delay_ms) == ("processing_time", 0.5, 100)
+    model = OnlineStandardScaler(input_col="f", with_mean=True, time_col="t").fit({"f": [[1.0]], "t": [0.0]})
+    assert isinstance(model, OnlineStandardScalerModel)
+    assert model.get_params() == {"input_col": "f", "output_col": "output", "with_mean": True, "with_std": True,
+                                  "model_version_col": "model_version", "time_col": "t",
+                                  "max_allowed_model_delay_ms": 0}
+
+
+@pytest.mark.parametrize("name, value, rule", [
+    ("window_rows", 0, r"gt\(0\)"), ("window_seconds", -1.0, r"gt\(0\)"),
+    ("max_allowed_model_delay_ms", -5, r"gt_eq\(0\)"), ("windows", "session", "in_array"),
+])
+def test_bad_params_name_the_rule(name, value, rule):
+    with pytest.raises(ValueError, match=rf"OnlineStandardScaler: parameter '{name}' = .* violates {rule}"):
+        OnlineStandardScaler(**{name: value})
+
+
+# ----------------------------------------------------------------- versions equal prefix statistics
+
+
+@pytest.mark.parametrize("chunks", [None, 7, 40])
+def test_each_version_equals_batch_scaler_on_the_prefix(wine, chunks):
+    t = fl.table({"input": wine})
+    data = t if chunks is None else iter(t.to_batches(max_chunksize=chunks))
+    versions = list(OnlineStandardScaler(window_rows=40).fit_versions(data))
+    ends = [40, 80, 120, 160, 178]  # four full windows, then the rest at the end of the input
+    assert [version_of(v) for v in versions] == [1, 2, 3, 4, 5]
+    for v, end in zip(versions, ends):
+        prefix = wine[:end]
+        np.testing.assert_allclose(vec(v, "mean"), prefix.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(vec(v, "std"), prefix.std(axis=0, ddof=1), rtol=1e-11)
+        (batch,) = StandardScaler().fit({"input": prefix}).get_model_data()
+        np.testing.assert_allclose(vec(v, "std"), vec(batch, "std"), rtol=1e-11)
+        assert v.column("timestamp")[0].as_py() == 2**63 - 1  # no event time: fresh for every row
+
+
+@pytest.mark.parametrize("with_mean, with_std", [(True, True), (False, True), (True, False)])
+def test_final_model_equals_batch_standard_scaler_and_sklearn(wine, with_mean, with_std):
+    t = fl.table({"input": wine})
+    online = OnlineStandardScaler(with_mean=with_mean, with_std=with_std, window_rows=50).fit(t)
+    batch = StandardScaler(with_mean=with_mean, with_std=with_std).fit(t)
+    got = fl.linalg.to_numpy(online.transform(t).column("output"))
+    np.testing.assert_allclose(got, fl.linalg.to_numpy(batch.transform(t).column("output")), rtol=1e-10, atol=1e-12)
+    n = len(wine)
+    sk = SkStandardScaler(with_mean=with_mean, with_std=with_std).fit_transform(wine)
+    if with_std:
+        sk = sk * np.sqrt((n - 1) / n)  # scikit-learn's population std -> sample std
+    np.testing.assert_allclose(got, sk, rtol=1e-10, atol=1e-12)
+    assert online.transform(t).column("model_version").to_pylist() == [4] * n
+
+
+def test_single_row_has_zero_std_and_is_stable_far_from_zero():
+    (v,) = OnlineStandardScaler().fit_versions({"input": [[5.0, -1.0]]})
+    assert vec(v, "std").tolist() == [0.0, 0.0]
+    # mean 1e9, spread ~1: the textbook sum-of-squares formula loses every digit here
+    x = 1e9 + np.random.default_rng(3).normal(size=(500, 2))
+    versions = list(OnlineStandardScaler(window_rows=64).fit_versions({"input": x}))
+    for i, v in enumerate(versions):
+        prefix = x[:min(64 * (i + 1), 500)]
+        np.testing.assert_allclose(vec(v, "std"), prefix.std(axis=0, ddof=1), rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------- windows
+
+
+def test_count_windows_run_across_batches_and_emit_finish():
+    tr = OnlineStandardScaler(window_rows=3).trainer()
+    assert tr.emit() is None and tr.finish() == []
+    assert tr.partial_fit({"input": [[1.0], [2.0]]}) == []
+    (v1,) = tr.partial_fit({"input": [[3.0], [4.0]]})
+    assert version_of(v1) == 1 and vec(v1, "mean").tolist() == [2.0]
+    v2 = tr.emit()  # on demand: rows 1-4
+    assert version_of(v2) == 2 and vec(v2, "mean").tolist() == [2.5]
+    assert tr.emit() is None
+    (v3,) = tr.partial_fit({"input": [[5.0], [6.0], [7.0]]})  # the count window still ends at row 6
+    assert version_of(v3) == 3 and vec(v3, "mean").tolist() == [3.5] and tr.rows_seen == 7
+    (v4,) = tr.finish()
+    assert version_of(v4) == 4 and vec(v4, "mean").tolist() == [4.0]
+    assert tr.finish() == []
+
+
+def test_global_window_emits_once_at_the_end(wine):
+    versions = list(OnlineStandardScaler(windows="global").fit_versions(
+        iter(fl.table({"input": wine}).to_batches(max_chunksize=50))))
+    assert len(versions) == 1 and version_of(versions[0]) == 1
+    np.testing.assert_allclose(vec(versions[0], "std"), wine.std(axis=0, ddof=1), rtol=1e-11)
+
+
+def test_processing_time_windows_with_a_clock():
+    now = [100.2]
+    tr = OnlineStandardScaler(windows="processing_time", window_seconds=1.0).trainer(clock=lambda: now[0])
+    assert tr.partial_fit({"input": [[1.0], [3.0]]}) == []       # window [100, 101)
+    now[0] = 100.9
+    assert tr.partial_fit({"input": [[5.0]]}) == [] and tr.poll() == []
+    now[0] = 101.5
+    (v1,) = tr.partial_fit({"input": [[7.0]]})                   # closes [100, 101) before adding the row
+    assert version_of(v1) == 1 and vec(v1, "mean").tolist() == [3.0] and tr.rows_seen == 4
+    assert tr.poll(now=101.99) == []
+    (v2,) = tr.poll(now=102.0)                                   # an engine timer closes [101, 102)
+    assert version_of(v2) == 2 and vec(v2, "mean").tolist() == [4.0]
+    now[0] = 105.0
+    assert tr.poll() == [] and tr.partial_fit(pa.table({})) == []  # nothing new: no version
+    tr.partial_fit({"input": [[9.0]]})
+    (v3,) = tr.finish()
+    assert version_of(v3) == 3 and vec(v3, "mean").tolist() == [5.0]
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_snapshot_restore_continues_exactly(digits, sparse):
+    t = fl.table({"input": sps.csr_matrix(digits) if sparse else digits})
+    est = OnlineStandardScaler(window_rows=64)
+    cut = [t.slice(0, 100), t.slice(100, 50), t.slice(150)]
+    straight = est.trainer()
+    v_straight = [v for part in cut for v in straight.partial_fit(part)] + straight.finish()
+    first = est.trainer()
+    v1 = first.partial_fit(cut[0])
+    stored = ipc_round_trip(first.snapshot_state())
+    meta = json.loads(stored[0].schema.metadata[b"flowlearn.online_standard_scaler_state"])
+    assert meta["rows_seen"] == 100 and meta["version"] == 1 and meta["last_emit_rows"] == 64
+    second = est.trainer().restore_state(stored)
+    assert isinstance(second, OnlineStandardScalerTrainer)
+    v2 = second.partial_fit(cut[1]) + second.partial_fit(cut[2]) + second.finish()
+    assert len(v1 + v2) == len(v_straight) == 5
+    assert all(a.equals(b) for a, b in zip(v1 + v2, v_straight))
+
+
+def test_restore_checks_state():
+    tr = OnlineStandardScaler(window_rows=4).trainer()
+    fresh = OnlineStandardScaler(window_rows=4).trainer().restore_state(tr.snapshot_state())
+    assert fresh.dim is None and fresh.rows_seen == 0
+    tr.partial_fit({"input": [[1.0], [2.0]]})
+    with pytest.raises(ValueError, match="same windows"):
+        OnlineStandardScaler(window_rows=5).trainer().restore_state(tr.snapshot_state())
+    with pytest.raises(ValueError, match="not a trainer state"):
+        tr.restore_state([pa.table({"mean": [1.0]})])
+
+
+# ------------------------------------------------------------------- event time and model delay
+
+
+def test_version_timestamps_are_the_largest_event_time_seen():
+    t = fl.table({"input": [[1.0], [2.0], [3.0], [4.0], [5.0]], "t": [10.0, 12.5, 11.0, 20.0, 19.0]})
+    versions = list(OnlineStandardScaler(window_rows=2, time_col="t").fit_versions(t))
+    assert [v.column("timestamp")[0].as_py() for v in versions] == [12500, 20000, 20000]
+    ts = pa.array([10_000, 12_500, 11_000, 20_000, 19_000], pa.timestamp("ms"))
+    versions2 = list(OnlineStandardScaler(window_rows=2, time_col="t").fit_versions(t.set_column(1, "t", ts)))
+    assert all(a.equals(b) for a, b in zip(versions, versions2))
+
+
+def history():
+    """Three versions: means 0, 10, 20 with timestamps 1000, 2000, 3000 ms."""
+    return pa.table({"mean": fl.linalg.from_numpy(np.array([[0.0], [10.0], [20.0]])),
+                     "std": fl.linalg.from_numpy(np.array([[1.0], [1.0], [1.0]])),
+                     "model_version": pa.array([1, 2, 3], pa.int64()),
+                     "timestamp": pa.array([1000, 2000, 3000], pa.int64())})
+
+
+@pytest.mark.parametrize("delay, times, expected", [
+    # the newest version with t - delay <= timestamp <= t, else the first version after t
+    (0, [1.0, 1.5, 2.0, 2.999, 3.0, 0.2], [1, 2, 2, 3, 3, 1]),
+    (600, [1.5, 2.5, 3.6, 0.2], [1, 2, 3, 1]),
+    (2000, [1.5, 2.5, 4.9, 5.0], [1, 2, 3, 3]),
+])
+def test_model_version_chosen_by_event_time_and_delay(delay, times, expected):
+    m = OnlineStandardScalerModel(with_mean=True, time_col="t", max_allowed_model_delay_ms=delay)
+    m.set_model_data(history())
+    out = m.transform({"input": [[25.0]] * len(times), "t": times})
+    assert out.column("model_version").to_pylist() == expected
+    means = {1: 0.0, 2: 10.0, 3: 20.0}
+    assert [v[0] for v in out.column("output").to_pylist()] == [25.0 - means[e] for e in expected]
+    fn = m.row_fn()
+    for t, e in zip(times, expected):
+        row = {"input": [25.0], "t": t}
+        fn(row)
+        assert row["model_version"] == e and row["output"].tolist() == [25.0 - means[e]]
+
+
+def test_stale_rows_raise_and_time_col_none_uses_newest():
+    m = OnlineStandardScalerModel(time_col="t", max_allowed_model_delay_ms=500).set_model_data(history())
+    with pytest.raises(ValueError, match=r"row 1 has event time 3501 ms in column 't'.*freshest model version 3 "
+                                         r"has timestamp 3000 ms, older than max_allowed_model_delay_ms=500"):
+        m.transform({"input": [[1.0], [1.0]], "t": [3.5, 3.501]})
+    m.set(time_col=None)
+    assert m.transform({"input": [[1.0]], "t": [99.0]}).column("model_version").to_pylist() == [3]
+    assert m.model_version == 3
+
+
+def test_versions_without_event_time_are_always_fresh():
+    m = OnlineStandardScalerModel(time_col="t").set_model_data(
+        {"mean": [[0.0], [1.0]], "std": [[1.0], [1.0]], "model_version": [1, 2], "timestamp": [2**63 - 1] * 2})
+    assert m.transform({"input": [[1.0]], "t": [1e9]}).column("model_version").to_pylist() == [2]
+
+
+# ------------------------------------------------------------------------ model data, persistence
+
+
+def test_model_data_format_and_get_set(wine):
+    model = OnlineStandardScaler(window_rows=100).fit({"input": wine})
+    (md,) = model.get_model_data()
+    assert md.column_names == ["mean", "std", "model_version", "timestamp"] and md.num_rows == 1
+    assert md.schema.field("mean").type == fl.linalg.dense_vector_type(13)
+    assert md.schema.field("model_version").type == pa.int64() and md.schema.field("timestamp").type == pa.int64()
+    other = OnlineStandardScalerModel().set_model_data(md)
+    assert other.get_model_data()[0].equals(md)
+    assert other.transform({"input": wine}).equals(model.transform({"input": wine}))
+    # a batch StandardScalerModel's model data is one version (0); and the other way round
+    batch = StandardScaler().fit({"input": wine})
+    m0 = OnlineStandardScalerModel().set_model_data(batch.get_model_data()[0])
+    assert m0.model_version == 0
+    np.testing.assert_allclose(fl.linalg.to_numpy(m0.transform({"input": wine}).column("output")),
+                               fl.linalg.to_numpy(batch.transform({"input": wine}).column("output")), rtol=1e-12)
+    StandardScalerModel().set_model_data(md.select(["mean", "std"]))
+    # a history of versions is model data too; without time_col the newest is used
+    hist = pa.concat_tables(OnlineStandardScaler(window_rows=50).fit_versions({"input": wine}))
+    mh = OnlineStandardScalerModel().set_model_data(hist)
+    assert mh.model_version == 4
+    assert mh.transform({"input": wine}).equals(OnlineStandardScaler(window_rows=50).fit({"input": wine}).transform(
+        {"input": wine}))
+
+
+def test_save_load_round_trip(tmp_path, wine):
+    model = OnlineStandardScaler(with_mean=True, window_rows=60, output_col="z").fit({"input": wine})
+    model.save(str(tmp_path / "m"))
+    loaded = fl.load(str(tmp_path / "m"))
+    assert isinstance(loaded, OnlineStandardScalerModel) and loaded.get_params() == model.get_params()
+    assert loaded.transform({"input": wine}).equals(model.transform({"input": wine}))
+    est = OnlineStandardScaler(windows="processing_time", window_seconds=2.5, time_col="ts")
+    est.save(str(tmp_path / "e"))
+    est2 = fl.load(str(tmp_path / "e"))
+    assert isinstance(est2, OnlineStandardScaler) and est2.get_params() == est.get_params()
+
+
+# ---------------------------------------------------------------------------- sparse, row kernel
+
+
+def test_sparse_input(digits):
+    dense = list(OnlineStandardScaler(window_rows=70).fit_versions({"input": digits}))
+    sparse = list(OnlineStandardScaler(window_rows=70).fit_versions({"input": sps.csr_matrix(digits)}))
+    for a, b in zip(dense, sparse):
+        np.testing.assert_allclose(vec(a, "mean"), vec(b, "mean"), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(vec(a, "std"), vec(b, "std"), rtol=1e-10, atol=1e-12)
+    model = OnlineStandardScaler(window_rows=70).fit({"input": sps.csr_matrix(digits)})
+    out = model.transform({"input": sps.csr_matrix(digits)})
+    assert fl.linalg.is_sparse(out.schema.field("output").type)  # with_mean=False keeps sparsity
+    std = digits.std(axis=0, ddof=1)
+    want = np.divide(digits, std, out=np.zeros_like(digits), where=std != 0)
+    np.testing.assert_allclose(fl.linalg.to_numpy(out.column("output")), want, rtol=1e-10)
+    model.set(with_mean=True)
+    dense_out = model.transform({"input": sps.csr_matrix(digits)})
+    assert not fl.linalg.is_sparse(dense_out.schema.field("output").type)
+    # several versions chosen by event time, sparse rows
+    hist = OnlineStandardScalerModel(time_col="t").set_model_data(pa.concat_tables(dense))
+    stamps = hist.get_model_data()[0].column("timestamp").to_pylist()
+    assert stamps == [2**63 - 1] * 5
+    t_sparse = hist.transform({"input": sps.csr_matrix(digits[:5]), "t": np.arange(5.0)})
+    t_dense = hist.transform({"input": digits[:5], "t": np.arange(5.0)})
+    np.testing.assert_allclose(fl.linalg.to_numpy(t_sparse.column("output")),
+                               fl.linalg.to_numpy(t_dense.column("output")), rtol=1e-12)
+
+
+@pytest.mark.parametrize("with_mean, with_std", [(True, True), (False, True), (False, False)])
+def test_row_kernel_equals_batch(digits, with_mean, with_std):
+    model = OnlineStandardScaler(window_rows=100, with_mean=with_mean, with_std=with_std).fit({"input": digits})
+    batch = fl.linalg.to_numpy(model.transform({"input": digits}).column("output"))
+    fn = model.row_fn()
+    for r in range(0, len(digits), 17):
+        row = {"input": digits[r]}
+        fn(row)
+        np.testing.assert_allclose(row["output"], batch[r], rtol=0, atol=1e-15)
+        assert row["model_version"] == 3
+        nz = np.flatnonzero(digits[r])
+        srow = {"input": SparseVector(64, nz, digits[r, nz])}
+        fn(srow)
+        got = srow["output"].to_numpy() if isinstance(srow["output"], SparseVector) else srow["output"]
+        np.testing.assert_allclose(got, batch[r], rtol=0, atol=1e-15)
+    pred = fl.LocalPredictor(model).predict({"input": digits[0]})
+    np.testing.assert_allclose(pred["output"], batch[0], atol=1e-15)
+
+
+# ------------------------------------------------------------------------- empty and bad input
+
+
+def test_empty_input():
+    empty = fl.table({"input": pa.array([], fl.linalg.dense_vector_type(2))})
+    with pytest.raises(ValueError, match="OnlineStandardScaler.fit: the input has no rows"):
+        OnlineStandardScaler().fit(empty)
+    with pytest.raises(ValueError, match="no rows"):
+        OnlineStandardScaler().fit([])
+    tr = OnlineStandardScaler().trainer()
+    assert tr.partial_fit(empty) == [] and tr.finish() == []
+    model = OnlineStandardScaler().fit({"input": [[1.0, 2.0], [3.0, 5.0]]})
+    out = model.transform(empty)
+    assert out.num_rows == 0 and out.column_names == ["input", "output", "model_version"]
+
+
+def test_bad_input_messages():
+    with pytest.raises(ValueError, match=r"input column 'x' \(parameter 'input_col'\) is missing"):
+        OnlineStandardScaler(input_col="x").fit({"input": [[1.0]]})
+    with pytest.raises(ValueError, match="column 'input' has NaN or infinity at row 2"):
+        OnlineStandardScaler().fit({"input": [[1.0], [2.0], [float("inf")]]})
+    with pytest.raises(TypeError, match="expected a vector column"):
+        OnlineStandardScaler().fit({"input": [1.0, 2.0]})
+    tr = OnlineStandardScaler(window_rows=10).trainer()
+    tr.partial_fit({"input": [[1.0, 2.0]]})
+    with pytest.raises(ValueError, match="holds vectors of size 3, the model expects size 2"):
+        tr.partial_fit({"input": [[1.0, 2.0, 3.0]]})
+    with pytest.raises(ValueError, match=r"input column 't' \(parameter 'time_col'\) is missing"):
+        OnlineStandardScaler(time_col="t").fit({"input": [[1.0]]})
+    with pytest.raises(ValueError, match=r"event time column 't' \(parameter 'time_col'\) has a null at row 1"):
+        OnlineStandardScaler(time_col="t").fit({"input": [[1.0], [2.0]], "t": [1.0, None]})
+    with pytest.raises(TypeError, match="event time column 't' .* has type string"):
+        OnlineStandardScaler(time_col="t").fit({"input": [[1.0]], "t": ["noon"]})
+    m = OnlineStandardScalerModel()
+    with pytest.raises(ValueError, match="model data has not been set"):
+        m.transform({"input": [[1.0]]})
+    with pytest.raises(ValueError, match=r"model data has no column\(s\) \['std'\]"):
+        m.set_model_data({"mean": [[1.0]]})
+    with pytest.raises(ValueError, match="'std' has a negative entry"):
+        m.set_model_data({"mean": [[1.0]], "std": [[-1.0]]})
+    with pytest.raises(ValueError, match="repeated model_version"):
+        m.set_model_data({"mean": [[1.0], [2.0]], "std": [[1.0], [1.0]], "model_version": [1, 1]})
+    m.set_model_data({"mean": [[1.0, 2.0]], "std": [[1.0, 1.0]]})
+    with pytest.raises(ValueError, match="holds vectors of size 3, the model expects size 2"):
+        m.transform({"input": [[1.0, 2.0, 3.0]]})
