@@ -2,7 +2,7 @@
 
 ``ClickStream`` draws click-through-style events: categorical fields (ad, site, device, ...)
 and a few numeric ones, labelled by a logistic model whose weights are known, so the best
-achievable log loss of any model is known too. ``drift`` redraws part of the categorical
+achievable log loss of any model is known too. ``drift`` redraws that fraction of the categorical
 weights after ``drift_at`` events, the way user behaviour shifts after a batch model was
 trained; an online learner that keeps training recovers, a frozen batch model does not.
 
@@ -30,9 +30,12 @@ class ClickStream:
     categorical = list(_FIELDS)
     numeric = list(_NUMERIC)
 
-    def __init__(self, seed: int = 0, drift_at: int | None = None, drift: float = 0.5) -> None:
+    def __init__(self, seed: int = 0, drift_at: int | None = None, drift: float = 0.5,
+                 event_seed: int | None = None) -> None:
         rng = np.random.default_rng(seed)
-        self._rng = np.random.default_rng(seed + 1)
+        # the generating model comes from `seed`; the events drawn from it from `event_seed`, so two
+        # streams of the same world (say, training traffic and scored traffic) differ in their events
+        self._rng = np.random.default_rng(seed + 1 if event_seed is None else event_seed)
         self._w = {f: rng.normal(0, 0.6, k) for f, k in _FIELDS.items()}
         self._w_after = {f: np.where(rng.random(k) < drift, rng.normal(0, 0.9, k), w) for (f, k), w in
                          zip(_FIELDS.items(), self._w.values())}

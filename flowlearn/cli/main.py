@@ -1,9 +1,10 @@
-"""The ``flowlearn`` command: ``version``, ``demo``, ``models``.
+"""The ``flowlearn`` command: ``version``, ``demo``, ``models``, ``run``.
 
 Example:
     $ flowlearn version
     $ flowlearn demo --out demo-output
     $ flowlearn models ls ./model-store
+    $ flowlearn run job.py --checkpoint-dir ckpt
 """
 from __future__ import annotations
 
@@ -42,12 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-output", help="directory for the saved models and plots")
     p.add_argument("--quick", action="store_true", help="smaller data, for tests")
     p.set_defaults(func=_demo)
-    try:
-        from flowlearn.cli.models import add_models_parser
-    except ImportError:  # pragma: no cover - the models command ships with the model store
-        pass
-    else:
-        add_models_parser(sub)
+    from flowlearn.cli.models import add_models_parser
+    from flowlearn.cli.run import add_run_parser
+
+    add_models_parser(sub)
+    add_run_parser(sub)
     return parser
 
 
