@@ -1,10 +1,11 @@
-"""The ``flowlearn`` command: ``version``, ``demo``, ``models``, ``run``.
+"""The ``flowlearn`` command: ``version``, ``demo``, ``models``, ``run``, ``serve``.
 
 Example:
     $ flowlearn version
     $ flowlearn demo --out demo-output
     $ flowlearn models ls ./model-store
     $ flowlearn run job.py --checkpoint-dir ckpt
+    $ flowlearn serve ./model-store --port 8080
 """
 from __future__ import annotations
 
@@ -45,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
     from flowlearn.cli.models import add_models_parser
     from flowlearn.cli.run import add_run_parser
+    from flowlearn.cli.serve import add_serve_parser
 
     add_models_parser(sub)
     add_run_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

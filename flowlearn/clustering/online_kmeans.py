@@ -101,16 +101,6 @@ class _OnlineKMeansParams(_OnlineKMeansModelParams, HasGlobalBatchSize, HasSeed)
 
 
 def _vectors(t: pa.Table, name: str, stage: str, size: int | None) -> np.ndarray | sps.csr_matrix:
-    """``vector_column`` that also reads fixed-size-list columns of sliced tables whose child array
-    is longer than the slice (``linalg.to_numpy`` reads ``.values`` when the offset is 0)."""
-    if name in t.column_names and pa.types.is_fixed_size_list(t.column(name).type):
-        col = t.column(name)
-        n = col.type.list_size
-        if any(c.offset == 0 and len(c.values) != len(c) * n for c in col.chunks):
-            fixed = pa.chunked_array(
-                [pa.FixedSizeListArray.from_arrays(c.flatten(), n) if c.null_count == 0 else c for c in col.chunks],
-                type=col.type)
-            t = t.set_column(t.column_names.index(name), name, fixed)
     x = vector_column(t, name, stage, param="features_col", size=size)
     if sps.issparse(x):
         x = sps.csr_matrix(x, dtype=np.float64)

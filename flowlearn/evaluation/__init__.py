@@ -3,3 +3,4 @@ progressive validation."""
 from flowlearn.evaluation import metrics
 from flowlearn.evaluation.binary import *  # noqa: F401,F403
 from flowlearn.evaluation.streaming import StreamingEvaluator  # noqa: F401
+from flowlearn.evaluation.progressive import *  # noqa: F401,F403

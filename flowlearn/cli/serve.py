@@ -1,0 +1,102 @@
+"""``flowlearn serve PATH_OR_STORE_URL [--host H] [--port P]``: serve a model over HTTP.
+
+PATH_OR_STORE_URL is a saved model (a directory with ``metadata.json``; a path or fsspec URL),
+a model store directory (served at its newest valid version, each new version swapped in),
+or ``kafka://HOST:PORT[,HOST:PORT...]/TOPIC`` for a Kafka model store. Endpoints:
+``POST /predict``, ``GET /model``, ``GET /healthz``, ``GET /metrics`` (see
+:mod:`flowlearn.serving.http`). Ctrl-C or SIGTERM shuts the server down cleanly.
+
+Examples::
+
+    flowlearn serve ./models/churn                    # a saved pipeline model, on 127.0.0.1:8080
+    flowlearn serve ./model-store --host 0.0.0.0 --port 9000
+    flowlearn serve kafka://127.0.0.1:9092/churn-models
+    curl -s localhost:8080/predict -d '{"age": 41, "plan": "pro"}'
+
+Wiring (``flowlearn/cli/main.py``)::
+
+    from flowlearn.cli.serve import add_serve_parser
+    add_serve_parser(sub)
+
+Standalone: ``python -m flowlearn.cli.serve PATH [--port 0]`` (port 0 picks a free port; the
+first line printed names the URL).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+__all__ = ["add_serve_parser", "run_serve", "main"]
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="PATH_OR_STORE_URL",
+                   help="saved model path, model store path or fsspec URL, or kafka://HOST:PORT/TOPIC")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free port (default: 8080)")
+    p.add_argument("--poll-interval", type=float, default=0.2,
+                   help="seconds between listings of a followed model store (default: 0.2)")
+    p.set_defaults(func=run_serve)
+
+
+_DESCRIPTION = ("Serve a saved model or a model store over HTTP: POST /predict, GET /model, GET /healthz, "
+                "GET /metrics (Prometheus). A model store is followed: each new valid version is swapped in.")
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` command to ``subparsers`` (from ``parser.add_subparsers()``)."""
+    p = subparsers.add_parser("serve", help="serve a saved model or a model store over HTTP",
+                              description=_DESCRIPTION)
+    _add_arguments(p)
+    return p
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT / SIGTERM; 0 on a clean shutdown, 2 when the model cannot be opened."""
+    from flowlearn.serving.http import serve
+
+    try:
+        server = serve(args.target, host=args.host, port=args.port, poll_interval=args.poll_interval)
+    except (ValueError, TypeError, LookupError, OSError) as e:
+        print(f"flowlearn serve: error: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    version = server.predictor.model_version
+    print(f"flowlearn serve: {server.source} (model version {version if version is not None else '-'}) "
+          f"on {server.url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    print("flowlearn serve: stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flowlearn.cli.serve [serve] PATH_OR_STORE_URL ...``: the ``serve`` command on its own."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
+    parser = argparse.ArgumentParser(prog="flowlearn serve", description=_DESCRIPTION)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
