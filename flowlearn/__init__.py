@@ -25,6 +25,7 @@ from flowlearn.persist import load_stage as load
 from flowlearn import classification, clustering, evaluation, feature, recommendation, regression, stats
 from flowlearn import engines, iteration, stream
 from flowlearn.engines import run
+from flowlearn.modelstream import KafkaModelStore, ModelStore, ModelVersion
 from flowlearn.serving import LocalPredictor
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "write_json", "write_parquet", "Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage",
     "Pipeline", "PipelineModel", "GraphBuilder", "Graph", "GraphModel", "load", "classification", "clustering",
     "evaluation", "feature", "recommendation", "regression", "stats", "LocalPredictor", "stream", "engines", "run", "iteration",
+    "ModelStore", "KafkaModelStore", "ModelVersion",
 ]

@@ -10,8 +10,8 @@ durable (sinks commit) and marks it complete. A restart with the same ``checkpoi
 restores every operator and resumes the sources at their offsets.
 
 Watermarks flow with the data: a node's input watermark is the minimum over its inputs, a
-bounded input that ends contributes +infinity, and ``on_end`` is called once every input
-of a node has ended.
+bounded input that ends contributes +infinity; ``end_input(i)`` is called when input ``i``
+of a node ends and ``on_end`` once every input of a node has ended.
 
 Example:
     >>> import flowlearn.stream as fls
@@ -229,8 +229,10 @@ class LocalEngine:
         node.ended = True
         self._emit(node, node.op.on_end())
         self._advance(node)
-        for d, _ in node.outputs + [x for v in node.side_outs.values() for x in v]:
+        for d, i in node.outputs + [x for v in node.side_outs.values() for x in v]:
             d.ended_inputs += 1
+            if not d.ended:
+                self._emit(d, d.op.end_input(i))
             if d.ended_inputs == len(d.inputs):
                 self._end(d)
 

@@ -19,10 +19,22 @@ from flowlearn.data.table import table as to_table
 from flowlearn.stream.core import Sink, Stream, check_schema
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, Operator, OperatorContext, OperatorState
 from flowlearn.stream.source import GenerateSource, IterableSource, Source, TableSource
+from flowlearn.stream.models import (
+    StreamModel,
+    VersionItem,
+    fit_online,
+    follow,
+    from_model_store,
+    model_stream,
+    read_version,
+    version_table,
+)
 
 __all__ = [
     "Stream", "Sink", "Operator", "OperatorState", "OperatorContext", "Source", "from_table", "from_iterable",
     "generate", "from_files", "from_kafka", "from_source", "run", "check_schema", "MIN_WATERMARK", "MAX_WATERMARK",
+    "from_model_store", "fit_online", "model_stream", "follow", "StreamModel", "VersionItem", "read_version",
+    "version_table",
 ]
 
 

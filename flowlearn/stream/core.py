@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from flowlearn.data.schema import parse_schema
 from flowlearn.data.table import table as to_table
-from flowlearn.stream.operator import Operator, OperatorState
+from flowlearn.stream.operator import Operator
 
 __all__ = ["Stream", "Sink", "MapOp", "FilterOp", "SelectOp", "StageOp", "check_schema"]
 
@@ -131,54 +131,6 @@ class StageOp(Operator):
                 self.ctx.side(f"output_{i}", extra)
             out = out[0]
         return [out]
-
-
-class ModelStreamOp(Operator):
-    """Applies ``model`` to input 0, taking new model data from input 1 (each batch = one
-    version). Rows arriving before the first version are buffered. Adds ``model_version``."""
-
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-        self.version = 0
-        self.buffer: list[pa.Table] = []
-
-    def _apply(self, table: pa.Table) -> pa.Table:
-        out = self.model.transform(table)
-        col = pa.array(np.full(out.num_rows, self.version, dtype=np.int64))
-        if "model_version" in out.column_names:
-            return out.set_column(out.column_names.index("model_version"), "model_version", col)
-        return out.append_column("model_version", col)
-
-    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
-        if input_index == 1:
-            md = table
-            if "model_version" in md.column_names and md.num_rows:
-                self.version = int(md.column("model_version")[0].as_py())
-                md = md.drop_columns(["model_version"])
-            else:
-                self.version += 1
-            type(self.model).set_model_data(self.model, md)  # table path: never re-enters the stream hand-off
-            out = [self._apply(t) for t in self.buffer]
-            self.buffer = []
-            return out
-        if self.version == 0:
-            self.buffer.append(table)
-            return []
-        return [self._apply(table)]
-
-    def snapshot_state(self) -> OperatorState:
-        tables = {f"model_{i}": t for i, t in enumerate(self.model._model_data or [])}
-        if self.buffer:
-            tables["buffer"] = pa.concat_tables(self.buffer)
-        return OperatorState({"version": self.version}, tables)
-
-    def restore_state(self, state: OperatorState) -> None:
-        self.version = int(state.data["version"])
-        md = [state.tables[k] for k in sorted(state.tables) if k.startswith("model_")]
-        if md:
-            type(self.model).set_model_data(self.model, *md)
-        self.buffer = [state.tables["buffer"]] if "buffer" in state.tables else []
 
 
 class Stream:
@@ -321,13 +273,20 @@ class Stream:
                                       f"pass the other inputs as tables")
         model_stream = getattr(stage, "_flowlearn_model_stream", None)
         if model_stream is not None:
-            def infer_ms() -> None:
-                return None
+            from flowlearn.stream.models import ModelStreamOp
+
             return Stream(lambda: ModelStreamOp(stage), [self, model_stream], name=f"{type(stage).__name__}",
-                          schema=infer_ms)
+                          schema=None)
         return self._then(lambda: StageOp(stage, others), type(stage).__name__)
 
     def _fit_stage(self, estimator: Any, *others: Any) -> Any:
+        if callable(getattr(estimator, "trainer", None)):
+            if others:
+                raise TypeError(f"{type(estimator).__name__}.fit(stream) takes one stream; to rebase the trainer on "
+                                f"a model store use fl.stream.fit_online(estimator, stream, rebase=store)")
+            from flowlearn.stream.models import fit_online
+
+            return fit_online(estimator, self)
         streams = [self, *[o for o in others if getattr(o, "_flowlearn_stream", False)]]
         for s in streams:
             if not s.bounded:
@@ -367,6 +326,50 @@ class Stream:
 
         return FileSink(self, path, format=format, rolling_rows=rolling_rows, rolling_seconds=rolling_seconds,
                         prefix=prefix)
+
+    def iter_batches(self, queue_size: int = 8) -> Any:
+        """Run this stream's plan and yield its batches as they come (with backpressure: the job
+        waits while ``queue_size`` batches are unread). Closing the generator stops the job."""
+        import queue as _queue
+
+        q: _queue.Queue = _queue.Queue(queue_size)
+        stop = [False]
+
+        def put(t: pa.Table) -> None:
+            while not stop[0]:
+                try:
+                    q.put(t, timeout=0.1)
+                    return
+                except _queue.Full:
+                    continue
+
+        job = self.foreach(put).run()
+        try:
+            while True:
+                try:
+                    t = q.get(timeout=0.1)
+                except _queue.Empty:
+                    if not job.running and q.empty():
+                        job.wait()  # re-raise the job's error, if any
+                        return
+                    continue
+                yield t
+        finally:
+            stop[0] = True
+            if job.running:
+                job.stop(wait=False)
+                try:
+                    job.wait(timeout=30)
+                except Exception:  # noqa: BLE001 - the consumer stopped early; the job's fate is not its concern
+                    pass
+
+    def to_model_store(self, store: Any, producer: str | None = None, metadata: dict | None = None) -> "Any":
+        """Publish each version of this model stream into ``store`` (``ModelStore``, ``KafkaModelStore``
+        or URL), at most once per ``model_version`` across restarts; see
+        :class:`~flowlearn.stream.models.ModelStoreSink`."""
+        from flowlearn.stream.models import ModelStoreSink
+
+        return ModelStoreSink(self, store, producer=producer, metadata=metadata)
 
     def to_kafka(self, topic: str, bootstrap_servers: str, format: str = "json", key_col: str | None = None,
                  transactional: bool = True, config: dict | None = None) -> "Any":

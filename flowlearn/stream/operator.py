@@ -14,6 +14,7 @@ Lifecycle, in the order the engine calls it::
     op.process(table, input_index)       # -> list of output tables (may be empty)
     op.on_watermark(watermark_ms)        # event time advanced to watermark_ms (min over inputs)
     op.on_timer(now)                     # processing time (seconds), when ``wants_timer``
+    op.end_input(input_index)            # input ``input_index`` ended (bounded input), others may go on
     op.snapshot_state()                  # checkpoint barrier reached this operator -> OperatorState
     op.notify_checkpoint_complete(id)    # the checkpoint is durable: commit side effects
     op.on_end()                          # every input ended (bounded input): flush
@@ -116,6 +117,9 @@ class Operator:
         return input_watermark
 
     def on_timer(self, now: float) -> list[pa.Table]:
+        return []
+
+    def end_input(self, input_index: int) -> list[pa.Table]:
         return []
 
     def on_end(self) -> list[pa.Table]:

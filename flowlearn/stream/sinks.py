@@ -63,6 +63,19 @@ class CollectSink(Sink):
         self._tables = []
         return _CollectOp(self._tables)
 
+    def tables(self) -> list[pa.Table]:
+        """The batches as they arrived (each with its own schema metadata: one model version per
+        batch of a model stream), running a bounded plan first if it has not run."""
+        self._ensure_ran()
+        return list(self._tables)
+
+    def _ensure_ran(self) -> None:
+        if self.job is None:
+            if not self.stream.bounded:
+                raise ValueError("collect().result() on an unbounded stream would never finish; start it with "
+                                 "fl.run(sink) and stop the job, or bound the source")
+            self.run().wait()
+
     def result(self) -> pa.Table:
         if self.job is None:
             if not self.stream.bounded:
