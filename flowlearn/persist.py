@@ -33,30 +33,30 @@ import pyarrow.ipc as ipc
 from flowlearn._version import __version__
 from flowlearn.api import Stage, registered_stage
 
-__all__ = ["save_stage", "load_stage", "write_stage_files"]
+__all__ = ["save_stage", "load_stage", "write_stage_files", "load_stage_files", "encode_floats", "decode_floats"]
 
 FORMAT = "flowlearn.stage"
 FORMAT_VERSION = 1
 
 
-def _encode_floats(v: Any) -> Any:
+def encode_floats(v: Any) -> Any:
     """JSON has no NaN/Infinity: write non-finite floats as {"__float__": "nan" | "inf" | "-inf"}."""
     if isinstance(v, float) and not math.isfinite(v):
         return {"__float__": repr(v)}
     if isinstance(v, list):
-        return [_encode_floats(x) for x in v]
+        return [encode_floats(x) for x in v]
     if isinstance(v, dict):
-        return {k: _encode_floats(x) for k, x in v.items()}
+        return {k: encode_floats(x) for k, x in v.items()}
     return v
 
 
-def _decode_floats(v: Any) -> Any:
+def decode_floats(v: Any) -> Any:
     if isinstance(v, dict):
         if set(v) == {"__float__"}:
             return float(v["__float__"])
-        return {k: _decode_floats(x) for k, x in v.items()}
+        return {k: decode_floats(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_decode_floats(x) for x in v]
+        return [decode_floats(x) for x in v]
     return v
 
 
@@ -72,7 +72,7 @@ def write_stage_files(stage: Stage, fs: Any, root: str) -> None:
         "format_version": FORMAT_VERSION,
         "class": name,
         "library_version": __version__,
-        "params": _encode_floats(stage.get_params()),
+        "params": encode_floats(stage.get_params()),
         "created_at": time.time(),
         "extra": stage._extra_metadata(),
     }
@@ -128,7 +128,8 @@ def read_metadata(fs: Any, root: str) -> dict:
     return meta
 
 
-def _load(fs: Any, root: str) -> Stage:
+def load_stage_files(fs: Any, root: str) -> Stage:
+    """Load the stage saved in directory ``root`` of filesystem ``fs`` (inverse of ``write_stage_files``)."""
     meta = read_metadata(fs, root)
     cls = registered_stage(meta["class"])
     tables = []
@@ -141,12 +142,12 @@ def _load(fs: Any, root: str) -> Stage:
     subs = []
     j = 0
     while fs.exists(posixpath.join(root, "stages", f"{j:03d}")):
-        subs.append(_load(fs, posixpath.join(root, "stages", f"{j:03d}")))
+        subs.append(load_stage_files(fs, posixpath.join(root, "stages", f"{j:03d}")))
         j += 1
-    return cls._from_saved(_decode_floats(meta.get("params", {})), tables, subs, meta.get("extra", {}))
+    return cls._from_saved(decode_floats(meta.get("params", {})), tables, subs, meta.get("extra", {}))
 
 
 def load_stage(path: str) -> Stage:
     """Load any saved stage, pipeline or graph (``fl.load``)."""
     fs, root = fsspec.core.url_to_fs(path)
-    return _load(fs, root.rstrip("/"))
+    return load_stage_files(fs, root.rstrip("/"))

@@ -17,12 +17,11 @@ import threading
 import time
 import uuid
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
 import flowlearn as fl
-from flowlearn.cli.models import add_models_parser, run_models
+from flowlearn.cli.models import add_models_parser
 from flowlearn.modelstream import CorruptVersionError, ModelStore, ModelVersion
 from flowlearn.params import Param
 

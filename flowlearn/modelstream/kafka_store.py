@@ -40,7 +40,6 @@ import io
 import json
 import logging
 import os
-import posixpath
 import tarfile
 import tempfile
 import threading

@@ -56,7 +56,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from flowlearn.api import Model, Stage, Transformer
 from flowlearn.builder import GraphModel, PipelineModel
-from flowlearn.persist import _load as _load_stage_files
+from flowlearn.persist import load_stage_files as _load_stage_files
 from flowlearn.persist import write_stage_files
 
 __all__ = ["ModelVersion", "ModelStore", "CorruptVersionError", "Watcher", "open_store"]

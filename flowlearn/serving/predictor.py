@@ -92,6 +92,22 @@ def _compile(model: Transformer) -> Callable[[dict], dict | None]:
     return run
 
 
+def _is_store(x: Any) -> bool:
+    """A ModelStore / KafkaModelStore (duck-typed, so serving does not import modelstream eagerly)."""
+    return all(callable(getattr(x, name, None)) for name in ("latest", "watch", "publish"))
+
+
+def _is_store_url(path: str) -> bool:
+    """``kafka://...``, or a directory holding ``versions/`` and no saved stage of its own."""
+    if path.startswith("kafka://"):
+        return True
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path)
+    root = root.rstrip("/")
+    return fs.exists(root + "/versions") and not fs.exists(root + "/metadata.json")
+
+
 class LocalPredictor:
     """Predicts with a fitted ``Model`` / ``PipelineModel``, or one saved at a path.
 
@@ -100,19 +116,35 @@ class LocalPredictor:
     Thread-safe.
     """
 
-    def __init__(self, model_or_path: Any, poll_interval: float = 0.2) -> None:
+    def __init__(self, model_or_path: Any, poll_interval: float = 0.2, notify: bool = True) -> None:
         self.poll_interval = poll_interval
         self._lock = threading.Lock()
         self._closed = False
-        model = model_or_path
-        if isinstance(model_or_path, str):
+        self._follower = None
+        model, version, store = model_or_path, None, None
+        if isinstance(model_or_path, str) and _is_store_url(model_or_path):
+            from flowlearn.modelstream import open_store
+
+            store = open_store(model_or_path)
+        elif isinstance(model_or_path, str):
             from flowlearn.persist import load_stage
 
             model = load_stage(model_or_path)
+        elif _is_store(model_or_path):
+            store = model_or_path
+        if store is not None:
+            first = store.latest()
+            if first is None:
+                raise ValueError(f"LocalPredictor: {store!r} has no valid model version yet; publish one first")
+            model, version = first.model, first.version
         if not isinstance(model, Stage) or not isinstance(model, Transformer):
-            raise TypeError(f"LocalPredictor needs a fitted Model, PipelineModel or the path of one; "
+            raise TypeError(f"LocalPredictor needs a fitted Model, PipelineModel, the path of one or a model store; "
                             f"got {type(model_or_path).__name__}")
-        self._snap = self._snapshot(model, None)
+        self._snap = self._snapshot(model, version)
+        if store is not None:
+            from flowlearn.serving.follow import StoreFollower
+
+            self._follower = StoreFollower(store, self, poll_interval=poll_interval, notify=notify, after=version)
 
     @staticmethod
     def _snapshot(model: Transformer, version: int | None) -> _Snapshot:
@@ -152,6 +184,8 @@ class LocalPredictor:
 
     def close(self) -> None:
         self._closed = True
+        if self._follower is not None:
+            self._follower.close()
 
     def __enter__(self) -> "LocalPredictor":
         return self

@@ -80,9 +80,9 @@ def _is_whole(model: Any) -> bool:
 
 
 def _json_params(params: dict) -> Any:
-    from flowlearn.persist import _encode_floats
+    from flowlearn.persist import encode_floats
 
-    return _encode_floats(params)
+    return encode_floats(params)
 
 
 def _pack_stage(stage: Stage) -> list[tuple[str, bytes]]:
@@ -105,7 +105,7 @@ def _pack_stage(stage: Stage) -> list[tuple[str, bytes]]:
 def _unpack_stage(t: pa.Table, where: str) -> Stage:
     from fsspec.implementations.local import LocalFileSystem
 
-    from flowlearn.persist import _load
+    from flowlearn.persist import load_stage_files
 
     paths = t.column("path").to_pylist()
     datas = t.column("data").to_pylist()
@@ -119,7 +119,7 @@ def _unpack_stage(t: pa.Table, where: str) -> Stage:
             os.makedirs(os.path.dirname(full), exist_ok=True)
             with open(full, "wb") as f:
                 f.write(data)
-        return _load(LocalFileSystem(), root)
+        return load_stage_files(LocalFileSystem(), root)
 
 
 @dataclass
@@ -141,10 +141,10 @@ class VersionItem:
             return _unpack_stage(self.packed, f"model version {self.version}")
         if self.model_class is None:
             return None
-        from flowlearn.persist import _decode_floats
+        from flowlearn.persist import decode_floats
 
         cls = registered_stage(self.model_class)
-        m = cls(**_decode_floats(self.params or {}))
+        m = cls(**decode_floats(self.params or {}))
         return m.set_model_data(self.model_data)
 
 
@@ -169,9 +169,9 @@ def version_table(obj: Any, version: int | None = None, metadata: dict | None = 
         else:
             if model_class is None:
                 raise ValueError("version_table: several model data tables need a model_class")
-            from flowlearn.persist import _decode_floats
+            from flowlearn.persist import decode_floats
 
-            obj = registered_stage(model_class)(**_decode_floats(params or {})).set_model_data(*obj)
+            obj = registered_stage(model_class)(**decode_floats(params or {})).set_model_data(*obj)
     meta: dict[str, Any] = {"format": "flowlearn.model_version", "metadata": dict(metadata or {})}
     if isinstance(obj, pa.Table):
         if version is None:

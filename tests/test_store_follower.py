@@ -1,0 +1,210 @@
+"""StoreFollower: a LocalPredictor following a ModelStore / KafkaModelStore swaps to each new
+valid version (whole pipeline at once), never serves a torn or corrupt one, and serves
+correctly from several threads while versions are published every 100 ms.
+
+Publish-to-serve latencies are measured and printed (run with -s); tests never assert on
+wall time -- benchmarks/bench_hot_swap.py reports the numbers."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import flowlearn as fl
+from flowlearn.modelstream import ModelStore
+from flowlearn.params import Param
+from flowlearn.serving.follow import StoreFollower
+
+
+class AddK(fl.Model):
+    """output = input + k (model data)."""
+
+    input_col = Param(str, default="x")
+    output_col = Param(str, default="y")
+
+    def _load_model_data(self, tables):
+        self._k = float(tables[0].column("k")[0].as_py())
+
+    def _transform(self, t):
+        return t.append_column(self.output_col, pa.array(t.column(self.input_col).to_numpy() + self._k))
+
+    def row_fn(self):
+        k, i, o = self._k, self.input_col, self.output_col
+
+        def f(row):
+            row[o] = float(row[i]) + k
+
+        return f
+
+
+fl.register_stage(AddK, name="tests.test_store_follower.AddK")
+
+
+def pipeline(k: float) -> fl.PipelineModel:
+    """z = x + 2k: a response mixing two versions' stages would not satisfy it."""
+    return fl.PipelineModel([AddK(input_col="x", output_col="y").set_model_data(pa.table({"k": pa.array([k])})),
+                             AddK(input_col="y", output_col="z").set_model_data(pa.table({"k": pa.array([k])}))])
+
+
+def wait_until(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.001)
+    return cond()
+
+
+def measure_latencies(store, predictor, n, gap=0.03):
+    """Publish n versions; for each, seconds from publish() returning to the predictor serving it."""
+    out = []
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        v = store.publish(pipeline(float(i)))
+        t0 = time.perf_counter()
+        assert wait_until(lambda: (predictor.model_version or 0) >= v), f"version {v} never served"
+        out.append(time.perf_counter() - t0)
+        time.sleep(gap * rng.random())          # spread publishes over the poll phase
+    return np.array(out)
+
+
+def report(name, lat):
+    print(f"\n[hot swap] {name}: n={lat.size} p50={np.percentile(lat, 50) * 1e3:.1f} ms "
+          f"p99={np.percentile(lat, 99) * 1e3:.1f} ms max={lat.max() * 1e3:.1f} ms")
+
+
+@pytest.mark.parametrize("notify", [True, False], ids=["notification", "polling"])
+def test_follower_swaps_to_each_new_version(tmp_path, notify):
+    store = ModelStore(str(tmp_path))
+    store.publish(pipeline(100.0))
+    predictor = fl.LocalPredictor(pipeline(-1.0))             # not from the store: version None
+    with StoreFollower(store, predictor, poll_interval=0.2, notify=notify) as follower:
+        assert follower.wait_for(1, timeout=10)                 # starts with the store's newest version
+        assert predictor.model_version == 1 and predictor.predict({"x": 1.0})["z"] == 201.0
+        lat = measure_latencies(store, predictor, n=12 if notify else 8, gap=0.03 if notify else 0.4)
+        report("filesystem, " + ("notification marker" if notify else "polling every 0.2 s"), lat)
+        last = store.latest_version()
+        assert predictor.model_version == last and follower.version == last
+        out = predictor.predict({"x": 1.0})
+        assert out["model_version"] == last and out["z"] == 1.0 + 2 * (last - 2)
+        assert follower.errors == 0 and follower.swaps == last
+    # closed: later versions are not swapped in, the predictor keeps serving
+    store.publish(pipeline(500.0))
+    time.sleep(0.3)
+    assert predictor.model_version == last and predictor.predict({"x": 0.0})["model_version"] == last
+
+
+def test_follower_never_serves_torn_or_corrupt_versions(tmp_path, caplog):
+    root = tmp_path / "store"
+    store = ModelStore(str(root))
+    store.publish(pipeline(1.0))
+    predictor = fl.LocalPredictor(store.load().model)
+    predictor.swap(store.load().model, 1)
+    follower = StoreFollower(store, predictor, poll_interval=0.05)
+    try:
+        # a torn version 2: the whole stage but no _COMMITTED, and the marker touched
+        shutil.copytree(root / "versions" / f"{1:012d}", root / "versions" / f"{2:012d}")
+        os.remove(root / "versions" / f"{2:012d}" / "_COMMITTED")
+        store._write_marker(2, time.time())
+        # a corrupt version 3: committed, then a file damaged; renamed in whole (as a publish would)
+        scratch = ModelStore(str(tmp_path / "scratch"))
+        for k in (0.0, 0.0, 3.0):
+            scratch.publish(pipeline(k))
+        data = tmp_path / "scratch" / "versions" / f"{3:012d}" / "stages" / "001" / "data" / "0.arrow"
+        raw = bytearray(data.read_bytes())
+        raw[-24] ^= 0x55
+        data.write_bytes(bytes(raw))
+        with caplog.at_level(logging.ERROR, logger="flowlearn.modelstream"):
+            os.rename(tmp_path / "scratch" / "versions" / f"{3:012d}", root / "versions" / f"{3:012d}")
+            store._write_marker(3, time.time())
+            assert wait_until(lambda: any("version 3 is corrupt" in r.getMessage() for r in caplog.records), 10)
+        time.sleep(0.2)                                          # several more polls
+        assert predictor.model_version == 1 and predictor.predict({"x": 0.0})["z"] == 2.0
+        # the next valid version is served
+        assert store.publish(pipeline(4.0)) == 4
+        assert follower.wait_for(4, timeout=10)
+        assert predictor.predict({"x": 0.0}) == {"x": 0.0, "y": 4.0, "z": 8.0, "model_version": 4}
+        assert follower.errors == 0
+    finally:
+        follower.close()
+
+
+def test_threaded_predictor_under_publishes_every_100ms(tmp_path):
+    store = ModelStore(str(tmp_path), keep_last=5)
+    published: dict[int, float] = {}
+    k0 = 0.5
+    published[store.publish(pipeline(k0))] = k0
+    predictor = fl.LocalPredictor(store.load().model)
+    predictor.swap(store.load().model, 1)
+    follower = StoreFollower(store, predictor, poll_interval=0.2)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    seen: list[list[tuple[int, float, float]]] = [[] for _ in range(4)]
+
+    def client(i):
+        rng = np.random.default_rng(i)
+        n = 0
+        while not stop.is_set():
+            x = float(rng.integers(0, 1000))
+            try:
+                out = predictor.predict({"x": x})
+                seen[i].append((out["model_version"], x, out["z"]))
+            except BaseException as e:  # noqa: BLE001 - counted, must stay zero
+                errors.append(e)
+            n += 1
+            if n % 200 == 0:
+                time.sleep(0.001)           # bursts, so the GIL does not starve the publisher
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(25):                                      # a new version every 100 ms
+            time.sleep(0.1)
+            k = 1000.0 + 7.0 * i
+            published[store.publish(pipeline(k))] = k
+        last = max(published)
+        assert follower.wait_for(last, timeout=10)
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        follower.close()
+    assert errors == []
+    resp = np.array([r for rs in seen for r in rs], dtype=float)     # (version, x, z)
+    assert len(resp) > 1000
+    served = set(resp[:, 0].astype(int).tolist())
+    assert served <= set(published)                              # every response's version was published
+    k = np.array([published[int(v)] for v in resp[:, 0]])
+    np.testing.assert_array_equal(resp[:, 2], resp[:, 1] + 2 * k)  # and was served whole (both stages)
+    for rs in seen:                                              # each client only moves forward
+        vs = np.array([v for v, _, _ in rs])
+        assert (np.diff(vs) >= 0).all()
+    assert last in served and len(served) >= 5
+    print(f"\n[hot swap] threaded: {len(resp)} responses, {len(served)} of {len(published)} versions served, "
+          f"0 errors")
+
+
+@pytest.mark.kafka
+def test_follower_on_a_kafka_store(kafka_broker):
+    from flowlearn.modelstream import KafkaModelStore
+
+    with KafkaModelStore(f"flowlearn-follow-{uuid.uuid4().hex[:8]}", kafka_broker) as store:
+        store.publish(pipeline(1.0))
+        predictor = fl.LocalPredictor(pipeline(0.0))
+        with StoreFollower(store, predictor, poll_interval=0.2) as follower:
+            assert follower.wait_for(1, timeout=20)
+            lat = measure_latencies(store, predictor, n=10)
+            report("kafka", lat)
+            last = store.latest_version()
+            assert predictor.predict({"x": 1.0}) == {"x": 1.0, "y": 1.0 + (last - 2), "z": 1.0 + 2 * (last - 2),
+                                                     "model_version": last}
+            assert follower.errors == 0
