@@ -95,44 +95,49 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
     print(f"[store]   published the batch pipeline as version {first} to {store.url}; "
           f"a LocalPredictor follows the store\n")
 
-    # ---- 3. online training + live scoring ------------------------------------------------
+    # ---- 3. online training + live scoring, one job on the embedded engine ---------------
     features = fl.PipelineModel(batch_model.stages[:-1])
     ftrl = OnlineLogisticRegression(alpha=0.05, beta=1.0, reg=1e-4, elastic_net=0.5, global_batch_size=256,
                                     emit_every=emit_every)
     ftrl.set_initial_model_data(batch_model.stages[-1])
-    trainer = ftrl.trainer()
     ev_online = StreamingEvaluator("binary", window_rows=window)
     ev_frozen = StreamingEvaluator("binary", window_rows=window)
     cols = [("window", 6), ("version", 7), ("AUC", 7), ("log loss", 8), ("frozen AUC", 10), ("frozen LL", 9),
             ("best LL", 7)]
     print(_row_str(cols, [c for c, _ in cols]))
-    history_rows = []
+    history_rows: list = []
     published = [first]
-    chunk = n_online // 60
-    live_chunk = n_live // 60
-    swap_latencies = []
-    for i in range(60):
-        batch = newer.slice(i * chunk, chunk)
-        for version_data in trainer.partial_fit(features.transform(batch)):
-            lr = fl.classification.LogisticRegressionModel().set_model_data(version_data)
-            t_pub = time.perf_counter()
-            v = store.publish(fl.PipelineModel(list(features.stages) + [lr]),
-                              metadata={"kind": "online", "rows_seen": trainer.rows_seen})
-            published.append(v)
-            follower.wait_for(v, timeout=5)
-            swap_latencies.append(time.perf_counter() - t_pub)
-        live_batch = live.slice(i * live_chunk, live_chunk)
-        out = predictor.predict_batch(live_batch)
-        base = frozen.predict_batch(live_batch)
-        for r_on, r_fr in zip(ev_online.update(out), ev_frozen.update(base.append_column(
-                "model_version", pa.array([first] * base.num_rows, pa.int64())))):
-            lo = r_on["window"] * window
-            best = ClickStream.best_log_loss(live.slice(lo, window))
+    swap_latencies: list[float] = []
+
+    def publish(version: pa.Table) -> None:
+        """Each FTRL version becomes a whole pipeline version in the store (features + new weights)."""
+        lr = fl.classification.LogisticRegressionModel().set_model_data(version)
+        t_pub = time.perf_counter()
+        v = store.publish(fl.PipelineModel(list(features.stages) + [lr]),
+                          metadata={"kind": "online", "model_version": version.column("model_version")[0].as_py()})
+        published.append(v)
+        follower.wait_for(v, timeout=5)
+        swap_latencies.append(time.perf_counter() - t_pub)
+
+    def score(batch: pa.Table) -> None:
+        """Live traffic: the following predictor scores it; the frozen batch model alongside."""
+        out = predictor.predict_batch(batch)
+        base = frozen.predict_batch(batch)
+        base = base.append_column("model_version", pa.array([first] * base.num_rows, pa.int64()))
+        for r_on, r_fr in zip(ev_online.update(out), ev_frozen.update(base)):
+            best = ClickStream.best_log_loss(live.slice(r_on["window"] * window, window))
             vers = r_on["model_versions"]
             history_rows.append((r_on, r_fr, best))
             print(_row_str(cols, [r_on["window"], f"{vers[0]}-{vers[-1]}" if len(vers) > 1 else str(vers[0]),
                                   r_on["window_auc"], r_on["window_log_loss"], r_fr["window_auc"],
                                   r_fr["window_log_loss"], best]))
+
+    # The engine polls its two sources in turn, so training events and live traffic interleave.
+    events = fl.stream.from_table(newer, batch_size=n_online // 60)
+    online_model = ftrl.fit(features.transform(events))  # a model following its own versions
+    job = fl.run(fl.stream.model_stream(online_model).foreach(publish),
+                 fl.stream.from_table(live, batch_size=n_live // 60).foreach(score))
+    job.wait()
     follower.close()
 
     # ---- 4. plot + summary --------------------------------------------------------------

@@ -1,0 +1,728 @@
+"""Shared solvers for linear models: objectives, L-BFGS (with an L1-capable variant) and mini-batch SGD.
+
+Every linear model in flowlearn minimises the same kind of objective (Spark MLlib's convention)::
+
+    F(W, b) = sum_i s_i * loss(y_i, W x_i + b) / sum_i s_i
+              + l2 / 2 * ||W||_2^2 + l1 * ||W||_1
+
+with ``l2 = reg * (1 - elastic_net)`` and ``l1 = reg * elastic_net``; the intercept ``b`` is never
+penalised. ``loss`` is the logistic loss (binary, labels 0/1), the softmax cross-entropy
+(multinomial, labels 0..K-1) or half the squared error. Features are used as given (no
+standardization inside).
+
+* :class:`LinearObjective` evaluates ``F`` and its gradient over a dense ``numpy`` matrix (a fused
+  one-pass Numba kernel run on fixed row chunks by a thread pool, so results do not depend on the
+  number of threads) or a SciPy CSR matrix (sparse matrix-vector products; sparse data stays sparse).
+* :func:`minimize_lbfgs` runs SciPy's L-BFGS-B (no bounds) on smooth objectives and :func:`owlqn`
+  (orthant-wise limited-memory quasi-Newton, exact zeros) when some coordinates carry an L1
+  weight. Both stop when the largest absolute (pseudo-)gradient entry, a KKT residual, is at
+  most ``tol``, or after ``max_iter`` iterations.
+* :func:`sgd` runs proximal mini-batch SGD (Flink ML's solver): ``max_iter`` epochs over a
+  seeded permutation of the rows, mini-batches of ``batch_size`` rows, a constant learning rate,
+  and the penalty applied by its proximal step after each mini-batch.
+
+Example:
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0.0, 0.0, 1.0, 1.0])
+    >>> with LinearObjective(X, y, None, "squared", l2=0.0) as obj:
+    ...     res = minimize_lbfgs(obj.smooth, obj.initial(), max_iter=100, tol=1e-10)
+    >>> np.round(res.x, 6).tolist()   # slope, intercept of the least-squares line
+    [0.4, -0.1]
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+import scipy.optimize
+import scipy.sparse as sps
+from scipy.special import expit, logsumexp
+
+from flowlearn.data.columns import check_finite, numeric_column, vector_column
+from flowlearn.linalg import from_numpy
+
+__all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "LOSSES", "read_training_input",
+           "linear_model_table", "read_linear_model_table"]
+
+log = logging.getLogger(__name__)
+
+LOSSES = {"logistic": 0, "squared": 1, "multinomial": 2}
+
+_CHUNK_ROWS = 16384  # fixed row chunk: partial sums are added in chunk order whatever the thread count
+
+
+@dataclass
+class OptimResult:
+    """Result of a solver run: parameters ``x``, objective value ``fun`` (penalty included)."""
+
+    x: np.ndarray
+    fun: float
+    n_iter: int
+    converged: bool
+    message: str
+
+
+# ----------------------------------------------------------------------------------------------
+# Numba kernels
+# ----------------------------------------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot_row(X, i, W, k):
+    """X[i] . W[k]; reassociation lets LLVM vectorize the reduction (results stay deterministic)."""
+    acc = 0.0
+    for j in range(X.shape[1]):
+        acc += X[i, j] * W[k, j]
+    return acc
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _vdot(a, b):
+    """a . b for 1-D arrays without BLAS: OpenBLAS threads level-1 calls on long vectors, which
+    costs milliseconds per call on an oversubscribed machine; solvers call this in their loops."""
+    acc = 0.0
+    for i in range(a.shape[0]):
+        acc += a[i] * b[i]
+    return acc
+
+
+@nb.njit(cache=True, nogil=True)
+def _pointwise(z, yi, kind):
+    """Loss of one row given its scores ``z`` (K,); overwrites ``z`` with dloss/dz."""
+    if kind == 0:  # logistic, labels 0/1
+        t = z[0]
+        if t >= 0.0:
+            e = math.exp(-t)
+            loss = math.log1p(e) + t - yi * t
+            p = 1.0 / (1.0 + e)
+        else:
+            e = math.exp(t)
+            loss = math.log1p(e) - yi * t
+            p = e / (1.0 + e)
+        z[0] = p - yi
+        return loss
+    if kind == 1:  # half squared error
+        r = z[0] - yi
+        z[0] = r
+        return 0.5 * r * r
+    # multinomial: softmax cross-entropy, yi is the class index
+    c = int(yi)
+    m = z[0]
+    for k in range(1, z.shape[0]):
+        if z[k] > m:
+            m = z[k]
+    tot = 0.0
+    for k in range(z.shape[0]):
+        tot += math.exp(z[k] - m)
+    lse = m + math.log(tot)
+    loss = lse - z[c]
+    for k in range(z.shape[0]):
+        z[k] = math.exp(z[k] - lse)
+    z[c] -= 1.0
+    return loss
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot1(X, i, w):
+    acc = 0.0
+    for j in range(X.shape[1]):
+        acc += X[i, j] * w[j]
+    return acc
+
+
+@nb.njit(cache=True, nogil=True)
+def _pointwise1(t, yi, kind):
+    """(loss, dloss/dz) of one row with one score ``t`` (logistic or squared)."""
+    if kind == 0:
+        if t >= 0.0:
+            e = math.exp(-t)
+            return math.log1p(e) + t - yi * t, 1.0 / (1.0 + e) - yi
+        e = math.exp(t)
+        return math.log1p(e) - yi * t, e / (1.0 + e) - yi
+    r = t - yi
+    return 0.5 * r * r, r
+
+
+@nb.njit(cache=True, nogil=True)
+def _dense_eval1(X, y, s, w, b, kind, lo, hi, g):
+    """Single-output version of :func:`_dense_eval`: returns (sum s_i loss_i, sum s_i dloss_i)."""
+    d = X.shape[1]
+    f = 0.0
+    gb = 0.0
+    for i in range(lo, hi):
+        si = s[i]
+        if si == 0.0:
+            continue
+        loss, r = _pointwise1(b + _dot1(X, i, w), y[i], kind)
+        f += si * loss
+        r *= si
+        gb += r
+        for j in range(d):
+            g[j] += r * X[i, j]
+    return f, gb
+
+
+@nb.njit(cache=True, nogil=True)
+def _dense_eval(X, y, s, W, b, kind, lo, hi, G, gb):
+    """Sum over rows lo..hi of s_i * loss_i; adds the gradient into G (K, d) and gb (K,)."""
+    K, d = W.shape
+    z = np.empty(K)
+    f = 0.0
+    for i in range(lo, hi):
+        si = s[i]
+        if si == 0.0:
+            continue
+        for k in range(K):
+            z[k] = b[k] + _dot_row(X, i, W, k)
+        f += si * _pointwise(z, y[i], kind)
+        for k in range(K):
+            r = si * z[k]
+            if r != 0.0:
+                gb[k] += r
+                for j in range(d):
+                    G[k, j] += r * X[i, j]
+    return f
+
+
+@nb.njit(cache=True, nogil=True)
+def _prox(W, lr, l2, l1):
+    if l2 == 0.0 and l1 == 0.0:
+        return
+    shrink = 1.0 / (1.0 + lr * l2)
+    th = lr * l1
+    K, d = W.shape
+    for k in range(K):
+        for j in range(d):
+            w = W[k, j]
+            if w > th:
+                w -= th
+            elif w < -th:
+                w += th
+            else:
+                w = 0.0
+            W[k, j] = w * shrink
+
+
+@nb.njit(cache=True, nogil=True)
+def _sgd_epoch_dense(X, y, s, W, b, kind, fit_intercept, perm, batch, lr, l2, l1):
+    K, d = W.shape
+    n = perm.shape[0]
+    R = np.empty((batch, K))
+    z = np.empty(K)
+    loss_sum = 0.0
+    w_sum = 0.0
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        sw = 0.0
+        for t in range(start, stop):
+            i = perm[t]
+            si = s[i]
+            for k in range(K):
+                z[k] = b[k] + _dot_row(X, i, W, k)
+            loss_sum += si * _pointwise(z, y[i], kind)
+            sw += si
+            for k in range(K):
+                R[t - start, k] = si * z[k]
+        w_sum += sw
+        if sw <= 0.0:
+            continue
+        step = lr / sw
+        for t in range(start, stop):
+            i = perm[t]
+            for k in range(K):
+                c = step * R[t - start, k]
+                if c != 0.0:
+                    if fit_intercept:
+                        b[k] -= c
+                    for j in range(d):
+                        W[k, j] -= c * X[i, j]
+        _prox(W, lr, l2, l1)
+    return loss_sum, w_sum
+
+
+@nb.njit(cache=True, nogil=True)
+def _sgd_epoch_sparse(indptr, indices, data, y, s, W, b, kind, fit_intercept, perm, batch, lr, l2, l1):
+    """CSR version of :func:`_sgd_epoch_dense`. Without an L1 part the L2 shrinkage is applied
+    lazily (W = scale * V), so a mini-batch costs O(its non-zeros), not O(d)."""
+    K, d = W.shape
+    n = perm.shape[0]
+    R = np.empty((batch, K))
+    z = np.empty(K)
+    loss_sum = 0.0
+    w_sum = 0.0
+    lazy = l1 == 0.0
+    shrink = 1.0 / (1.0 + lr * l2)
+    scale = 1.0
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        sw = 0.0
+        for t in range(start, stop):
+            i = perm[t]
+            si = s[i]
+            for k in range(K):
+                acc = 0.0
+                for p in range(indptr[i], indptr[i + 1]):
+                    acc += data[p] * W[k, indices[p]]
+                z[k] = b[k] + scale * acc
+            loss_sum += si * _pointwise(z, y[i], kind)
+            sw += si
+            for k in range(K):
+                R[t - start, k] = si * z[k]
+        w_sum += sw
+        if sw <= 0.0:
+            continue
+        step = lr / sw
+        for t in range(start, stop):
+            i = perm[t]
+            for k in range(K):
+                c = step * R[t - start, k]
+                if c != 0.0:
+                    if fit_intercept:
+                        b[k] -= c
+                    cw = c / scale
+                    for p in range(indptr[i], indptr[i + 1]):
+                        W[k, indices[p]] -= cw * data[p]
+        if lazy:
+            scale *= shrink
+            if scale < 1e-100:
+                W *= scale
+                scale = 1.0
+        else:
+            _prox(W, lr, l2, l1)
+    if scale != 1.0:
+        W *= scale
+    return loss_sum, w_sum
+
+
+# ----------------------------------------------------------------------------------------------
+# Objective
+# ----------------------------------------------------------------------------------------------
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous float64 view (one Numba specialization for Arrow and NumPy input)."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _n_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LinearObjective:
+    """``F(W, b)`` of a linear model (see the module docstring) over dense or CSR ``X``.
+
+    ``y`` holds labels (0/1 for ``"logistic"``, class indices for ``"multinomial"``, targets for
+    ``"squared"``); ``sample_weight`` non-negative weights (None: all 1), normalised to sum to 1.
+    Parameters are packed as ``theta = [W.ravel(), b]`` (``b`` only when ``fit_intercept``).
+    ``smooth(theta)`` returns the loss plus the L2 term and its gradient; ``l1_weights()`` the
+    per-coordinate L1 weights (0 for intercepts). Use as a context manager (it owns a thread pool).
+    """
+
+    def __init__(self, X: np.ndarray | sps.spmatrix, y: np.ndarray, sample_weight: np.ndarray | None,
+                 loss: str, n_outputs: int = 1, fit_intercept: bool = True, l2: float = 0.0, l1: float = 0.0,
+                 n_threads: int | None = None) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        self.sparse = sps.issparse(X)
+        if self.sparse:
+            X = sps.csr_matrix(X, dtype=np.float64)
+            if not X.has_canonical_format:
+                X = X.copy()
+                X.sum_duplicates()
+        else:
+            X = _readonly(X)
+        self.X = X
+        self.n, self.d = X.shape
+        self.y = _readonly(y)
+        s = np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        total = float(s.sum())
+        if not total > 0:
+            raise ValueError("the sample weights sum to zero; at least one row needs a positive weight")
+        self.s = _readonly(s / total)
+        self.kind = LOSSES[loss]
+        self.loss = loss
+        self.K = int(n_outputs)
+        self.fit_intercept = bool(fit_intercept)
+        self.l2 = float(l2)
+        self.l1 = float(l1)
+        self.n_params = self.K * self.d + (self.K if self.fit_intercept else 0)
+        self.n_threads = n_threads or _n_threads()
+        self._pool: ThreadPoolExecutor | None = None
+        self.n_evals = 0
+
+    # context management (thread pool)
+    def __enter__(self) -> "LinearObjective":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # packing
+    def unpack(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kd = self.K * self.d
+        W = theta[:kd].reshape(self.K, self.d)
+        b = theta[kd:] if self.fit_intercept else np.zeros(self.K)
+        return W, b
+
+    def pack(self, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        parts = [np.asarray(W, dtype=np.float64).reshape(-1)]
+        if self.fit_intercept:
+            parts.append(np.asarray(b, dtype=np.float64).reshape(-1))
+        return np.concatenate(parts)
+
+    def l1_weights(self) -> np.ndarray | None:
+        """Per-parameter L1 weights, or None when there is no L1 term."""
+        if self.l1 <= 0:
+            return None
+        w = np.zeros(self.n_params)
+        w[: self.K * self.d] = self.l1
+        return w
+
+    def initial(self) -> np.ndarray:
+        """A starting point: zero coefficients, intercepts at the null model's optimum."""
+        W = np.zeros((self.K, self.d))
+        b = np.zeros(self.K)
+        if self.fit_intercept:
+            if self.kind == 1:
+                b[0] = float(self.s @ self.y)
+            elif self.kind == 0:
+                p = min(max(float(self.s @ self.y), 1e-8), 1 - 1e-8)
+                b[0] = math.log(p / (1 - p))
+            else:
+                prior = np.bincount(self.y.astype(np.int64), weights=self.s, minlength=self.K)[: self.K]
+                lp = np.log(np.maximum(prior, 1e-8))
+                b = lp - lp.mean()
+        return self.pack(W, b)
+
+    # evaluation
+    def _data_term(self, W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Weighted mean loss and its gradients with respect to W (K, d) and b (K,)."""
+        self.n_evals += 1
+        if self.sparse:
+            return self._data_term_sparse(W, b)
+        W = np.ascontiguousarray(W)
+        b = np.ascontiguousarray(b, dtype=np.float64)
+        starts = range(0, self.n, _CHUNK_ROWS)
+        C = len(starts)
+        G = np.zeros((C, self.K, self.d))
+        GB = np.zeros((C, self.K))
+        F = np.zeros(C)
+        X, y, s, kind, n = self.X, self.y, self.s, self.kind, self.n
+
+        if self.K == 1:
+            w0, b0 = W[0], float(b[0])
+
+            def run(c: int) -> None:
+                lo = c * _CHUNK_ROWS
+                F[c], GB[c, 0] = _dense_eval1(X, y, s, w0, b0, kind, lo, min(n, lo + _CHUNK_ROWS), G[c, 0])
+        else:
+            def run(c: int) -> None:
+                lo = c * _CHUNK_ROWS
+                F[c] = _dense_eval(X, y, s, W, b, kind, lo, min(n, lo + _CHUNK_ROWS), G[c], GB[c])
+
+        if C == 1 or self.n_threads == 1:
+            for c in range(C):
+                run(c)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.n_threads, thread_name_prefix="flowlearn-optim")
+            for _ in self._pool.map(run, range(C)):
+                pass
+        if C == 1:
+            return float(F[0]), G[0], GB[0]
+        return float(F.sum()), G.sum(axis=0), GB.sum(axis=0)
+
+    def _data_term_sparse(self, W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        X, y, s = self.X, self.y, self.s
+        if self.K == 1:
+            z = X @ W[0]
+            z += b[0]
+            if self.kind == 0:
+                loss = np.logaddexp(0.0, z) - y * z
+                r = expit(z) - y
+            else:
+                r = z - y
+                loss = 0.5 * r * r
+            r *= s
+            g = np.asarray(X.T @ r).reshape(1, -1)
+            return _vdot(s, loss), g, np.array([r.sum()])
+        Z = X @ W.T
+        Z += b
+        yi = y.astype(np.int64)
+        lse = logsumexp(Z, axis=1)
+        rows = np.arange(self.n)
+        loss = lse - Z[rows, yi]
+        P = np.exp(Z - lse[:, None])
+        P[rows, yi] -= 1.0
+        P *= s[:, None]
+        G = np.asarray(X.T @ P).T
+        return _vdot(s, loss), np.ascontiguousarray(G), P.sum(axis=0)
+
+    def smooth(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss + L2 term and the gradient with respect to ``theta``."""
+        W, b = self.unpack(theta)
+        f, G, gb = self._data_term(W, b)
+        if self.l2 > 0:
+            w = W.reshape(-1)
+            f += 0.5 * self.l2 * _vdot(w, w)
+            G = G + self.l2 * W
+        g = G.reshape(-1)
+        if self.fit_intercept:
+            g = np.concatenate([g, gb])
+        return f, g
+
+    def value(self, theta: np.ndarray) -> float:
+        """The full objective (L1 term included)."""
+        f, _ = self.smooth(theta)
+        if self.l1 > 0:
+            f += self.l1 * float(np.abs(theta[: self.K * self.d]).sum())
+        return f
+
+
+# ----------------------------------------------------------------------------------------------
+# Solvers
+# ----------------------------------------------------------------------------------------------
+
+def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, max_iter: int = 100,
+                   tol: float = 1e-6, l1: np.ndarray | None = None, memory: int = 10) -> OptimResult:
+    """Minimise ``fun(x) + sum(l1 * |x|)`` where ``fun`` is smooth and returns ``(value, gradient)``.
+
+    Without an L1 part this is L-BFGS (SciPy's L-BFGS-B without bounds, configured like
+    scikit-learn's lbfgs solver). With per-coordinate L1 weights ``l1`` (zeros allowed, e.g. for
+    intercepts) it is OWL-QN (:func:`owlqn`). Stops when the largest entry of the (pseudo-)gradient
+    is at most ``tol``, when the objective stops decreasing (relative change below 64 machine
+    epsilons), or after ``max_iter`` iterations.
+    """
+    x0 = np.asarray(x0, dtype=np.float64)
+    if l1 is not None and np.any(np.asarray(l1) > 0):
+        return owlqn(fun, x0, np.asarray(l1, dtype=np.float64), max_iter=max_iter, tol=tol, memory=memory)
+    opts = {"maxiter": int(max_iter), "maxls": 50, "gtol": float(tol), "ftol": 64 * np.finfo(float).eps,
+            "maxcor": int(memory)}
+    res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts)
+    x = np.asarray(res.x, dtype=np.float64)
+    return OptimResult(x, float(res.fun), int(res.nit), bool(res.success), _msg(res))
+
+
+def _pseudo_gradient(x: np.ndarray, g: np.ndarray, l1: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Minimum-norm subgradient of f + sum(l1 |x|): zero where x_j = 0 and |g_j| <= l1_j."""
+    pg = g.copy()
+    xp, lp = x[P], l1[P]
+    gp, gm = g[P] + lp, g[P] - lp
+    pg[P] = np.where(xp > 0, gp, np.where(xp < 0, gm, np.where(gp < 0, gp, np.where(gm > 0, gm, 0.0))))
+    return pg
+
+
+def owlqn(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, l1: np.ndarray,
+          max_iter: int = 100, tol: float = 1e-6, memory: int = 10, max_ls: int = 50) -> OptimResult:
+    """OWL-QN (Andrew & Gao, 2007) for ``fun(x) + sum(l1 * |x|)``, ``fun`` smooth.
+
+    Each iteration takes the L-BFGS direction of the pseudo-gradient, zeroes the components
+    whose sign disagrees with the steepest-descent direction, and backtracks along the step
+    projected onto the current orthant (coordinates that would cross zero are set to exactly
+    zero) until the Armijo condition holds. If the quasi-Newton direction fails the line search,
+    the memory is dropped and the step restarts from the pseudo-gradient (steepest descent), so
+    the objective decreases monotonically. Stops when the largest pseudo-gradient entry (the
+    KKT residual) is at most ``tol``, when the relative decrease of the objective falls below 64
+    machine epsilons, or after ``max_iter`` iterations.
+    """
+    P = np.flatnonzero(l1 > 0)
+    x = np.array(x0, dtype=np.float64)
+    f, g = fun(x)
+    F = f + _vdot(l1, np.abs(x))
+    S: list[np.ndarray] = []
+    Y: list[np.ndarray] = []
+    R: list[float] = []
+    eps64 = 64 * np.finfo(float).eps
+    n_iter, converged, msg = 0, False, f"stopped after max_iter={max_iter} iterations"
+    while n_iter < max_iter:
+        pg = _pseudo_gradient(x, g, l1, P)
+        if np.abs(pg).max(initial=0.0) <= tol:
+            converged, msg = True, "pseudo-gradient norm <= tol"
+            break
+        step_done = False
+        for attempt in (0, 1):
+            if attempt == 1:
+                if not S:
+                    break
+                S.clear(), Y.clear(), R.clear()
+            # two-loop recursion on the pseudo-gradient
+            q = pg.copy()
+            alphas = []
+            for s_, y_, r_ in zip(reversed(S), reversed(Y), reversed(R)):
+                a = r_ * _vdot(s_, q)
+                alphas.append(a)
+                q -= a * y_
+            if S:
+                q *= _vdot(S[-1], Y[-1]) / _vdot(Y[-1], Y[-1])
+            for (s_, y_, r_), a in zip(zip(S, Y, R), reversed(alphas)):
+                q += (a - r_ * _vdot(y_, q)) * s_
+            d = -q
+            d[d * pg >= 0] = 0.0  # keep only components that descend along -pg
+            if not _vdot(pg, d) < 0:
+                d = -pg
+            xi = np.sign(x)
+            zero = xi == 0
+            xi[zero] = -np.sign(pg[zero])
+            alpha = 1.0 if S else 1.0 / max(1.0, math.sqrt(_vdot(pg, pg)))
+            for _ in range(max_ls):
+                xn = x + alpha * d
+                xn[P] = np.where(xn[P] * xi[P] > 0, xn[P], 0.0)
+                fn, gn = fun(xn)
+                Fn = fn + _vdot(l1, np.abs(xn))
+                if Fn <= F + 1e-4 * _vdot(pg, xn - x):
+                    step_done = True
+                    break
+                alpha *= 0.5
+            if step_done:
+                break
+        if not step_done:
+            converged, msg = True, "no further decrease possible (line search at machine precision)"
+            break
+        n_iter += 1
+        s_, y_ = xn - x, gn - g
+        sy = _vdot(s_, y_)
+        if sy > 1e-12 * _vdot(y_, y_):
+            S.append(s_), Y.append(y_), R.append(1.0 / sy)
+            if len(S) > memory:
+                S.pop(0), Y.pop(0), R.pop(0)
+        decrease = F - Fn
+        x, f, g, F = xn, fn, gn, Fn
+        if decrease <= eps64 * max(abs(F), abs(F + decrease), 1.0):
+            converged, msg = True, "relative reduction of the objective <= 64 * machine epsilon"
+            break
+    return OptimResult(x, F, n_iter, converged, msg)
+
+
+def _msg(res) -> str:
+    m = res.message
+    return m.decode() if isinstance(m, bytes) else str(m)
+
+
+def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_size: int = 32,
+        max_iter: int = 100, tol: float = 1e-6, seed: int = 0) -> OptimResult:
+    """Proximal mini-batch SGD on ``obj`` for ``max_iter`` epochs (Flink ML's solver, run in-process).
+
+    Each epoch visits the rows in a fresh permutation drawn from ``numpy.random.default_rng(seed)``
+    and, per mini-batch of ``batch_size`` rows, takes a step of ``learning_rate`` along the
+    weighted-mean gradient of the batch, then applies the penalty's proximal operator
+    (soft-thresholding by ``learning_rate * l1``, shrinking by ``1 / (1 + learning_rate * l2)``).
+    Stops early when the epoch's objective (the batch losses seen during the epoch plus the
+    penalty) changes by at most ``tol * max(1, |objective|)``. Deterministic for a fixed seed.
+    """
+    rng = np.random.default_rng(seed)
+    theta = np.array(x0, dtype=np.float64)
+    W, b = obj.unpack(theta)
+    W = np.ascontiguousarray(W).copy()
+    b = np.array(b, dtype=np.float64)
+    batch = int(min(max(1, batch_size), max(1, obj.n)))
+    prev = None
+    converged = False
+    epoch = 0
+    for epoch in range(1, int(max_iter) + 1):
+        perm = rng.permutation(obj.n).astype(np.int64)
+        if obj.sparse:
+            X = obj.X
+            loss, wsum = _sgd_epoch_sparse(X.indptr, X.indices, X.data, obj.y, obj.s, W, b, obj.kind,
+                                           obj.fit_intercept, perm, batch, float(learning_rate), obj.l2, obj.l1)
+        else:
+            loss, wsum = _sgd_epoch_dense(obj.X, obj.y, obj.s, W, b, obj.kind, obj.fit_intercept, perm, batch,
+                                          float(learning_rate), obj.l2, obj.l1)
+        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+            raise ValueError(f"SGD diverged at epoch {epoch} (non-finite coefficients); lower learning_rate "
+                             f"(now {learning_rate}) or standardize the features")
+        cur = loss / wsum + 0.5 * obj.l2 * float(np.vdot(W, W)) + obj.l1 * float(np.abs(W).sum())
+        log.debug("sgd epoch %d objective %.10g", epoch, cur)
+        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
+            converged = True
+            break
+        prev = cur
+    theta = obj.pack(W, b)
+    msg = f"converged after {epoch} epochs" if converged else f"stopped after max_iter={max_iter} epochs"
+    return OptimResult(theta, obj.value(theta), epoch, converged, msg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared plumbing of linear models: training input and model data tables
+# ----------------------------------------------------------------------------------------------
+
+def read_training_input(t: pa.Table, stage: str, features_col: str, label_col: str,
+                        weight_col: str | None) -> tuple[np.ndarray | sps.csr_matrix, np.ndarray, np.ndarray | None]:
+    """Features (dense array or CSR, as stored), labels and weights of a training table, validated.
+
+    Raises ``ValueError`` naming the stage, column and row for an empty table, NaN/infinite
+    features or labels, and negative or non-finite weights.
+    """
+    if t.num_rows == 0:
+        raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
+    X = vector_column(t, features_col, stage, param="features_col", finite=False)
+    data = X.data if sps.issparse(X) else X
+    # One summing pass detects any NaN/inf (they propagate); then find the row for the message.
+    if data.size and not np.isfinite(np.sum(data)):
+        check_finite(X, features_col, stage)
+    y = numeric_column(t, label_col, stage, param="label_col")
+    s = None
+    if weight_col is not None:
+        s = numeric_column(t, weight_col, stage, param="weight_col")
+        bad = s < 0
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{stage}: column '{weight_col}' (parameter 'weight_col') has the negative weight "
+                             f"{float(s[row])!r} at row {row}; weights must be >= 0")
+        if not s.sum() > 0:
+            raise ValueError(f"{stage}: the weights in column '{weight_col}' (parameter 'weight_col') sum to 0; "
+                             f"at least one row needs a positive weight")
+    return X, y, s
+
+
+def linear_model_table(W: np.ndarray, b: np.ndarray, model_version: int = 0) -> pa.Table:
+    """The model data table of a linear model: one row per output (class), columns
+    ``coefficient`` (``fixed_size_list<double>[d]``), ``intercept`` (double), ``model_version`` (int64)."""
+    W = np.atleast_2d(np.asarray(W, dtype=np.float64))
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    if b.shape[0] != W.shape[0]:
+        raise ValueError(f"linear_model_table: {W.shape[0]} coefficient rows but {b.shape[0]} intercepts")
+    return pa.table({
+        "coefficient": from_numpy(W),
+        "intercept": pa.array(b, pa.float64()),
+        "model_version": pa.array(np.full(W.shape[0], int(model_version), dtype=np.int64), pa.int64()),
+    })
+
+
+def read_linear_model_table(tables: list[pa.Table], stage: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(W (k, d), b (k,), model_version)`` from linear-model data (see :func:`linear_model_table`)."""
+    if len(tables) != 1:
+        raise ValueError(f"{stage}: model data must be one table (coefficient, intercept, model_version), "
+                         f"got {len(tables)} tables")
+    (t,) = tables
+    for c in ("coefficient", "intercept"):
+        if c not in t.column_names:
+            raise ValueError(f"{stage}: model data has no '{c}' column; it has {t.column_names}. Expected columns "
+                             f"coefficient (vector), intercept (double), model_version (int64)")
+    if t.num_rows == 0:
+        raise ValueError(f"{stage}: model data table has no rows; it needs one row per class (one for binary)")
+    W = vector_column(t, "coefficient", f"{stage} model data")
+    if sps.issparse(W):
+        W = W.toarray()
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    b = np.ascontiguousarray(numeric_column(t, "intercept", f"{stage} model data"))
+    version = 0
+    if "model_version" in t.column_names and t.num_rows:
+        v = t.column("model_version")[0].as_py()
+        version = int(v) if v is not None else 0
+    return W, b, version

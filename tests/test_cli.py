@@ -1,0 +1,57 @@
+"""The flowlearn command: help, version, and the end-to-end demo (quick mode)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import flowlearn as fl
+
+CLI = [sys.executable, "-m", "flowlearn.cli.main"]
+
+
+def _run(*args, timeout=60):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_every_command():
+    out = _run("--help")
+    assert out.returncode == 0
+    for cmd in ("version", "demo", "models", "run", "serve"):
+        assert cmd in out.stdout
+
+
+def test_version():
+    out = _run("version")
+    assert out.returncode == 0 and out.stdout.startswith(f"flowlearn {fl.__version__}")
+
+
+def test_unknown_command_is_an_error():
+    out = _run("frobnicate")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path):
+    out = _run("demo", "--quick", "--out", str(tmp_path), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    # every part of the story is there
+    for needle in ("[batch]   trained on", "held-out AUC", "LocalPredictor on one row", "[store]   published",
+                   "model versions published", "publish -> served latency", "best achievable log loss"):
+        assert needle in text
+    assert os.path.getsize(tmp_path / "metrics.png") > 10_000
+    # the store holds the batch version plus online versions, and they load
+    store = fl.ModelStore(str(tmp_path / "model-store"))
+    versions = store.versions()
+    assert len(versions) >= 5
+    assert store.version_info(versions[0])["metadata"]["kind"] == "batch"
+    assert isinstance(store.load().model, fl.PipelineModel)
+    # after the drift the online model must beat the frozen batch model (the point of the demo)
+    summary = text.rsplit("summary", 1)[1]
+    online = float(summary.split("live log loss, online FTRL")[1].split()[0])
+    frozen = float(summary.split("live log loss, frozen batch")[1].split()[0])
+    best = float(summary.split("best achievable log loss")[1].split()[0])
+    assert best < online < frozen

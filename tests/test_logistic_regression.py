@@ -1,0 +1,469 @@
+"""LogisticRegression / LogisticRegressionModel.
+
+Oracles: scikit-learn's LogisticRegression configured to the same objective (lbfgs for L2,
+saga for elastic net, multinomial on iris), the KKT conditions of the objective computed
+here with NumPy, and exact identities (row duplication == integer weights, sparse == dense).
+"""
+from __future__ import annotations
+
+import doctest
+import re
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.sparse as sps
+from scipy.special import expit, logsumexp, softmax
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression as SkLR
+from sklearn.preprocessing import StandardScaler
+
+import flowlearn as fl
+from flowlearn.classification import LogisticRegression, LogisticRegressionModel
+from flowlearn.linalg import SparseVector
+
+
+# ---------------------------------------------------------------- data and independent formulas
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y.astype(float)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y.astype(float)
+
+
+def table(X, y=None, **cols):
+    d = {"features": X if not sps.issparse(X) else sps.csr_matrix(X)}
+    if y is not None:
+        d["label"] = y
+    d.update(cols)
+    return fl.table(d)
+
+
+def coef(model):
+    md = model.get_model_data()[0]
+    return fl.linalg.to_numpy(md.column("coefficient")), np.asarray(md.column("intercept").to_numpy())
+
+
+def probs(model, t):
+    return fl.linalg.to_numpy(model.transform(t).column("raw_prediction"))
+
+
+def binary_objective(X, y, s, w, b, reg, en):
+    s = s / s.sum()
+    z = X @ w + b
+    return float(s @ (np.logaddexp(0, z) - y * z) + reg * (en * np.abs(w).sum() + (1 - en) / 2 * w @ w))
+
+
+def multinomial_objective(X, y, W, b, reg):
+    Z = X @ W.T + b
+    return float(np.mean(logsumexp(Z, axis=1) - Z[np.arange(len(y)), y.astype(int)]) + reg / 2 * (W * W).sum())
+
+
+def binary_kkt(X, y, s, w, b, reg, en):
+    """Largest violation of the optimality conditions (subgradient for the L1 part)."""
+    s = s / s.sum()
+    r = s * (expit(X @ w + b) - y)
+    g = X.T @ r + reg * (1 - en) * w
+    l1 = reg * en
+    viol = np.where(w != 0, np.abs(g + l1 * np.sign(w)), np.maximum(np.abs(g) - l1, 0))
+    return max(viol.max(), abs(r.sum()))
+
+
+def sk_fit(X, y, reg, en=0.0, sample_weight=None, tol=None, **kw):
+    """scikit-learn on the same objective: C = 1 / (reg * sum of weights), l1_ratio = elastic_net."""
+    total = len(y) if sample_weight is None else sample_weight.sum()
+    solver = "lbfgs" if en == 0 else "saga"
+    tol = tol if tol is not None else (1e-12 if en == 0 else 1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SkLR(C=1.0 / (reg * total), l1_ratio=en, solver=solver, tol=tol,
+                    max_iter=20000, **kw).fit(X, y, sample_weight=sample_weight)
+
+
+# ---------------------------------------------------------------- params
+
+def test_param_defaults():
+    p = LogisticRegression().get_params()
+    assert p == {"features_col": "features", "label_col": "label", "weight_col": None,
+                 "prediction_col": "prediction", "raw_prediction_col": "raw_prediction", "max_iter": 100,
+                 "reg": 0.0, "elastic_net": 0.0, "tol": 1e-6, "fit_intercept": True, "multi_class": "auto",
+                 "solver": "lbfgs", "learning_rate": 0.1, "global_batch_size": 32, "seed": None}
+    assert LogisticRegression.online_counterpart == "OnlineLogisticRegression"
+    assert set(LogisticRegressionModel().get_params()) == {"features_col", "prediction_col", "raw_prediction_col"}
+
+
+def test_param_set_and_copied_to_model(cancer):
+    est = LogisticRegression(features_col="f", prediction_col="p").set(reg=0.5, raw_prediction_col="r")
+    assert (est.features_col, est.reg, est.raw_prediction_col) == ("f", 0.5, "r")
+    X, y = cancer
+    model = est.fit(fl.table({"f": X[:50], "label": y[:50]}))
+    assert (model.features_col, model.prediction_col, model.raw_prediction_col) == ("f", "p", "r")
+
+
+@pytest.mark.parametrize("name,value,rule", [
+    ("reg", -1.0, "gt_eq(0)"), ("elastic_net", 1.5, "in_range(0, 1)"), ("max_iter", 0, "gt(0)"),
+    ("tol", -1e-3, "gt_eq(0)"), ("learning_rate", 0.0, "gt(0)"), ("global_batch_size", 0, "gt(0)"),
+    ("multi_class", "ovr", "in_array"), ("solver", "newton-cg", "in_array"),
+])
+def test_bad_param_values(name, value, rule):
+    with pytest.raises(ValueError, match=rf"LogisticRegression: parameter '{name}' = .* violates {re.escape(rule)}"):
+        LogisticRegression(**{name: value})
+
+
+def test_unknown_param_and_wrong_type():
+    with pytest.raises(TypeError, match="has no parameter 'regParam'; valid parameters: .*elastic_net"):
+        LogisticRegression(regParam=0.1)
+    with pytest.raises(ValueError, match="parameter 'fit_intercept' = 'yes' has type str, expected bool"):
+        LogisticRegression(fit_intercept="yes")
+
+
+# ---------------------------------------------------------------- output schema
+
+def test_output_schema_binary_and_multinomial(cancer, iris):
+    X, y = cancer
+    t = table(X[:100], y[:100], id=np.arange(100))
+    out = LogisticRegression(reg=0.1).fit(t).transform(t)
+    assert out.column_names == ["features", "label", "id", "prediction", "raw_prediction"]
+    assert out.schema.field("prediction").type == pa.float64()
+    assert out.schema.field("raw_prediction").type == pa.list_(pa.float64(), 2)
+    Xi, yi = iris
+    out = LogisticRegression(reg=0.1).fit(table(Xi, yi)).transform(table(Xi))
+    assert out.schema.field("raw_prediction").type == pa.list_(pa.float64(), 3)
+    assert set(out.column("prediction").to_pylist()) == {0.0, 1.0, 2.0}
+    # existing output column is replaced, not duplicated
+    again = LogisticRegression(reg=0.1).fit(table(Xi, yi)).transform(out)
+    assert again.column_names.count("prediction") == 1
+
+
+# ---------------------------------------------------------------- fit against the oracles
+
+@pytest.mark.parametrize("reg", [0.001, 0.05])
+def test_binary_l2_matches_sklearn(cancer, reg):
+    X, y = cancer
+    t = table(X, y)
+    model = LogisticRegression(reg=reg, tol=1e-10, max_iter=1000).fit(t)
+    sk = sk_fit(X, y, reg)
+    w, b = coef(model)
+    assert w.shape == (1, 30)
+    np.testing.assert_allclose(probs(model, t)[:, 1], sk.predict_proba(X)[:, 1], atol=1e-4)
+    np.testing.assert_allclose(probs(model, t)[:, 0], sk.predict_proba(X)[:, 0], atol=1e-4)
+    f_fl = binary_objective(X, y, np.ones(len(y)), w[0], b[0], reg, 0.0)
+    f_sk = binary_objective(X, y, np.ones(len(y)), sk.coef_[0], sk.intercept_[0], reg, 0.0)
+    assert f_fl <= f_sk + 1e-10
+    assert f_fl == pytest.approx(f_sk, rel=1e-8)
+    np.testing.assert_allclose(model.transform(t).column("prediction").to_numpy(), sk.predict(X))
+
+
+@pytest.mark.parametrize("en", [0.5, 1.0])
+def test_binary_elastic_net_matches_sklearn_saga(cancer, en):
+    X, y = cancer
+    reg = 0.01
+    t = table(X, y)
+    model = LogisticRegression(reg=reg, elastic_net=en, tol=1e-10, max_iter=2000).fit(t)
+    sk = sk_fit(X, y, reg, en)
+    w, b = coef(model)
+    np.testing.assert_allclose(probs(model, t)[:, 1], sk.predict_proba(X)[:, 1], atol=1e-4)
+    f_fl = binary_objective(X, y, np.ones(len(y)), w[0], b[0], reg, en)
+    f_sk = binary_objective(X, y, np.ones(len(y)), sk.coef_[0], sk.intercept_[0], reg, en)
+    assert f_fl == pytest.approx(f_sk, rel=1e-6)
+    assert f_fl <= f_sk + 1e-9
+    # exact zeros, on the same coordinates as saga's proximal solution
+    assert (w[0] == 0).sum() > 0
+    np.testing.assert_array_equal(w[0] == 0, sk.coef_[0] == 0)
+
+
+@pytest.mark.parametrize("reg,en", [(0.0, 0.0), (0.02, 0.0), (0.02, 0.3), (0.02, 1.0)])
+def test_kkt_conditions_hold(cancer, reg, en):
+    X, y = cancer
+    if reg == 0.0:  # the standardized data is separable-ish without a penalty: use a harder subset
+        X, y = X[:, :3], y
+    model = LogisticRegression(reg=reg, elastic_net=en, tol=1e-9, max_iter=5000).fit(table(X, y))
+    w, b = coef(model)
+    assert binary_kkt(X, y, np.ones(len(y)), w[0], b[0], reg, en) < 1e-6
+
+
+def test_no_intercept_matches_sklearn(cancer):
+    X, y = cancer
+    t = table(X, y)
+    model = LogisticRegression(reg=0.01, fit_intercept=False, tol=1e-10).fit(t)
+    sk = sk_fit(X, y, 0.01, fit_intercept=False)
+    w, b = coef(model)
+    assert b.tolist() == [0.0]
+    np.testing.assert_allclose(w[0], sk.coef_[0], atol=1e-5)
+    np.testing.assert_allclose(probs(model, t)[:, 1], sk.predict_proba(X)[:, 1], atol=1e-4)
+
+
+@pytest.mark.parametrize("reg", [0.001, 0.03])
+def test_multinomial_matches_sklearn(iris, reg):
+    X, y = iris
+    t = table(X, y)
+    model = LogisticRegression(reg=reg, tol=1e-10, max_iter=1000).fit(t)
+    sk = sk_fit(X, y, reg)
+    W, b = coef(model)
+    assert W.shape == (3, 4) and b.shape == (3,)
+    np.testing.assert_allclose(probs(model, t), sk.predict_proba(X), atol=1e-4)
+    f_fl = multinomial_objective(X, y, W, b, reg)
+    f_sk = multinomial_objective(X, y, sk.coef_, sk.intercept_, reg)
+    assert f_fl == pytest.approx(f_sk, rel=1e-7)
+    assert abs(b.sum()) < 1e-12  # intercepts are centered (softmax is shift invariant)
+    np.testing.assert_allclose(model.transform(t).column("prediction").to_numpy(), sk.predict(X))
+    # the raw prediction is a probability vector, its argmax is the prediction
+    P = probs(model, t)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+
+
+def test_multinomial_on_two_classes_equals_binomial_at_half_reg(cancer):
+    """With W = [-v/2, v/2] the softmax is sigmoid(v.x) and the L2 term halves: an exact identity."""
+    X, y = cancer
+    t = table(X, y)
+    multi = LogisticRegression(reg=0.02, multi_class="multinomial", tol=1e-10).fit(t)
+    binom = LogisticRegression(reg=0.01, multi_class="binomial", tol=1e-10).fit(t)
+    assert coef(multi)[0].shape == (2, 30)
+    np.testing.assert_allclose(probs(multi, t), probs(binom, t), atol=1e-6)
+
+
+def test_sgd_converges_close_to_optimum(cancer):
+    X, y = cancer
+    reg = 0.01
+    t = table(X, y)
+    est = LogisticRegression(reg=reg, elastic_net=0.2, solver="sgd", learning_rate=0.05, global_batch_size=16,
+                             max_iter=200, tol=0.0, seed=7)
+    model = est.fit(t)
+    sk = sk_fit(X, y, reg, 0.2)
+    w, b = coef(model)
+    f_sgd = binary_objective(X, y, np.ones(len(y)), w[0], b[0], reg, 0.2)
+    f_opt = binary_objective(X, y, np.ones(len(y)), sk.coef_[0], sk.intercept_[0], reg, 0.2)
+    assert f_opt <= f_sgd < f_opt + 5e-3
+    assert np.abs(probs(model, t)[:, 1] - sk.predict_proba(X)[:, 1]).max() < 0.05
+    # deterministic for a seed, different for another seed
+    np.testing.assert_array_equal(coef(est.fit(t))[0], w)
+    assert not np.array_equal(coef(est.set(seed=8).fit(t))[0], w)
+
+
+def test_sgd_multinomial_and_sparse(iris):
+    X, y = iris
+    reg = 0.1
+    dense = LogisticRegression(reg=reg, solver="sgd", learning_rate=0.1, max_iter=150, tol=0.0, seed=1)
+    m_dense = dense.fit(table(X, y))
+    m_sparse = dense.fit(table(sps.csr_matrix(X), y))
+    np.testing.assert_allclose(coef(m_sparse)[0], coef(m_dense)[0], atol=1e-10)
+    sk = sk_fit(X, y, reg)
+    W, b = coef(m_dense)
+    f_opt = multinomial_objective(X, y, sk.coef_, sk.intercept_, reg)
+    assert f_opt <= multinomial_objective(X, y, W, b, reg) < f_opt + 1e-3
+    assert np.abs(probs(m_dense, table(X)) - sk.predict_proba(X)).max() < 0.03
+
+
+# ---------------------------------------------------------------- sparse, weights
+
+def test_sparse_input_equals_dense(cancer):
+    X, y = cancer
+    Xs = np.where(X > 0.5, X, 0.0)  # ~70% zeros
+    dense_t, sparse_t = table(Xs, y), table(sps.csr_matrix(Xs), y)
+    assert fl.linalg.is_sparse(sparse_t.schema.field("features").type)
+    for kw in [dict(reg=0.01), dict(reg=0.01, elastic_net=0.5)]:
+        md = LogisticRegression(tol=1e-10, **kw).fit(dense_t)
+        ms = LogisticRegression(tol=1e-10, **kw).fit(sparse_t)
+        np.testing.assert_allclose(coef(ms)[0], coef(md)[0], atol=1e-7)
+        np.testing.assert_allclose(probs(ms, sparse_t), probs(md, dense_t), atol=1e-9)
+        np.testing.assert_allclose(probs(md, sparse_t), probs(md, dense_t), atol=1e-12)
+
+
+def test_hashed_sparse_2_pow_18_dims_matches_sklearn():
+    rng = np.random.default_rng(3)
+    n, d, nnz = 2000, 1 << 18, 20
+    rows = np.repeat(np.arange(n), nnz)
+    cols = rng.integers(0, d, n * nnz)
+    X = sps.csr_matrix((np.ones(n * nnz), (rows, cols)), shape=(n, d))
+    X.sum_duplicates()
+    w_true = rng.standard_normal(d)
+    y = (rng.random(n) < expit(X @ w_true * 0.5 - 1.0)).astype(float)
+    t = table(X, y)
+    reg = 1e-3
+    model = LogisticRegression(reg=reg, tol=1e-9, max_iter=500).fit(t)
+    w, b = coef(model)
+    assert w.shape == (1, d)
+    sk = sk_fit(X, y, reg, tol=1e-8)
+    np.testing.assert_allclose(probs(model, t)[:, 1], sk.predict_proba(X)[:, 1], atol=1e-4)
+    assert binary_kkt(X, y, np.ones(n), w[0], b[0], reg, 0.0) < 1e-6
+    # elastic net on the hashed space (OWL-QN): a sparse model satisfying the KKT conditions
+    m1 = LogisticRegression(reg=1e-3, elastic_net=0.5, tol=1e-7, max_iter=500).fit(t)
+    w1, b1 = coef(m1)
+    assert 10 < (w1 != 0).sum() < 2000
+    assert binary_kkt(X, y, np.ones(n), w1[0], b1[0], 1e-3, 0.5) < 1e-6
+
+
+@pytest.mark.parametrize("which", ["binary", "multinomial"])
+def test_weight_col_equals_row_duplication(cancer, iris, which):
+    X, y = cancer if which == "binary" else iris
+    rng = np.random.default_rng(0)
+    wts = rng.integers(0, 4, len(y)).astype(float)
+    rep = np.repeat(np.arange(len(y)), wts.astype(int))
+    weighted = LogisticRegression(reg=0.01, tol=1e-10, weight_col="w").fit(table(X, y, w=wts))
+    duplicated = LogisticRegression(reg=0.01, tol=1e-10).fit(table(X[rep], y[rep]))
+    np.testing.assert_allclose(coef(weighted)[0], coef(duplicated)[0], atol=1e-6)
+    np.testing.assert_allclose(coef(weighted)[1], coef(duplicated)[1], atol=1e-6)
+    if which == "binary":  # and the oracle agrees on the weighted fit
+        sk = sk_fit(X, y, 0.01, sample_weight=wts)
+        np.testing.assert_allclose(probs(weighted, table(X))[:, 1], sk.predict_proba(X)[:, 1], atol=1e-4)
+
+
+# ---------------------------------------------------------------- persistence and model data
+
+def test_save_load_round_trip(tmp_path, iris):
+    X, y = iris
+    t = table(X, y)
+    est = LogisticRegression(reg=0.02, prediction_col="pred", max_iter=50)
+    est.save(str(tmp_path / "est"))
+    est2 = fl.load(str(tmp_path / "est"))
+    assert isinstance(est2, LogisticRegression) and est2.get_params() == est.get_params()
+    model = est.fit(t)
+    model.save(str(tmp_path / "model"))
+    loaded = fl.load(str(tmp_path / "model"))
+    assert isinstance(loaded, LogisticRegressionModel)
+    assert loaded.get_params() == model.get_params()
+    assert loaded.transform(t).equals(model.transform(t))
+    assert loaded.get_model_data()[0].equals(model.get_model_data()[0])
+
+
+def test_model_data_schema_and_set(cancer, iris):
+    X, y = cancer
+    model = LogisticRegression(reg=0.01).fit(table(X, y))
+    (md,) = model.get_model_data()
+    assert md.schema.field("coefficient").type == pa.list_(pa.float64(), 30)
+    assert md.schema.field("intercept").type == pa.float64()
+    assert md.schema.field("model_version").type == pa.int64()
+    assert md.num_rows == 1 and md.column("model_version").to_pylist() == [0]
+    other = LogisticRegressionModel().set_model_data(md)
+    t = table(X)
+    assert other.transform(t).equals(model.transform(t))
+    # a hand-made model: p1 = sigmoid(w.x + b), the Flink ML layout [p0, p1]
+    hand = LogisticRegressionModel().set_model_data(
+        {"coefficient": [[0.5, -2.0]], "intercept": [0.25], "model_version": [3]})
+    out = hand.transform({"features": [[1.0, 1.0], [4.0, 0.0]]})
+    p = expit(np.array([0.5 - 2.0 + 0.25, 2.0 + 0.25]))
+    np.testing.assert_allclose(fl.linalg.to_numpy(out.column("raw_prediction")), np.c_[1 - p, p])
+    assert out.column("prediction").to_pylist() == [0.0, 1.0]
+    Xi, yi = iris
+    (mdi,) = LogisticRegression(reg=0.01).fit(table(Xi, yi)).get_model_data()
+    assert mdi.num_rows == 3 and mdi.schema.field("coefficient").type == pa.list_(pa.float64(), 4)
+    hand3 = LogisticRegressionModel().set_model_data(mdi)
+    W, b = fl.linalg.to_numpy(mdi.column("coefficient")), mdi.column("intercept").to_numpy()
+    np.testing.assert_allclose(probs(hand3, table(Xi)), softmax(Xi @ W.T + b, axis=1), atol=1e-12)
+
+
+def test_bad_model_data():
+    with pytest.raises(ValueError, match="model data has no 'intercept' column"):
+        LogisticRegressionModel().set_model_data({"coefficient": [[1.0]]})
+    with pytest.raises(ValueError, match="model data table has no rows"):
+        LogisticRegressionModel().set_model_data(
+            pa.table({"coefficient": pa.array([], pa.list_(pa.float64(), 2)), "intercept": pa.array([], pa.float64())}))
+    with pytest.raises(ValueError, match="model data has not been set"):
+        LogisticRegressionModel().transform({"features": [[1.0]]})
+
+
+# ---------------------------------------------------------------- empty and bad input
+
+def test_empty_input(cancer):
+    empty = fl.table({"features": pa.array([], pa.list_(pa.float64(), 30)), "label": pa.array([], pa.float64())})
+    with pytest.raises(ValueError, match="LogisticRegression: fit needs at least one row"):
+        LogisticRegression().fit(empty)
+    X, y = cancer
+    out = LogisticRegression(reg=0.1).fit(table(X, y)).transform(empty)
+    assert out.num_rows == 0
+    assert out.schema.field("prediction").type == pa.float64()
+    assert out.schema.field("raw_prediction").type == pa.list_(pa.float64(), 2)
+
+
+def test_bad_labels_name_row_and_value():
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"column 'label' \(parameter 'label_col'\) has label 2.0 at row 2; binomial"):
+        LogisticRegression(multi_class="binomial").fit(table(X, np.array([0.0, 1.0, 2.0, 1.0])))
+    with pytest.raises(ValueError, match=r"has label -1.0 at row 1; labels must be class indices 0, 1, ..., k-1"):
+        LogisticRegression().fit(table(X, np.array([0.0, -1.0, 1.0, 1.0])))
+    with pytest.raises(ValueError, match=r"has label 0.5 at row 3"):
+        LogisticRegression(multi_class="multinomial").fit(table(X, np.array([0.0, 1.0, 2.0, 0.5])))
+    with pytest.raises(ValueError, match=r"column 'label' has a null at row 1"):
+        LogisticRegression().fit(fl.table({"features": X[:2], "label": pa.array([1.0, None])}))
+
+
+def test_bad_features_and_weights():
+    X = np.ones((4, 2))
+    X[2, 1] = np.nan
+    y = np.array([0.0, 1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="LogisticRegression: column 'features' has NaN or infinity at row 2"):
+        LogisticRegression().fit(table(X, y))
+    with pytest.raises(ValueError, match=r"input column 'x' \(parameter 'features_col'\) is missing"):
+        LogisticRegression(features_col="x").fit(table(np.ones((4, 2)), y))
+    with pytest.raises(TypeError, match="column 'label' has type string, expected a vector column"):
+        LogisticRegression(features_col="label").fit(fl.table({"label": ["a", "b"]}))
+    with pytest.raises(ValueError,
+                       match=r"column 'w' \(parameter 'weight_col'\) has the negative weight -1.0 at row 3"):
+        LogisticRegression(weight_col="w").fit(table(np.ones((4, 2)), y, w=[1.0, 1.0, 1.0, -1.0]))
+    with pytest.raises(ValueError, match="sum to 0"):
+        LogisticRegression(weight_col="w").fit(table(np.ones((4, 2)), y, w=[0.0] * 4))
+    model = LogisticRegression().fit(table(np.eye(4)[:, :2], y))
+    with pytest.raises(ValueError, match="holds vectors of size 3, the model expects size 2"):
+        model.transform({"features": [[1.0, 2.0, 3.0]]})
+
+
+def test_separable_data_without_penalty_stays_finite():
+    t = table(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0.0, 0.0, 1.0, 1.0]))
+    model = LogisticRegression().fit(t)
+    w, b = coef(model)
+    assert np.isfinite(w).all() and np.isfinite(b).all()
+    assert model.transform(t).column("prediction").to_pylist() == [0.0, 0.0, 1.0, 1.0]
+
+
+# ---------------------------------------------------------------- row kernel
+
+def test_row_fn_equals_batch(cancer, iris):
+    for X, y in (cancer, iris):
+        model = LogisticRegression(reg=0.01).fit(table(X, y))
+        Xs = np.where(X > 0.3, X, 0.0)
+        batch = model.transform(table(Xs))
+        P = fl.linalg.to_numpy(batch.column("raw_prediction"))
+        pred = batch.column("prediction").to_numpy()
+        fn = model.row_fn()
+        for i in range(0, len(y), 7):
+            nz = np.flatnonzero(Xs[i])
+            for x in (Xs[i], list(Xs[i]), SparseVector(X.shape[1], nz, Xs[i, nz])):
+                row = {"features": x, "other": 1}
+                fn(row)
+                assert row["prediction"] == pred[i]
+                assert isinstance(row["raw_prediction"], np.ndarray)
+                np.testing.assert_allclose(row["raw_prediction"], P[i], rtol=1e-12, atol=1e-15)
+                assert row["other"] == 1
+        pred0 = fl.LocalPredictor(model).predict({"features": Xs[0]})
+        assert pred0["prediction"] == pred[0]
+
+
+def test_row_fn_bad_rows(cancer):
+    X, y = cancer
+    fn = LogisticRegression(reg=0.1).fit(table(X, y)).row_fn()
+    with pytest.raises(ValueError, match=r"input column 'features' \(parameter 'features_col'\) is missing"):
+        fn({"x": X[0]})
+    with pytest.raises(ValueError, match="the model expects size 30"):
+        fn({"features": X[0, :5]})
+    with pytest.raises(ValueError, match="the model expects size 30"):
+        fn({"features": SparseVector(31, [0], [1.0])})
+    bad = X[0].copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        fn({"features": bad})
+
+
+def test_doctests():
+    import flowlearn.classification.logistic_regression as mod
+    import flowlearn.optim as optim
+
+    for m in (mod, optim):
+        assert doctest.testmod(m).failed == 0
