@@ -255,3 +255,44 @@ def test_row_fn_equals_batch(wine, measure):
     assert row["prediction"] == batch[0]
     with pytest.raises(ValueError, match="expects size 13"):
         fn({"features": [1.0, 2.0]})
+
+
+# --- iteration engine ----------------------------------------------------------------------
+
+
+def numpy_lloyd(x, c, max_iter, tol):
+    """An independent Lloyd loop: centroids after it stops and the number of iterations it ran."""
+    for it in range(1, max_iter + 1):
+        a = cdist(x, c, "sqeuclidean").argmin(axis=1)
+        new = np.array([x[a == i].mean(axis=0) if (a == i).any() else c[i] for i in range(len(c))])
+        shift = np.sqrt(((new - c) ** 2).sum(axis=1)).max()
+        c = new
+        if shift <= tol:
+            break
+    return c, it
+
+
+@pytest.mark.parametrize("k, init_mode, max_iter, tol, lloyd_iterations", [
+    (5, "random", 300, 0.0, 10),     # converges to a fixed point
+    (3, "k-means++", 300, 0.1, 9),   # stopped by tol, before the fixed point
+    (5, "random", 4, 0.0, 4),        # stopped by max_iter
+])
+def test_fit_runs_lloyd_rounds_on_the_iteration_engine(monkeypatch, wine, k, init_mode, max_iter, tol,
+                                                       lloyd_iterations):
+    import flowlearn.clustering.kmeans as kmeans_module
+
+    results = []
+
+    def spy(*args, **kwargs):
+        results.append(fl.iteration.iterate_bounded(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(kmeans_module, "iterate_bounded", spy)
+    est = KMeans(k=k, init_mode=init_mode, seed=11, max_iter=max_iter, tol=tol)
+    expected, iterations = numpy_lloyd(wine, est._initial_centroids(wine), max_iter, tol)
+    model = est.fit({"features": wine})
+    (res,) = results
+    assert iterations == lloyd_iterations
+    assert res.rounds == iterations and res.termination == "criteria"  # ended by the criteria stream
+    assert res.variables[0].equals(model.get_model_data()[0])
+    np.testing.assert_allclose(centroids(model), expected, rtol=1e-9, atol=1e-12)

@@ -1,8 +1,11 @@
 """K-means clustering as in Flink ML 2.x: ``KMeans`` / ``KMeansModel``.
 
-Lloyd's algorithm, vectorized: each round assigns every point to its closest centroid (one
-matrix product per block of rows for euclidean and cosine distance) and moves each centroid
-to the mean of its points.
+Lloyd's algorithm on the bounded iteration engine (``flowlearn.iteration.iterate_bounded``), as
+Flink ML writes it: the centroids are the variable stream, the features are replayed data
+(blocks of rows), and each round two operators assign every point to its closest centroid
+(one matrix product per block of rows for euclidean and cosine distance) and move each
+centroid to the mean of its points; a termination-criteria stream ends the iteration after
+``max_iter`` rounds or once no centroid moves more than ``tol``.
 
 Example:
     >>> import flowlearn as fl
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import zlib
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,7 +29,9 @@ import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, RowFn
 from flowlearn.data.columns import numeric_column, vector_column, with_column
-from flowlearn.linalg import SparseVector, from_numpy
+from flowlearn.iteration import (BatchStream, IterationBodyResult, IterationOperator, OperatorContext,
+                                 TerminateOnMaxIterOrTol, iterate_bounded)
+from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_csr, to_numpy
 from flowlearn.params import (HasDistanceMeasure, HasFeaturesCol, HasMaxIter, HasPredictionCol, HasSeed, Param,
                               gt, gt_eq, in_array)
 
@@ -35,6 +41,9 @@ _log = logging.getLogger(__name__)
 
 # Bound on the temporaries of one block of rows (elements of a rows x k or rows x k x d array).
 _BLOCK_ELEMENTS = 1 << 21
+# Rows per batch of the features replayed each round of Lloyd's iteration. Bounds the update
+# step's per-row temporaries (about 40 bytes a row); the distance kernel blocks further inside.
+_BATCH_ROWS = 1 << 20
 
 
 class _KMeansModelParams(HasDistanceMeasure, HasFeaturesCol, HasPredictionCol):
@@ -135,26 +144,126 @@ def _init_kmeans_pp(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, k: int, meas
     return centers
 
 
-def _lloyd(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, measure: str, max_iter: int,
-           tol: float) -> tuple[np.ndarray, np.ndarray, int]:
+# --- Lloyd's algorithm on the iteration engine -------------------------------------------------
+
+
+def _assign_and_sum(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, measure: str,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Assign every row of ``x`` to its closest centroid; per centroid, the number of rows
+    assigned to it and their sum (one sparse membership matrix product; the k x n membership
+    matrix is built directly in CSC form, one entry per column, with no COO conversion)."""
     n = x.shape[0]
     k = len(centers)
-    counts = np.zeros(k)
-    rounds = 0
-    for rounds in range(1, max_iter + 1):
-        assign, _ = _closest(x, xx, centers, measure)
-        counts = np.bincount(assign, minlength=k).astype(np.float64)
-        member = sps.csr_matrix((np.ones(n), (assign, np.arange(n))), shape=(k, n))
-        sums = member @ x
-        sums = sums.toarray() if sps.issparse(sums) else np.asarray(sums)
-        new = centers.copy()
-        filled = counts > 0  # an empty cluster keeps its previous centroid
-        new[filled] = sums[filled] / counts[filled, None]
-        shift = float(np.sqrt(((new - centers) ** 2).sum(axis=1)).max())
-        centers = new
-        if shift <= tol:
-            break
-    return centers, counts, rounds
+    assign, _ = _closest(x, xx, centers, measure)
+    counts = np.bincount(assign, minlength=k).astype(np.float64)
+    member = sps.csc_matrix((np.ones(n), assign, np.arange(n + 1)), shape=(k, n))
+    sums = member @ x
+    return counts, (sums.toarray() if sps.issparse(sums) else np.asarray(sums))
+
+
+def _move_centroids(centers: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each centroid moved to the mean of its points (an empty cluster keeps its centroid), and
+    the largest distance (euclidean) a centroid moved."""
+    new = centers.copy()
+    filled = counts > 0
+    new[filled] = sums[filled] / counts[filled, None]
+    return new, float(np.sqrt(((new - centers) ** 2).sum(axis=1)).max())
+
+
+def _feature_batches(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, rows: int) -> list[pa.RecordBatch]:
+    """The features as record batches of ``rows`` rows: ``features`` (dense vectors, zero-copy
+    views of ``x``, or sparse vectors) and ``sq_norm`` (squared norms, computed once)."""
+    encode = from_csr if sps.issparse(x) else from_numpy
+    return [pa.record_batch({"features": encode(x[i:i + rows]), "sq_norm": pa.array(xx[i:i + rows])})
+            for i in range(0, x.shape[0], rows)]
+
+
+def _decode_block(batch: pa.RecordBatch, sparse: bool) -> tuple[np.ndarray | sps.csr_matrix, np.ndarray]:
+    col = batch.column("features")
+    x = to_csr(col) if sparse else to_numpy(col)
+    return x, batch.column("sq_norm").to_numpy()
+
+
+def _centroids_table(centers: np.ndarray, weights: np.ndarray) -> pa.Table:
+    """The variable stream (and the model data): one row per centroid."""
+    return pa.table({"centroids": from_numpy(centers), "weights": pa.array(weights, pa.float64())})
+
+
+class _CentroidsAccumulator(IterationOperator):
+    """Input 0: the round's centroids (the variable stream); input 1: the data blocks. Assigns
+    each block's points to their closest centroid and accumulates per-centroid counts and sums;
+    at the round's watermark emits them (``counts``, ``sums``: one row per centroid)."""
+
+    def __init__(self, measure: str, sparse: bool) -> None:
+        self.measure = measure
+        self.sparse = sparse
+        self._centroid_batches: list[pa.RecordBatch] = []
+        self._centers: np.ndarray | None = None
+        self._counts: np.ndarray | None = None
+        self._sums: np.ndarray | None = None
+
+    def process(self, batch: pa.RecordBatch, ctx: OperatorContext) -> None:
+        if ctx.input_index == 0:
+            self._centroid_batches.append(batch)
+            return
+        if self._centers is None:
+            self._centers = to_numpy(pa.Table.from_batches(self._centroid_batches).column("centroids"))
+        x, xx = _decode_block(batch, self.sparse)
+        counts, sums = _assign_and_sum(x, xx, self._centers, self.measure)
+        if self._counts is None:
+            self._counts, self._sums = counts, sums
+        else:
+            self._counts += counts
+            self._sums += sums
+
+    def on_epoch_watermark_incremented(self, epoch: int, ctx: OperatorContext) -> None:
+        if self._counts is not None:
+            ctx.emit(pa.table({"counts": self._counts, "sums": from_numpy(self._sums)}))
+        self._centroid_batches, self._centers, self._counts, self._sums = [], None, None, None
+
+
+class _CentroidsUpdater(IterationOperator):
+    """Input 0: the per-centroid counts and sums of the round; input 1: the round's centroids.
+    At the watermark emits the new centroids with the round's counts as ``weights`` and, on the
+    side output ``"shift"``, the largest distance a centroid moved."""
+
+    def __init__(self) -> None:
+        self._inputs: tuple[list[pa.RecordBatch], list[pa.RecordBatch]] = ([], [])
+
+    def process(self, batch: pa.RecordBatch, ctx: OperatorContext) -> None:
+        self._inputs[ctx.input_index].append(batch)
+
+    def on_epoch_watermark_incremented(self, epoch: int, ctx: OperatorContext) -> None:
+        partials, centroids = (pa.Table.from_batches(b) for b in self._inputs)
+        self._inputs = ([], [])
+        centers = to_numpy(centroids.column("centroids"))
+        counts = np.zeros(len(centers))
+        sums = np.zeros_like(centers)
+        for b in partials.to_batches():  # one record per centroid per accumulator
+            counts += b.column("counts").to_numpy()
+            sums += to_numpy(b.column("sums"))
+        new, shift = _move_centroids(centers, counts, sums)
+        ctx.emit(_centroids_table(new, counts))
+        ctx.output("shift", pa.table({"shift": [shift]}))
+
+
+def _lloyd(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, measure: str, max_iter: int,
+           tol: float) -> tuple[pa.Table, int]:
+    """Lloyd's iterations from ``centers`` on ``iterate_bounded``: the centroids table (model
+    data: ``centroids``, ``weights`` = counts of the last round) and the number of rounds."""
+    sparse = sps.issparse(x)
+    data = _feature_batches(x, xx, _BATCH_ROWS)
+
+    def body(variables: list[BatchStream], data_streams: list[BatchStream], epoch: int) -> IterationBodyResult:
+        centroids = variables[0]
+        partials = centroids.process(partial(_CentroidsAccumulator, measure, sparse), data_streams[0])
+        new_centroids = partials.process(_CentroidsUpdater, centroids)
+        criteria = new_centroids.side_output("shift").process(partial(TerminateOnMaxIterOrTol, max_iter, tol))
+        return IterationBodyResult([new_centroids], termination_criteria=criteria)
+
+    res = iterate_bounded([_centroids_table(centers, np.zeros(len(centers)))], [data], body, replay=True)
+    _log.debug("KMeans: iteration ended after %d rounds (%s)", res.rounds, res.termination)
+    return res.variables[0], res.rounds
 
 
 class KMeans(_KMeansParams, Estimator):
@@ -198,11 +307,11 @@ class KMeans(_KMeansParams, Estimator):
                              f"lower k or add data")
         xx = _row_sq_norms(x)
         centers = self._initial_centroids(x, xx)
-        centers, counts, rounds = _lloyd(x, xx, centers, self.distance_measure, self.max_iter, self.tol)
+        model_data, rounds = _lloyd(x, xx, centers, self.distance_measure, self.max_iter, self.tol)
         _log.debug("KMeans: %d rounds on %d rows, k=%d", rounds, n, k)
         model = KMeansModel()
         self.copy_params_to(model)
-        return model.set_model_data(pa.table({"centroids": from_numpy(centers), "weights": pa.array(counts)}))
+        return model.set_model_data(model_data)
 
 
     def _initial_centroids(self, x: np.ndarray | sps.csr_matrix, xx: np.ndarray | None = None) -> np.ndarray:
