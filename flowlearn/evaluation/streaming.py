@@ -34,7 +34,8 @@ from flowlearn.evaluation.metrics import (
     multiclass_metrics,
     regression_metrics,
 )
-from flowlearn.linalg import is_vector_type
+from flowlearn.data.table import table as to_table
+from flowlearn.linalg import from_numpy, is_vector_type, to_numpy
 
 __all__ = ["StreamingEvaluator"]
 
@@ -72,6 +73,42 @@ class StreamingEvaluator:
         self._sums: dict[str, float] = {"log_loss": 0.0, "correct": 0.0, "tp": 0.0, "fp": 0.0, "fn": 0.0,
                                         "se": 0.0, "ae": 0.0, "y": 0.0, "yy": 0.0}
         self._class_counts: np.ndarray | None = None
+
+    # -------------------------------------------------------------- tables and streams
+    def evaluate(self, data: Any) -> Any:
+        """Metrics rows for a table (every window, the last one flushed), or, for a ``Stream``,
+        a stream of metrics rows, one per closed window, with this evaluator's state
+        checkpointed by the job (Alink's ``Eval*StreamOp``)."""
+        if getattr(data, "_flowlearn_stream", False):
+            return data.map_stateful(self, name=f"StreamingEvaluator({self.kind})")
+        t = data if isinstance(data, pa.Table) else to_table(data)
+        return pa.Table.from_pylist(self.update(t) + self.flush())
+
+    def snapshot_state(self) -> tuple[dict, dict[str, pa.Table]]:
+        """The evaluator's state as JSON plus Arrow tables (for checkpoints; no pickle)."""
+        data = {"window_index": self._window_index, "n": self._n, "sums": dict(self._sums),
+                "pending_rows": self._pending_rows}
+        tables = {"hist": pa.table({"neg": self._hist[0], "pos": self._hist[1]})}
+        if self._pending:
+            y = np.concatenate([p[0] for p in self._pending])
+            s = np.concatenate([p[1] for p in self._pending])
+            v = np.concatenate([p[2] for p in self._pending])
+            score = from_numpy(s) if s.ndim == 2 else pa.array(s)
+            tables["pending"] = pa.table({"y": y, "s": score, "v": v})
+        return data, tables
+
+    def restore_state(self, data: dict, tables: dict[str, pa.Table]) -> None:
+        self._window_index, self._n = int(data["window_index"]), int(data["n"])
+        self._sums = {k: float(v) for k, v in data["sums"].items()}
+        self._hist = np.vstack([tables["hist"].column("neg").to_numpy(), tables["hist"].column("pos").to_numpy()])
+        self._pending, self._pending_rows = [], 0
+        if "pending" in tables:
+            p = tables["pending"]
+            s = p.column("s")
+            score = to_numpy(s) if is_vector_type(s.type) else s.to_numpy()
+            self._pending = [(p.column("y").to_numpy(), score, p.column("v").to_numpy())]
+            self._pending_rows = p.num_rows
+        self._window_start = self._clock()
 
     # -------------------------------------------------------------- input
     def _extract(self, t: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from flowlearn.data.schema import parse_schema
 from flowlearn.data.table import table as to_table
-from flowlearn.stream.operator import Operator
+from flowlearn.stream.operator import Operator, OperatorState
 
 __all__ = ["Stream", "Sink", "MapOp", "FilterOp", "SelectOp", "StageOp", "check_schema"]
 
@@ -69,6 +69,36 @@ class MapOp(Operator):
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
         out = self.fn(table)
         return [] if out is None else [_as_table(out, f"map_batches function {self.name}")]
+
+
+class StatefulMapOp(Operator):
+    """Runs an object with ``update(table)`` / ``flush()`` (each returning a table, a list of
+    row dicts, or None) and
+    ``snapshot_state() -> (dict, {name: table})`` / ``restore_state(dict, tables)``: a stateful
+    per-batch computation whose state goes into checkpoints (streaming evaluators use it)."""
+
+    def __init__(self, obj: Any, name: str) -> None:
+        super().__init__()
+        self.obj, self.name = obj, name
+
+    @staticmethod
+    def _out(out: Any) -> list[pa.Table]:
+        if isinstance(out, list):  # rows as dicts
+            out = pa.Table.from_pylist(out) if out else None
+        return [] if out is None or out.num_rows == 0 else [out]
+
+    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
+        return self._out(self.obj.update(table))
+
+    def on_end(self) -> list[pa.Table]:
+        return self._out(self.obj.flush())
+
+    def snapshot_state(self) -> OperatorState:
+        data, tables = self.obj.snapshot_state()
+        return OperatorState(data, tables)
+
+    def restore_state(self, state: OperatorState) -> None:
+        self.obj.restore_state(state.data, state.tables)
 
 
 class FilterOp(Operator):
@@ -210,6 +240,12 @@ class Stream:
         nm = name or getattr(fn, "__name__", "map")
         return self._then(lambda: MapOp(fn, nm), f"map_batches({nm})",
                           parse_schema(schema) if schema is not None else None)
+
+    def map_stateful(self, obj: Any, name: str | None = None) -> "Stream":
+        """Run a stateful per-batch computation (``obj.update`` / ``flush`` / ``snapshot_state`` /
+        ``restore_state``, see :class:`StatefulMapOp`) whose state is checkpointed with the job."""
+        nm = name or type(obj).__name__
+        return Stream(lambda: StatefulMapOp(obj, nm), [self], name=nm, schema=None)
 
     def filter(self, predicate: Callable[[pa.Table], Any] | pc.Expression) -> "Stream":
         """Keep rows where ``predicate(table)`` (a boolean mask) or the ``pc.Expression`` is true."""
