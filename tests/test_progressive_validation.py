@@ -53,6 +53,7 @@ def ours(batch=1):
 
 
 def test_log_loss_equals_river_progressive_val_score():
+    pytest.importorskip("river")
     from river import datasets, evaluate, metrics
 
     _, X, y = phishing()
@@ -62,6 +63,7 @@ def test_log_loss_equals_river_progressive_val_score():
 
 
 def test_close_to_stock_river():
+    pytest.importorskip("river")
     from river import datasets, evaluate, metrics
 
     _, X, y = phishing()
