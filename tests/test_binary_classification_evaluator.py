@@ -163,6 +163,7 @@ def test_order_of_rows_does_not_matter(cancer):
     a = evaluate(fl.table({"label": y, "raw_prediction": proba, "weight": w}), weight_col="weight")
     b = evaluate(fl.table({"label": y[perm], "raw_prediction": proba[perm], "weight": w[perm]}), weight_col="weight")
     assert a == pytest.approx(b, abs=1e-12)
+    assert b == pytest.approx(oracle(y[perm], proba[perm, 1], w[perm]), abs=1e-12)
 
 
 def test_label_one_is_positive_everything_else_negative():
@@ -204,6 +205,11 @@ def test_save_load(tmp_path):
     assert isinstance(loaded, BinaryClassificationEvaluator) and loaded.get_params() == ev.get_params()
     t = flink_table(FLINK_DATA).append_column("w", pa.array([1.0] * 12))
     assert loaded.transform(t).equals(ev.transform(t))
+    y, score = np.array([r[0] for r in FLINK_DATA]), np.array([r[1][1] for r in FLINK_DATA])
+    expected = oracle(y, score)
+    assert loaded.transform(t).to_pylist() == [pytest.approx({"ks": 0.3714285714285714,  # Flink ML's value
+                                                              "areaUnderLorenz": expected["areaUnderLorenz"]},
+                                                             abs=1e-12)]
 
 
 def test_empty_input():

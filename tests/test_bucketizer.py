@@ -8,6 +8,7 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
 import flowlearn as fl
+from flowlearn.api import SkipRow
 
 fs = fl.feature
 
@@ -232,15 +233,26 @@ def test_row_kernel_equals_batch(invalid_table, mode):
         with pytest.raises(ValueError, match="column 'bp' has a null in this row"):
             pred.predict({"bp": None, "age": 1.0})
     batch = b.transform(pa.Table.from_pylist(rows, schema=t.schema)).to_pylist()
+    invalid = [reference_bucket(r["bp"], s_bp) is None for r in rows]
+    if mode != "error":  # 130.0, NaN and null injected at rows 3, 10, 20; blood pressures 63 and 123 in the data
+        assert [i for i, bad in enumerate(invalid) if bad] == [3, 10, 20, 38, 41]
+    else:
+        assert not any(invalid)
     got = []
-    for row in rows:
+    for row, bad in zip(rows, invalid):
         p = pred.predict(row)
-        if p is None:
+        if mode == "skip" and bad:  # dropped by both paths
+            assert p is None
+            with pytest.raises(SkipRow):
+                fn(dict(row))
             continue
         r = dict(row)
         fn(r)
         assert r == p
         got.append(p)
-    assert len(got) == len(batch)
+    assert len(got) == len(batch) == len(rows) - (sum(invalid) if mode == "skip" else 0) > 40
     for g, e in zip(got, batch):
         assert (g["bp_b"], g["age_b"]) == (e["bp_b"], e["age_b"]) and type(g["bp_b"]) is int
+        want = reference_bucket(g["bp"], s_bp)
+        assert g["bp_b"] == (len(s_bp) - 1 if want is None else want)  # the closed form, "keep" -> extra bucket
+        assert g["age_b"] == reference_bucket(g["age"], s_age)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -19,8 +20,9 @@ def _run(*args, timeout=60):
 def test_help_lists_every_command():
     out = _run("--help")
     assert out.returncode == 0
-    for cmd in ("version", "demo", "models", "run", "serve"):
-        assert cmd in out.stdout
+    # each command on its own line of the listing, with a description after it (not just a substring)
+    listed = re.findall(r"^ {4}(\w+) {2,}\S", out.stdout, flags=re.M)
+    assert listed == ["version", "demo", "models", "run", "serve"], out.stdout
 
 
 def test_version():

@@ -128,7 +128,10 @@ def test_required_param_message():
 
 
 def test_params_are_json_serializable():
-    json.dumps(MeanShift(factor=2.0).get_params())
+    params = MeanShift(factor=2.0, mode="b").get_params()
+    back = json.loads(json.dumps(params))
+    assert back == {"input_col": "input", "output_col": "output", "factor": 2.0, "mode": "b"}
+    assert MeanShift(**back).get_params() == params
 
 
 # ---------------------------------------------------------------- stage API
@@ -165,6 +168,7 @@ def test_pipeline_row_fn_equals_batch():
     model = fl.Pipeline([MeanShift(output_col="b")]).fit(t)
     row = {"input": 5.0}
     model.row_fn()(row)
+    assert row["b"] == 2.0  # closed form: 5 - mean(1, 5)
     assert row["b"] == model.transform(t).column("b")[1].as_py()
     # a stage without a row kernel makes the whole pipeline fall back
     assert fl.PipelineModel([AddOne()]).row_fn() is None
@@ -224,6 +228,8 @@ def test_save_load_round_trip_of_stages_pipelines_and_graphs(tmp_path):
     model.save(str(tmp_path / "pm"))
     loaded = fl.load(str(tmp_path / "pm"))
     assert isinstance(loaded, fl.PipelineModel)
+    # closed form: a = input + 1 = [2, 3, 7], mean 4, b = (a - 4) * 0.5
+    assert loaded.transform(t).column("b").to_pylist() == [-1.0, -0.5, 1.5]
     assert loaded.transform(t).equals(model.transform(t))
     assert fl.PipelineModel.load(str(tmp_path / "pm")).transform(t).equals(model.transform(t))
 
@@ -280,7 +286,9 @@ def test_fsspec_memory_url_round_trip():
     t = fl.table({"input": [1.0, 3.0]})
     model = MeanShift().fit(t)
     model.save("memory://flowlearn-test/model")
-    assert fl.load("memory://flowlearn-test/model").transform(t).equals(model.transform(t))
+    loaded = fl.load("memory://flowlearn-test/model")
+    assert loaded.transform(t).column("output").to_pylist() == [-1.0, 1.0]  # closed form: x - mean(1, 3)
+    assert loaded.transform(t).equals(model.transform(t))
 
 
 def test_no_pickle_in_saved_files(tmp_path):
@@ -299,6 +307,7 @@ def test_local_predictor_row_and_batch_paths_agree(tmp_path):
     model.save(str(tmp_path / "m"))
     p = fl.LocalPredictor(str(tmp_path / "m"))
     batch = p.predict_batch(t).column("b").to_pylist()
+    assert batch == [-2.0, -1.0, 3.0]  # closed form: x - mean(1, 2, 6)
     assert [p.predict({"input": x})["b"] for x in (1.0, 2.0, 6.0)] == batch
     # a stage without a row kernel goes through a one-row table
     slow = fl.LocalPredictor(fl.PipelineModel([AddOne()]))
@@ -318,3 +327,26 @@ def test_local_predictor_swap_is_whole():
     assert out["output"] == -9.0 and out["model_version"] == 7
     assert p.predict_batch(t).column("model_version").to_pylist() == [7, 7]
     assert np.isfinite(out["output"])
+
+
+# ---------------------------------------------------------------- docstring examples
+
+def _flowlearn_modules():
+    import pkgutil
+
+    return sorted(m.name for m in pkgutil.walk_packages(fl.__path__, "flowlearn."))
+
+
+@pytest.mark.parametrize("name", _flowlearn_modules())
+def test_docstring_examples_hold(name):
+    """Every ``>>>`` example in flowlearn's modules runs and prints what its docstring says."""
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(name)
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in finder.find(mod, name):  # each example sees a copy of its module's globals
+        if test.examples:
+            runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} docstring example(s) failed in {name}"

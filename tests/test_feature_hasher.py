@@ -155,7 +155,11 @@ def test_row_kernel_equals_batch(solar):
     assert row["h"] == SparseVector(64, [], [])
     row = {"zurich-class": "H", **{c: np.int64(1) for c in cols[1:]}}
     fn(row)
-    assert row["h"].size == 64  # numpy scalars are numbers (numeric columns) or categories (categorical_cols)
+    # numpy scalars are numbers ("col" with value 1.0) or, in categorical_cols, categories ("activity=1")
+    acc: dict = {}
+    for name, value in [("zurich-class=H", 1.0), ("activity=1", 1.0)] + [(c, 1.0) for c in cols[1:] if c != "activity"]:
+        acc[flink_index(name, 64)] = acc.get(flink_index(name, 64), 0.0) + value
+    assert row["h"] == SparseVector(64, sorted(acc), [acc[i] for i in sorted(acc)])
     with pytest.raises(TypeError, match="holds \\[1\\] of type list"):
         fn({**{c: 1 for c in cols}, "area": [1]})
     with pytest.raises(ValueError, match="input column 'area' .* is missing"):

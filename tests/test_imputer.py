@@ -294,7 +294,11 @@ def test_row_kernel_bad_row():
     fn = model.row_fn()
     r = {"a": 5}
     fn(r)
-    assert r["b"] == 5.0
+    assert r["b"] == 5.0 and isinstance(r["b"], float)
+    for missing in (None, float("nan"), np.nan):  # nulls and NaN (the default missing_value) get the mean 2.0
+        r = {"a": missing}
+        fn(r)
+        assert r["b"] == 2.0
     with pytest.raises(ValueError, match="input column 'a' .* is missing from the row"):
         fn({"x": 1.0})
     with pytest.raises(TypeError, match="column 'a' holds str 'x', expected a number"):

@@ -96,6 +96,10 @@ def test_fixed_point_matches_sklearn_lloyd(request, data, init_mode, k):
     x = request.getfixturevalue(data)
     est = KMeans(k=k, init_mode=init_mode, seed=11, max_iter=300)
     init = est._initial_centroids(x)
+    # the starting points are data rows: for "random", k distinct rows drawn by the seeded generator
+    assert init.shape == (k, x.shape[1]) and all((x == c).all(axis=1).any() for c in init)
+    if init_mode == "random":
+        np.testing.assert_array_equal(init, x[np.sort(np.random.default_rng(11).choice(len(x), k, replace=False))])
     model = est.fit({"features": x})
     oracle = SKKMeans(n_clusters=k, init=init, n_init=1, algorithm="lloyd", max_iter=300, tol=0.0).fit(x)
     np.testing.assert_allclose(centroids(model), oracle.cluster_centers_, rtol=1e-9, atol=1e-9)

@@ -87,6 +87,7 @@ def test_sparse_and_dense_fit_agree(digits):
     a = fs.MaxAbsScaler(input_col="features").fit(sparse_table(-digits)).get_model_data()[0]
     b = fs.MaxAbsScaler(input_col="features").fit(dense_table(-digits)).get_model_data()[0]
     assert a.equals(b)
+    np.testing.assert_array_equal(a.column("max_vector")[0].as_py(), np.abs(digits).max(axis=0))
 
 
 def test_save_load_round_trip(tmp_path, wine):

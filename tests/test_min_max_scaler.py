@@ -192,7 +192,9 @@ def test_empty_input(iris):
     model = fs.MinMaxScaler(input_col="features").fit(dense_table(iris))
     out = model.transform(dense_table(iris[:0]))
     assert out.num_rows == 0 and out.schema.field("output").type == fl.linalg.dense_vector_type(4)
-    assert model.transform(sparse_table(iris[:0])).num_rows == 0
+    out_sp = model.transform(sparse_table(iris[:0]))
+    assert out_sp.num_rows == 0 and out_sp.column_names == ["features", "id", "output"]
+    assert out_sp.schema.field("output").type == fl.linalg.dense_vector_type(4)  # sparse input -> dense output
     with pytest.raises(ValueError, match="MinMaxScaler: fit needs at least one row"):
         fs.MinMaxScaler(input_col="features").fit(dense_table(iris[:0]))
 

@@ -258,7 +258,9 @@ def test_row_fn_equals_batch(digits):
     x, y = digits
     model = NaiveBayes(smoothing=0.5).fit({"features": x[::2], "label": y[::2]})
     seen = x[1::2][(x[1::2][:, None, :] == x[::2][None, :, :]).any(axis=1).all(axis=1)][:200]  # seen values only
+    assert len(seen) >= 100  # enough rows that the comparisons below are not vacuous
     batch = predictions(model, {"features": seen})
+    assert len(set(batch)) >= 5
     p = fl.LocalPredictor(model)
     assert [p.predict({"features": v})["prediction"] for v in seen] == batch
     assert [p.predict({"features": list(v)})["prediction"] for v in seen[:20]] == batch[:20]

@@ -71,8 +71,7 @@ def test_against_sklearn(solar, drop_last):
     for c in SOLAR_INT:
         n = int(max(train.column(c).to_pylist())) + 1
         ok = np.asarray(test.column(c).to_numpy()) < n  # values fit saw
-        if not ok.all():
-            pytest.skip("split has unseen categories")
+        assert ok.all(), f"{c}: the fixed split has unseen categories; handle_invalid='error' would raise"
         sk = SkOneHotEncoder(categories=[list(range(n))], drop=[n - 1] if drop_last else None,
                              sparse_output=True, dtype=np.float64)
         want = sk.fit(train.column(c).to_numpy().reshape(-1, 1)).transform(test.column(c).to_numpy().reshape(-1, 1))
@@ -140,8 +139,16 @@ def test_save_load_and_model_data(tmp_path, solar):
     model.save(str(tmp_path / "m"))
     loaded = fl.load(str(tmp_path / "m"))
     assert isinstance(loaded, OneHotEncoderModel) and loaded.drop_last is False
+    # model data: (column index, largest index seen), the closed form on the training data
+    md = model.get_model_data()[0]
+    assert md.to_pylist() == [{"column_index": j, "max_index": int(max(solar.column(c).to_pylist()))}
+                              for j, c in enumerate(SOLAR_INT[:2])]
+    assert loaded.get_model_data()[0].equals(md)
     a, b = model.transform(solar), loaded.transform(solar)
     assert a.column("v1").to_pylist() == b.column("v1").to_pylist()
+    want = SkOneHotEncoder(categories=[list(range(md.column("max_index")[0].as_py() + 1))], sparse_output=False
+                           ).fit_transform(solar.column(SOLAR_INT[0]).to_numpy().reshape(-1, 1))
+    np.testing.assert_array_equal(to_csr(b.column("v1")).toarray(), want)
     fresh = OneHotEncoderModel(input_cols=SOLAR_INT[:2], output_cols=["v1", "v2"], drop_last=False)
     fresh.set_model_data(*model.get_model_data())
     assert fresh.transform(solar).column("v2").to_pylist() == a.column("v2").to_pylist()
@@ -171,6 +178,8 @@ def test_row_kernel_equals_batch(hi, drop_last):
             continue
         got.append((r["va"], r["vb"]))
     assert got == want
+    # not vacuous: keep and error encode every row; skip drops exactly the invalid ones (4, -1, 0.5, NaN, None)
+    assert len(want) == (len(rows) - 5 if hi == "skip" else len(rows))
     if hi == "error":
         with pytest.raises(ValueError, match="column 'a' .* has the unseen index 7.0"):
             fn({"a": 7.0, "b": 0.0})
@@ -193,4 +202,8 @@ def test_string_indexer_then_one_hot_encoder_pipeline(tmp_path):
     np.testing.assert_array_equal(got, want)  # sklearn sorts categories, like alphabetAsc
     pred = fl.LocalPredictor(model)
     r = pred.predict({"z": "H", "s": "A"})
+    assert (t.column("z")[0].as_py(), t.column("s")[0].as_py()) == ("H", "A")
     assert r["zv"] == vectors(out.column("zv"))[0] and r["sv"] == vectors(out.column("sv"))[0]
+    nz = len(set(t.column("z").to_pylist()))
+    np.testing.assert_array_equal(np.r_[r["zv"].to_numpy(), r["sv"].to_numpy()], want[0])
+    assert r["zv"].size == nz

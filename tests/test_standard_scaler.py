@@ -175,6 +175,9 @@ def test_sparse_and_dense_fit_agree(digits):
     b = fs.StandardScaler(input_col="features").fit(dense_table(digits)).get_model_data()[0]
     for c in ("mean", "std"):
         np.testing.assert_allclose(a.column(c)[0].as_py(), b.column(c)[0].as_py(), rtol=1e-10, atol=1e-14)
+    # and both equal NumPy's statistics (implicit zeros count as values)
+    np.testing.assert_allclose(a.column("mean")[0].as_py(), digits.mean(axis=0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a.column("std")[0].as_py(), digits.std(axis=0, ddof=1), rtol=1e-10, atol=1e-14)
 
 
 # ---------------------------------------------------------------------- persistence / model data
@@ -230,7 +233,8 @@ def test_empty_input(wine):
     out = model.transform(empty)
     assert out.num_rows == 0 and out.schema.field("output").type == fl.linalg.dense_vector_type(13)
     out_sp = model.transform(sparse_table(wine[:0]))
-    assert out_sp.num_rows == 0 and "output" in out_sp.column_names
+    assert out_sp.num_rows == 0 and out_sp.column_names == ["features", "id", "output"]
+    assert fl.linalg.is_sparse(out_sp.schema.field("output").type)  # with_mean=False keeps sparse input sparse
     with pytest.raises(ValueError, match="StandardScaler: fit needs at least one row"):
         fs.StandardScaler(input_col="features").fit(empty)
 

@@ -34,7 +34,9 @@ def test_binary_windows_match_sklearn(binary_scores):
         rows += ev.update(t)
     rows += ev.flush()
     assert [r["rows"] for r in rows] == [150, 150, 150, 119]
-    assert rows[1]["model_versions"] == [1, 2]
+    # rows 0-199 were scored by version 1, 200-399 by 2, the rest by 3
+    assert [r["model_versions"] for r in rows] == [[1], [1, 2], [2, 3], [3]]
+    assert [r["cumulative_rows"] for r in rows] == [150, 300, 450, len(y)]
     for i, r in enumerate(rows):
         yw, pw = y[i * 150:(i + 1) * 150], p[i * 150:(i + 1) * 150]
         assert r["window_auc"] == pytest.approx(skm.roc_auc_score(yw, pw), abs=1e-12)
@@ -76,20 +78,26 @@ def test_multiclass_and_regression_match_sklearn():
     proba = LogisticRegression(max_iter=500).fit(x, y).predict_proba(x)
     ev = StreamingEvaluator("multiclass", window_rows=50)
     rows = ev.update(fl.table({"label": y.astype(float), "raw_prediction": proba}))
-    assert len(rows) == 3
-    w = slice(50, 100)
-    assert rows[1]["window_accuracy"] == pytest.approx(skm.accuracy_score(y[w], proba[w].argmax(1)))
-    assert rows[1]["window_macro_f1"] == pytest.approx(skm.f1_score(y[w], proba[w].argmax(1), average="macro"))
-    assert rows[1]["window_log_loss"] == pytest.approx(skm.log_loss(y[w], proba[w], labels=[0, 1, 2]))
+    assert len(rows) == 3 and [r["rows"] for r in rows] == [50, 50, 50]
+    for i, r in enumerate(rows):  # iris is sorted by class: each window holds (mostly) one class
+        w = slice(50 * i, 50 * (i + 1))
+        assert r["window_accuracy"] == pytest.approx(skm.accuracy_score(y[w], proba[w].argmax(1)))
+        assert r["window_macro_f1"] == pytest.approx(skm.f1_score(y[w], proba[w].argmax(1), average="macro"))
+        assert r["window_log_loss"] == pytest.approx(skm.log_loss(y[w], proba[w], labels=[0, 1, 2]))
+        upto = slice(0, 50 * (i + 1))
+        assert r["cumulative_log_loss"] == pytest.approx(skm.log_loss(y[upto], proba[upto], labels=[0, 1, 2]))
     assert rows[2]["cumulative_log_loss"] == pytest.approx(skm.log_loss(y, proba))
 
     xd, yd = load_diabetes(return_X_y=True)
     pred = LinearRegression().fit(xd[::2], yd[::2]).predict(xd)
     ev = StreamingEvaluator("regression", window_rows=100)
     rows = ev.update(fl.table({"label": yd, "prediction": pred})) + ev.flush()
-    assert rows[0]["window_rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(yd[:100], pred[:100])))
-    assert rows[0]["window_mae"] == pytest.approx(skm.mean_absolute_error(yd[:100], pred[:100]))
-    assert rows[0]["window_r2"] == pytest.approx(skm.r2_score(yd[:100], pred[:100]))
+    assert [r["rows"] for r in rows] == [100, 100, 100, 100, 42]  # 442 rows: the last window is flushed
+    for i, r in enumerate(rows):
+        w = slice(100 * i, 100 * (i + 1))
+        assert r["window_rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(yd[w], pred[w])))
+        assert r["window_mae"] == pytest.approx(skm.mean_absolute_error(yd[w], pred[w]))
+        assert r["window_r2"] == pytest.approx(skm.r2_score(yd[w], pred[w]))
     assert rows[-1]["cumulative_r2"] == pytest.approx(skm.r2_score(yd, pred))
     assert rows[-1]["cumulative_rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(yd, pred)))
 
@@ -117,7 +125,11 @@ def test_evaluate_table_and_stream_agree_and_state_round_trips(binary_scores):
     y, p = binary_scores
     t = fl.table({"label": y, "p": p})
     by_table = StreamingEvaluator("binary", raw_prediction_col="p", window_rows=100).evaluate(t)
-    assert by_table.num_rows == 6 and by_table.column("rows").to_pylist()[-1] == len(y) - 500
+    assert by_table.column("rows").to_pylist() == [100] * 5 + [len(y) - 500]
+    want_auc = [skm.roc_auc_score(y[i:i + 100], p[i:i + 100]) for i in range(0, len(y), 100)]
+    assert by_table.column("window_auc").to_pylist() == pytest.approx(want_auc, abs=1e-12)
+    assert by_table.column("cumulative_log_loss").to_pylist() == pytest.approx(
+        [skm.log_loss(y[:i + 100], p[:i + 100]) for i in range(0, len(y), 100)], rel=1e-9)
     stream = fl.stream.from_table(t, batch_size=37)
     ev = StreamingEvaluator("binary", raw_prediction_col="p", window_rows=100)
     got = ev.evaluate(stream).collect().result()  # runs the job on the embedded engine
@@ -132,5 +144,8 @@ def test_evaluate_table_and_stream_agree_and_state_round_trips(binary_scores):
     b.restore_state(data, tables)
     rest = t.slice(150)
     ra, rb = a.update(rest) + a.flush(), b.update(rest) + b.flush()
+    assert len(ra) == len(rb) == 5  # windows 2..6: the restored one holds rows 100-199 across the snapshot
     assert [r["window_auc"] for r in ra] == pytest.approx([r["window_auc"] for r in rb])
+    assert [r["window_auc"] for r in rb] == pytest.approx(want_auc[1:], abs=1e-12)
     assert ra[-1]["cumulative_auc"] == rb[-1]["cumulative_auc"]
+    assert rb[-1]["cumulative_log_loss"] == pytest.approx(skm.log_loss(y, p), rel=1e-9)

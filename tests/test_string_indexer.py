@@ -272,15 +272,24 @@ def test_row_kernel_equals_batch(solar, hi):
                         "evolution": 3}]
         test = fl.table(rows)
     batch = model.transform(test).to_pylist()
-    got = []
+    got, skipped = [], 0
     for r in rows:
         r = dict(r)
         try:
             fn(r)
         except SkipRow:
+            skipped += 1
             continue
         got.append(r)
     assert got == batch
+    # not vacuous: most rows are indexed; only "skip" drops rows, at least the appended unseen one
+    assert len(got) == len(rows) - skipped and len(got) > 300
+    assert skipped >= 1 if hi == "skip" else skipped == 0
+    if hi == "keep":  # an unseen value or a null gets the extra index len(labels)
+        labels = model.get_model_data()[0].column("string_arrays")[0].as_py()
+        assert got[-1]["zurich-class_i"] == float(len(labels[0]))
+        assert got[-1]["largest-spot-size_i"] == float(len(labels[1]))
+        assert got[-1]["activity_i"] == float(len(labels[3]))
 
 
 def test_row_kernel_number_forms():

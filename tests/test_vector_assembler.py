@@ -204,6 +204,13 @@ def test_row_kernel_equals_batch(kind, hi):
             continue
         got.append(r["assembledVec"])
     assert len(got) == len(want) and all(_same(a, b) for a, b in zip(got, want))
+    # not vacuous: skip drops the invalid rows (the null vectors of rows 1, 2; the NaN of row 2), keep none
+    assert len(want) == {"plain": 3, "nan": 2, "null": 1}[kind] if hi == "skip" else len(want) == 3
+    expected = {"plain": [FLINK_1, FLINK_2, FLINK_3], "nan": [FLINK_1, FLINK_2, FLINK_5],
+                "null": [FLINK_1, FLINK_4, FLINK_4]}[kind]
+    if hi == "skip":
+        expected = expected[:len(want)]
+    np.testing.assert_array_equal([v.to_numpy() for v in got], expected)  # Flink ML's published rows
 
 
 def test_row_kernel_dense_paths(phishing):
