@@ -1,5 +1,6 @@
-"""Helpers for the stream tests: a tiny scaler model (numpy oracle lives in the tests) and a
-job runner started as a subprocess for the SIGKILL tests.
+"""Helpers for the stream tests: a tiny test model, the real StandardScalerModel used by the
+acceptance jobs (the numpy oracle lives in the tests), and a job runner started as a subprocess
+for the SIGKILL tests.
 
     python tests/stream_job_helper.py files  IN_DIR OUT_DIR CHK_DIR WATCH SLOW
     python tests/stream_job_helper.py kafka  BOOTSTRAP IN_TOPIC OUT_TOPIC CHK_DIR STOP_AT_END SLOW
@@ -44,17 +45,25 @@ class ShiftScale(Estimator):
 
 
 def scaler_model(mean: float = 10.0, std: float = 2.0):
-    """A fitted StandardScalerModel on column ``x`` when the library has one, else ShiftScaleModel."""
-    ss = getattr(fl.feature, "StandardScaler", None)
-    if ss is not None:
-        try:
-            # Flink ML's StandardScaler uses the unbiased std: two points mean +- std/sqrt(2) give exactly std
-            d = std / np.sqrt(2.0)
-            data = fl.table({"x": [[mean - d], [mean + d]]})
-            return "vector", ss(input_col="xv", output_col="y", with_mean=True).fit(data.rename_columns(["xv"]))
-        except Exception:  # noqa: BLE001 - fall back to the test model
-            pass
-    return "scalar", ShiftScaleModel().set_model_data(pa.table({"mean": [mean], "std": [std]}))
+    """A fitted ``fl.feature.StandardScalerModel`` on vector column ``xv`` with exactly this mean and
+    std: Flink ML's StandardScaler uses the unbiased std, so two points mean +- std/sqrt(2) give std."""
+    d = std / np.sqrt(2.0)
+    data = fl.table({"xv": [[mean - d], [mean + d]]})
+    return fl.feature.StandardScaler(input_col="xv", output_col="y", with_mean=True).fit(data)
+
+
+def scale(s):
+    """Scale numeric column ``x`` into ``y`` with the real StandardScalerModel (via a 1-d vector)."""
+    model = scaler_model()
+    s = s.map_batches(lambda t: t.append_column("xv", fl.linalg.from_numpy(
+        t.column("x").to_numpy().reshape(-1, 1))), name="to_vector")
+
+    def flatten(t):
+        y = fl.linalg.to_numpy(t.column("y"))[:, 0]
+        t = t.drop_columns(["xv"])
+        return t.set_column(t.column_names.index("y"), "y", pa.array(y))
+
+    return model.transform(s).map_batches(flatten, name="flatten")
 
 
 def _throttle(slow: float):
@@ -69,27 +78,14 @@ def files_job(in_dir, out_dir, chk, watch, slow):
     s = fls.from_files(in_dir, format="csv", schema="id long, x double", watch=watch, poll_interval=0.05,
                        batch_size=500)
     s = s.map_batches(_throttle(slow), name="throttle")
-    out = ShiftScaleModel().set_model_data(pa.table({"mean": [10.0], "std": [2.0]})).transform(s)
-    return out.to_files(out_dir, format="parquet", rolling_rows=1000)
+    return scale(s).to_files(out_dir, format="parquet", rolling_rows=1000)
 
 
 def kafka_job(bs, in_topic, out_topic, chk, stop_at_end, slow):
-    kind, model = scaler_model()
     s = fls.from_kafka(in_topic, bs, group_id="accept", schema="id long, x double", start="earliest",
                        stop_at_end=stop_at_end)
     s = s.map_batches(_throttle(slow), name="throttle")
-    if kind == "vector":
-        s = s.map_batches(lambda t: t.append_column("xv", fl.linalg.from_numpy(
-            t.column("x").to_numpy().reshape(-1, 1))), name="to_vector")
-        def flatten(t):
-            y = fl.linalg.to_numpy(t.column("y"))[:, 0]
-            t = t.drop_columns(["xv"])
-            return t.set_column(t.column_names.index("y"), "y", pa.array(y))
-        out = model.transform(s).map_batches(flatten, name="flatten")
-    else:
-        out = s.map_batches(lambda t: t, name="to_vector")
-        out = model.transform(out).map_batches(lambda t: t, name="flatten")
-    return out.to_kafka(out_topic, bs, format="json")
+    return scale(s).to_kafka(out_topic, bs, format="json")
 
 
 def main(argv):
@@ -111,4 +107,4 @@ if __name__ == "__main__":
     main(sys.argv[1:])
 
 
-__all__ = ["ShiftScale", "ShiftScaleModel", "scaler_model", "np"]
+__all__ = ["ShiftScale", "ShiftScaleModel", "scaler_model", "scale", "np"]
