@@ -237,7 +237,7 @@ def to_csr(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str = "
     ind_list = st.field("indices")
     val_list = st.field("values")
     offs = ind_list.offsets.to_numpy()
-    indptr = (offs - offs[0]).astype(np.int64)
+    indptr = offs if offs[0] == 0 else offs - offs[0]  # int32 as Arrow stores it: SciPy keeps it, no copy
     indices = ind_list.flatten().to_numpy(zero_copy_only=False)
     values = val_list.flatten().to_numpy(zero_copy_only=False)
     return sps.csr_matrix((values, indices, indptr), shape=(n, size))
@@ -256,9 +256,10 @@ def from_csr(x: sps.spmatrix) -> pa.ExtensionArray:
     x = sps.csr_matrix(x)
     x.sort_indices()
     n, size = x.shape
-    offsets = pa.array(x.indptr.astype(np.int32))
-    indices = pa.ListArray.from_arrays(offsets, pa.array(x.indices.astype(np.int32)))
-    values = pa.ListArray.from_arrays(offsets, pa.array(x.data.astype(np.float64)))
+    # like from_numpy, the column shares memory with arrays already of the Arrow types
+    offsets = pa.array(x.indptr.astype(np.int32, copy=False))
+    indices = pa.ListArray.from_arrays(offsets, pa.array(x.indices.astype(np.int32, copy=False)))
+    values = pa.ListArray.from_arrays(offsets, pa.array(x.data.astype(np.float64, copy=False)))
     sizes = pa.array(np.full(n, size, dtype=np.int32))
     storage = pa.StructArray.from_arrays([sizes, indices, values], fields=list(_STORAGE))
     return pa.ExtensionArray.from_storage(SPARSE_VECTOR, storage)

@@ -230,13 +230,19 @@ class LogisticRegressionModel(_LogisticRegressionModelParams, Model):
 
         if K == 1:
             w, b0 = W[0], float(b[0])
+            take, wdot = w.take, w.dot  # take + dot: half the cost of fancy indexing + matmul on small vectors
+            f64, shape = np.dtype(np.float64), (d,)
 
             def fn(row: dict) -> None:
-                x = features(row)
-                if isinstance(x, sparse_vector):
-                    z = b0 + float(w[x.indices] @ x.values)
+                x = row.get(fc)
+                tx = type(x)
+                if tx is sparse_vector and x.size == d:  # the common inputs, without the features() call
+                    z = b0 + float(take(x.indices).dot(x.values))
+                elif tx is ndarray and x.dtype is f64 and x.shape == shape:
+                    z = b0 + float(wdot(x))
                 else:
-                    z = b0 + float(w @ x)
+                    x = features(row)  # converts, checks, raises
+                    z = b0 + float(take(x.indices).dot(x.values) if isinstance(x, sparse_vector) else wdot(x))
                 if not isfinite(z):
                     err = bad(x)
                     if err is not None:

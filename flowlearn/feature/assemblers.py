@@ -10,6 +10,9 @@ Example:
 """
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 import numbers
 import operator
 from typing import Any
@@ -44,6 +47,7 @@ from flowlearn.params import (
 __all__ = ["VectorAssembler", "FeatureHasher"]
 
 _NAN = float("nan")
+_INT32_MAX = 2**31 - 1
 
 
 def _sparse_column(sizes: np.ndarray, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> pa.Array:
@@ -83,16 +87,65 @@ class _Block:
     """One input column of a VectorAssembler batch, as per-row segments.
 
     ``kind`` is "dense" (scalars and dense vectors: every element is stored) or "sparse".
-    Dense: ``flat`` holds the values, ``off`` (n+1) the absolute row offsets into it.
-    Sparse: ``sizes`` (n,), ``off`` (n+1) offsets into ``idx`` / ``flat``.
+    Dense: ``flat`` holds the values; ``k`` is the number of elements of every row (1 for numbers,
+    the list size for fixed-size lists; None for variable lists). Sparse: ``sizes`` (n,) and ``idx``
+    / ``flat`` with absolute row offsets ``off_raw`` (n+1) into them, as Arrow stores them.
+    ``off`` (absolute int64 row offsets), ``lengths``, ``widths`` and ``null`` are built on first
+    use only: the fast paths of ``VectorAssembler._transform`` never need them.
     """
 
-    def __init__(self, kind: str, n: int, off: np.ndarray, flat: np.ndarray, null: np.ndarray,
-                 sizes: np.ndarray | None = None, idx: np.ndarray | None = None, scalar: bool = False) -> None:
-        self.kind, self.n, self.off, self.flat, self.null = kind, n, off, flat, null
+    def __init__(self, kind: str, n: int, flat: np.ndarray, null: np.ndarray | None, k: int | None = None,
+                 off_raw: np.ndarray | None = None, sizes: np.ndarray | None = None,
+                 idx: np.ndarray | None = None, scalar: bool = False) -> None:
+        self.kind, self.n, self.flat, self.k, self.off_raw = kind, n, flat, k, off_raw
         self.sizes, self.idx, self.scalar = sizes, idx, scalar
-        self.lengths = np.diff(off)
-        self.widths = self.lengths if kind == "dense" else sizes
+        self.has_null = null is not None
+        self._null = null
+
+    @functools.cached_property
+    def null(self) -> np.ndarray:
+        return self._null if self._null is not None else np.zeros(self.n, dtype=bool)
+
+    @functools.cached_property
+    def off(self) -> np.ndarray:
+        if self.off_raw is None:
+            return np.arange(self.n + 1, dtype=np.int64) * self.k
+        return self.off_raw.astype(np.int64)
+
+    @functools.cached_property
+    def lengths(self) -> np.ndarray:
+        return np.full(self.n, self.k, dtype=np.int64) if self.off_raw is None else np.diff(self.off)
+
+    @property
+    def widths(self) -> np.ndarray:
+        return self.lengths if self.kind == "dense" else self.sizes
+
+    @functools.cached_property
+    def uniform_width(self) -> int | None:
+        """The width every row has (sparse: vector size), or None when rows differ or a row is null."""
+        if self.has_null or self.n == 0:
+            return None
+        if self.kind == "dense":
+            if self.k is not None:
+                return self.k
+            w = self.lengths
+        else:
+            w = self.sizes
+        return int(w[0]) if (w == w[0]).all() else None
+
+    def has_nan_number(self) -> bool:
+        """A scalar column with a NaN in a non-null row (one pass: the sum is NaN only then, or when
+        +inf and -inf meet, which the exact test sorts out)."""
+        if not self.scalar or self.n == 0:
+            return False
+        f = self.flat
+        total = f.sum()
+        if total == total:
+            return False
+        nan = np.isnan(f)
+        if self.has_null:
+            nan &= ~self._null
+        return bool(nan.any())
 
 
 def _read_block(t: pa.Table, name: str, stage: str) -> _Block:
@@ -100,35 +153,100 @@ def _read_block(t: pa.Table, name: str, stage: str) -> _Block:
     arr = _combined(col)
     n = len(arr)
     typ = arr.type
-    null = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool) if arr.null_count else \
-        np.zeros(n, dtype=bool)
+    null = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool) if arr.null_count else None
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ) or pa.types.is_decimal(typ):
         flat = arr.cast(pa.float64()).to_numpy(zero_copy_only=False) if (arr.null_count or not
                                                                          pa.types.is_floating(typ)) else \
             arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        return _Block("dense", n, np.arange(n + 1, dtype=np.int64), flat, null, scalar=True)
+        return _Block("dense", n, flat, null, k=1, scalar=True)
     if is_sparse(typ):
         st = arr.storage
-        sizes = st.field("size").fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        size_arr = st.field("size")
+        sizes = (size_arr.fill_null(0) if size_arr.null_count else size_arr).to_numpy(zero_copy_only=False)
         ind_list, val_list = st.field("indices"), st.field("values")
-        off = ind_list.offsets.to_numpy().astype(np.int64)
-        idx = ind_list.values.to_numpy(zero_copy_only=False).astype(np.int64)
+        off = ind_list.offsets.to_numpy()
+        idx = ind_list.values.to_numpy(zero_copy_only=False)
         flat = val_list.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        return _Block("sparse", n, off, flat, null, sizes=sizes, idx=idx)
+        voff = val_list.offsets.to_numpy()
+        if not np.shares_memory(off, voff) and not np.array_equal(off, voff):
+            # indices and values with offsets of their own: align both, row by row
+            if not np.array_equal(np.diff(off), np.diff(voff)):
+                bad = int(np.flatnonzero(np.diff(off) != np.diff(voff))[0])
+                raise ValueError(f"{stage}: column '{name}' (parameter 'input_cols') holds a sparse vector with "
+                                 f"different numbers of indices and values at row {bad}")
+            idx = idx[off[0]:off[-1]]
+            flat = flat[voff[0]:voff[-1]]
+            off = off - off[0]
+        return _Block("sparse", n, flat, null, off_raw=off, sizes=sizes, idx=idx)
     if is_dense(typ):
         if pa.types.is_fixed_size_list(typ):
             k = typ.list_size
             child = arr.values.slice(arr.offset * k, n * k)
-            off = np.arange(n + 1, dtype=np.int64) * k
-        else:
-            child = arr.values
-            off = arr.offsets.to_numpy().astype(np.int64)
-        flat = child.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        return _Block("dense", n, off, flat, null)
+            flat = child.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            return _Block("dense", n, flat, null, k=k)
+        flat = arr.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        return _Block("dense", n, flat, null, off_raw=arr.offsets.to_numpy())
     raise TypeError(
         f"{stage}: column '{name}' (parameter 'input_cols') has type {typ}; VectorAssembler assembles numeric "
         f"columns and dense or sparse vector columns only"
     )
+
+
+@numba.njit(cache=True)
+def _put_dense(cursor, out_idx, out_val, flat, k, col_off):
+    """Append the ``k`` elements of each row of a dense block (row-major ``flat``) at the row cursors."""
+    for r in range(cursor.shape[0]):
+        p = cursor[r]
+        base = r * k
+        for j in range(k):
+            out_idx[p + j] = col_off + j
+            out_val[p + j] = flat[base + j]
+        cursor[r] = p + k
+
+
+@numba.njit(cache=True)
+def _put_sparse(cursor, out_idx, out_val, off, idx, vals, col_off):
+    """Append the entries of each row of a sparse block (absolute offsets ``off``) at the row cursors."""
+    for r in range(cursor.shape[0]):
+        p = cursor[r]
+        for e in range(off[r], off[r + 1]):
+            out_idx[p] = idx[e] + col_off
+            out_val[p] = vals[e]
+            p += 1
+        cursor[r] = p
+
+
+def _assemble_uniform(blocks: list[_Block], widths: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR (int32 indptr, int32 indices, values) of blocks without nulls whose rows all have the
+    block's width, so every block starts at the same column in every row: one pass per block and
+    no temporaries of the size of the output."""
+    n = blocks[0].n
+    dense_total = sum(w for b, w in zip(blocks, widths) if b.kind == "dense")
+    nnz = dense_total * n + sum(int(b.off_raw[-1]) - int(b.off_raw[0]) for b in blocks if b.kind == "sparse")
+    if nnz > _INT32_MAX:
+        raise ValueError(f"VectorAssembler: the output column would hold {nnz} entries, more than one Arrow sparse "
+                         f"vector column holds (2**31 - 1); transform the table in smaller slices")
+    cnt = np.full(n, dense_total, dtype=np.int32)
+    for b in blocks:
+        if b.kind == "sparse":
+            cnt += b.off_raw[1:]
+            cnt -= b.off_raw[:-1]
+    indptr = np.empty(n + 1, dtype=np.int32)
+    indptr[0] = 0
+    np.cumsum(cnt, out=indptr[1:])
+    out_idx = np.empty(nnz, dtype=np.int32)
+    out_val = np.empty(nnz, dtype=np.float64)
+    cursor = cnt  # reused: the write position of each row
+    cursor[:] = indptr[:-1]
+    col_off = 0
+    for b, w in zip(blocks, widths):
+        if b.kind == "dense":
+            start = 0 if b.off_raw is None else int(b.off_raw[0])
+            _put_dense(cursor, out_idx, out_val, b.flat[start:start + n * w], w, col_off)
+        else:
+            _put_sparse(cursor, out_idx, out_val, b.off_raw, b.idx, b.flat, col_off)
+        col_off += w
+    return indptr, out_idx, out_val
 
 
 def _entries(b: _Block, declared: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -235,6 +353,8 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         if hi != "keep":
             bad_rows = np.zeros(t.num_rows, dtype=bool)
             for c, b, size in zip(self.input_cols, blocks, sizes):
+                if b.uniform_width == size and not b.has_nan_number():
+                    continue  # the common case, decided without per-row temporaries
                 wrong = (b.widths != size) & ~b.null
                 nan = np.isnan(b.flat) & ~b.null if b.scalar else None
                 bad = b.null | wrong | nan if nan is not None else b.null | wrong
@@ -259,11 +379,27 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         if n == 0:
             empty = pa.array([], type=SPARSE_VECTOR if out_sparse else dense_vector_type(sum(sizes)))
             return with_column(t, self.output_col, empty)
-        if not out_sparse and all(not b.null.any() and (b.lengths == b.lengths[0]).all() for b in blocks):
-            mats = [b.flat[b.off[0]:b.off[-1]].reshape(n, int(b.lengths[0])) for b in blocks]
-            out = np.hstack(mats) if len(mats) > 1 else np.ascontiguousarray(mats[0])
-            arr = pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), out.shape[1])
-            return with_column(t, self.output_col, arr)
+        widths = [b.uniform_width for b in blocks]
+        if all(w is not None for w in widths):  # no nulls, and each block has one width in every row
+            if not out_sparse:
+                total = sum(widths)
+                out = np.empty((n, total))
+                mats, pos = [], 0
+                for b, w in zip(blocks, widths):
+                    start = 0 if b.off_raw is None else int(b.off_raw[0])
+                    mats.append((pos, w, b.flat[start:start + n * w].reshape(n, w)))
+                    pos += w
+                # in slices of rows whose output (~2 MB) stays in cache: the column-wise writes are
+                # strided, so doing them over the whole output at once is twice as slow
+                step = max(1024, (1 << 21) // (8 * max(total, 1)))
+                for a in range(0, n, step):
+                    for pos, w, mat in mats:
+                        out[a:a + step, pos:pos + w] = mat[a:a + step]
+                arr = pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), out.shape[1])
+                return with_column(t, self.output_col, arr)
+            indptr, idx, vals = _assemble_uniform(blocks, widths)
+            col = _sparse_column(np.full(n, sum(widths), dtype=np.int32), indptr, idx, vals)
+            return with_column(t, self.output_col, col)
         row_sizes, indptr, idx, vals = _assemble(blocks, sizes)
         if out_sparse:
             return with_column(t, self.output_col, _sparse_column(row_sizes, indptr, idx, vals))
@@ -273,6 +409,45 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
             arr = pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), pa.array(vals))
         return with_column(t, self.output_col, arr)
 
+    def _fused_row_fn(self, successor: Transformer):
+        """Row kernel of this assembler fused with the stage after it, or None (``LocalPredictor``
+        asks each pipeline stage for one; see ``flowlearn.serving.predictor``).
+
+        Fused: numbers only (every input size 1) followed by a scaler model (``StandardScalerModel``,
+        ``MinMaxScalerModel``, ``MaxAbsScalerModel``) of that many dimensions reading this output.
+        When ``sum`` of the row's numbers is a finite float (or an int), every number is finite, so
+        the assembled array goes straight into the scaler's arithmetic without its input checks;
+        any other row runs the two stages' own kernels, which raise their usual errors. Both output
+        columns are written, with the same values as the unfused kernels."""
+        apply_of = getattr(successor, "_dense_row_apply", None)
+        if apply_of is None or not all(s == 1 for s in self._sizes()):
+            return None
+        successor._require_model()
+        cols = list(self.input_cols)
+        if successor.input_col != self.output_col or successor._dim != len(cols):
+            return None
+        first, second, apply = self.row_fn(), successor.row_fn(), apply_of()
+        out_col, scaled_col = self.output_col, successor.output_col
+        getter = operator.itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
+        array, float64, isfinite = np.array, np.float64, math.isfinite
+
+        def run(row: dict) -> None:
+            try:
+                vals = getter(row)
+                s = sum(vals)
+            except (KeyError, TypeError):
+                s = None
+            ts = type(s)
+            if ts is int or (ts is float and isfinite(s)):
+                x = array(vals, dtype=float64)
+                row[out_col] = x
+                row[scaled_col] = apply(x)
+                return
+            first(row)
+            second(row)
+
+        return run
+
     def row_fn(self):
         """Row kernel: numbers, 1-D arrays/lists and ``SparseVector`` s in; a 1-D float64 array out,
         or a ``SparseVector`` when any input value is sparse.
@@ -280,6 +455,12 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         The kernel decides dense or sparse output from the row's values: a row whose sparse inputs are
         all null (``handle_invalid="keep"``) yields a dense array, while the batch path, which sees the
         column types, yields a sparse vector with the same elements."""
+        return self._row_kernel()
+
+    def _row_kernel(self, known_vectors: dict[str, list] | None = None):
+        """``row_fn``; ``known_vectors`` (input column -> every vector the stage before can put there,
+        read-only ones, as ``OneHotEncoderModel``'s) lets the kernel build its cached assembly plans
+        up front instead of on the first row of each combination (see ``_fused_row_fn`` there)."""
         stage = type(self).__name__
         sizes = self._sizes()
         cols, out_col = list(self.input_cols), self.output_col
@@ -378,24 +559,149 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
                 off += width
             row[out_col] = SparseVector.unchecked(width_sum, idx, val)
 
+        # Vector inputs: rows mixing dense values with sparse vectors (the usual "scaled numbers +
+        # one-hot vectors"). The output indices, and the values taken from the sparse inputs, depend
+        # only on which vectors the sparse inputs are. Sparse vectors whose index and value arrays
+        # are read-only (OneHotEncoder's precomputed vectors) are taken as immutable, so a plan is
+        # cached per combination of them, keyed by the ids of the vectors at the sparse positions of
+        # the current pattern; each plan holds its vectors, so these ids cannot be reused by other
+        # objects while it is cached. A row then costs a copy of the cached values and one
+        # assignment per dense input. Everything else (nulls, NaN numbers, lists, writable or
+        # wrongly sized vectors, all-dense rows) goes to ``general``.
+        sv_type = SparseVector
+        new_object = object.__new__
+        width_sum = int(sum(sizes))
+        one_shape = (1,)
+        max_plans = 4096
+        plans: dict[tuple, tuple] = {}
+
+        def pattern(positions: tuple) -> tuple:
+            if len(positions) == 1:
+                (i,) = positions
+                return positions, lambda vals: (vals[i],)
+            return positions, (operator.itemgetter(*positions) if positions else lambda vals: ())
+
+        current = [pattern(())]  # (sparse positions, getter of the values at them) of the last plan
+
+        dense_idx_lists = [list(range(a, a + k)) for a, k in zip(starts, sizes)]
+        zero_lists = [[0.0] * k for k in sizes]
+        # per input position: id(vector) -> (vector, its shifted indices, its values) as lists, so that
+        # a new combination of already seen vectors costs two small array builds
+        parts: list[dict[int, tuple]] = [{} for _ in sizes]
+
+        def make_plan(vals: tuple) -> tuple | None:
+            """Plan for this row's sparse vectors: (output indices, output values with zeros at the
+            dense inputs or None for an all-dense row, dense slots, the pattern, the vectors); None
+            when a sparse vector is writable (not cacheable) or not of its declared size. Runs once
+            per new combination of vectors: a few microseconds."""
+            positions = tuple(i for i, v in enumerate(vals) if type(v) is sv_type)
+            st = current[0]
+            if positions != st[0]:
+                st = pattern(positions)
+                plans.clear()
+                current[0] = st
+            vecs = tuple(vals[i] for i in positions)
+            if not positions:
+                return None, None, None, st, vecs
+            idx_list: list[int] = []
+            val_list: list[float] = []
+            slots = []
+            for i, v in enumerate(vals):
+                if type(v) is not sv_type:  # dense input i: sizes[i] entries, all stored
+                    slots.append((i, len(val_list), len(val_list) + sizes[i], (sizes[i],)))
+                    idx_list += dense_idx_lists[i]
+                    val_list += zero_lists[i]
+                    continue
+                part = parts[i].get(id(v))
+                if part is None:
+                    if v.size != sizes[i] or v.indices.flags.writeable or v.values.flags.writeable:
+                        return None
+                    off = starts[i]
+                    part = (v, [j + off for j in v.indices.tolist()], v.values.tolist())
+                    if len(parts[i]) >= max_plans:
+                        parts[i].clear()
+                    parts[i][id(v)] = part
+                idx_list += part[1]
+                val_list += part[2]
+            idx = array(idx_list, dtype=int32)
+            idx.setflags(write=False)  # shared by the output vectors of such rows
+            template = array(val_list, dtype=float64)  # private: only copied
+            return idx, template, tuple(slots), st, vecs
+
+        def run_vectors(row: dict) -> None:
+            try:
+                vals = getter(row)
+            except KeyError:
+                raise missing(row) from None
+            st = current[0]
+            key = tuple(map(id, st[1](vals)))
+            plan = plans.get(key)
+            if plan is None or plan[3] is not st:
+                plan = make_plan(vals)
+                if plan is None:
+                    general(row, vals)
+                    return
+                if len(plans) >= max_plans:
+                    plans.clear()
+                plans[tuple(map(id, plan[4]))] = plan
+            idx, template, slots = plan[0], plan[1], plan[2]
+            if template is None:
+                general(row, vals)
+                return
+            val = template.copy()
+            for i, a, b, shape in slots:
+                v = vals[i]
+                tv = type(v)
+                if tv is ndarray:
+                    if v.dtype is not f64 or v.shape != shape:
+                        general(row, vals)
+                        return
+                    val[a:b] = v
+                elif (tv is float or tv is int) and shape == one_shape and v == v:
+                    val[a] = v
+                else:
+                    general(row, vals)
+                    return
+            out = new_object(sv_type)  # SparseVector.unchecked, inlined
+            d = out.__dict__
+            d["size"] = width_sum
+            d["indices"] = idx
+            d["values"] = val
+            row[out_col] = out
+
         def run(row: dict) -> None:
             try:
                 vals = getter(row)
             except KeyError:
                 raise missing(row) from None
-            if scalar_only:
-                for v in vals:
-                    tv = type(v)
-                    if tv is not float and tv is not int:
-                        break
-                else:
-                    s = sum(vals)
-                    if s == s or keep:
-                        row[out_col] = array(vals, dtype=float64)
-                        return
+            # sum() is a cheap screen: it raises or is no float/int when a value is not a Python
+            # number (None, str, vectors, NumPy scalars) and is NaN when one is NaN; those rows
+            # take the general path, which checks each value and raises the precise error
+            try:
+                s = sum(vals)
+            except TypeError:
+                s = None
+            ts = type(s)
+            if (ts is float or ts is int) and (s == s or keep):
+                row[out_col] = array(vals, dtype=float64)
+                return
             general(row, vals)
 
-        return run
+        if scalar_only:
+            return run
+        if known_vectors:
+            positions = tuple(i for i, c in enumerate(cols) if c in known_vectors)
+            choices = [known_vectors[cols[i]] for i in positions]
+            if positions and math.prod(len(c) for c in choices) <= max_plans:
+                current[0] = pattern(positions)
+                template_row = [None] * len(cols)  # None: a dense input, as far as make_plan is concerned
+                for combo in itertools.product(*choices):
+                    for i, v in zip(positions, combo):
+                        template_row[i] = v
+                    plan = make_plan(tuple(template_row))
+                    if plan is not None:
+                        plans[tuple(map(id, plan[4]))] = plan
+        return run_vectors
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ import logging
 import math
 from typing import Any, Sequence
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model, SkipRow
+from flowlearn.api import Estimator, Model, SkipRow, Transformer
 from flowlearn.data.columns import first_bad_row, numeric_column, require_column, with_column
-from flowlearn.linalg import SPARSE_VECTOR, SparseVector, from_csr, is_vector_type
+from flowlearn.linalg import SPARSE_VECTOR, SparseVector, is_vector_type
 from flowlearn.params import HasHandleInvalid, HasInputCols, HasOutputCols, Param, gt, in_array
 
 __all__ = ["StringIndexer", "StringIndexerModel", "IndexToStringModel", "OneHotEncoder", "OneHotEncoderModel"]
@@ -310,7 +310,7 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
     """
 
     def _index_column(self, col: pa.ChunkedArray, i: int, name: str) -> np.ndarray:
-        """Label index of every row: >= 0 found, -1 unseen, -2 null."""
+        """Label index of every row (an integer array, possibly read-only): >= 0 found, -1 unseen, -2 null."""
         stage = type(self).__name__
         if not _is_indexable(col.type):
             raise TypeError(
@@ -327,6 +327,8 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
         t = arr.type
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             pos = pc.index_in(arr, value_set=self._label_arrays[i])
+            if pos.null_count == 0:  # every string found (a null string has a null position): as is
+                return pos.to_numpy(zero_copy_only=False)
             out = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         else:
             uniq = pc.unique(arr).drop_null()
@@ -528,6 +530,57 @@ def _invalid_index_reason(v: Any, n: int | None) -> str:
     return f"the unseen index {v!r} (fit saw indices 0..{n - 1})" if n is not None else repr(v)
 
 
+@numba.njit(cache=True)
+def _one_hot_codes(x, n, code):
+    """``code[i] = x[i]`` for valid category indices (integer-valued, in [0, n)), else ``n``; returns the
+    first invalid row or -1. NaN fails every comparison, so it is invalid."""
+    first_bad = -1
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v >= 0 and v < n and v == np.floor(v):
+            code[i] = np.int32(v)
+        else:
+            code[i] = n
+            if first_bad < 0:
+                first_bad = i
+    return first_bad
+
+
+@numba.njit(cache=True)
+def _one_hot_csr(code, size, offsets, indices):
+    """CSR structure of one-hot rows: row i holds index ``code[i]`` when it is below ``size`` (the
+    dropped last category and the invalid one otherwise hold nothing); returns the entry count."""
+    p = 0
+    offsets[0] = 0
+    for i in range(code.shape[0]):
+        c = code[i]
+        if c < size:
+            indices[p] = c
+            p += 1
+        offsets[i + 1] = p
+    return p
+
+
+def _one_hot_column(code: np.ndarray, size: int) -> pa.Array:
+    """A sparse vector column of one-hot vectors of ``size`` from int32 category codes."""
+    n = len(code)
+    if n == 0:
+        return pa.array([], type=SPARSE_VECTOR)
+    offsets = np.empty(n + 1, dtype=np.int32)
+    indices = np.empty(n, dtype=np.int32)
+    nnz = _one_hot_csr(code, size, offsets, indices)
+    arrow_offsets = pa.array(offsets)
+    storage = pa.StructArray.from_arrays(
+        [
+            pa.array(np.full(n, size, dtype=np.int32)),
+            pa.ListArray.from_arrays(arrow_offsets, pa.array(indices[:nnz])),
+            pa.ListArray.from_arrays(arrow_offsets, pa.array(np.ones(nnz))),
+        ],
+        fields=list(SPARSE_VECTOR.storage_type),
+    )
+    return pa.ExtensionArray.from_storage(SPARSE_VECTOR, storage)
+
+
 class OneHotEncoder(_OneHotEncoderParams, Estimator):
     """Fits a one-hot encoding of columns of category indices (non-negative integer-valued numbers,
     for example the output of :class:`StringIndexer`): column ``i`` has ``max_i + 1`` categories.
@@ -624,13 +677,12 @@ class OneHotEncoderModel(_OneHotEncoderParams, Model):
         bad_rows = np.zeros(t.num_rows, dtype=bool)
         for c, (n, _) in zip(self.input_cols, layout):
             x = _check_index_column(t, c, stage)
-            with np.errstate(invalid="ignore"):
-                ok = (x >= 0) & (x < n) & (x == np.floor(x))
-            code = np.full(len(x), n, dtype=np.int64)
-            code[ok] = x[ok].astype(np.int64)
-            if not ok.all():
+            code = np.empty(len(x), dtype=np.int32 if n < _INT_MAX else np.int64)
+            first_bad = _one_hot_codes(x, n, code)  # invalid values get code n
+            if first_bad >= 0:
+                ok = code != n
                 if hi == "error":
-                    r = first_bad_row(~ok)
+                    r = first_bad
                     v = t.column(c)[r].as_py()
                     raise ValueError(
                         f"{stage}: column '{c}' (parameter 'input_cols') has {_invalid_index_reason(v, n)} at row "
@@ -645,16 +697,32 @@ class OneHotEncoderModel(_OneHotEncoderParams, Model):
             if keep is not None:
                 codes = [code[keep] for code in codes]
         for o, code, (_, size) in zip(self.output_cols, codes, layout):
-            present = code < size
-            indptr = np.zeros(len(code) + 1, dtype=np.int64)
-            np.cumsum(present, out=indptr[1:])
-            indices = code[present]
-            m = sps.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(code), size))
-            t = with_column(t, o, from_csr(m) if len(code) else pa.array([], type=SPARSE_VECTOR))
+            t = with_column(t, o, _one_hot_column(code, size))
         return t
 
     def row_fn(self):
         """Row kernel: the one-hot vectors are precomputed, so a row costs a type check and a lookup."""
+        return self._row_kernel()[0]
+
+    def _fused_row_fn(self, successor):
+        """This encoder's row kernel followed by a ``VectorAssembler``'s, or None (``LocalPredictor``
+        asks each pipeline stage for one; see ``flowlearn.serving.predictor``). The assembler is told
+        every vector this kernel can output, so it builds its cached assembly plans now rather than
+        on the first row of each combination of categories (which would show in tail latency)."""
+        kernel_for = getattr(successor, "_row_kernel", None)
+        if kernel_for is None or not isinstance(successor, Transformer):
+            return None
+        first, vectors = self._row_kernel()
+        second = kernel_for(vectors)
+
+        def run(row: dict) -> None:
+            first(row)
+            second(row)
+
+        return run
+
+    def _row_kernel(self) -> tuple:
+        """(row kernel, output column -> the vectors it can write)."""
         stage = type(self).__name__
         layout = self._layout()
         hi = self.handle_invalid
@@ -665,16 +733,22 @@ class OneHotEncoderModel(_OneHotEncoderParams, Model):
         for c, o, (n, size) in zip(self.input_cols, self.output_cols, layout):
             vecs = [SparseVector.unchecked(size, _frozen(np.array([j], np.int32)), one) if j < size
                     else SparseVector.unchecked(size, empty_i, empty_v) for j in range(n + 1)]
-            specs.append((c, o, vecs, n))
+            # index (a float or an int: equal keys hash alike) -> its vector, for the valid indices
+            specs.append((c, o, vecs, n, {float(j): vecs[j] for j in range(n)}))
 
         def run(row: dict) -> None:
-            for c, o, vecs, n in specs:
+            for c, o, vecs, n, by_index in specs:
                 try:
                     v = row[c]
                 except KeyError:
                     raise ValueError(f"{stage}: input column '{c}' (parameter 'input_cols') is missing from the "
                                      f"row; it has {sorted(row)}") from None
                 tv = type(v)
+                if tv is float or tv is int:
+                    vec = by_index.get(v)
+                    if vec is not None:
+                        row[o] = vec
+                        continue
                 if tv is not float and tv is not int and v is not None:
                     if isinstance(v, (str, bytes)) or not hasattr(v, "__float__"):
                         raise TypeError(f"{stage}: column '{c}' has {v!r} of type {tv.__name__}; OneHotEncoder "
@@ -693,4 +767,4 @@ class OneHotEncoderModel(_OneHotEncoderParams, Model):
                     raise ValueError(f"{stage}: column '{c}' (parameter 'input_cols') has "
                                      f"{_invalid_index_reason(v, n)}; set handle_invalid='keep' or 'skip'")
 
-        return run
+        return run, {o: vecs if keep else vecs[:n] for _, o, vecs, n, _ in specs}

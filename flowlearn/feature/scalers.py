@@ -17,6 +17,8 @@ Example:
 from __future__ import annotations
 
 import math
+
+import numba
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
@@ -93,8 +95,53 @@ def _transform_input(model: Model, t: pa.Table, size: int, dense: bool | None) -
     return x
 
 
+_F64 = np.dtype(np.float64)
+_isfinite = math.isfinite
+
+
+# One pass over the rows instead of NumPy's two (and one temporary): the same IEEE operations in
+# the same order as the row kernels' NumPy expressions, so batch and row outputs are bit-identical.
+@numba.njit(cache=True)
+def _center_scale(x, mean, scale, out):
+    """``out = (x - mean) * scale`` for a 2-D ``x``, row by row."""
+    n, d = x.shape
+    for i in range(n):
+        for j in range(d):
+            out[i, j] = (x[i, j] - mean[j]) * scale[j]
+    return out
+
+
+@numba.njit(cache=True)
+def _scale_shift(x, scale, offset, out):
+    """``out = x * scale + offset`` for a 2-D ``x``, row by row (no fused multiply-add)."""
+    n, d = x.shape
+    for i in range(n):
+        for j in range(d):
+            out[i, j] = x[i, j] * scale[j] + offset[j]
+    return out
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every entry of a 1-D float array is finite, without floating-point warnings. Up to 16
+    entries through a Python float sum, several times cheaper than ``np.isfinite(a).all()`` there: a
+    NaN or infinite entry makes the sum NaN or infinite, and a sum of finite entries that overflows
+    goes to the exact test."""
+    if len(a) <= 16 and _isfinite(sum(a.tolist())):
+        return True
+    return bool(np.isfinite(a).all())
+
+
+def _finite_dense(v: object, size: int) -> bool:
+    """True when ``v`` is a 1-D float64 array of ``size`` finite entries: the common row kernel input,
+    taken as is; anything else goes to :func:`_row_vector`, which converts, checks and raises."""
+    return type(v) is np.ndarray and v.dtype is _F64 and v.shape == (size,) and _all_finite(v)
+
+
 def _row_vector(row: dict, col: str, stage: str, size: int) -> np.ndarray | SparseVector:
     """One row's vector value, checked like the batch path checks a column."""
+    v = row.get(col)
+    if _finite_dense(v, size):
+        return v
     try:
         v = row[col]
     except KeyError:
@@ -104,7 +151,7 @@ def _row_vector(row: dict, col: str, stage: str, size: int) -> np.ndarray | Spar
         if v.size != size:
             raise ValueError(f"{stage}: column '{col}' holds a vector of size {v.size}, the model expects size "
                              f"{size}; transform data with the same feature pipeline the model was fitted on")
-        if not np.isfinite(v.values).all():
+        if not _all_finite(v.values):
             raise ValueError(f"{stage}: column '{col}' has NaN or infinity; impute or filter such rows first")
         return v
     if v is None:
@@ -212,28 +259,49 @@ class StandardScalerModel(_StandardScalerParams, Model):
         if sps.issparse(x):
             out = _scale_sparse(x, self._scale if with_std else None)
         else:
-            y = x - self._mean if with_mean else x
-            out = from_numpy(y * self._scale if with_std else y)
+            if with_mean and with_std:
+                y = _center_scale(x, self._mean, self._scale, np.empty(x.shape))
+            elif with_mean:
+                y = x - self._mean
+            else:
+                y = x * self._scale if with_std else x
+            out = from_numpy(y)
         return with_column(t, self.output_col, out)
 
     def row_fn(self):
         self._require_model()
         stage, in_col, out_col = type(self).__name__, self.input_col, self.output_col
-        mean, scale, d = self._mean, self._scale, self._dim
+        scale, d = self._scale, self._dim
         with_mean, with_std = self.with_mean, self.with_std
 
+        apply = self._dense_row_apply()
+
         def fn(row: dict) -> None:
-            v = _row_vector(row, in_col, stage, d)
-            if isinstance(v, SparseVector):
-                if not with_mean:
-                    vals = v.values * scale[v.indices] if with_std else v.values.copy()
-                    row[out_col] = SparseVector.unchecked(d, v.indices, vals)
-                    return
-                v = v.to_numpy()
-            y = v - mean if with_mean else v
-            row[out_col] = y * scale if with_std else np.array(y, dtype=np.float64)
+            v = row.get(in_col)
+            if not _finite_dense(v, d):
+                v = _row_vector(row, in_col, stage, d)
+                if isinstance(v, SparseVector):
+                    if not with_mean:
+                        vals = v.values * scale[v.indices] if with_std else v.values.copy()
+                        row[out_col] = SparseVector.unchecked(d, v.indices, vals)
+                        return
+                    v = v.to_numpy()
+            row[out_col] = apply(v)
 
         return fn
+
+    def _dense_row_apply(self):
+        """``f(x)`` scaling one finite 1-D float64 vector of the model's size (no checks, a new array);
+        the arithmetic of the batch path, so both give identical bits. Used by ``row_fn`` and by
+        ``VectorAssembler``'s fused row kernel."""
+        mean, scale = self._mean, self._scale
+        if self.with_mean and self.with_std:
+            return lambda x: (x - mean) * scale
+        if self.with_mean:
+            return lambda x: x - mean
+        if self.with_std:
+            return lambda x: x * scale
+        return lambda x: x.copy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +398,8 @@ class MinMaxScalerModel(_MinMaxScalerParams, Model):
         self._require_model()
         scale, offset = self._scale_offset()
         x = _transform_input(self, t, self._dim, dense=True)
-        return with_column(t, self.output_col, from_numpy(x * scale + offset))
+        y = _scale_shift(x, scale, offset, np.empty(x.shape))
+        return with_column(t, self.output_col, from_numpy(y))
 
     def row_fn(self):
         self._require_model()
@@ -338,12 +407,19 @@ class MinMaxScalerModel(_MinMaxScalerParams, Model):
         scale, offset = self._scale_offset()
 
         def fn(row: dict) -> None:
-            v = _row_vector(row, in_col, stage, d)
-            if isinstance(v, SparseVector):
-                v = v.to_numpy()
+            v = row.get(in_col)
+            if not _finite_dense(v, d):
+                v = _row_vector(row, in_col, stage, d)
+                if isinstance(v, SparseVector):
+                    v = v.to_numpy()
             row[out_col] = v * scale + offset
 
         return fn
+
+    def _dense_row_apply(self):
+        """``f(x)`` for one finite 1-D float64 vector of the model's size (see StandardScalerModel)."""
+        scale, offset = self._scale_offset()
+        return lambda x: x * scale + offset
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,10 +488,17 @@ class MaxAbsScalerModel(_MaxAbsScalerParams, Model):
             self._scale
 
         def fn(row: dict) -> None:
-            v = _row_vector(row, in_col, stage, d)
-            if isinstance(v, SparseVector):
-                row[out_col] = SparseVector.unchecked(d, v.indices, v.values * scale[v.indices])
-            else:
-                row[out_col] = v * scale
+            v = row.get(in_col)
+            if not _finite_dense(v, d):
+                v = _row_vector(row, in_col, stage, d)
+                if isinstance(v, SparseVector):
+                    row[out_col] = SparseVector.unchecked(d, v.indices, v.values * scale[v.indices])
+                    return
+            row[out_col] = v * scale
 
         return fn
+
+    def _dense_row_apply(self):
+        """``f(x)`` for one finite 1-D float64 vector of the model's size (see StandardScalerModel)."""
+        scale = self._scale
+        return lambda x: x * scale

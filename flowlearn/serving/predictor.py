@@ -62,9 +62,41 @@ def _first_row(t: pa.Table) -> dict:
     return res
 
 
+def _stage_kernels(stages: list) -> list[Callable[[dict], None]] | None:
+    """Row kernels of a pipeline's stages, or None when a stage has none.
+
+    Fusion: a stage may define ``_fused_row_fn(successor)`` returning one kernel that does its
+    own work and its successor's (same output columns, same values, same errors; typically it
+    skips checks its own output already guarantees), or None. Adjacent stages are fused when
+    the first one offers it (left to right); see ``VectorAssembler._fused_row_fn`` and
+    ``OneHotEncoderModel._fused_row_fn``."""
+    fns = []
+    i = 0
+    while i < len(stages):
+        stage = stages[i]
+        if not isinstance(stage, Transformer):
+            return None
+        fuse = getattr(stage, "_fused_row_fn", None)
+        if fuse is not None and i + 1 < len(stages) and isinstance(stages[i + 1], Transformer):
+            fn = fuse(stages[i + 1])
+            if fn is not None:
+                fns.append(fn)
+                i += 2
+                continue
+        fn = stage.row_fn()
+        if fn is None:
+            return None
+        fns.append(fn)
+        i += 1
+    return fns
+
+
 def _compile(model: Transformer) -> Callable[[dict], dict | None]:
-    fns = model.row_fns() if isinstance(model, PipelineModel) else (
-        [model.row_fn()] if model.row_fn() is not None else None)
+    if isinstance(model, PipelineModel):
+        fns = _stage_kernels(list(model.stages))
+    else:
+        fn = model.row_fn()
+        fns = [fn] if fn is not None else None
     if fns is None:
         return _table_row_path(model)
     if len(fns) == 1:
@@ -79,6 +111,7 @@ def _compile(model: Transformer) -> Callable[[dict], dict | None]:
             return out
 
         return run_one
+    fns = tuple(fns)
 
     def run(row: dict) -> dict | None:
         out = dict(row)
