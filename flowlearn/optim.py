@@ -19,7 +19,9 @@ standardization inside).
   most ``tol``, or after ``max_iter`` iterations.
 * :func:`sgd` runs proximal mini-batch SGD (Flink ML's solver): ``max_iter`` epochs over a
   seeded permutation of the rows, mini-batches of ``batch_size`` rows, a constant learning rate,
-  and the penalty applied by its proximal step after each mini-batch.
+  and the penalty applied by its proximal step after each mini-batch. Its epochs run as the
+  rounds of a bounded iteration (:func:`sgd_epochs` on ``flowlearn.iteration.iterate_bounded``),
+  which ``LinearSVC(solver="sgd")`` shares with its hinge-loss epoch kernel.
 
 Example:
     >>> import numpy as np
@@ -46,10 +48,11 @@ import scipy.sparse as sps
 from scipy.special import expit, logsumexp
 
 from flowlearn.data.columns import check_finite, numeric_column, vector_column
+from flowlearn.iteration import BatchStream, IterationBodyResult, iterate_bounded
 from flowlearn.linalg import from_numpy
 
-__all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "LOSSES", "read_training_input",
-           "linear_model_table", "read_linear_model_table"]
+__all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "sgd_epochs", "sgd_training_batch",
+           "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table"]
 
 log = logging.getLogger(__name__)
 
@@ -614,9 +617,114 @@ def _msg(res) -> str:
     return m.decode() if isinstance(m, bytes) else str(m)
 
 
+# ----------------------------------------------------------------------------------------------
+# Mini-batch SGD on the bounded iteration engine
+# ----------------------------------------------------------------------------------------------
+#
+# Flink ML's SGD as an iteration: the coefficients are the variable stream (one row per output:
+# ``coefficient``, ``intercept``), the training data is one record batch replayed every round
+# (zero-copy over the solver's arrays, so replaying costs nothing), and round ``e`` runs epoch
+# ``e + 1``: the body draws the epoch's permutation, runs the solver's Numba epoch kernel on the
+# coefficients it received and feeds the new coefficients back; its termination-criteria stream
+# is empty (the iteration ends) after ``max_iter`` epochs or once the objective stops changing.
+
+# An epoch: ``epoch(W, b, data, perm, k)`` updates W (K, d) and b (K,) in place with epoch ``k``
+# (1-based) over the rows in the order ``perm`` and returns the epoch's objective.
+EpochFn = Callable[[np.ndarray, np.ndarray, tuple, np.ndarray, int], float]
+
+
+def sgd_training_batch(X: np.ndarray | sps.csr_matrix, y: np.ndarray, s: np.ndarray) -> pa.RecordBatch:
+    """Training rows as the record batch an SGD iteration replays, zero-copy over ``X``, ``y``, ``s``:
+    ``features`` (dense rows) or ``indices`` and ``values`` (the CSR rows, with ``X.indptr`` as list
+    offsets, int32 or int64), ``label`` and ``weight``."""
+    cols: dict[str, pa.Array] = {}
+    if sps.issparse(X):
+        offsets = pa.array(X.indptr)
+        lists = pa.LargeListArray if X.indptr.dtype == np.int64 else pa.ListArray
+        cols["indices"] = lists.from_arrays(offsets, pa.array(X.indices))
+        cols["values"] = lists.from_arrays(offsets, pa.array(X.data))
+    else:
+        cols["features"] = pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), X.shape[1])
+    cols["label"] = pa.array(y)
+    cols["weight"] = pa.array(s)
+    return pa.record_batch(cols)
+
+
+def sgd_training_arrays(batch: pa.RecordBatch) -> tuple[np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                         np.ndarray, np.ndarray]:
+    """``(X, y, s)`` of a :func:`sgd_training_batch`, zero-copy (read-only views): ``X`` is the dense
+    matrix or the CSR arrays ``(indptr, indices, data)``."""
+    cols = batch.columns
+    if len(cols) == 3:  # features, label, weight
+        X = _fixed_size_rows(cols[0])
+    else:  # indices, values, label, weight
+        X = (cols[0].offsets.to_numpy(), cols[0].values.to_numpy(), cols[1].values.to_numpy())
+    return X, cols[-2].to_numpy(), cols[-1].to_numpy()
+
+
+def _fixed_size_rows(col: pa.FixedSizeListArray) -> np.ndarray:
+    """A fixed-size list column without nulls as a (rows, size) read-only view of its values."""
+    size = col.type.list_size
+    return col.values.to_numpy()[col.offset * size:(col.offset + len(col)) * size].reshape(len(col), size)
+
+
+def _coefficients_batch(W: np.ndarray, b: np.ndarray) -> pa.RecordBatch:
+    """The variable stream of an SGD iteration: one row per output (zero-copy over W (K, d) and b)."""
+    coefficient = pa.FixedSizeListArray.from_arrays(pa.array(W.reshape(-1)), W.shape[1])
+    return pa.RecordBatch.from_arrays([coefficient, pa.array(b)], names=["coefficient", "intercept"])
+
+
+def _read_coefficients(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Writable copies of ``(W, b)`` from a :func:`_coefficients_batch`."""
+    return _fixed_size_rows(batch.column(0)).copy(), batch.column(1).to_numpy().copy()
+
+
+def _objective_converged(prev: float | None, cur: float, tol: float) -> bool:
+    """SGD's stopping rule: the epoch objective changed by at most ``tol * max(1, |objective|)``."""
+    return prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur))
+
+
+# The termination-criteria stream of a round: one record to continue, none to stop.
+_CONTINUE = pa.record_batch({"continue": pa.array([True])})
+_STOP = _CONTINUE.slice(0, 0)
+
+
+def sgd_epochs(epoch: EpochFn, W: np.ndarray, b: np.ndarray, data: pa.RecordBatch, max_iter: int, tol: float,
+               seed: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Run SGD epochs on ``iterate_bounded`` from coefficients ``W`` (K, d) and intercepts ``b``
+    (K,) over ``data`` (a :func:`sgd_training_batch`, replayed every round), one epoch per round,
+    each over a fresh permutation of the rows drawn from ``numpy.random.default_rng(seed)``, until
+    ``max_iter`` epochs or until the epoch objective changes by at most
+    ``tol * max(1, |objective|)`` (the round's termination-criteria stream is then empty).
+    Returns ``(W, b, epochs run, converged)``."""
+    if int(max_iter) < 1:
+        return W, b, 0, False
+    rng = np.random.default_rng(seed)
+    objectives: list[float] = []
+    replayed: list = [None, None]  # the replayed batch and its arrays (views, decoded once)
+
+    def body(variables: list[BatchStream], data_streams: list[BatchStream], round_: int) -> IterationBodyResult:
+        (coefficients,), (rows,) = variables[0].batches(), data_streams[0].batches()
+        if rows is not replayed[0]:
+            replayed[:] = rows, sgd_training_arrays(rows)
+        W, b = _read_coefficients(coefficients)
+        perm = rng.permutation(rows.num_rows).astype(np.int64)
+        objective = epoch(W, b, replayed[1], perm, round_ + 1)
+        prev = objectives[-1] if objectives else None
+        objectives.append(objective)
+        go = round_ + 1 < max_iter and not _objective_converged(prev, objective, tol)
+        return IterationBodyResult([_coefficients_batch(W, b)], termination_criteria=_CONTINUE if go else _STOP)
+
+    res = iterate_bounded([_coefficients_batch(W, b)], [data], body, replay=True)
+    W, b = _read_coefficients(res.variables[0].combine_chunks().to_batches()[0])
+    converged = len(objectives) > 1 and _objective_converged(objectives[-2], objectives[-1], tol)
+    return W, b, res.rounds, converged
+
+
 def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_size: int = 32,
         max_iter: int = 100, tol: float = 1e-6, seed: int = 0) -> OptimResult:
-    """Proximal mini-batch SGD on ``obj`` for ``max_iter`` epochs (Flink ML's solver, run in-process).
+    """Proximal mini-batch SGD on ``obj`` for ``max_iter`` epochs (Flink ML's solver, run in-process
+    on the bounded iteration engine; see :func:`sgd_epochs`).
 
     Each epoch visits the rows in a fresh permutation drawn from ``numpy.random.default_rng(seed)``
     and, per mini-batch of ``batch_size`` rows, takes a step of ``learning_rate`` along the
@@ -625,36 +733,30 @@ def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_
     Stops early when the epoch's objective (the batch losses seen during the epoch plus the
     penalty) changes by at most ``tol * max(1, |objective|)``. Deterministic for a fixed seed.
     """
-    rng = np.random.default_rng(seed)
-    theta = np.array(x0, dtype=np.float64)
-    W, b = obj.unpack(theta)
+    W, b = obj.unpack(np.array(x0, dtype=np.float64))
     W = np.ascontiguousarray(W).copy()
     b = np.array(b, dtype=np.float64)
     batch = int(min(max(1, batch_size), max(1, obj.n)))
-    prev = None
-    converged = False
-    epoch = 0
-    for epoch in range(1, int(max_iter) + 1):
-        perm = rng.permutation(obj.n).astype(np.int64)
-        if obj.sparse:
-            X = obj.X
-            loss, wsum = _sgd_epoch_sparse(X.indptr, X.indices, X.data, obj.y, obj.s, W, b, obj.kind,
-                                           obj.fit_intercept, perm, batch, float(learning_rate), obj.l2, obj.l1)
+    lr = float(learning_rate)
+    kind, fit_intercept, l2, l1 = obj.kind, obj.fit_intercept, obj.l2, obj.l1
+
+    def epoch(W: np.ndarray, b: np.ndarray, data: tuple, perm: np.ndarray, k: int) -> float:
+        X, y, s = data
+        if isinstance(X, tuple):
+            loss, wsum = _sgd_epoch_sparse(*X, y, s, W, b, kind, fit_intercept, perm, batch, lr, l2, l1)
         else:
-            loss, wsum = _sgd_epoch_dense(obj.X, obj.y, obj.s, W, b, obj.kind, obj.fit_intercept, perm, batch,
-                                          float(learning_rate), obj.l2, obj.l1)
+            loss, wsum = _sgd_epoch_dense(X, y, s, W, b, kind, fit_intercept, perm, batch, lr, l2, l1)
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
-            raise ValueError(f"SGD diverged at epoch {epoch} (non-finite coefficients); lower learning_rate "
+            raise ValueError(f"SGD diverged at epoch {k} (non-finite coefficients); lower learning_rate "
                              f"(now {learning_rate}) or standardize the features")
-        cur = loss / wsum + 0.5 * obj.l2 * float(np.vdot(W, W)) + obj.l1 * float(np.abs(W).sum())
-        log.debug("sgd epoch %d objective %.10g", epoch, cur)
-        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
-            converged = True
-            break
-        prev = cur
+        cur = loss / wsum + 0.5 * l2 * float(np.vdot(W, W)) + l1 * float(np.abs(W).sum())
+        log.debug("sgd epoch %d objective %.10g", k, cur)
+        return cur
+
+    W, b, epochs, converged = sgd_epochs(epoch, W, b, sgd_training_batch(obj.X, obj.y, obj.s), max_iter, tol, seed)
     theta = obj.pack(W, b)
-    msg = f"converged after {epoch} epochs" if converged else f"stopped after max_iter={max_iter} epochs"
-    return OptimResult(theta, obj.value(theta), epoch, converged, msg)
+    msg = f"converged after {epochs} epochs" if converged else f"stopped after max_iter={max_iter} epochs"
+    return OptimResult(theta, obj.value(theta), epochs, converged, msg)
 
 
 # ----------------------------------------------------------------------------------------------

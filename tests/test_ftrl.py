@@ -603,3 +603,78 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match="model data has not been set"):
         OnlineLogisticRegressionModel().transform({"features": [[1.0]]})
     assert isinstance(OnlineLogisticRegression().trainer(), OnlineLogisticRegressionTrainer)
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded training on the unbounded iteration engine
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unbounded_steps(monkeypatch):
+    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
+    import flowlearn.classification.ftrl as ftrl_module
+
+    steps = []
+    real = fl.iteration.iterate_unbounded
+
+    class Recorded:
+        def __init__(self, it):
+            self.it = it
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.it.close()
+
+        def __iter__(self):
+            for step in self.it:
+                steps.append(step)
+                yield step
+
+    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
+    return steps
+
+
+def versions_of_step(step):
+    """The model versions a step output (its rows grouped by model_version)."""
+    t = step.outputs[0]
+    v = t.column("model_version").to_pylist() if t.num_rows else []
+    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
+
+
+@pytest.mark.parametrize("sparse, batch, emit_every, min_step_rows, step_rows, versions_per_step", [
+    (True, 1, 50, 1, 50, 1),      # one step per version
+    (False, 8, 30, 1, 32, 1),     # a version at the first mini-batch boundary >= 30 rows; a final one from finish
+    (True, 4, 30, 100, 128, 4),   # steps of whole version periods, >= MIN_STEP_ROWS rows
+    (True, 4, None, 100, 100, 0),  # one version, from finish
+])
+def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, sparse, batch,
+                                                               emit_every, min_step_rows, step_rows,
+                                                               versions_per_step):
+    import flowlearn.classification.ftrl as ftrl_module
+
+    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    X, y = data(n=400, seed=21)
+    t = fl.table({"features": sps.csr_matrix(X) if sparse else X, "label": y})
+    inputs = [t.slice(0, 150), t.slice(150, 7), t.slice(157)]
+    est = OnlineLogisticRegression(global_batch_size=batch, emit_every=emit_every, alpha=0.3, reg=0.01)
+    versions = list(est.fit_versions(inputs))
+    steps = unbounded_steps
+    assert [s.num_rows for s in steps if not s.final] == [step_rows] * (400 // step_rows) + (
+        [400 % step_rows] if 400 % step_rows else [])
+    from_steps = [v for s in steps for v in versions_of_step(s)]
+    assert len(from_steps) == len(versions) and all(a.equals(b) for a, b in zip(from_steps, versions))
+    full = [s for s in steps if s.num_rows == step_rows]
+    assert all(len(versions_of_step(s)) == versions_per_step for s in full)
+    if 400 % step_rows or emit_every is None:  # the rest of the input: a final step with finish()'s version
+        assert steps[-1].final and len(versions_of_step(steps[-1])) == 1
+    else:
+        assert len(steps) == len(versions)
+    emitted = [v for s in steps if not s.final for v in versions_of_step(s)]
+    variable = [s for s in steps if not s.final][-1].variables[0]  # the variable stream: the latest version
+    assert variable.equals(emitted[-1]) if emitted else variable.num_rows == 0
+    tr = est.trainer()  # the trainer driven by hand gives the same versions
+    by_hand = [v for x in inputs for v in tr.partial_fit(x)] + tr.finish()
+    assert len(by_hand) == len(versions) and all(a.equals(b) for a, b in zip(by_hand, versions))

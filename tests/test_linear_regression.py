@@ -332,3 +332,66 @@ def test_doctests():
     import flowlearn.regression.linear_regression as mod
 
     assert doctest.testmod(mod).failed == 0
+
+
+# ---------------------------------------------------------------- SGD on the iteration engine
+
+def numpy_prox_sgd(X, y, s, w, b, lr, batch, l2, l1, max_iter, tol, seed):
+    """Proximal mini-batch SGD on half the squared error, written here with NumPy: per epoch a
+    permutation from default_rng(seed); per mini-batch a step of lr along the weighted-mean
+    gradient at the weights from before the batch, then soft-thresholding by lr * l1 and shrinking
+    by 1 / (1 + lr * l2) (intercept unpenalized); stops after max_iter epochs or when the epoch's
+    objective changes by <= tol * max(1, |objective|). Returns (w, b, epochs)."""
+    rng = np.random.default_rng(seed)
+    s = s / s.sum()
+    n = X.shape[0]
+    prev = None
+    for epoch in range(1, max_iter + 1):
+        perm = rng.permutation(n)
+        loss_sum = w_sum = 0.0
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            r = np.asarray(X[idx] @ w).ravel() + b - y[idx]
+            loss_sum += s[idx] @ (0.5 * r * r)
+            w_sum += s[idx].sum()
+            g = s[idx] * r
+            step = lr / s[idx].sum()
+            b -= step * g.sum()
+            w = w - step * np.asarray(X[idx].T @ g).ravel()
+            w = np.sign(w) * np.maximum(np.abs(w) - lr * l1, 0.0) / (1.0 + lr * l2)
+        cur = loss_sum / w_sum + 0.5 * l2 * w @ w + l1 * np.abs(w).sum()
+        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
+            break
+        prev = cur
+    return w, b, epoch
+
+
+@pytest.mark.parametrize("sparse, reg, en, tol, epochs", [
+    (False, 0.1, 0.3, 0.0, 20),
+    (False, 0.1, 0.0, 1e-3, 11),   # stopped by tol
+    (True, 0.1, 0.0, 0.0, 20),     # lazy L2 scaling of the sparse kernel
+])
+def test_sgd_epochs_are_rounds_of_the_iteration_engine(monkeypatch, diabetes, sparse, reg, en, tol, epochs):
+    from flowlearn import optim
+
+    results = []
+
+    def spy(*args, **kwargs):
+        results.append(fl.iteration.iterate_bounded(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(optim, "iterate_bounded", spy)
+    X, y = diabetes
+    Xs = StandardScaler().fit_transform(X)
+    if sparse:
+        Xs = sps.csr_matrix(np.where(np.abs(Xs) > 0.5, Xs, 0.0))
+    est = LinearRegression(reg=reg, elastic_net=en, solver="sgd", learning_rate=0.01, global_batch_size=16,
+                           max_iter=20 if tol == 0.0 else 500, tol=tol, seed=4)
+    w, b = coef(est.fit(table(Xs, y)))
+    (res,) = results
+    assert res.rounds == epochs and res.termination == "criteria"  # one round per epoch, ended by the criteria
+    w_ref, b_ref, e_ref = numpy_prox_sgd(Xs, y, np.ones(len(y)), np.zeros(Xs.shape[1]), float(y.mean()), 0.01, 16,
+                                         reg * (1 - en), reg * en, est.max_iter, tol, 4)
+    assert e_ref == epochs
+    np.testing.assert_allclose(w, w_ref, rtol=1e-9, atol=1e-9)
+    assert b == pytest.approx(b_ref, rel=1e-12)

@@ -218,3 +218,92 @@ def test_empty_and_bad_input():
     with pytest.raises(ValueError, match="exactly one row"):
         LinearSVCModel().set_model_data({"coefficient": [[1.0], [2.0]], "intercept": [0.0, 0.0],
                                          "model_version": [0, 0]})
+
+
+# ---------------------------------------------------------------- SGD on the iteration engine
+
+def numpy_hinge_sgd(X, y, lr, batch, l2, l1, max_iter, tol, seed):
+    """Flink ML's mini-batch SGD on the hinge loss written here with NumPy (unit weights): per epoch
+    a permutation from default_rng(seed); per mini-batch a step of lr along the mean subgradient
+    at the weights from before the batch, then soft-thresholding by lr * l1 and shrinking by
+    1 / (1 + lr * l2); stops after max_iter epochs or when the epoch's objective changes by
+    <= tol * max(1, |objective|). Returns (w, b, epochs)."""
+    rng = np.random.default_rng(seed)
+    t = 2 * y - 1
+    n, d = X.shape
+    w, b = np.zeros(d), 0.0
+    prev = None
+    for epoch in range(1, max_iter + 1):
+        perm = rng.permutation(n)
+        loss_sum = 0.0
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            m = t[idx] * (np.asarray(X[idx] @ w).ravel() + b)
+            loss_sum += np.maximum(0.0, 1.0 - m).sum()
+            g = np.where(m <= 1.0, -t[idx], 0.0)
+            b -= lr / len(idx) * g.sum()
+            w = w - lr / len(idx) * np.asarray(X[idx].T @ g).ravel()
+            w = np.sign(w) * np.maximum(np.abs(w) - lr * l1, 0.0) / (1.0 + lr * l2)
+        cur = loss_sum / n + 0.5 * l2 * w @ w + l1 * np.abs(w).sum()
+        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
+            break
+        prev = cur
+    return w, b, epoch
+
+
+def committed_hinge_sgd_loop(X, y, l1, l2, lr, batch, max_iter, tol, seed):
+    """The epoch loop of LinearSVC's SGD as committed before it moved onto the iteration engine: a
+    plain Python loop around the same Numba epoch kernel. Returns (w, b, epochs)."""
+    from flowlearn.classification.linear_svc import _hinge_sgd_epoch
+
+    n, d = X.shape
+    t, s = 2.0 * y - 1.0, np.ones(n)
+    rng = np.random.default_rng(seed)
+    w, bb = np.zeros(d), np.zeros(1)
+    dense = not sps.issparse(X)
+    if dense:
+        Xd, indptr, indices, data = np.ascontiguousarray(X), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0)
+    else:
+        Xd, indptr, indices, data = np.zeros((0, 0)), X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data
+    prev = None
+    for epoch in range(1, max_iter + 1):
+        perm = rng.permutation(n).astype(np.int64)
+        loss, wsum = _hinge_sgd_epoch(dense, Xd, indptr, indices, data, t, s, w, bb, True, perm, batch, lr, l2, l1)
+        cur = loss / wsum + 0.5 * l2 * float(w @ w) + l1 * float(np.abs(w).sum())
+        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
+            break
+        prev = cur
+    return w, float(bb[0]), epoch
+
+
+@pytest.mark.parametrize("sparse, en, tol, max_iter, epochs", [
+    (False, 0.0, 0.0, 15, 15),
+    (False, 0.5, 0.0, 15, 15),
+    (True, 0.0, 0.0, 15, 15),
+    (False, 0.0, 1e-3, 300, 10),   # stopped by tol
+])
+def test_sgd_epochs_are_rounds_of_the_iteration_engine(monkeypatch, cancer, sparse, en, tol, max_iter, epochs):
+    from flowlearn import optim
+
+    results = []
+
+    def spy(*args, **kwargs):
+        results.append(fl.iteration.iterate_bounded(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(optim, "iterate_bounded", spy)
+    X, y = cancer
+    if sparse:
+        X = sps.csr_matrix(np.where(X > 0.5, X, 0.0))
+    reg, lr, batch = 0.01, 0.05, 16
+    w, b = coef(LinearSVC(reg=reg, elastic_net=en, solver="sgd", learning_rate=lr, global_batch_size=batch,
+                          max_iter=max_iter, tol=tol, seed=9).fit(fl.table({"features": X, "label": y})))
+    (res,) = results
+    assert res.rounds == epochs and res.termination == "criteria"  # one round per epoch, ended by the criteria
+    wc, bc, ec = committed_hinge_sgd_loop(X, y, reg * en, reg * (1 - en), lr, batch, max_iter, tol, 9)
+    wn, bn, en_ = numpy_hinge_sgd(X, y, lr, batch, reg * (1 - en), reg * en, max_iter, tol, 9)
+    assert ec == en_ == epochs
+    np.testing.assert_array_equal(w, wc)  # bit for bit the committed solver's result
+    assert b == bc
+    np.testing.assert_allclose(w, wn, rtol=1e-9, atol=1e-12)
+    assert b == pytest.approx(bn, rel=1e-9)

@@ -467,3 +467,125 @@ def test_doctests():
 
     for m in (mod, optim):
         assert doctest.testmod(m).failed == 0
+
+
+# ---------------------------------------------------------------- SGD on the iteration engine
+
+def numpy_prox_sgd(X, y, s, W, b, loss, lr, batch, l2, l1, max_iter, tol, seed):
+    """Proximal mini-batch SGD written here with NumPy: per epoch a permutation from
+    default_rng(seed); per mini-batch a step of lr along the weighted-mean gradient taken at the
+    weights from before the batch, then soft-thresholding by lr * l1 and shrinking by
+    1 / (1 + lr * l2) (intercepts unpenalized); stops after max_iter epochs or when the epoch's
+    objective (losses seen during the epoch + penalty) changes by <= tol * max(1, |objective|).
+    Returns (W, b, epochs)."""
+    rng = np.random.default_rng(seed)
+    W, b = W.copy(), b.copy()
+    s = s / s.sum()
+    n = X.shape[0]
+    prev = None
+    for epoch in range(1, max_iter + 1):
+        perm = rng.permutation(n)
+        loss_sum = w_sum = 0.0
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            Xb, yb, sb = X[idx], y[idx], s[idx]
+            Z = np.asarray(Xb @ W.T) + b
+            if loss == "logistic":
+                z = Z[:, 0]
+                losses, R = np.logaddexp(0.0, z) - yb * z, (expit(z) - yb)[:, None]
+            else:  # multinomial
+                c = yb.astype(int)
+                losses = logsumexp(Z, axis=1) - Z[np.arange(len(c)), c]
+                R = softmax(Z, axis=1)
+                R[np.arange(len(c)), c] -= 1.0
+            loss_sum += sb @ losses
+            w_sum += sb.sum()
+            G = sb[:, None] * R
+            step = lr / sb.sum()
+            b = b - step * G.sum(axis=0)
+            W = W - step * np.asarray((Xb.T @ G).T)
+            W = np.sign(W) * np.maximum(np.abs(W) - lr * l1, 0.0) / (1.0 + lr * l2)
+        cur = loss_sum / w_sum + 0.5 * l2 * (W * W).sum() + l1 * np.abs(W).sum()
+        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
+            break
+        prev = cur
+    return W, b, epoch
+
+
+def committed_sgd_loop(obj, x0, lr, batch, max_iter, tol, seed):
+    """The epoch loop of the solver as committed before it moved onto the iteration engine: a plain
+    Python loop around the same Numba epoch kernels. Returns (W, b, epochs)."""
+    from flowlearn import optim
+
+    rng = np.random.default_rng(seed)
+    W, b = obj.unpack(np.array(x0, dtype=np.float64))
+    W, b = np.ascontiguousarray(W).copy(), np.array(b, dtype=np.float64)
+    batch = int(min(max(1, batch), max(1, obj.n)))
+    prev = None
+    for epoch in range(1, max_iter + 1):
+        perm = rng.permutation(obj.n).astype(np.int64)
+        if obj.sparse:
+            loss, wsum = optim._sgd_epoch_sparse(obj.X.indptr, obj.X.indices, obj.X.data, obj.y, obj.s, W, b, obj.kind,
+                                                 obj.fit_intercept, perm, batch, float(lr), obj.l2, obj.l1)
+        else:
+            loss, wsum = optim._sgd_epoch_dense(obj.X, obj.y, obj.s, W, b, obj.kind, obj.fit_intercept, perm, batch,
+                                                float(lr), obj.l2, obj.l1)
+        cur = loss / wsum + 0.5 * obj.l2 * float(np.vdot(W, W)) + obj.l1 * float(np.abs(W).sum())
+        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
+            break
+        prev = cur
+    return W, b, epoch
+
+
+@pytest.fixture
+def bounded_iterations(monkeypatch):
+    """The results of every iterate_bounded call made by flowlearn.optim."""
+    from flowlearn import optim
+
+    results = []
+
+    def spy(*args, **kwargs):
+        results.append(fl.iteration.iterate_bounded(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(optim, "iterate_bounded", spy)
+    return results
+
+
+@pytest.mark.parametrize("data, sparse, params, epochs", [
+    ("cancer", False, dict(reg=0.01, elastic_net=0.2, global_batch_size=16, max_iter=30, tol=0.0), 30),
+    ("cancer", False, dict(reg=0.01, global_batch_size=32, max_iter=200, tol=1e-4), 39),     # stopped by tol
+    ("cancer", True, dict(reg=0.02, global_batch_size=8, max_iter=12, tol=0.0), 12),         # lazy L2 scaling
+    ("cancer", True, dict(reg=0.02, elastic_net=0.5, global_batch_size=8, max_iter=12, tol=0.0), 12),
+    ("iris", False, dict(reg=0.1, learning_rate=0.1, max_iter=25, tol=0.0), 25),            # multinomial
+])
+def test_sgd_epochs_are_rounds_of_the_iteration_engine(request, bounded_iterations, data, sparse, params, epochs):
+    from flowlearn.optim import LinearObjective
+
+    X, y = request.getfixturevalue(data)
+    if sparse:
+        X = sps.csr_matrix(np.where(X > 0.5, X, 0.0))
+    params = dict(dict(solver="sgd", learning_rate=0.05, seed=3), **params)
+    model = LogisticRegression(**params).fit(table(X, y))
+    W, b = coef(model)
+    (res,) = bounded_iterations
+    assert res.rounds == epochs and res.termination == "criteria"  # one round per epoch, ended by the criteria
+    multinomial = data == "iris"
+    K = 3 if multinomial else 1
+    reg, en = params["reg"], params.get("elastic_net", 0.0)
+    with LinearObjective(X, y, None, "multinomial" if multinomial else "logistic", K, True, reg * (1 - en),
+                         reg * en) as obj:
+        x0 = obj.initial()
+        Wc, bc, ec = committed_sgd_loop(obj, x0, params["learning_rate"], params.get("global_batch_size", 32),
+                                        params["max_iter"], params["tol"], params["seed"])
+        W0, b0 = obj.unpack(x0)
+    Wn, bn, en_ = numpy_prox_sgd(X, y, np.ones(len(y)), W0, b0, obj.loss, params["learning_rate"],
+                                 params.get("global_batch_size", 32), reg * (1 - en), reg * en, params["max_iter"],
+                                 params["tol"], params["seed"])
+    if multinomial:  # the estimator centres the (unpenalized, shift-invariant) intercepts
+        bc, bn = bc - bc.mean(), bn - bn.mean()
+    assert ec == en_ == epochs
+    np.testing.assert_array_equal(W, Wc)  # bit for bit the committed solver's result
+    np.testing.assert_array_equal(b, bc)
+    np.testing.assert_allclose(W, Wn, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b, bn, rtol=1e-9, atol=1e-12)

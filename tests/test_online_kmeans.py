@@ -414,3 +414,66 @@ def test_bad_input_messages():
         OnlineKMeans().set_initial_model_data(3)
     with pytest.raises(ValueError, match="model data has not been set"):
         OnlineKMeansModel().transform({"features": [[1.0]]})
+
+
+# ------------------------------------------------------------- on the unbounded iteration engine
+
+
+@pytest.fixture
+def unbounded_steps(monkeypatch):
+    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
+    import flowlearn.classification.ftrl as ftrl_module
+
+    steps = []
+    real = fl.iteration.iterate_unbounded
+
+    class Recorded:
+        def __init__(self, it):
+            self.it = it
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.it.close()
+
+        def __iter__(self):
+            for step in self.it:
+                steps.append(step)
+                yield step
+
+    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
+    return steps
+
+
+def versions_of_step(step):
+    t = step.outputs[0]
+    v = t.column("model_version").to_pylist() if t.num_rows else []
+    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
+
+
+@pytest.mark.parametrize("emit_every, min_step_rows, step_rows, versions_per_step", [
+    (None, 1, 16, 1),     # Flink ML: one version per mini-batch, one step per version
+    (40, 1, 48, 1),       # a version at the first mini-batch boundary >= 40 rows
+    (None, 50, 64, 4),    # steps of whole version periods, >= MIN_STEP_ROWS rows
+])
+def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, wine, emit_every,
+                                                               min_step_rows, step_rows, versions_per_step):
+    import flowlearn.classification.ftrl as ftrl_module
+
+    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    t = fl.table({"features": wine})
+    inputs = [t.slice(0, 40), t.slice(40, 1), t.slice(41)]
+    est = OnlineKMeans(k=3, global_batch_size=16, decay_factor=0.6, seed=2, emit_every=emit_every)
+    versions = list(est.fit_versions(inputs))
+    steps, n = unbounded_steps, len(wine)
+    assert [s.num_rows for s in steps if not s.final] == [step_rows] * (n // step_rows) + [n % step_rows]
+    assert all(len(versions_of_step(s)) == versions_per_step for s in steps if s.num_rows == step_rows)
+    assert steps[-1].final and len(versions_of_step(steps[-1])) == 1  # finish(): the rest of the input
+    from_steps = [v for s in steps for v in versions_of_step(s)]
+    assert len(from_steps) == len(versions) and all(a.equals(b) for a, b in zip(from_steps, versions))
+    last = [v for s in steps if not s.final for v in versions_of_step(s)][-1]
+    assert steps[-2].variables[0].equals(last)  # the variable stream is the latest version
+    tr = est.trainer()  # the trainer driven by hand gives the same versions
+    by_hand = [v for x in inputs for v in tr.partial_fit(x)] + tr.finish()
+    assert len(by_hand) == len(versions) and all(a.equals(b) for a, b in zip(by_hand, versions))

@@ -693,3 +693,74 @@ def test_public_names():
     assert online_learning.OPTIM_METHODS == ("sgd", "momentum", "adagrad", "rmsprop", "adam", "ftrl")
     assert OnlineLearning._registered_name == "flowlearn.classification.OnlineLearning"
     assert isinstance(OnlineLearning(_regression_pm([0.0], 0.0)).trainer(), OnlineLearningTrainer)
+
+
+# ------------------------------------------------------------------------------------------------
+# bounded training on the unbounded iteration engine
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def unbounded_steps(monkeypatch):
+    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
+    import flowlearn.classification.ftrl as ftrl_module
+
+    steps = []
+    real = fl.iteration.iterate_unbounded
+
+    class Recorded:
+        def __init__(self, it):
+            self.it = it
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.it.close()
+
+        def __iter__(self):
+            for step in self.it:
+                steps.append(step)
+                yield step
+
+    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
+    return steps
+
+
+def versions_of_step(step):
+    t = step.outputs[0]
+    v = t.column("model_version").to_pylist() if t.num_rows else []
+    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
+
+
+@pytest.mark.parametrize("opt, emit_every, min_step_rows, step_rows, versions_per_step", [
+    ("adam", 10, 1, 12, 1),     # a version at the first mini-batch boundary >= 10 rows; one step per version
+    ("sgd", 10, 30, 36, 3),     # steps of whole version periods, >= MIN_STEP_ROWS rows
+    ("ftrl", None, 64, 64, 0),  # one version, from finish
+])
+def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, opt, emit_every,
+                                                               min_step_rows, step_rows, versions_per_step):
+    import flowlearn.classification.ftrl as ftrl_module
+
+    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 3))
+    t = fl.table({"features": X, "label": X @ [1.0, -2.0, 0.5] + 0.3})
+    pm = fl.PipelineModel([linear_model(LinearRegressionModel, [[0.1, 0.0, 0.0]], [0.0], version=4)])
+    inputs = [t.slice(0, 50), t.slice(50, 1), t.slice(51)]
+    est = OnlineLearning(pm, optim_method=opt, learning_rate=0.05, global_batch_size=4, emit_every=emit_every)
+    versions = list(est.fit_versions(inputs))
+    steps = unbounded_steps
+    assert [s.num_rows for s in steps if not s.final] == [step_rows] * (200 // step_rows) + [200 % step_rows]
+    assert all(len(versions_of_step(s)) == versions_per_step for s in steps if s.num_rows == step_rows)
+    assert steps[-1].final and len(versions_of_step(steps[-1])) == 1  # finish(): the rest of the input
+    from_steps = [v for s in steps for v in versions_of_step(s)]
+    assert len(from_steps) == len(versions)
+    assert all(isinstance(v, fl.PipelineModel) and v.stages[-1].get_model_data()[0].equals(s)
+               for v, s in zip(versions, from_steps))
+    latest = versions[versions_per_step - 1] if versions_per_step else pm  # the variable: the latest model
+    assert steps[0].variables[0].equals(latest.stages[-1].get_model_data()[0])
+    tr = est.trainer()  # the trainer driven by hand gives the same versions
+    by_hand = [v for x in inputs for v in tr.partial_fit(x)] + tr.finish()
+    assert [last_version(v) for v in by_hand] == [last_version(v) for v in versions]
+    assert all(a.stages[-1].get_model_data()[0].equals(b.stages[-1].get_model_data()[0])
+               for a, b in zip(by_hand, versions))

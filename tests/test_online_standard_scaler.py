@@ -394,3 +394,66 @@ def test_bad_input_messages():
     m.set_model_data({"mean": [[1.0, 2.0]], "std": [[1.0, 1.0]]})
     with pytest.raises(ValueError, match="holds vectors of size 3, the model expects size 2"):
         m.transform({"input": [[1.0, 2.0, 3.0]]})
+
+
+# ------------------------------------------------------------- on the unbounded iteration engine
+
+
+@pytest.fixture
+def unbounded_steps(monkeypatch):
+    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
+    import flowlearn.classification.ftrl as ftrl_module
+
+    steps = []
+    real = fl.iteration.iterate_unbounded
+
+    class Recorded:
+        def __init__(self, it):
+            self.it = it
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.it.close()
+
+        def __iter__(self):
+            for step in self.it:
+                steps.append(step)
+                yield step
+
+    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
+    return steps
+
+
+def versions_of_step(step):
+    t = step.outputs[0]
+    v = t.column("model_version").to_pylist() if t.num_rows else []
+    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
+
+
+@pytest.mark.parametrize("windows, min_step_rows, step_rows, versions_per_step", [
+    ("count", 1, [25] * 7 + [3], 1),          # one step per count window
+    ("count", 60, [75, 75, 28], 3),           # steps of whole windows, >= MIN_STEP_ROWS rows
+    ("global", 60, [40, 1, 137], 0),          # one step per input batch, one version at the end
+])
+def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, wine, windows,
+                                                               min_step_rows, step_rows, versions_per_step):
+    import flowlearn.classification.ftrl as ftrl_module
+
+    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    t = fl.table({"input": wine})
+    inputs = [t.slice(0, 40), t.slice(40, 1), t.slice(41)]
+    est = OnlineStandardScaler(windows=windows, window_rows=25)
+    versions = list(est.fit_versions(inputs))
+    steps = unbounded_steps
+    assert [s.num_rows for s in steps if not s.final] == step_rows
+    assert all(len(versions_of_step(s)) == versions_per_step for s in steps[:len(step_rows) - 1])
+    assert steps[-1].final and len(versions_of_step(steps[-1])) == 1  # finish(): the open window
+    from_steps = [v for s in steps for v in versions_of_step(s)]
+    assert len(from_steps) == len(versions) and all(a.equals(b) for a, b in zip(from_steps, versions))
+    tr = est.trainer()  # the trainer driven by hand gives the same versions
+    by_hand = [v for x in inputs for v in tr.partial_fit(x)] + tr.finish()
+    assert len(by_hand) == len(versions) and all(a.equals(b) for a, b in zip(by_hand, versions))
+    if windows == "count":
+        assert len(versions) == 8 and steps[-2].variables[0].equals(versions[-2])  # the variable: the latest

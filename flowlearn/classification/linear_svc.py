@@ -44,7 +44,8 @@ import scipy.sparse as sps
 from flowlearn.api import Estimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy
-from flowlearn.optim import linear_model_table, read_linear_model_table, read_training_input
+from flowlearn.optim import (linear_model_table, read_linear_model_table, read_training_input, sgd_epochs,
+                             sgd_training_batch)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasRawPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param,
                               gt, in_array)
@@ -325,35 +326,30 @@ def _hinge_sgd_epoch(dense, X, indptr, indices, data, t, s, w, bb, fit_intercept
 
 
 def _solve_sgd(X, t, s, l1, l2, fit_intercept, lr, batch, max_iter, tol, seed) -> tuple[np.ndarray, float, bool, int]:
+    """Flink ML's SGD on the hinge loss: epochs of :func:`_hinge_sgd_epoch` as the rounds of a bounded
+    iteration (``flowlearn.optim.sgd_epochs``, shared with the other linear models' SGD)."""
     n, d = X.shape
-    rng = np.random.default_rng(seed)
-    w = np.zeros(d)
-    bb = np.zeros(1)
     batch = int(min(max(1, batch), n))
-    dense = not sps.issparse(X)
-    if dense:
-        Xd = np.ascontiguousarray(X, dtype=np.float64)
-        indptr, indices, data = np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0)
-    else:
-        Xc = sps.csr_matrix(X, dtype=np.float64)
-        Xd = np.zeros((0, 0))
-        indptr, indices, data = Xc.indptr.astype(np.int64), Xc.indices.astype(np.int32), Xc.data
-    prev = None
-    converged = False
-    epoch = 0
-    for epoch in range(1, max_iter + 1):
-        perm = rng.permutation(n).astype(np.int64)
-        loss, wsum = _hinge_sgd_epoch(dense, Xd, indptr, indices, data, t, s, w, bb, fit_intercept, perm, batch,
-                                      float(lr), float(l2), float(l1))
+    lr, l2, l1 = float(lr), float(l2), float(l1)
+    Xc = sps.csr_matrix(X, dtype=np.float64) if sps.issparse(X) else np.ascontiguousarray(X, dtype=np.float64)
+    no_ptr, no_idx, no_data, no_rows = np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0))
+
+    def epoch(W: np.ndarray, bb: np.ndarray, data: tuple, perm: np.ndarray, k: int) -> float:
+        Xe, te, se = data
+        w = W[0]
+        if isinstance(Xe, tuple):
+            loss, wsum = _hinge_sgd_epoch(False, no_rows, *Xe, te, se, w, bb, fit_intercept, perm, batch, lr, l2, l1)
+        else:
+            loss, wsum = _hinge_sgd_epoch(True, Xe, no_ptr, no_idx, no_data, te, se, w, bb, fit_intercept, perm,
+                                          batch, lr, l2, l1)
         if not (np.isfinite(w).all() and np.isfinite(bb).all()):
-            raise ValueError(f"LinearSVC: SGD diverged at epoch {epoch} (non-finite coefficients); lower "
+            raise ValueError(f"LinearSVC: SGD diverged at epoch {k} (non-finite coefficients); lower "
                              f"learning_rate (now {lr}) or standardize the features")
-        cur = loss / wsum + 0.5 * l2 * float(w @ w) + l1 * float(np.abs(w).sum())
-        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
-            converged = True
-            break
-        prev = cur
-    return w, float(bb[0]), converged, epoch
+        return loss / wsum + 0.5 * l2 * float(w @ w) + l1 * float(np.abs(w).sum())
+
+    data = sgd_training_batch(Xc, np.asarray(t, dtype=np.float64), np.asarray(s, dtype=np.float64))
+    W, bb, n_epochs, converged = sgd_epochs(epoch, np.zeros((1, d)), np.zeros(1), data, max_iter, tol, seed)
+    return W[0], float(bb[0]), converged, n_epochs
 
 
 # ----------------------------------------------------------------------------------------------

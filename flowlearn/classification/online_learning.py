@@ -106,6 +106,7 @@ from scipy.special import expit, softmax
 
 from flowlearn.api import AlgoOperator, Estimator, Model, _is_stream
 from flowlearn.builder import PipelineModel
+from flowlearn.classification.ftrl import step_rows, train_versions, version_period
 from flowlearn.data.columns import numeric_column, require_column, vector_column
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
@@ -924,7 +925,9 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
     ``label_col``, ``weight_col``. The update rules are in the module docstring.
 
     * ``fit(data)`` trains on a bounded input (a table, or an iterable of tables in order) and
-      returns the final version, a ``PipelineModel``; ``fit_versions(data)`` yields every version.
+      returns the final version, a ``PipelineModel``; ``fit_versions(data)`` yields every version
+      (the trainer runs on ``flowlearn.iteration.iterate_unbounded``; see
+      ``flowlearn.classification.ftrl.train_versions``).
     * ``trainer()`` returns the :class:`OnlineLearningTrainer` that stream engines drive batch by
       batch (``partial_fit``, ``emit``, ``finish``, ``rebase``, ``snapshot_state``...).
 
@@ -974,11 +977,20 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
         """Train on a bounded input (a table or an iterable of tables / record batches) and yield each
         pipeline version as it is emitted, the final one last."""
         tr = self.trainer()
-        for t in _iter_input_tables(data):
-            yield from tr.partial_fit(t)
+        # On iterate_unbounded (see flowlearn.classification.ftrl.train_versions), whose outputs are
+        # the versions' last-stage model data; each is yielded as the trainer's pipeline of it.
+        pipelines: dict[int, PipelineModel] = {}
+
+        def to_table(pm: PipelineModel) -> pa.Table:
+            t = pm.stages[-1].get_model_data()[0]
+            pipelines[t.column("model_version")[0].as_py()] = pm
+            return t
+
+        steps = step_rows(version_period(tr._emit_every, tr._batch))
+        for model_data in train_versions(tr, _iter_input_tables(data), steps, to_table):
+            yield pipelines.pop(model_data.column("model_version")[0].as_py())
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
-        yield from tr.finish()
 
     def fit(self, *inputs: Any) -> PipelineModel:
         """Train on a bounded input (one table or an iterable of tables, in order) and return the

@@ -54,6 +54,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, RowFn, _is_stream
+from flowlearn.classification.ftrl import step_rows, train_versions, version_period
 from flowlearn.clustering.kmeans import (KMeansModel, _closest, _default_seed, _KMeansModelParams, _row_sq_norms)
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import is_table_like
@@ -458,7 +459,8 @@ class OnlineKMeans(_OnlineKMeansParams, Estimator):
 
     * ``fit(table_or_iterable_of_tables)`` trains on a bounded input and returns an
       :class:`OnlineKMeansModel` holding the final version; ``fit(stream)`` goes to the stream layer.
-    * ``fit_versions(data)`` yields every model version as it is emitted.
+    * ``fit_versions(data)`` yields every model version as it is emitted (the trainer runs on
+      ``flowlearn.iteration.iterate_unbounded``; see ``flowlearn.classification.ftrl.train_versions``).
     * ``trainer()`` returns the incremental :class:`OnlineKMeansTrainer` that stream engines drive.
 
     Example:
@@ -505,11 +507,10 @@ class OnlineKMeans(_OnlineKMeansParams, Estimator):
         """Train on a bounded input (a table or an iterable of tables/record batches) and yield each
         model version as it is emitted, the final one last."""
         tr = self.trainer()
-        for t in _iter_tables(data, _STAGE):
-            yield from tr.partial_fit(t)
+        period = version_period(tr._emit_every if tr._emit_every is not None else tr._batch, tr._batch)
+        yield from train_versions(tr, _iter_tables(data, _STAGE), step_rows(period))
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
-        yield from tr.finish()
 
     def fit(self, *inputs: Any) -> "OnlineKMeansModel":
         """Train on a bounded input: one table (or anything ``fl.table`` accepts) or an iterable of

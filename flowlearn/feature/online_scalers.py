@@ -48,6 +48,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, RowFn, _is_stream
+from flowlearn.classification.ftrl import step_rows, train_versions
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
@@ -406,7 +407,8 @@ class OnlineStandardScaler(_OnlineStandardScalerParams, Estimator):
       :class:`OnlineStandardScalerModel` holding the final version; ``fit(stream)`` goes to the
       stream layer.
     * ``fit_versions(data)`` yields every model version as it is emitted; concatenated they are
-      model data too (one row per version).
+      model data too (one row per version). The trainer runs on ``flowlearn.iteration.iterate_unbounded``
+      (see ``flowlearn.classification.ftrl.train_versions``).
     * ``trainer(clock=None)`` returns the incremental :class:`OnlineStandardScalerTrainer`.
 
     Example:
@@ -427,11 +429,12 @@ class OnlineStandardScaler(_OnlineStandardScalerParams, Estimator):
         """Train on a bounded input (a table or an iterable of tables/record batches) and yield each
         model version as it is emitted, the final one last."""
         tr = self.trainer()
-        for t in _iter_tables(data, _STAGE):
-            yield from tr.partial_fit(t)
+        # Count windows: steps of whole windows. Processing-time and global windows: one step per
+        # input batch (a processing-time window closes at the partial_fit call after its end).
+        steps = step_rows(tr._window_rows) if tr._windows == "count" else None
+        yield from train_versions(tr, _iter_tables(data, _STAGE), steps)
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
-        yield from tr.finish()
 
     def fit(self, *inputs: Any) -> "OnlineStandardScalerModel":
         """Train on a bounded input: one table (or anything ``fl.table`` accepts) or an iterable of
