@@ -16,3 +16,11 @@ def kafka_broker():
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def unbounded_steps(monkeypatch):
+    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
+    from online_steps import record_unbounded_steps
+
+    return record_unbounded_steps(monkeypatch)

@@ -21,6 +21,7 @@ import pytest
 import scipy.sparse as sps
 
 import flowlearn as fl
+from online_steps import versions_of_step  # noqa: E402
 from flowlearn.classification.ftrl import (
     OnlineLogisticRegression,
     OnlineLogisticRegressionModel,
@@ -610,40 +611,6 @@ def test_bad_input_messages():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def unbounded_steps(monkeypatch):
-    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
-    import flowlearn.classification.ftrl as ftrl_module
-
-    steps = []
-    real = fl.iteration.iterate_unbounded
-
-    class Recorded:
-        def __init__(self, it):
-            self.it = it
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.it.close()
-
-        def __iter__(self):
-            for step in self.it:
-                steps.append(step)
-                yield step
-
-    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
-    return steps
-
-
-def versions_of_step(step):
-    """The model versions a step output (its rows grouped by model_version)."""
-    t = step.outputs[0]
-    v = t.column("model_version").to_pylist() if t.num_rows else []
-    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
-
-
 @pytest.mark.parametrize("sparse, batch, emit_every, min_step_rows, step_rows, versions_per_step", [
     (True, 1, 50, 1, 50, 1),      # one step per version
     (False, 8, 30, 1, 32, 1),     # a version at the first mini-batch boundary >= 30 rows; a final one from finish
@@ -653,9 +620,9 @@ def versions_of_step(step):
 def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, sparse, batch,
                                                                emit_every, min_step_rows, step_rows,
                                                                versions_per_step):
-    import flowlearn.classification.ftrl as ftrl_module
+    import flowlearn.iteration.online as online_module
 
-    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    monkeypatch.setattr(online_module, "MIN_STEP_ROWS", min_step_rows)
     X, y = data(n=400, seed=21)
     t = fl.table({"features": sps.csr_matrix(X) if sparse else X, "label": y})
     inputs = [t.slice(0, 150), t.slice(150, 7), t.slice(157)]

@@ -31,6 +31,7 @@ from sklearn.datasets import load_iris, load_wine
 from sklearn.preprocessing import StandardScaler
 
 import flowlearn as fl
+from online_steps import versions_of_step  # noqa: E402
 from flowlearn.clustering import KMeans, KMeansModel
 from flowlearn.clustering.online_kmeans import OnlineKMeans, OnlineKMeansModel, OnlineKMeansTrainer
 
@@ -419,39 +420,6 @@ def test_bad_input_messages():
 # ------------------------------------------------------------- on the unbounded iteration engine
 
 
-@pytest.fixture
-def unbounded_steps(monkeypatch):
-    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
-    import flowlearn.classification.ftrl as ftrl_module
-
-    steps = []
-    real = fl.iteration.iterate_unbounded
-
-    class Recorded:
-        def __init__(self, it):
-            self.it = it
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.it.close()
-
-        def __iter__(self):
-            for step in self.it:
-                steps.append(step)
-                yield step
-
-    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
-    return steps
-
-
-def versions_of_step(step):
-    t = step.outputs[0]
-    v = t.column("model_version").to_pylist() if t.num_rows else []
-    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
-
-
 @pytest.mark.parametrize("emit_every, min_step_rows, step_rows, versions_per_step", [
     (None, 1, 16, 1),     # Flink ML: one version per mini-batch, one step per version
     (40, 1, 48, 1),       # a version at the first mini-batch boundary >= 40 rows
@@ -459,9 +427,9 @@ def versions_of_step(step):
 ])
 def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, wine, emit_every,
                                                                min_step_rows, step_rows, versions_per_step):
-    import flowlearn.classification.ftrl as ftrl_module
+    import flowlearn.iteration.online as online_module
 
-    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    monkeypatch.setattr(online_module, "MIN_STEP_ROWS", min_step_rows)
     t = fl.table({"features": wine})
     inputs = [t.slice(0, 40), t.slice(40, 1), t.slice(41)]
     est = OnlineKMeans(k=3, global_batch_size=16, decay_factor=0.6, seed=2, emit_every=emit_every)

@@ -31,6 +31,7 @@ import pytest
 import scipy.sparse as sps
 
 import flowlearn as fl
+from online_steps import versions_of_step  # noqa: E402
 from flowlearn.classification.linear_svc import LinearSVCModel
 from flowlearn.classification.logistic_regression import LogisticRegression, LogisticRegressionModel
 from flowlearn.classification.online_learning import OnlineLearning, OnlineLearningTrainer
@@ -699,39 +700,6 @@ def test_public_names():
 # bounded training on the unbounded iteration engine
 # ------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def unbounded_steps(monkeypatch):
-    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
-    import flowlearn.classification.ftrl as ftrl_module
-
-    steps = []
-    real = fl.iteration.iterate_unbounded
-
-    class Recorded:
-        def __init__(self, it):
-            self.it = it
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.it.close()
-
-        def __iter__(self):
-            for step in self.it:
-                steps.append(step)
-                yield step
-
-    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
-    return steps
-
-
-def versions_of_step(step):
-    t = step.outputs[0]
-    v = t.column("model_version").to_pylist() if t.num_rows else []
-    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
-
-
 @pytest.mark.parametrize("opt, emit_every, min_step_rows, step_rows, versions_per_step", [
     ("adam", 10, 1, 12, 1),     # a version at the first mini-batch boundary >= 10 rows; one step per version
     ("sgd", 10, 30, 36, 3),     # steps of whole version periods, >= MIN_STEP_ROWS rows
@@ -739,9 +707,9 @@ def versions_of_step(step):
 ])
 def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, opt, emit_every,
                                                                min_step_rows, step_rows, versions_per_step):
-    import flowlearn.classification.ftrl as ftrl_module
+    import flowlearn.iteration.online as online_module
 
-    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    monkeypatch.setattr(online_module, "MIN_STEP_ROWS", min_step_rows)
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 3))
     t = fl.table({"features": X, "label": X @ [1.0, -2.0, 0.5] + 0.3})

@@ -20,6 +20,7 @@ from sklearn.datasets import load_digits, load_wine
 from sklearn.preprocessing import StandardScaler as SkStandardScaler
 
 import flowlearn as fl
+from online_steps import versions_of_step  # noqa: E402
 from flowlearn.feature import StandardScaler, StandardScalerModel
 from flowlearn.feature.online_scalers import (
     OnlineStandardScaler,
@@ -399,39 +400,6 @@ def test_bad_input_messages():
 # ------------------------------------------------------------- on the unbounded iteration engine
 
 
-@pytest.fixture
-def unbounded_steps(monkeypatch):
-    """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""
-    import flowlearn.classification.ftrl as ftrl_module
-
-    steps = []
-    real = fl.iteration.iterate_unbounded
-
-    class Recorded:
-        def __init__(self, it):
-            self.it = it
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.it.close()
-
-        def __iter__(self):
-            for step in self.it:
-                steps.append(step)
-                yield step
-
-    monkeypatch.setattr(ftrl_module, "iterate_unbounded", lambda *a, **k: Recorded(real(*a, **k)))
-    return steps
-
-
-def versions_of_step(step):
-    t = step.outputs[0]
-    v = t.column("model_version").to_pylist() if t.num_rows else []
-    return [t.filter(pa.compute.equal(t.column("model_version"), x)) for x in dict.fromkeys(v)]
-
-
 @pytest.mark.parametrize("windows, min_step_rows, step_rows, versions_per_step", [
     ("count", 1, [25] * 7 + [3], 1),          # one step per count window
     ("count", 60, [75, 75, 28], 3),           # steps of whole windows, >= MIN_STEP_ROWS rows
@@ -439,9 +407,9 @@ def versions_of_step(step):
 ])
 def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbounded_steps, wine, windows,
                                                                min_step_rows, step_rows, versions_per_step):
-    import flowlearn.classification.ftrl as ftrl_module
+    import flowlearn.iteration.online as online_module
 
-    monkeypatch.setattr(ftrl_module, "MIN_STEP_ROWS", min_step_rows)
+    monkeypatch.setattr(online_module, "MIN_STEP_ROWS", min_step_rows)
     t = fl.table({"input": wine})
     inputs = [t.slice(0, 40), t.slice(40, 1), t.slice(41)]
     est = OnlineStandardScaler(windows=windows, window_rows=25)

@@ -95,7 +95,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numba as nb
@@ -106,10 +106,8 @@ from scipy.special import expit, softmax
 
 from flowlearn.api import AlgoOperator, Estimator, Model, _is_stream
 from flowlearn.builder import PipelineModel
-from flowlearn.classification.ftrl import step_rows, train_versions, version_period
+from flowlearn.iteration.online import as_table, iter_input_tables, step_rows, train_versions, version_period
 from flowlearn.data.columns import numeric_column, require_column, vector_column
-from flowlearn.data.table import is_table_like
-from flowlearn.data.table import table as to_table
 from flowlearn.optim import linear_model_table, read_linear_model_table
 from flowlearn.params import (HasElasticNet, HasGlobalBatchSize, HasLabelCol, HasLearningRate, HasReg,
                               HasWeightCol, Param, gt, gt_eq, in_array, in_range)
@@ -484,27 +482,6 @@ def _split_pipeline(pm: PipelineModel) -> tuple[list[AlgoOperator], Model, str]:
     return list(pm.stages[:-1]), last, kind
 
 
-def _iter_input_tables(data: Any) -> Iterator[pa.Table]:
-    if _is_stream(data):
-        items: Iterable[Any] = data.iter_batches() if hasattr(data, "iter_batches") else iter(data)
-    elif isinstance(data, (pa.Table, pa.RecordBatch)) or is_table_like(data):
-        items = [data]
-    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
-        items = data
-    else:
-        raise TypeError(f"{_STAGE}: expected a table, a record batch or an iterable of them; got {type(data).__name__}")
-    for item in items:
-        yield _as_table(item)
-
-
-def _as_table(batch: Any) -> pa.Table:
-    if isinstance(batch, pa.Table):
-        return batch
-    if isinstance(batch, pa.RecordBatch):
-        return pa.Table.from_batches([batch])
-    return to_table(batch)
-
-
 def _pipeline_files(pm: PipelineModel) -> pa.Table:
     """The files of ``pm`` in flowlearn's on-disk stage format, as a (path, content) table."""
     from flowlearn.persist import write_stage_files
@@ -780,13 +757,13 @@ class OnlineLearningTrainer:
     def partial_fit(self, batch: Any) -> list[PipelineModel]:
         """Learn from the rows of ``batch`` (raw input: a table, record batch or anything
         ``fl.table`` accepts); return the pipeline versions emitted meanwhile."""
-        _, versions = self._run(_as_table(batch))
+        _, versions = self._run(as_table(batch))
         return versions
 
     def predict_and_partial_fit(self, batch: Any) -> tuple[np.ndarray, list[PipelineModel]]:
         """Like :meth:`partial_fit`, also returning each row's prediction from before the model
         learned from it (from its mini-batch's starting weights); see the class docstring."""
-        out, versions = self._run(_as_table(batch))
+        out, versions = self._run(as_table(batch))
         if self._kind == "logistic":
             return expit(out[:, 0]), versions
         if self._kind == "multinomial":
@@ -825,7 +802,7 @@ class OnlineLearningTrainer:
         if isinstance(model, (pa.Table, pa.RecordBatch)) or (isinstance(model, Model)
                                                              and not isinstance(model, PipelineModel)):
             last = model if isinstance(model, Model) else \
-                type(self._last)(**self._last.get_params()).set_model_data(_as_table(model))
+                type(self._last)(**self._last.get_params()).set_model_data(as_table(model))
             model = PipelineModel(list(self._features) + [last])
         self._set_base(model)
         if version is not None:
@@ -927,7 +904,7 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
     * ``fit(data)`` trains on a bounded input (a table, or an iterable of tables in order) and
       returns the final version, a ``PipelineModel``; ``fit_versions(data)`` yields every version
       (the trainer runs on ``flowlearn.iteration.iterate_unbounded``; see
-      ``flowlearn.classification.ftrl.train_versions``).
+      ``flowlearn.iteration.online.train_versions``).
     * ``trainer()`` returns the :class:`OnlineLearningTrainer` that stream engines drive batch by
       batch (``partial_fit``, ``emit``, ``finish``, ``rebase``, ``snapshot_state``...).
 
@@ -977,7 +954,7 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
         """Train on a bounded input (a table or an iterable of tables / record batches) and yield each
         pipeline version as it is emitted, the final one last."""
         tr = self.trainer()
-        # On iterate_unbounded (see flowlearn.classification.ftrl.train_versions), whose outputs are
+        # On iterate_unbounded (see flowlearn.iteration.online.train_versions), whose outputs are
         # the versions' last-stage model data; each is yielded as the trainer's pipeline of it.
         pipelines: dict[int, PipelineModel] = {}
 
@@ -987,7 +964,7 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
             return t
 
         steps = step_rows(version_period(tr._emit_every, tr._batch))
-        for model_data in train_versions(tr, _iter_input_tables(data), steps, to_table):
+        for model_data in train_versions(tr, iter_input_tables(data, _STAGE), steps, to_table):
             yield pipelines.pop(model_data.column("model_version")[0].as_py())
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")

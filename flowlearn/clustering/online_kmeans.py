@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, RowFn, _is_stream
-from flowlearn.classification.ftrl import step_rows, train_versions, version_period
+from flowlearn.iteration.online import as_table, iter_input_tables, step_rows, train_versions, version_period
 from flowlearn.clustering.kmeans import (KMeansModel, _closest, _default_seed, _KMeansModelParams, _row_sq_norms)
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import is_table_like
@@ -110,28 +110,6 @@ def _vectors(t: pa.Table, name: str, stage: str, size: int | None) -> np.ndarray
     else:
         x = np.ascontiguousarray(x, dtype=np.float64)
     return x
-
-
-def _iter_tables(data: Any, stage: str) -> Iterator[pa.Table]:
-    """Tables from a table-like object or an iterable of tables / record batches / table-likes."""
-    if _is_stream(data):
-        items: Iterable[Any] = data.iter_batches() if hasattr(data, "iter_batches") else iter(data)
-    elif isinstance(data, (pa.Table, pa.RecordBatch)) or is_table_like(data):
-        items = [data]
-    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
-        items = data
-    else:
-        raise TypeError(f"{stage}: expected a table, a record batch or an iterable of them; got {type(data).__name__}")
-    for item in items:
-        yield _as_table(item)
-
-
-def _as_table(batch: Any) -> pa.Table:
-    if isinstance(batch, pa.Table):
-        return batch
-    if isinstance(batch, pa.RecordBatch):
-        return pa.Table.from_batches([batch])
-    return to_table(batch)
 
 
 def _model_data_table(centroids: np.ndarray, weights: np.ndarray, version: int) -> pa.Table:
@@ -315,7 +293,7 @@ class OnlineKMeansTrainer:
     def partial_fit(self, batch: Any) -> list[pa.Table]:
         """Learn from the rows of ``batch`` (a table, record batch or anything ``fl.table`` accepts);
         return the model versions emitted meanwhile (KMeans model data tables with ``model_version``)."""
-        t = _as_table(batch)
+        t = as_table(batch)
         if t.num_rows == 0:  # an empty batch changes nothing (and may come without columns)
             return []
         x = _vectors(t, self._features_col, _STAGE, self.dim)
@@ -460,7 +438,7 @@ class OnlineKMeans(_OnlineKMeansParams, Estimator):
     * ``fit(table_or_iterable_of_tables)`` trains on a bounded input and returns an
       :class:`OnlineKMeansModel` holding the final version; ``fit(stream)`` goes to the stream layer.
     * ``fit_versions(data)`` yields every model version as it is emitted (the trainer runs on
-      ``flowlearn.iteration.iterate_unbounded``; see ``flowlearn.classification.ftrl.train_versions``).
+      ``flowlearn.iteration.iterate_unbounded``; see ``flowlearn.iteration.online.train_versions``).
     * ``trainer()`` returns the incremental :class:`OnlineKMeansTrainer` that stream engines drive.
 
     Example:
@@ -508,7 +486,7 @@ class OnlineKMeans(_OnlineKMeansParams, Estimator):
         model version as it is emitted, the final one last."""
         tr = self.trainer()
         period = version_period(tr._emit_every if tr._emit_every is not None else tr._batch, tr._batch)
-        yield from train_versions(tr, _iter_tables(data, _STAGE), step_rows(period))
+        yield from train_versions(tr, iter_input_tables(data, _STAGE), step_rows(period))
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
 

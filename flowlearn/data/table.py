@@ -1,7 +1,7 @@
 """``fl.table``: one function that turns user data into a ``pyarrow.Table``."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa

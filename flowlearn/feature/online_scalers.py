@@ -40,7 +40,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -48,10 +48,8 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, RowFn, _is_stream
-from flowlearn.classification.ftrl import step_rows, train_versions
+from flowlearn.iteration.online import as_table, iter_input_tables, step_rows, train_versions
 from flowlearn.data.columns import require_column, vector_column, with_column
-from flowlearn.data.table import is_table_like
-from flowlearn.data.table import table as to_table
 from flowlearn.feature.scalers import (_StandardScalerParams, _model_table, _row_vector, _scale_sparse,
                                        _transform_input)
 from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_numpy
@@ -106,27 +104,6 @@ def _vectors(t: pa.Table, name: str, stage: str, size: int | None) -> np.ndarray
         if not x.has_canonical_format:
             x.sum_duplicates()
     return x
-
-
-def _as_table(batch: Any) -> pa.Table:
-    if isinstance(batch, pa.Table):
-        return batch
-    if isinstance(batch, pa.RecordBatch):
-        return pa.Table.from_batches([batch])
-    return to_table(batch)
-
-
-def _iter_tables(data: Any, stage: str) -> Iterator[pa.Table]:
-    if _is_stream(data):
-        items: Iterable[Any] = data.iter_batches() if hasattr(data, "iter_batches") else iter(data)
-    elif isinstance(data, (pa.Table, pa.RecordBatch)) or is_table_like(data):
-        items = [data]
-    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
-        items = data
-    else:
-        raise TypeError(f"{stage}: expected a table, a record batch or an iterable of them; got {type(data).__name__}")
-    for item in items:
-        yield _as_table(item)
 
 
 def _event_time_ms(t: pa.Table, col: str, stage: str) -> np.ndarray:
@@ -279,7 +256,7 @@ class OnlineStandardScalerTrainer:
     def partial_fit(self, batch: Any) -> list[pa.Table]:
         """Add the rows of ``batch`` (a table, record batch or anything ``fl.table`` accepts); return
         the model versions of the windows that closed meanwhile (one-row model data tables)."""
-        t = _as_table(batch)
+        t = as_table(batch)
         x = ts = None
         if t.num_rows:  # validate before any state changes (an empty batch may come without columns)
             x = _vectors(t, self._input_col, _STAGE, self.dim)
@@ -408,7 +385,7 @@ class OnlineStandardScaler(_OnlineStandardScalerParams, Estimator):
       stream layer.
     * ``fit_versions(data)`` yields every model version as it is emitted; concatenated they are
       model data too (one row per version). The trainer runs on ``flowlearn.iteration.iterate_unbounded``
-      (see ``flowlearn.classification.ftrl.train_versions``).
+      (see ``flowlearn.iteration.online.train_versions``).
     * ``trainer(clock=None)`` returns the incremental :class:`OnlineStandardScalerTrainer`.
 
     Example:
@@ -432,7 +409,7 @@ class OnlineStandardScaler(_OnlineStandardScalerParams, Estimator):
         # Count windows: steps of whole windows. Processing-time and global windows: one step per
         # input batch (a processing-time window closes at the partial_fit call after its end).
         steps = step_rows(tr._window_rows) if tr._windows == "count" else None
-        yield from train_versions(tr, _iter_tables(data, _STAGE), steps)
+        yield from train_versions(tr, iter_input_tables(data, _STAGE), steps)
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
 

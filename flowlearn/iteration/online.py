@@ -1,0 +1,157 @@
+"""Bounded training of online estimators on ``iterate_unbounded``, shared by every online
+estimator (``OnlineLogisticRegression``, ``OnlineKMeans``, ``OnlineStandardScaler``,
+``OnlineLearning``): their ``fit_versions`` cut a bounded input into mini-batches that each run
+the trainer's kernel against the shared model state.
+
+The trainer protocol (``partial_fit(batch) -> versions``, ``finish()``, ``model_data()``,
+``dim``, ``snapshot_state()`` / ``restore_state()``) is the one the stream engine drives too.
+
+Example:
+    >>> import flowlearn as fl
+    >>> [t.num_rows for t in iter_input_tables(fl.table({"x": [1, 2, 3]}), "Demo", batch_size=2)]
+    [2, 1]
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from flowlearn.data.table import is_table_like
+from flowlearn.data.table import table as to_table
+from flowlearn.iteration.engine import IterationBodyResult
+from flowlearn.iteration.operators import IterationOperator, OperatorContext
+from flowlearn.iteration.streams import BatchStream
+from flowlearn.iteration.unbounded import iterate_unbounded
+
+__all__ = ["as_table", "iter_input_tables", "train_versions", "step_rows", "version_period", "MIN_STEP_ROWS"]
+
+
+def _is_stream(x: Any) -> bool:
+    return getattr(x, "_flowlearn_stream", False)
+
+
+def as_table(batch: Any) -> pa.Table:
+    """A table from a table, a record batch or anything ``fl.table`` accepts."""
+    if isinstance(batch, pa.Table):
+        return batch
+    if isinstance(batch, pa.RecordBatch):
+        return pa.Table.from_batches([batch])
+    return to_table(batch)
+
+
+def iter_input_tables(data: Any, stage: str, batch_size: int | None = None) -> Iterator[pa.Table]:
+    """Tables from a table-like object or an iterable of them, sliced to ``batch_size`` rows."""
+    if _is_stream(data):
+        it = data.iter_batches() if hasattr(data, "iter_batches") else iter(data)
+        items: Iterable[Any] = it
+    elif isinstance(data, (pa.Table, pa.RecordBatch)) or is_table_like(data):
+        items = [data]
+    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
+        items = data
+    else:
+        raise TypeError(f"{stage}: expected a table, a record batch or an iterable of them; got {type(data).__name__}")
+    for item in items:
+        t = as_table(item)
+        if batch_size is None or t.num_rows <= batch_size:
+            yield t
+        else:
+            for start in range(0, t.num_rows, batch_size):
+                yield t.slice(start, batch_size)
+
+
+
+
+
+# A step of the iteration (a mini-batch: engine bookkeeping and partial_fit calls) costs about 0.1 ms
+# on top of training its rows. One step per model version would make small version periods (e.g.
+# OnlineKMeans' default, a version every 32 rows) up to 2.5x slower, so a step holds as many whole
+# version periods as make at least this many rows; larger periods get one version per step.
+MIN_STEP_ROWS = 65536
+
+
+def step_rows(period: int | None) -> int:
+    """Rows per step of :func:`train_versions` for a trainer that emits a version every ``period``
+    rows (``None``: only at the end): the smallest multiple of ``period`` that is at least
+    :data:`MIN_STEP_ROWS`, so steps end on version boundaries."""
+    if period is None:
+        return MIN_STEP_ROWS
+    return period * -(-MIN_STEP_ROWS // period)
+
+
+def version_period(emit_every: int | None, global_batch_size: int) -> int | None:
+    """Rows between two model versions of a fresh trainer that emits at the first mini-batch
+    boundary at least ``emit_every`` rows after the last version (``None``: no periodic versions)."""
+    if emit_every is None:
+        return None
+    return -(-int(emit_every) // global_batch_size) * global_batch_size
+
+
+class _PartialFit(IterationOperator):
+    """Holds an online trainer (the shared model state of the iteration): feeds every batch of a
+    mini-batch to ``trainer.partial_fit`` and emits the model versions it makes (as tables, through
+    ``to_table``), the mini-batch's last one also on the side output ``"model"``; when the input
+    ends, ``trainer.finish()``'s final version."""
+
+    def __init__(self, trainer: Any, to_table: Callable[[Any], pa.Table]) -> None:
+        self.trainer = trainer
+        self.to_table = to_table
+        self._last: pa.Table | None = None
+
+    def process(self, batch: pa.RecordBatch, ctx: OperatorContext) -> None:
+        for v in self.trainer.partial_fit(batch):
+            self._last = self.to_table(v)
+            ctx.emit(self._last)
+
+    def on_epoch_watermark_incremented(self, epoch: int, ctx: OperatorContext) -> None:
+        if self._last is not None:
+            ctx.output("model", self._last)
+            self._last = None
+
+    def on_iteration_terminated(self, ctx: OperatorContext) -> None:
+        for v in self.trainer.finish():
+            ctx.emit(self.to_table(v))
+
+
+def _split_versions(t: pa.Table) -> list[pa.Table]:
+    """The model versions in a step's output (consecutive rows with the same ``model_version``)."""
+    if t.num_rows == 0:
+        return []
+    col = t.column("model_version")
+    if col[0] == col[-1]:  # one version (the usual case)
+        return [t]
+    v = col.to_numpy()
+    cuts = [0, *(np.flatnonzero(np.diff(v)) + 1).tolist(), len(v)]
+    return [t.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def train_versions(trainer: Any, tables: Iterable[Any], mini_batch_size: int | None,
+                   to_table: Callable[[Any], pa.Table] = lambda v: v) -> Iterator[pa.Table]:
+    """Train an online ``trainer`` (the protocol of :class:`OnlineLogisticRegressionTrainer`) on a
+    bounded input with ``flowlearn.iteration.iterate_unbounded`` and yield each model version.
+
+    The input (tables or record batches) is cut into mini-batches of ``mini_batch_size`` rows
+    (:func:`step_rows`: whole version periods of the algorithm, so a step ends on a version
+    boundary; ``None``: every input batch is a mini-batch). Each mini-batch is one step of the
+    iteration: an all-round operator holding the trainer (the shared model state) runs its
+    ``partial_fit`` on the mini-batch's batches; the versions it makes are the step's output and
+    the last of them its feedback (the variable stream is the current model data: the latest
+    version, or the trainer's initial model). When the input ends, the operator's
+    ``on_iteration_terminated`` runs ``trainer.finish()``, whose version is the output of the final
+    step. Versions are model data tables (``to_table`` turns a trainer's version into one).
+    Trainers give the same versions however their input is cut into batches, so these equal the
+    versions of the trainer driven by hand.
+    """
+    init = trainer.model_data() if trainer.dim is not None else pa.table({})
+    op = _PartialFit(trainer, to_table)
+
+    def body(variables: list[BatchStream], data: list[BatchStream], epoch: int) -> IterationBodyResult:
+        versions = data[0].process(op)
+        return IterationBodyResult([versions.side_output("model")], outputs=[versions])
+
+    with iterate_unbounded([init], tables, body, mini_batch_size=mini_batch_size) as steps:
+        for step in steps:
+            yield from _split_versions(step.outputs[0])
+
+
