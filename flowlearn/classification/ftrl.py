@@ -61,11 +61,11 @@ import pyarrow as pa
 import scipy.sparse as sps
 from scipy.special import expit
 
-from flowlearn.api import Estimator, Model, _is_stream
+from flowlearn.api import Model
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
-from flowlearn.iteration.online import iter_input_tables, step_rows, train_versions, version_period
+from flowlearn.iteration.online import HasInitialModelData, OnlineEstimator, iter_input_tables, step_rows, train_versions, version_period
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy, to_numpy
 from flowlearn.params import (
     HasElasticNet,
@@ -666,7 +666,7 @@ class OnlineLogisticRegressionTrainer:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineLogisticRegression(_OnlineLogisticRegressionParams, Estimator):
+class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelData, OnlineEstimator):
     """Binary logistic regression trained online with FTRL-Proximal, as Flink ML's OnlineLogisticRegression.
 
     Parameters (Flink ML names in snake_case): ``features_col`` (dense or sparse vectors),
@@ -701,29 +701,10 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, Estimator):
         0.0
     """
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._model_data: list[pa.Table] | None = None  # the initial model data (persisted with the stage)
-
-    def set_initial_model_data(self, model_or_table: Any) -> "OnlineLogisticRegression":
-        """Start training from a model (batch or online), a model version or a model data table."""
-        if model_or_table is None:
-            self._model_data = None
-            return self
+    def _initial_model_table(self, model_or_table: Any) -> pa.Table:
         t = _as_model_data(model_or_table, _STAGE)
         _parse_model_data(t, _STAGE)  # validate now
-        self._model_data = [t]
-        return self
-
-    def get_initial_model_data(self) -> pa.Table | None:
-        return self._model_data[0] if self._model_data else None
-
-    @classmethod
-    def _from_saved(cls, params: dict, model_data: list[pa.Table], stages: list, extra: dict) -> "OnlineLogisticRegression":
-        est = cls(**params)
-        if model_data:
-            est.set_initial_model_data(model_data[0])
-        return est
+        return t
 
     def trainer(self) -> OnlineLogisticRegressionTrainer:
         """A fresh incremental trainer with this estimator's parameters and initial model."""
@@ -737,25 +718,6 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, Estimator):
         yield from train_versions(tr, iter_input_tables(data, _STAGE), steps)
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
-
-    def fit(self, *inputs: Any) -> "OnlineLogisticRegressionModel":
-        """Train on a bounded input: one table (or anything ``fl.table`` accepts) or an iterable of
-        tables / record batches, in order. A ``Stream`` is handed to the stream layer."""
-        if not inputs:
-            raise TypeError(f"{_STAGE}.fit needs an input table")
-        if any(_is_stream(x) for x in inputs):
-            return super().fit(*inputs)
-        if len(inputs) != 1:
-            raise TypeError(f"{_STAGE}.fit takes one input (a table or an iterable of tables), got {len(inputs)}")
-        last = None
-        for last in self.fit_versions(inputs[0]):
-            pass
-        model = OnlineLogisticRegressionModel()
-        self.copy_params_to(model)
-        return model.set_model_data(last)
-
-    def _fit(self, *tables: pa.Table) -> "OnlineLogisticRegressionModel":
-        return self.fit(tables[0])
 
 
 class OnlineLogisticRegressionModel(_OnlineLogisticRegressionModelParams, Model):
@@ -838,3 +800,6 @@ class OnlineLogisticRegressionModel(_OnlineLogisticRegressionModelParams, Model)
             row[vcol] = version
 
         return fn
+
+
+OnlineLogisticRegression.model_class = OnlineLogisticRegressionModel

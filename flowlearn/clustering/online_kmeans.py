@@ -53,8 +53,8 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model, RowFn, _is_stream
-from flowlearn.iteration.online import as_table, iter_input_tables, step_rows, train_versions, version_period
+from flowlearn.api import Model, RowFn
+from flowlearn.iteration.online import HasInitialModelData, OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions, version_period
 from flowlearn.clustering.kmeans import (KMeansModel, _closest, _default_seed, _KMeansModelParams, _row_sq_norms)
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import is_table_like
@@ -418,7 +418,7 @@ class OnlineKMeansTrainer:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineKMeans(_OnlineKMeansParams, Estimator):
+class OnlineKMeans(_OnlineKMeansParams, HasInitialModelData, OnlineEstimator):
     """K-means trained online with Flink ML's decayed mini-batch rule (Flink ML ``OnlineKMeans``).
 
     Parameters (Flink ML names in snake_case): ``features_col`` (dense or sparse vectors),
@@ -453,29 +453,10 @@ class OnlineKMeans(_OnlineKMeansParams, Estimator):
         [0, 1]
     """
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._model_data: list[pa.Table] | None = None  # the initial model data (persisted with the stage)
-
-    def set_initial_model_data(self, model_or_table: Any) -> "OnlineKMeans":
-        """Start training from a model (batch or online), a model version or a model data table."""
-        if model_or_table is None:
-            self._model_data = None
-            return self
+    def _initial_model_table(self, model_or_table: Any) -> pa.Table:
         t = _as_model_data(model_or_table, _STAGE)
         _parse_model_data(t, _STAGE)  # validate now
-        self._model_data = [t]
-        return self
-
-    def get_initial_model_data(self) -> pa.Table | None:
-        return self._model_data[0] if self._model_data else None
-
-    @classmethod
-    def _from_saved(cls, params: dict, model_data: list[pa.Table], stages: list, extra: dict) -> "OnlineKMeans":
-        est = cls(**params)
-        if model_data:
-            est.set_initial_model_data(model_data[0])
-        return est
+        return t
 
     def trainer(self) -> OnlineKMeansTrainer:
         """A fresh incremental trainer with this estimator's parameters and initial model."""
@@ -489,25 +470,6 @@ class OnlineKMeans(_OnlineKMeansParams, Estimator):
         yield from train_versions(tr, iter_input_tables(data, _STAGE), step_rows(period))
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
-
-    def fit(self, *inputs: Any) -> "OnlineKMeansModel":
-        """Train on a bounded input: one table (or anything ``fl.table`` accepts) or an iterable of
-        tables / record batches, in order. A ``Stream`` is handed to the stream layer."""
-        if not inputs:
-            raise TypeError(f"{_STAGE}.fit needs an input table")
-        if any(_is_stream(x) for x in inputs):
-            return super().fit(*inputs)
-        if len(inputs) != 1:
-            raise TypeError(f"{_STAGE}.fit takes one input (a table or an iterable of tables), got {len(inputs)}")
-        last = None
-        for last in self.fit_versions(inputs[0]):
-            pass
-        model = OnlineKMeansModel()
-        self.copy_params_to(model)
-        return model.set_model_data(last)
-
-    def _fit(self, *tables: pa.Table) -> "OnlineKMeansModel":
-        return self.fit(tables[0])
 
 
 class OnlineKMeansModel(_OnlineKMeansModelParams, KMeansModel):
@@ -565,3 +527,6 @@ class OnlineKMeansModel(_OnlineKMeansModelParams, KMeansModel):
             row[vcol] = version
 
         return fn
+
+
+OnlineKMeans.model_class = OnlineKMeansModel

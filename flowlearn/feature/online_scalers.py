@@ -47,8 +47,8 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model, RowFn, _is_stream
-from flowlearn.iteration.online import as_table, iter_input_tables, step_rows, train_versions
+from flowlearn.api import Model, RowFn
+from flowlearn.iteration.online import OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.feature.scalers import (_StandardScalerParams, _model_table, _row_vector, _scale_sparse,
                                        _transform_input)
@@ -361,7 +361,7 @@ class OnlineStandardScalerTrainer:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineStandardScaler(_OnlineStandardScalerParams, Estimator):
+class OnlineStandardScaler(_OnlineStandardScalerParams, OnlineEstimator):
     """Standard scaling with statistics updated per window (Flink ML ``OnlineStandardScaler``).
 
     Each window emits a model version holding the mean and the sample standard deviation
@@ -412,25 +412,6 @@ class OnlineStandardScaler(_OnlineStandardScalerParams, Estimator):
         yield from train_versions(tr, iter_input_tables(data, _STAGE), steps)
         if tr.rows_seen == 0:
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
-
-    def fit(self, *inputs: Any) -> "OnlineStandardScalerModel":
-        """Train on a bounded input: one table (or anything ``fl.table`` accepts) or an iterable of
-        tables / record batches, in order. A ``Stream`` is handed to the stream layer."""
-        if not inputs:
-            raise TypeError(f"{_STAGE}.fit needs an input table")
-        if any(_is_stream(x) for x in inputs):
-            return super().fit(*inputs)
-        if len(inputs) != 1:
-            raise TypeError(f"{_STAGE}.fit takes one input (a table or an iterable of tables), got {len(inputs)}")
-        last = None
-        for last in self.fit_versions(inputs[0]):
-            pass
-        model = OnlineStandardScalerModel()
-        self.copy_params_to(model)
-        return model.set_model_data(last)
-
-    def _fit(self, *tables: pa.Table) -> "OnlineStandardScalerModel":
-        return self.fit(tables[0])
 
 
 class OnlineStandardScalerModel(_OnlineStandardScalerModelParams, Model):
@@ -615,3 +596,6 @@ class OnlineStandardScalerModel(_OnlineStandardScalerModelParams, Model):
                 row[vcol] = int(versions[i])
 
         return fn
+
+
+OnlineStandardScaler.model_class = OnlineStandardScalerModel

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from flowlearn.api import Estimator
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
 from flowlearn.iteration.engine import IterationBodyResult
@@ -25,7 +26,7 @@ from flowlearn.iteration.operators import IterationOperator, OperatorContext
 from flowlearn.iteration.streams import BatchStream
 from flowlearn.iteration.unbounded import iterate_unbounded
 
-__all__ = ["as_table", "iter_input_tables", "train_versions", "step_rows", "version_period", "MIN_STEP_ROWS"]
+__all__ = ["OnlineEstimator", "HasInitialModelData", "as_table", "iter_input_tables", "train_versions", "step_rows", "version_period", "MIN_STEP_ROWS"]
 
 
 def _is_stream(x: Any) -> bool:
@@ -155,3 +156,62 @@ def train_versions(trainer: Any, tables: Iterable[Any], mini_batch_size: int | N
             yield from _split_versions(step.outputs[0])
 
 
+
+
+class OnlineEstimator(Estimator):
+    """Base of online estimators (they offer ``trainer()`` and ``fit_versions(data)``).
+
+    ``fit`` on a bounded input (a table, or an iterable of tables / record batches, in order)
+    trains through ``fit_versions`` and returns ``model_class`` holding the last version; a
+    ``Stream`` input is handed to the stream layer, which trains inside the job.
+    """
+
+    model_class: type
+
+    def fit(self, *inputs: Any) -> Any:
+        name = type(self).__name__
+        if not inputs:
+            raise TypeError(f"{name}.fit needs an input table")
+        if any(_is_stream(x) for x in inputs):
+            return super().fit(*inputs)
+        if len(inputs) != 1:
+            raise TypeError(f"{name}.fit takes one input (a table or an iterable of tables), got {len(inputs)}")
+        last = None
+        for last in self.fit_versions(inputs[0]):
+            pass
+        model = self.model_class()
+        self.copy_params_to(model)
+        return model.set_model_data(last)
+
+    def _fit(self, *tables: pa.Table) -> Any:
+        return self.fit(tables[0])
+
+    def fit_versions(self, data: Any) -> Iterator[Any]:  # pragma: no cover - every estimator defines it
+        raise NotImplementedError
+
+
+class HasInitialModelData:
+    """Mix-in for online estimators that can start from a model: the initial model data is set
+    with ``set_initial_model_data`` (checked by ``_initial_model_table``) and saved with the stage."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._model_data: list[pa.Table] | None = None
+
+    def _initial_model_table(self, model_or_table: Any) -> pa.Table:  # pragma: no cover - defined by users
+        raise NotImplementedError
+
+    def set_initial_model_data(self, model_or_table: Any) -> Any:
+        """Start training from a model (batch or online), a model version or a model data table."""
+        self._model_data = None if model_or_table is None else [self._initial_model_table(model_or_table)]
+        return self
+
+    def get_initial_model_data(self) -> pa.Table | None:
+        return self._model_data[0] if self._model_data else None
+
+    @classmethod
+    def _from_saved(cls, params: dict, model_data: list[pa.Table], stages: list, extra: dict) -> Any:
+        est = cls(**params)
+        if model_data:
+            est.set_initial_model_data(model_data[0])
+        return est
