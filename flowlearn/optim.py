@@ -828,3 +828,39 @@ def read_linear_model_table(tables: list[pa.Table], stage: str) -> tuple[np.ndar
         v = t.column("model_version")[0].as_py()
         version = int(v) if v is not None else 0
     return W, b, version
+
+
+def row_margin_fn(stage: str, features_col: str, w: np.ndarray, b: float) -> Callable[[dict], float]:
+    """Single-row kernel of a linear model: ``margin(row) = w . row[features_col] + b`` for a dense
+    vector (array or list) or a ``SparseVector``, with errors naming the stage, column and rule."""
+    from flowlearn.linalg import SparseVector
+
+    w = np.array(w, dtype=np.float64)
+    d, fc, b = w.shape[0], features_col, float(b)
+    ndarray, sparse_vector, isfinite = np.ndarray, SparseVector, math.isfinite
+
+    def margin(row: dict) -> float:
+        try:
+            x = row[fc]
+        except KeyError:
+            raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
+                             f"it has {sorted(row)}") from None
+        if isinstance(x, sparse_vector):
+            if x.size != d:
+                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects size {d}")
+            vals = x.values
+            z = b + float(w[x.indices] @ vals)
+        else:
+            if not (type(x) is ndarray and x.dtype == np.float64):
+                x = np.asarray(x, dtype=np.float64)
+            if x.shape != (d,):
+                raise ValueError(f"{stage}: column '{fc}' holds a vector of shape {x.shape}, the model expects "
+                                 f"size {d}")
+            vals = x
+            z = b + float(w @ x)
+        if not isfinite(z) and not np.isfinite(vals).all():
+            raise ValueError(f"{stage}: column '{fc}' has NaN or infinity; impute or filter such rows first "
+                             f"(for example with fl.feature.Imputer)")
+        return z
+
+    return margin

@@ -43,8 +43,9 @@ import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
-from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy
-from flowlearn.optim import (linear_model_table, read_linear_model_table, read_training_input, sgd_epochs,
+from flowlearn.linalg import dense_vector_type, from_numpy
+from flowlearn.optim import (
+    row_margin_fn,linear_model_table, read_linear_model_table, read_training_input, sgd_epochs,
                              sgd_training_batch)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasRawPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param,
@@ -455,33 +456,11 @@ class LinearSVCModel(_LinearSVCModelParams, Model):
         ``prediction_col`` (float) and ``raw_prediction_col`` (1-D array ``[-margin, margin]``)."""
         self._require_model()
         stage = type(self).__name__
-        w, b, d, thr = self._w.copy(), self._b, self._w.shape[0], self.threshold
-        fc, pc, rc = self.features_col, self.prediction_col, self.raw_prediction_col
-        ndarray, sparse_vector, isfinite = np.ndarray, SparseVector, math.isfinite
+        thr, pc, rc = self.threshold, self.prediction_col, self.raw_prediction_col
+        margin = row_margin_fn(stage, self.features_col, self._w, self._b)
 
         def fn(row: dict) -> None:
-            try:
-                x = row[fc]
-            except KeyError:
-                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
-                                 f"it has {sorted(row)}") from None
-            if isinstance(x, sparse_vector):
-                if x.size != d:
-                    raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
-                                     f"size {d}")
-                vals = x.values
-                z = b + float(w[x.indices] @ vals)
-            else:
-                if not (type(x) is ndarray and x.dtype == np.float64):
-                    x = np.asarray(x, dtype=np.float64)
-                if x.shape != (d,):
-                    raise ValueError(f"{stage}: column '{fc}' holds a vector of shape {x.shape}, the model expects "
-                                     f"size {d}")
-                vals = x
-                z = b + float(w @ x)
-            if not isfinite(z) and not np.isfinite(vals).all():
-                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity; impute or filter such rows first "
-                                 f"(for example with fl.feature.Imputer)")
+            z = margin(row)
             row[pc] = 1.0 if z >= thr else 0.0
             row[rc] = np.array([-z, z])
 

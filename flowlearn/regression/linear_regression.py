@@ -11,7 +11,6 @@ scikit-learn's ``ElasticNet(alpha=r, l1_ratio=a)`` and, for ``a=0``, ``Ridge(alp
 from __future__ import annotations
 
 import logging
-import math
 import zlib
 
 import numpy as np
@@ -21,8 +20,8 @@ import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
-from flowlearn.linalg import SparseVector
-from flowlearn.optim import (LinearObjective, linear_model_table, minimize_lbfgs, read_linear_model_table,
+from flowlearn.optim import (
+    row_margin_fn,LinearObjective, linear_model_table, minimize_lbfgs, read_linear_model_table,
                              read_training_input, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param, gt, in_array)
@@ -196,33 +195,10 @@ class LinearRegressionModel(_LinearRegressionModelParams, Model):
         ``prediction_col`` (float)."""
         self._require_model()
         stage = type(self).__name__
-        w, b, d = self._w.copy(), self._b, self._w.shape[0]
-        fc, pc = self.features_col, self.prediction_col
-        ndarray, sparse_vector, isfinite = np.ndarray, SparseVector, math.isfinite
+        pc = self.prediction_col
+        margin = row_margin_fn(stage, self.features_col, self._w, self._b)
 
         def fn(row: dict) -> None:
-            try:
-                x = row[fc]
-            except KeyError:
-                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
-                                 f"it has {sorted(row)}") from None
-            if isinstance(x, sparse_vector):
-                if x.size != d:
-                    raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
-                                     f"size {d}")
-                vals = x.values
-                z = b + float(w[x.indices] @ vals)
-            else:
-                if not (type(x) is ndarray and x.dtype == np.float64):
-                    x = np.asarray(x, dtype=np.float64)
-                if x.shape != (d,):
-                    raise ValueError(f"{stage}: column '{fc}' holds a vector of shape {x.shape}, the model expects "
-                                     f"size {d}")
-                vals = x
-                z = b + float(w @ x)
-            if not isfinite(z) and not np.isfinite(vals).all():
-                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity; impute or filter such rows first "
-                                 f"(for example with fl.feature.Imputer)")
-            row[pc] = z
+            row[pc] = margin(row)
 
         return fn
