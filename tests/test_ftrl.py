@@ -388,9 +388,7 @@ def test_warm_start_from_model_data_table():
 
 
 def test_warm_start_from_batch_logistic_regression_model():
-    LR = getattr(fl.classification, "LogisticRegression", None)
-    if LR is None:
-        pytest.skip("batch LogisticRegression is not available")
+    LR = fl.classification.LogisticRegression
     X, y = data(n=300, seed=11)
     batch_model = LR().fit({"features": X[:200], "label": y[:200]})
     bt = batch_model.get_model_data()[0]

@@ -24,8 +24,21 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC as SkLinearSVC
 
 import flowlearn as fl
-from flowlearn.classification.linear_svc import LinearSVC, LinearSVCModel, hinge_objective
+from flowlearn.classification.linear_svc import LinearSVC, LinearSVCModel
 from flowlearn.linalg import SparseVector, from_csr
+
+
+def hinge_objective(X, y, w, b, reg=0.0, elastic_net=0.0, sample_weight=None):
+    """The objective written out here from its definition (weighted mean hinge loss on labels
+    mapped to -1/+1, plus reg * (elastic_net * |w|_1 + (1 - elastic_net) / 2 * |w|_2^2), intercept
+    unpenalized), independent of the code under test."""
+    t = np.where(np.asarray(y) > 0.5, 1.0, -1.0)
+    m = np.asarray(X @ np.asarray(w)).ravel() + b
+    s = np.ones(len(t)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    hinge = np.maximum(0.0, 1.0 - t * m)
+    w = np.asarray(w, dtype=float)
+    return float(np.sum(s * hinge) / np.sum(s)) + reg * (elastic_net * np.sum(np.abs(w))
+                                                        + 0.5 * (1 - elastic_net) * float(w @ w))
 
 
 @pytest.fixture(scope="module")

@@ -317,7 +317,7 @@ def test_ftrl_equals_sequential_ftrl_proximal(phishing):
 def test_ftrl_matches_online_logistic_regression_without_penalty(phishing):
     """Cross-check with flowlearn's FTRL estimator (an independent implementation): equal with
     global_batch_size=1 and no penalty (the two differ only in whether the intercept is penalized)."""
-    ftrl = pytest.importorskip("flowlearn.classification.ftrl")
+    import flowlearn.classification.ftrl as ftrl
     keys, X, y = phishing
     t = fl.table({"features": X, "label": y})
     start = linear_model(LogisticRegressionModel, np.zeros((1, X.shape[1])), [0.0])
@@ -612,8 +612,8 @@ def test_restore_brings_back_rebased_feature_stages(phishing):
 def test_stream_engine_drives_the_trainer_and_progressive_validation(phishing):
     """fit(stream) goes through the stream layer's trainer operator: a model stream of whole pipelines;
     progressive_validation drives predict_and_partial_fit like any online estimator's."""
-    fls = pytest.importorskip("flowlearn.stream")
-    progressive = pytest.importorskip("flowlearn.evaluation.progressive")
+    import flowlearn.evaluation.progressive as progressive
+    import flowlearn.stream as fls
     keys, X, y = phishing
     raw = fl.table({**{k: X[:, i] for i, k in enumerate(keys)}, "label": y})
     pm = fl.Pipeline([fl.feature.VectorAssembler(input_cols=keys, input_sizes=[1] * len(keys), output_col="features"),

@@ -439,11 +439,9 @@ def _linear_kinds() -> list[tuple[type, str]]:
 
     kinds: list[tuple[type, str]] = [(LogisticRegressionModel, "logistic"), (LinearRegressionModel, "squared"),
                                      (LinearSVCModel, "hinge")]
-    try:
-        from flowlearn.classification.ftrl import OnlineLogisticRegressionModel
-        kinds.append((OnlineLogisticRegressionModel, "logistic"))
-    except ImportError:  # pragma: no cover - the FTRL module is optional here
-        pass
+    from flowlearn.classification.ftrl import OnlineLogisticRegressionModel
+
+    kinds.append((OnlineLogisticRegressionModel, "logistic"))
     return kinds
 
 
