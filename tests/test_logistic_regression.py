@@ -576,6 +576,14 @@ def test_sgd_epochs_are_rounds_of_the_iteration_engine(request, bounded_iteratio
     with LinearObjective(X, y, None, "multinomial" if multinomial else "logistic", K, True, reg * (1 - en),
                          reg * en) as obj:
         x0 = obj.initial()
+        # SGD starts from zero weights and the class-prior intercepts (closed form, not the solver's word)
+        W_init, b_init = obj.unpack(x0)
+        assert not np.any(W_init)
+        freq = np.bincount(np.asarray(y, dtype=int)) / len(y)
+        if multinomial:
+            np.testing.assert_allclose(np.exp(b_init) / np.exp(b_init).sum(), freq, rtol=1e-9)
+        else:
+            np.testing.assert_allclose(b_init, np.log(freq[1] / freq[0]), rtol=1e-9)
         Wc, bc, ec = committed_sgd_loop(obj, x0, params["learning_rate"], params.get("global_batch_size", 32),
                                         params["max_iter"], params["tol"], params["seed"])
         W0, b0 = obj.unpack(x0)

@@ -282,7 +282,9 @@ def test_model_data_format_and_get_set(wine):
     assert m0.model_version == 0
     np.testing.assert_allclose(fl.linalg.to_numpy(m0.transform({"input": wine}).column("output")),
                                fl.linalg.to_numpy(batch.transform({"input": wine}).column("output")), rtol=1e-12)
-    StandardScalerModel().set_model_data(md.select(["mean", "std"]))
+    # the online model data, stripped of its version columns, is a batch StandardScalerModel's model data
+    as_batch = StandardScalerModel(with_mean=True).set_model_data(md.select(["mean", "std"]))
+    np.testing.assert_allclose(vec(md, "mean"), fl.linalg.to_numpy(as_batch.get_model_data()[0].column("mean"))[0])
     # a history of versions is model data too; without time_col the newest is used
     hist = pa.concat_tables(OnlineStandardScaler(window_rows=50).fit_versions({"input": wine}))
     mh = OnlineStandardScalerModel().set_model_data(hist)
@@ -309,6 +311,7 @@ def test_save_load_round_trip(tmp_path, wine):
 def test_sparse_input(digits):
     dense = list(OnlineStandardScaler(window_rows=70).fit_versions({"input": digits}))
     sparse = list(OnlineStandardScaler(window_rows=70).fit_versions({"input": sps.csr_matrix(digits)}))
+    assert len(dense) == len(sparse) == -(-len(digits) // 70)
     for a, b in zip(dense, sparse):
         np.testing.assert_allclose(vec(a, "mean"), vec(b, "mean"), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(vec(a, "std"), vec(b, "std"), rtol=1e-10, atol=1e-12)
