@@ -66,7 +66,7 @@ def test_files_job_writes_every_row_and_prints_progress(tmp_path):
         import flowlearn.stream as fls
 
         def slow_double(t):
-            time.sleep(0.05)
+            time.sleep(0.1)
             return t.append_column("y", pc.multiply(t["x"], 2.0))
 
         def build():
@@ -106,14 +106,15 @@ def test_signal_stops_with_final_checkpoint_and_rerun_resumes(tmp_path, sig):
             return s.map_batches(throttle, name="throttle").to_files({str(out)!r}, format="parquet",
                                                                      rolling_rows=250)
         """)
+    # throttled (>= 12 s for all rows) so the signal lands midway even on a loaded machine
     p = subprocess.Popen(_command() + [job, "--checkpoint-dir", str(chk), "--checkpoint-interval", "0.2",
                                        "--progress-interval", "0.1"],
-                         env=_env(SLOW="0.05"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=_env(SLOW="0.2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in p.stderr], daemon=True)
     reader.start()
     try:
-        deadline, seen = time.monotonic() + 30, []
+        deadline, seen = time.monotonic() + 60, []
         while time.monotonic() < deadline:  # wait for progress showing rows written
             try:
                 ln = lines.get(timeout=0.5)
@@ -125,7 +126,7 @@ def test_signal_stops_with_final_checkpoint_and_rerun_resumes(tmp_path, sig):
             if m and int(m.group(2).replace(",", "")) >= 500:
                 break
         else:
-            pytest.fail("no progress line within 30 s:\n" + "".join(seen))
+            pytest.fail("no progress line within 60 s:\n" + "".join(seen))
         p.send_signal(sig)
         stdout = p.stdout.read()
         assert p.wait(30) == 0, "".join(seen) + stdout

@@ -126,7 +126,8 @@ def _wait(pred, timeout=60.0):
 
 def _rebase_plan(data, store, est):
     batches = 60
-    src = fls.generate(lambda i: data.slice(i * 50, 50), count=batches, interval=0.03)
+    # paced (>= 2.4 s in all) so the rebase lands midway even on a loaded machine
+    src = fls.generate(lambda i: data.slice(i * 50, 50), count=batches, interval=0.04)
     rebase = fls.from_model_store(store, start="next", kinds=["batch"], poll_interval=0.01)
     model = fls.fit_online(est, src, rebase=rebase, uid="trainer")
     return fls.model_stream(model).to_model_store(store, producer="ftrl").uid("sink")
@@ -138,10 +139,10 @@ def test_rebase_resets_the_trainer_to_the_batch_model(tmp_path, restart):
     est = OnlineLogisticRegression(global_batch_size=4, emit_every=100, alpha=0.1)
     store = ModelStore(str(tmp_path / "store"))
     chk = str(tmp_path / "chk")
+    batch_model = LogisticRegression().fit(_data(1000, seed=8))     # a batch retrain on other data
     job = run(_rebase_plan(data, store, est), checkpoint_dir=chk, checkpoint_interval=0.1)
     _wait(lambda: len(store.versions()) >= 3)
-    batch_model = LogisticRegression().fit(_data(1000, seed=8))     # a batch retrain on other data
-    b = store.publish(batch_model, {"kind": "batch"})
+    b = store.publish(batch_model, {"kind": "batch"})              # published while the job trains
     _wait(lambda: job.metrics["operators"]["trainer"].get("rebases", 0) >= 1)
     if restart:   # stop after the rebase (final checkpoint holds the rebased trainer) and resume
         time.sleep(0.1)
@@ -200,7 +201,7 @@ def test_online_learning_rebase_swaps_feature_stages(tmp_path):
     first, retrained = pipeline(table(500, 0.0)), pipeline(table(500, 3.0))
     params = dict(optim_method="sgd", learning_rate=0.05, global_batch_size=4, emit_every=100)
     store = ModelStore(str(tmp_path / "store"))
-    src = fls.generate(lambda i: data.slice(i * 50, 50), count=40, interval=0.03)
+    src = fls.generate(lambda i: data.slice(i * 50, 50), count=40, interval=0.05)   # >= 2 s: rebase lands midway
     model = fls.fit_online(mod.OnlineLearning(first, **params), src,
                            rebase=fls.from_model_store(store, start="next", kinds=["batch"], poll_interval=0.01),
                            uid="trainer")

@@ -15,6 +15,9 @@ import pytest
 
 import flowlearn.stream as fls
 from flowlearn.engines import run
+from flowlearn.stream.checkpoint import CheckpointStore
+from flowlearn.stream.kafka import end_offsets as kafka_end_offsets
+from flowlearn.testing.kafka import read_topic
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -41,18 +44,15 @@ def _produce(bs, topic, rows, partitions=3, key=True):
     assert p.flush(30) == 0
 
 
-def _read_all(bs, topic, expected, partitions=3, timeout=30):
-    c = ck.Consumer({"bootstrap.servers": bs, "group.id": "reader", "isolation.level": "read_committed"})
-    c.assign([ck.TopicPartition(topic, p, 0) for p in range(partitions)])
-    out, deadline, quiet = [], time.time() + timeout, 0
-    while time.time() < deadline:
-        ms = [m for m in c.consume(20000, 0.3) if m.error() is None]
-        out += [m.value() for m in ms]
-        quiet = 0 if ms else quiet + 1
-        if len(out) >= expected and quiet >= 3:
-            break
-    c.close()
-    return out
+def _checkpointed_offsets(chk, topic):
+    """Sum of the source offsets of ``topic`` in the newest complete checkpoint (0 if none yet)."""
+    store = CheckpointStore(chk)
+    try:
+        cid = store.latest_complete()
+        states = store.read(cid) if cid is not None else {}
+    except (OSError, ValueError):       # pruned or being replaced meanwhile: try again later
+        return 0
+    return sum(sum(st.data["offsets"].values()) for st in states.values() if st.data.get("topic") == topic)
 
 
 def test_source_columns_metadata_and_start_modes(kafka_broker):
@@ -71,13 +71,31 @@ def test_source_columns_metadata_and_start_modes(kafka_broker):
     assert future.to_table().num_rows == 0
 
 
+def test_stop_at_end_reads_the_whole_last_producer_batch(kafka_broker):
+    # tansu lists a partition's end as its last record batch's base offset + 1: a bounded read
+    # taking 100 messages per poll stopped there and lost the rest of the batch (a flaky SIGKILL test)
+    bs, t = kafka_broker, _topic(kafka_broker)
+    p = ck.Producer({"bootstrap.servers": bs, "linger.ms": 200, "batch.num.messages": 100000})
+    for i in range(9000):
+        p.produce(t, json.dumps({"i": i}).encode(), partition=i % 3)
+    assert p.flush(30) == 0
+    assert kafka_end_offsets({"bootstrap.servers": bs}, t, [0, 1, 2]) == {0: 3000, 1: 3000, 2: 3000}
+    sink = fls.from_kafka(t, bs, schema="i long", start="earliest", stop_at_end=True).collect()
+    run(sink, max_batch_rows=100).wait()
+    assert sorted(sink.result().column("i").to_pylist()) == list(range(9000))
+    latest = fls.from_kafka(t, bs, schema="i long", start="latest", stop_at_end=True).collect()
+    run(latest, max_batch_rows=100).wait()
+    assert latest.result().num_rows == 0
+
+
 def test_committed_start_continues_a_group(kafka_broker, tmp_path):
     bs, t = kafka_broker, _topic(kafka_broker)
     _produce(bs, t, [{"i": i} for i in range(100)])
-    first = fls.from_kafka(t, bs, group_id="g-commit", schema="i long", start="committed", stop_at_end=True)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first = fls.from_kafka(t, bs, group_id=group, schema="i long", start="committed", stop_at_end=True)
     run(first.collect(), checkpoint_dir=str(tmp_path / "a")).wait()
     _produce(bs, t, [{"i": i} for i in range(100, 130)])
-    second = fls.from_kafka(t, bs, group_id="g-commit", schema="i long", start="committed", stop_at_end=True)
+    second = fls.from_kafka(t, bs, group_id=group, schema="i long", start="committed", stop_at_end=True)
     assert sorted(second.to_table().column("i").to_pylist()) == list(range(100, 130))
 
 
@@ -100,7 +118,7 @@ def test_sink_transactional_roundtrip(kafka_broker, tmp_path):
     s = fls.from_kafka(tin, bs, schema="i long, x double", start="earliest", stop_at_end=True)
     job = run(s.to_kafka(tout, bs), checkpoint_dir=str(tmp_path), checkpoint_interval=0.2).wait()
     assert job.metrics["checkpoints"] >= 1
-    vals = [json.loads(v) for v in _read_all(bs, tout, 2000)]
+    vals = [json.loads(v) for v in read_topic(bs, tout, 2000)]
     assert sorted(v["i"] for v in vals) == list(range(2000))
 
 
@@ -112,14 +130,16 @@ def test_kafka_end_to_end_sigkill_and_restart(kafka_broker, tmp_path):
     _produce(bs, tin, [{"id": i, "x": float(xs[i])} for i in range(n)], key=False)
     chk = str(tmp_path / "chk")
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))}
-    p = subprocess.Popen([sys.executable, HELPER, "kafka", bs, tin, tout, chk, "0", "0.01"], env=env,
+    # throttled (>= 10 s for the whole topic) so the kill lands midway even on a loaded machine
+    p = subprocess.Popen([sys.executable, HELPER, "kafka", bs, tin, tout, chk, "0", "0.05"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline and not os.path.exists(os.path.join(chk, "_LATEST")):
+        # kill once a complete checkpoint holds read rows (the first one may precede any fetch)
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None and _checkpointed_offsets(chk, tin) == 0:
             time.sleep(0.05)
-        time.sleep(0.5)
         assert p.poll() is None, p.stderr.read().decode()[-2000:]
+        assert _checkpointed_offsets(chk, tin) > 0, "no checkpoint with rows read within 120 s"
         p.send_signal(signal.SIGKILL)
         p.wait(10)
     finally:
@@ -130,7 +150,8 @@ def test_kafka_end_to_end_sigkill_and_restart(kafka_broker, tmp_path):
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     report = json.loads(r.stdout.decode().strip().splitlines()[-1])
     assert report["restored_from"] is not None and 0 < report["rows_in"] < n  # resumed midway
-    out = [json.loads(v) for v in _read_all(bs, tout, n, timeout=60)]
+    # wait for every row and every counted duplicate (and read each partition to its end)
+    out = [json.loads(v) for v in read_topic(bs, tout, n + report["duplicates"], timeout=180)]
     ids = np.array([o["id"] for o in out])
     assert len(np.unique(ids)) == n  # every input row is present
     # duplicates are zero (transactions) or counted exactly and bounded by one checkpoint interval

@@ -319,7 +319,8 @@ def test_trainer_resumes_after_sigkill_without_duplicate_versions(tmp_path):
     store_dir, chk = str(tmp_path / "store"), str(tmp_path / "chk")
     cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "model_stream_job_helper.py"), store_dir, chk]
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))}
-    p = subprocess.Popen(cmd + ["0.02"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # throttled (>= 4 s for the whole source) so the kill lands midway even on a loaded machine
+    p = subprocess.Popen(cmd + ["0.05"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 90
         while time.time() < deadline and p.poll() is None:

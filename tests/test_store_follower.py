@@ -53,7 +53,7 @@ def pipeline(k: float) -> fl.PipelineModel:
                              AddK(input_col="y", output_col="z").set_model_data(pa.table({"k": pa.array([k])}))])
 
 
-def wait_until(cond, timeout=10.0):
+def wait_until(cond, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -172,7 +172,8 @@ def test_threaded_predictor_under_publishes_every_100ms(tmp_path):
             published[store.publish(pipeline(k))] = k
         last = max(published)
         assert follower.wait_for(last, timeout=10)
-        time.sleep(0.05)
+        # every client answers at least once with the newest version (not a fixed sleep)
+        assert wait_until(lambda: all(rs and rs[-1][0] == last for rs in seen), timeout=30)
     finally:
         stop.set()
         for t in threads:

@@ -62,7 +62,7 @@ def test_watch_reads_new_complete_files_and_ignores_in_progress(tmp_path):
     job = run(sink)
     _write(str(src), "a.csv", {"id": [1, 2]}, "csv")
     (src / ".b.csv.tmp").write_text("id\n99\n")  # being written: hidden name
-    deadline = time.time() + 10
+    deadline = time.time() + 60
     while sink_rows(sink) < 2 and time.time() < deadline:
         time.sleep(0.02)
     _write(str(src), "c.csv", {"id": [3]}, "csv")

@@ -128,3 +128,167 @@ def test_window_argument_errors():
         s.window(count=2, late="keep")
     with pytest.raises(ValueError, match=r"\(column, fn\)"):
         s.window(count=2).aggregate(n=("x", "median_of_medians"))
+
+
+# -- sliding windows ---------------------------------------------------------------------------
+
+def _sliding_oracle(ts_ms, x, size_ms, slide_ms):
+    """Independent: for every window start k*slide, a boolean mask over all rows."""
+    out = {}
+    for k in range(int(ts_ms.min()) // slide_ms - size_ms // slide_ms - 1, int(ts_ms.max()) // slide_ms + 1):
+        s = k * slide_ms
+        m = (ts_ms >= s) & (ts_ms < s + size_ms)
+        if m.any():
+            out[s] = (int(m.sum()), float(x[m].sum()))
+    return out
+
+
+def _sliding_dict(out):
+    starts = out.column("window_start").cast(pa.int64()).to_numpy()
+    ends = out.column("window_end").cast(pa.int64()).to_numpy()
+    return {int(s): (int(n), float(v), int(e)) for s, e, n, v in
+            zip(starts, ends, out.column("n").to_pylist(), out.column("s").to_pylist())}
+
+
+@pytest.mark.parametrize("size,slide", [(5.0, 1.0), (5.0, 2.0), (3.0, 3.0), (2.0, 3.0)],
+                         ids=["multiple", "not-a-multiple", "tumbling", "gaps"])
+def test_sliding_event_time_windows_match_a_numpy_oracle(size, slide):
+    t = _events(3000)
+    shuffled = _local_shuffle(t, 2.0)
+    sinks = {}
+    for name, data in (("sorted", t), ("shuffled", shuffled)):
+        w = fls.from_table(data, batch_size=40).window(event_time=size, slide=slide, time_col="ts",
+                                                       max_out_of_orderness=2.0)
+        sinks[name] = w.aggregate(n=("x", "count"), s=("x", "sum")).collect()
+    job = run(*sinks.values()).wait()
+    ts_ms = np.floor(t.column("ts").to_numpy() * 1000).astype(np.int64)
+    expected = _sliding_oracle(ts_ms, t.column("x").to_numpy(), int(size * 1000), int(slide * 1000))
+    got = {name: _sliding_dict(s.result()) for name, s in sinks.items()}
+    for name, g in got.items():
+        assert g.keys() == expected.keys(), name
+        for k, (n, v) in expected.items():
+            assert g[k][0] == n and g[k][1] == pytest.approx(v) and g[k][2] == k + int(size * 1000)
+        starts = sinks[name].result().column("window_start").cast(pa.int64()).to_pylist()
+        assert starts == sorted(starts)                     # windows fire in start order
+    assert job.metrics["late_rows"] == 0
+    in_gaps = sum(op.get("rows_outside_windows", 0) for op in job.metrics["operators"].values())
+    if size < slide:                                    # rows between windows belong to none
+        held = {i for s in expected for i in np.flatnonzero((ts_ms >= s) & (ts_ms < s + int(size * 1000)))}
+        assert in_gaps == 2 * (len(ts_ms) - len(held)) > 0
+    else:                                               # each row is in floor or ceil(size / slide) windows
+        assert in_gaps == 0
+        total = sum(n for n, _, _ in got["sorted"].values())
+        assert len(ts_ms) * (size // slide) <= total <= len(ts_ms) * -(-size // slide)
+
+
+def test_sliding_windows_fire_as_the_watermark_passes():
+    t = _events(500)
+    emitted = []
+    w = fls.from_table(t, batch_size=10).window(event_time=10.0, slide=5.0, time_col="ts", max_out_of_orderness=1.0)
+    run(w.aggregate(n=("x", "count")).foreach(lambda b: emitted.append(b.num_rows))).wait()
+    # windows start at -5, 0, 5, ..., 95: one emission per window, most of them before the end
+    assert len(emitted) == 21 and all(n == 1 for n in emitted)
+
+
+@pytest.mark.parametrize("policy", ["drop", "side"])
+def test_sliding_late_rows_only_when_every_window_has_fired(policy):
+    # windows of 4 s every 2 s; out-of-orderness 0: the watermark follows the newest row
+    ts = [1.0, 2.5, 5.0, 6.9, 3.5, 0.5, 9.0]
+    x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    # at 3.5: watermark 6.899; windows [0,4) fired (end 4 <= 6.9), [2,6) fired, so 3.5 is late;
+    # at 0.5: windows [-2,2), [0,4) both fired: late too
+    s = fls.from_table(pa.table({"ts": ts, "x": x}), batch_size=1)
+    res = s.window(event_time=4.0, slide=2.0, time_col="ts", late=policy).aggregate(n=("x", "count"),
+                                                                                     s=("x", "sum"))
+    main, late = res.collect(), res.late_data().collect()
+    job = run(main, late).wait()
+    got = _sliding_dict(main.result())
+    assert {k: v[:2] for k, v in got.items()} == {
+        -2000: (1, 1.0), 0: (2, 3.0), 2000: (2, 5.0), 4000: (2, 7.0), 6000: (2, 11.0), 8000: (1, 7.0)}
+    assert job.metrics["late_rows"] == 2
+    if policy == "side":
+        assert late.result().column("ts").to_pylist() == [3.5, 0.5]
+    else:
+        assert late.result().num_rows == 0
+    # a row that missed a fired window but still fits a later one is not late: it counts there
+    s2 = fls.from_table(pa.table({"ts": [1.0, 5.0, 3.0], "x": [1.0, 1.0, 1.0]}), batch_size=1)
+    res2 = s2.window(event_time=4.0, slide=2.0, time_col="ts").aggregate(n=("x", "count"), s=("x", "sum"))
+    sink2 = res2.collect()
+    job2 = run(sink2).wait()
+    # 3.0 arrives after [0,4) fired (watermark 4.999) but [2,6) is open
+    assert {k: v[0] for k, v in _sliding_dict(sink2.result()).items()} == {-2000: 1, 0: 1, 2000: 2, 4000: 1}
+    assert job2.metrics["late_rows"] == 0
+
+
+def test_sliding_window_state_survives_a_restart(tmp_path):
+    import threading
+
+    chk = str(tmp_path / "chk")
+    t = _events(2000, seed=5)
+    ts_ms = np.floor(t.column("ts").to_numpy() * 1000).astype(np.int64)
+    expected = _sliding_oracle(ts_ms, t.column("x").to_numpy(), 6000, 1500)
+
+    def plan(stop_at=None, holder=None):
+        seen = [0]
+
+        def gate(b):
+            seen[0] += b.num_rows
+            if stop_at is not None and seen[0] >= stop_at and not holder["stopped"]:
+                holder["ready"].wait(30)
+                holder["job"].stop(wait=False)        # stops after this batch: a final checkpoint
+                holder["stopped"] = True
+            return b
+        s = fls.from_table(t, batch_size=50).map_batches(gate, name="gate")
+        w = s.window(event_time=6.0, slide=1.5, time_col="ts", max_out_of_orderness=3.0)
+        return w.aggregate(n=("x", "count"), s=("x", "sum")).collect(), seen
+
+    holder = {"ready": threading.Event(), "stopped": False}
+    out1, seen1 = plan(stop_at=1000, holder=holder)
+    holder["job"] = run(out1, checkpoint_dir=chk, checkpoint_interval=3600)
+    holder["ready"].set()
+    holder["job"].wait()
+    assert seen1[0] == 1000
+    out2, seen2 = plan()
+    job2 = run(out2, checkpoint_dir=chk).wait()
+    assert job2.metrics["restored_from"] is not None and seen2[0] == 1000   # nothing read twice
+    first, second = _sliding_dict(out1.result()), _sliding_dict(out2.result())
+    assert first and second and not first.keys() & second.keys()     # each window fired once, before or after
+    got = {**first, **second}
+    assert got.keys() == expected.keys()
+    for k, (n, v) in expected.items():
+        assert got[k][0] == n and got[k][1] == pytest.approx(v)
+    # a plan with other windows refuses the checkpoint instead of mixing panes
+    s = fls.from_table(t, batch_size=50).map_batches(lambda b: b, name="gate")
+    other = s.window(event_time=6.0, slide=2.0, time_col="ts", max_out_of_orderness=3.0).aggregate(n=("x", "count"))
+    with pytest.raises(ValueError, match="sliding by 1500 ms"):
+        run(other.collect(), checkpoint_dir=chk).wait()
+
+
+def test_sliding_processing_time_windows_with_a_fake_clock():
+    now = [1000.0]
+    arrivals = [0.6, 1.2, 1.8, 2.4, 3.1]          # seconds after 1000: one row each, x = 1, 2, 3, ...
+
+    def gen(i):
+        if i >= len(arrivals):
+            return None
+        now[0] = 1000.0 + arrivals[i]
+        return {"x": [float(i + 1)]}
+    s = fls.generate(gen)
+    out = s.window(processing_time=1.0, slide=0.5).aggregate(s=("x", "sum"), n=("x", "count")).collect()
+    run(out, clock=lambda: now[0]).wait()
+    r = out.result()
+    starts = (r.column("window_start").cast(pa.int64()).to_numpy() - 1_000_000).tolist()
+    # windows [k/2, k/2 + 1): 0.6 in [0,1) [0.5,1.5); 1.2 in [0.5,1.5) [1,2); 1.8 in [1,2) [1.5,2.5); ...
+    assert starts == [0, 500, 1000, 1500, 2000, 2500, 3000]
+    assert r.column("s").to_pylist() == [1.0, 3.0, 5.0, 7.0, 4.0, 5.0, 5.0]
+    assert r.column("n").to_pylist() == [1, 2, 2, 2, 1, 1, 1]
+
+
+def test_sliding_window_argument_errors():
+    s = fls.from_table({"x": [1.0], "ts": [0.0]})
+    with pytest.raises(ValueError, match="count windows are tumbling"):
+        s.window(count=2, slide=1)
+    with pytest.raises(ValueError, match="slide must be > 0"):
+        s.window(event_time=1.0, slide=0, time_col="ts")
+    with pytest.raises(ValueError, match="at least 0.001 seconds"):
+        s.window(event_time=1.0, slide=0.0001, time_col="ts")

@@ -220,7 +220,12 @@ class _KafkaLog:
         _lo, hi = self._consumer.get_watermark_offsets(self._tp, timeout=timeout, cached=False)
         deadline = time.monotonic() + timeout
         new = []
-        while self.position < hi:
+        # tansu's ListOffsets answer stops at the base offset of the last record batch + 1; the
+        # high watermark of the fetch responses (cached) is exact, so read up to the larger one
+        while True:
+            hi = max(hi, self._consumer.get_watermark_offsets(self._tp, cached=True)[1])
+            if self.position >= hi:
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"KafkaModelStore({self._store.topic!r}): reading to the end of the topic "
                                    f"(offset {hi}) timed out at offset {self.position} after {timeout}s")

@@ -279,15 +279,17 @@ class Stream:
     def window(self, *, count: int | None = None, processing_time: float | None = None,
                event_time: float | None = None, time_col: str | None = None,
                max_out_of_orderness: float | None = None, allowed_lateness: float = 0.0,
-               late: str = "drop") -> "Any":
+               late: str = "drop", slide: float | None = None) -> "Any":
         """Tumbling windows by row ``count``, ``processing_time`` seconds, or ``event_time``
-        seconds over ``time_col``. Returns a :class:`~flowlearn.stream.window.WindowedStream`;
-        finish it with ``.aggregate(...)``, ``.apply(fn)`` or ``.tables()``."""
+        seconds over ``time_col``; with ``slide`` (seconds; time windows only) sliding windows
+        of that length starting every ``slide`` seconds, each row in every window holding it.
+        Returns a :class:`~flowlearn.stream.window.WindowedStream`; finish it with
+        ``.aggregate(...)``, ``.apply(fn)`` or ``.tables()``."""
         from flowlearn.stream.window import WindowedStream
 
         return WindowedStream(self, count=count, processing_time=processing_time, event_time=event_time,
                               time_col=time_col, max_out_of_orderness=max_out_of_orderness,
-                              allowed_lateness=allowed_lateness, late=late)
+                              allowed_lateness=allowed_lateness, late=late, slide=slide)
 
     def side_output(self, tag: str) -> "Stream":
         """The side output ``tag`` of this node (``"late"`` of a window, ``"dead_letter"`` of a source)."""

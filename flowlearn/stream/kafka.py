@@ -43,9 +43,11 @@ from flowlearn.stream.operator import Operator, OperatorState
 from flowlearn.stream.parsing import dead_letter_table, parse_buffer, parse_records
 from flowlearn.stream.source import Source
 
-__all__ = ["KafkaSource", "KafkaSink", "output_schema", "check_kafka_args"]
+__all__ = ["KafkaSource", "KafkaSink", "output_schema", "check_kafka_args", "end_offsets"]
 
 log = logging.getLogger(__name__)
+
+_RECOVER_TIMEOUT = 60.0   # seconds a restarted sink waits to read back what the crashed run wrote
 
 _META = {"key": pa.binary(), "topic": pa.string(), "partition": pa.int32(), "offset": pa.int64(),
          "timestamp": pa.timestamp("ms")}
@@ -79,6 +81,41 @@ def _kafka():
     return confluent_kafka
 
 
+def end_offsets(conf: dict, topic: str, partitions: list[int], timeout: float = 30.0) -> dict[int, int]:
+    """The end offset of each partition (the offset the next message will get), as of now.
+
+    The broker's ``ListOffsets`` answer (``get_watermark_offsets``) is only trusted as a lower
+    bound: tansu (the test broker) answers with the base offset of the partition's last record
+    batch + 1, short of the real end by the rest of that batch. The high watermark in fetch
+    responses is exact, so a short-lived consumer (config ``conf``; ``group.id`` is not used)
+    fetches once from just below the listed end of every non-empty partition, and the larger of
+    the two is taken. Only if no fetch response arrives within ``timeout`` seconds is the listed
+    end kept (with a warning)."""
+    ck = _kafka()
+    c = ck.Consumer({"group.id": "flowlearn-end-offsets", **conf, "enable.auto.commit": False,
+                     "enable.partition.eof": False})
+    try:
+        ends = {p: c.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=10, cached=False)[1]
+                for p in partitions}
+        todo = [p for p in partitions if ends[p] > 0]     # an empty partition lists 0 on every broker
+        if todo:
+            c.assign([ck.TopicPartition(topic, p, ends[p] - 1) for p in todo])
+            deadline = time.monotonic() + timeout
+            while todo and time.monotonic() < deadline:
+                c.consume(num_messages=10000, timeout=0.01)   # fetches; the messages are not needed
+                for p in list(todo):
+                    hi = c.get_watermark_offsets(ck.TopicPartition(topic, p), cached=True)[1]
+                    if hi >= 0:
+                        ends[p] = max(ends[p], hi)
+                        todo.remove(p)
+        if todo:
+            log.warning("end offsets of %s partitions %s: no fetch response within %.0fs; using the broker's "
+                        "listed offsets %s", topic, todo, timeout, {p: ends[p] for p in todo})
+        return ends
+    finally:
+        c.close()
+
+
 class KafkaSource(Source):
     def __init__(self, topic: str, bootstrap_servers: str, group_id: str, format: str, schema: pa.Schema,
                  start: Any, meta: list[str], handle_invalid: str, stop_at_end: bool, config: dict | None) -> None:
@@ -92,6 +129,7 @@ class KafkaSource(Source):
         self._consumer: Any = None
         self._restored = False
         self._assigned = False
+        self._ends_now: dict[int, int] | None = None
         self._start_ms = int(float(start) * 1000) if isinstance(start, (int, float)) else None
 
     def open(self, ctx: Any) -> None:
@@ -100,6 +138,7 @@ class KafkaSource(Source):
         conf = {"bootstrap.servers": self.bootstrap, "group.id": self.group_id, "enable.auto.commit": False,
                 "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                 "enable.partition.eof": False, **self.config}
+        self._conf = conf
         self._consumer = ck.Consumer(conf)
         md = self._consumer.list_topics(self.topic, timeout=15)
         tmd = md.topics.get(self.topic)
@@ -108,30 +147,35 @@ class KafkaSource(Source):
                              f"({tmd.error if tmd is not None else 'not listed'})")
         self.partitions = sorted(tmd.partitions)
 
+    def _ends(self) -> dict[int, int]:
+        if self._ends_now is None:
+            self._ends_now = end_offsets(self._conf, self.topic, self.partitions)
+        return self._ends_now
+
     def _start_offsets(self) -> dict[int, int]:
         ck = _kafka()
         tps = [ck.TopicPartition(self.topic, p) for p in self.partitions]
-        wm = {p: self._consumer.get_watermark_offsets(ck.TopicPartition(self.topic, p), timeout=10)
-              for p in self.partitions}
+        low = {p: self._consumer.get_watermark_offsets(ck.TopicPartition(self.topic, p), timeout=10)[0]
+               for p in self.partitions}
         if self.start == "earliest":
-            return {p: wm[p][0] for p in self.partitions}
+            return low
         if self.start == "latest":
-            return {p: wm[p][1] for p in self.partitions}
+            return dict(self._ends())
         if self.start == "committed":
             got = self._consumer.committed(tps, timeout=10)
-            return {tp.partition: (tp.offset if tp.offset >= 0 else wm[tp.partition][0]) for tp in got}
+            return {tp.partition: (tp.offset if tp.offset >= 0 else low[tp.partition]) for tp in got}
         ms = int(float(self.start) * 1000)
         got = self._consumer.offsets_for_times([ck.TopicPartition(self.topic, p, ms) for p in self.partitions],
                                                timeout=10)
-        return {tp.partition: (tp.offset if tp.offset >= 0 else wm[tp.partition][1]) for tp in got}
+        return {tp.partition: (tp.offset if tp.offset >= 0 else self._ends()[tp.partition]) for tp in got}
 
     def _assign(self) -> None:
         ck = _kafka()
+        self._ends_now = None
         if not self._restored:
             self.offsets = self._start_offsets()
         if self.stop_at_end:
-            self.end = {p: self._consumer.get_watermark_offsets(ck.TopicPartition(self.topic, p), timeout=10)[1]
-                        for p in self.partitions}
+            self.end = dict(self._ends())
         self._consumer.assign([ck.TopicPartition(self.topic, p, self.offsets[p]) for p in self.partitions])
         self._assigned = True
 
@@ -211,7 +255,10 @@ class KafkaSource(Source):
         ck = _kafka()
         total = 0
         for p in self.partitions:
-            hi = self._consumer.get_watermark_offsets(ck.TopicPartition(self.topic, p), timeout=1, cached=False)[1]
+            tp = ck.TopicPartition(self.topic, p)
+            # the listed end can fall short (see end_offsets); the last fetch response's is exact
+            hi = max(self._consumer.get_watermark_offsets(tp, timeout=1, cached=False)[1],
+                     self._consumer.get_watermark_offsets(tp, cached=True)[1])
             total += max(0, hi - self.offsets.get(p, hi))
         return total
 
@@ -318,19 +365,23 @@ class _KafkaSinkOp(Operator):
     def snapshot_state(self) -> OperatorState:
         self._flush()
         state = {"transactional": self.transactional, "txn_last_offsets": {str(p): o for p, o in self._last.items()},
-                 "end_offsets": {**self._end_offsets(), **{str(p): o for p, o in self._high.items()}}}
+                 "end_offsets": {**self._end_offsets(skip=set(self._high)),
+                                 **{str(p): o for p, o in self._high.items()}}}
         self._rows_since_checkpoint = 0
         return OperatorState(state)
 
-    def _end_offsets(self) -> dict[str, int]:
+    def _end_offsets(self, skip: set[int] = frozenset()) -> dict[str, int]:
+        """End offsets (``read_uncommitted``) of the topic's partitions, except ``skip`` (known already)."""
         ck = _kafka()
-        c = ck.Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"flowlearn-sink-{self.ctx.uid}",
-                         "isolation.level": "read_uncommitted"})
+        conf = {"bootstrap.servers": self.bootstrap, "group.id": f"flowlearn-sink-{self.ctx.uid}",
+                "isolation.level": "read_uncommitted"}
+        c = ck.Consumer(conf)
         try:
-            parts = c.list_topics(self.topic, timeout=10).topics[self.topic].partitions
-            return {str(p): c.get_watermark_offsets(ck.TopicPartition(self.topic, p), timeout=10)[1] for p in parts}
+            parts = sorted(c.list_topics(self.topic, timeout=10).topics[self.topic].partitions)
         finally:
             c.close()
+        todo = [p for p in parts if p not in skip]
+        return {str(p): o for p, o in end_offsets(conf, self.topic, todo).items()} if todo else {}
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self.transactional:
@@ -356,7 +407,8 @@ class _KafkaSinkOp(Operator):
         try:
             c.assign([ck.TopicPartition(self.topic, p, lo) for p, (lo, _) in ranges.items()])
             open_parts = dict(ranges)
-            deadline = time.monotonic() + 15
+            # generous: the count must be exact, and a loaded broker or machine can be slow to deliver
+            deadline = time.monotonic() + _RECOVER_TIMEOUT
             while open_parts and time.monotonic() < deadline:
                 msgs = c.consume(10000, 0.3)
                 if not msgs:
@@ -374,6 +426,9 @@ class _KafkaSinkOp(Operator):
                             open_parts.pop(m.partition(), None)
         finally:
             c.close()
+        if open_parts:
+            log.warning("to_kafka(%s): counting the rows written after the restored checkpoint timed out after "
+                        "%.0fs; the duplicates metric (%d) may be too low", self.topic, _RECOVER_TIMEOUT, dup)
         self.ctx.count("duplicates", dup)
         if dup:
             log.warning("to_kafka(%s): %d rows written after the restored checkpoint are visible and will be "
@@ -389,12 +444,17 @@ class _KafkaSinkOp(Operator):
         try:
             c.assign([ck.TopicPartition(self.topic, p, o) for p, o in last.items()])
             pending = dict(last)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + _RECOVER_TIMEOUT
             while pending and time.monotonic() < deadline:
-                for m in c.consume(100, 0.2):
+                msgs = c.consume(100, 0.2)
+                for m in msgs:
                     if m.error() is None and m.partition() in pending:
                         if m.offset() != pending.pop(m.partition()):
                             return False  # the transaction's last record is not visible: it was aborted
+                if not msgs and pending:
+                    for tp in c.position([ck.TopicPartition(self.topic, p) for p in pending]):
+                        if tp.offset > pending[tp.partition]:
+                            return False  # read past it without seeing it: aborted
             return not pending
         finally:
             c.close()

@@ -1,4 +1,4 @@
-"""Event time, watermarks and tumbling windows (count, processing time, event time).
+"""Event time, watermarks, and tumbling or sliding windows (count, processing time, event time).
 
 Event time comes from a column (``timestamp`` type, or numbers in seconds). A
 :class:`WatermarkAssigner` tracks the largest time seen and emits the watermark
@@ -8,6 +8,14 @@ watermark reaches ``end - 1ms + allowed_lateness``. A row whose window has alrea
 *late*: with ``late="drop"`` it is dropped and counted (metric ``late_rows``), with
 ``late="side"`` it also goes to the ``late`` side output (``windowed_result.late_data()``).
 So input shuffled within ``max_out_of_orderness`` gives the same windows as sorted input.
+
+Sliding windows (``slide=`` seconds, event or processing time) have length ``size`` and
+start every ``slide`` (epoch-aligned, like Flink): a row at time ``t`` belongs to every window
+``[k*slide, k*slide + size)`` holding ``t``. Rows are buffered once, in *panes* of
+``gcd(size, slide)``; a firing window is the concatenation of its panes. A row is late only
+when every window it belongs to has fired; a row that some fired windows missed still counts in
+the others. With ``slide > size`` a row between two windows belongs to none and is dropped
+(metric ``rows_outside_windows``). Tumbling windows are the case ``slide == size``.
 
 Windows are stateful operators: their buffered rows and watermark are checkpointed as Arrow.
 
@@ -20,6 +28,8 @@ Example:
 """
 from __future__ import annotations
 
+import bisect
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -81,18 +91,30 @@ def _ts(ms: int) -> pa.Scalar:
 
 
 class WindowOp(Operator):
-    """Tumbling windows. ``kind``: ``count`` (``size`` rows), ``processing`` or ``event``
-    (``size`` seconds). ``fn(window_table) -> table`` makes each window's output; the columns
-    ``window_start`` and ``window_end`` are added (timestamps; row numbers for count windows)."""
+    """Tumbling or sliding windows. ``kind``: ``count`` (``size`` rows), ``processing`` or
+    ``event`` (``size`` seconds, a new window every ``slide`` seconds; default ``size``:
+    tumbling). ``fn(window_table) -> table`` makes each window's output; the columns
+    ``window_start`` and ``window_end`` are added (timestamps; row numbers for count windows).
+
+    Rows of time windows are kept once, in panes of ``gcd(size, slide)`` ms keyed by their start;
+    the window ``[s, s + size)`` is the panes starting in it. ``fired`` is the largest limit
+    windows have fired up to: a window fires once ``end - 1 + allowed_lateness <= limit`` (the
+    watermark, or the processing time - 1 ms), so the unfired windows are exactly those with
+    ``end - 1 + allowed_lateness > fired``."""
 
     def __init__(self, kind: str, size: float, fn: Callable[[pa.Table], Any], time_col: str | None = None,
-                 allowed_lateness: float = 0.0, late: str = "drop") -> None:
+                 allowed_lateness: float = 0.0, late: str = "drop", slide: float | None = None) -> None:
         super().__init__()
         self.kind, self.fn, self.time_col, self.late = kind, fn, time_col, late
         self.size_ms = int(round(size * 1000)) if kind != "count" else int(size)
+        self.slide_ms = int(round(slide * 1000)) if slide is not None and kind != "count" else self.size_ms
+        if self.size_ms < 1 or self.slide_ms < 1:
+            raise ValueError(f"window size and slide must be at least 1 ms, got size={size}, slide={slide}")
+        self.pane_ms = math.gcd(self.size_ms, self.slide_ms)
         self.lateness_ms = int(round(allowed_lateness * 1000))
-        self.buffers: dict[int, list[pa.Table]] = {}
+        self.buffers: dict[int, list[pa.Table]] = {}  # pane start (window start when tumbling) -> row batches
         self.watermark = MIN_WATERMARK
+        self.fired = MIN_WATERMARK
         self.rows_seen = 0  # count windows: rows assigned so far
         self.wants_timer = kind == "processing"
 
@@ -111,11 +133,51 @@ class WindowOp(Operator):
         return [res.append_column("window_start", s).append_column("window_end", e)]
 
     def _fire(self, limit: int) -> list[pa.Table]:
+        """Fire the windows with ``fired < end - 1 + lateness <= limit`` holding rows, in start order."""
+        prev, self.fired = self.fired, max(self.fired, limit)
+        if limit <= prev or not self.buffers:
+            return []
+        size, slide, lat = self.size_ms, self.slide_ms, self.lateness_ms
+        panes = sorted(self.buffers)
+        # window k = [k*slide, k*slide + size): the candidates hold a buffered pane and are due now
+        k_lo = max((prev - lat - size + 1) // slide + 1, (panes[0] - size) // slide + 1)
+        k_hi = min((limit - lat - size + 1) // slide, panes[-1] // slide)
         out = []
-        for start in sorted(k for k in self.buffers if k + self.size_ms - 1 + self.lateness_ms <= limit):
-            parts = self.buffers.pop(start)
-            out += self._out(start, start + self.size_ms, pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        for k in range(k_lo, k_hi + 1):
+            start = k * slide
+            a, b = bisect.bisect_left(panes, start), bisect.bisect_left(panes, start + size)
+            if a == b:
+                continue  # no rows in this window
+            parts = [t for p in panes[a:b] for t in self.buffers[p]]
+            out += self._out(start, start + size, pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        # a pane is done once the last window holding it has fired
+        for p in panes:
+            if (p // slide) * slide + size - 1 + lat > limit:
+                break
+            del self.buffers[p]
         return out
+
+    def _add(self, table: pa.Table, times: np.ndarray) -> None:
+        """Buffer ``table``'s rows by pane (``times``: their times in ms)."""
+        panes = times - np.mod(times, self.pane_ms)
+        if len(panes) and panes.min() == panes.max():
+            self.buffers.setdefault(int(panes[0]), []).append(table)
+            return
+        order = np.argsort(panes, kind="stable")
+        uniq, first = np.unique(panes[order], return_index=True)
+        bounds = list(first[1:]) + [len(order)]
+        for u, a, b in zip(uniq.tolist(), first.tolist(), bounds):
+            self.buffers.setdefault(u, []).append(table.take(pa.array(order[a:b])))
+
+    def _inside(self, table: pa.Table, times: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """Drop the rows no window holds (between windows when slide > size)."""
+        if self.slide_ms <= self.size_ms:
+            return table, times
+        inside = times // self.slide_ms - (times - self.size_ms) // self.slide_ms > 0
+        if inside.all():
+            return table, times
+        self.ctx.count("rows_outside_windows", int((~inside).sum()))
+        return table.filter(pa.array(inside)), times[inside]
 
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
         if table.num_rows == 0:
@@ -124,27 +186,23 @@ class WindowOp(Operator):
             return self._process_count(table)
         if self.kind == "processing":
             now = int(self.ctx.clock() * 1000)
-            start = now - now % self.size_ms
-            self.buffers.setdefault(start, []).append(table)
+            table, times = self._inside(table, np.full(table.num_rows, now, np.int64))
+            if table.num_rows:
+                self._add(table, times)
             return self._fire(now - 1)
         ts = event_time_ms(table, self.time_col)
-        starts = ts - np.mod(ts, self.size_ms)
-        late = starts + self.size_ms - 1 + self.lateness_ms <= self.watermark
+        table, ts = self._inside(table, ts)
+        # late: the last window holding the row (the one starting at or before it) has fired
+        late = ts - np.mod(ts, self.slide_ms) + self.size_ms - 1 + self.lateness_ms <= self.fired
         if late.any():
             lt = table.filter(pa.array(late))
             self.ctx.count("late_rows", lt.num_rows)
             if self.late == "side":
                 self.ctx.side("late", lt)
             keep = ~late
-            table, starts = table.filter(pa.array(keep)), starts[keep]
-        if len(starts) == 0:
-            return []
-        order = np.argsort(starts, kind="stable")
-        sorted_starts = starts[order]
-        uniq, first = np.unique(sorted_starts, return_index=True)
-        bounds = list(first[1:]) + [len(order)]
-        for u, a, b in zip(uniq.tolist(), first.tolist(), bounds):
-            self.buffers.setdefault(u, []).append(table.take(pa.array(order[a:b])))
+            table, ts = table.filter(pa.array(keep)), ts[keep]
+        if len(ts):
+            self._add(table, ts)
         return []
 
     def _process_count(self, table: pa.Table) -> list[pa.Table]:
@@ -191,11 +249,20 @@ class WindowOp(Operator):
                 parts.append(t.append_column(_W, pa.array(np.full(t.num_rows, start, np.int64))))
         if parts:
             tables["buffer"] = pa.concat_tables(parts)
-        return OperatorState({"watermark": self.watermark, "rows_seen": self.rows_seen}, tables)
+        return OperatorState({"watermark": self.watermark, "fired": self.fired, "rows_seen": self.rows_seen,
+                              "size_ms": self.size_ms, "slide_ms": self.slide_ms}, tables)
 
     def restore_state(self, state: OperatorState) -> None:
-        self.watermark = int(state.data["watermark"])
-        self.rows_seen = int(state.data["rows_seen"])
+        d = state.data
+        size, slide = int(d.get("size_ms", self.size_ms)), int(d.get("slide_ms", self.size_ms))
+        if (size, slide) != (self.size_ms, self.slide_ms):
+            raise ValueError(f"the checkpoint holds windows of size {size} ms sliding by {slide} ms; this plan's "
+                             f"window has size {self.size_ms} ms and slide {self.slide_ms} ms: restart with the "
+                             f"same windows, or give the new window another .uid(...)")
+        self.watermark = int(d["watermark"])
+        # older checkpoints (tumbling only) have no "fired": event windows fired up to the watermark
+        self.fired = int(d.get("fired", self.watermark if self.kind == "event" else MIN_WATERMARK))
+        self.rows_seen = int(d["rows_seen"])
         self.buffers = {}
         t = state.tables.get("buffer")
         if t is not None and t.num_rows:
@@ -209,18 +276,23 @@ _AGGS = {"sum", "mean", "min", "max", "count", "stddev", "variance", "count_dist
 
 
 class WindowedStream:
-    """A stream cut into tumbling windows; finish with ``aggregate``, ``apply`` or ``tables``.
+    """A stream cut into tumbling (or, with ``slide``, sliding) windows; finish with
+    ``aggregate``, ``apply`` or ``tables``.
 
     Example:
         >>> import flowlearn.stream as fls
         >>> s = fls.from_table({"x": [1, 2, 3, 4, 5]}, batch_size=2)
         >>> s.window(count=2).aggregate(n=("x", "count"), s=("x", "sum")).to_table().select(["n", "s"]).to_pydict()
         {'n': [2, 2, 1], 's': [3, 7, 5]}
+        >>> e = fls.from_table({"t": [0.5, 1.5, 2.5], "x": [1.0, 2.0, 3.0]})
+        >>> sliding = e.window(event_time=2.0, slide=1.0, time_col="t")    # [-1,1) [0,2) [1,3) [2,4)
+        >>> sliding.aggregate(total=("x", "sum")).to_table().select(["total"]).to_pydict()
+        {'total': [1.0, 3.0, 5.0, 3.0]}
     """
 
     def __init__(self, stream: Stream, *, count: int | None, processing_time: float | None,
                  event_time: float | None, time_col: str | None, max_out_of_orderness: float | None,
-                 allowed_lateness: float, late: str) -> None:
+                 allowed_lateness: float, late: str, slide: float | None = None) -> None:
         given = [k for k, v in (("count", count), ("processing_time", processing_time), ("event_time", event_time))
                  if v is not None]
         if len(given) != 1:
@@ -235,7 +307,17 @@ class WindowedStream:
             raise ValueError("an event-time window needs time_col= (the column holding event time)")
         if self.kind == "count" and int(count) != count:
             raise ValueError(f"count windows need an integer count, got {count}")
-        self.stream, self.size, self.time_col = stream, size, time_col
+        if slide is not None:
+            if self.kind == "count":
+                raise ValueError("slide= is for processing_time= and event_time= windows; count windows are tumbling")
+            if isinstance(slide, bool) or not isinstance(slide, (int, float)) or not slide > 0:
+                raise ValueError(f"window slide must be > 0 seconds, got {slide!r}")
+        if self.kind != "count":
+            # windows are whole milliseconds: a size or slide that rounds to 0 ms cannot cut a stream
+            for what, v in (("size", size), ("slide", slide)):
+                if v is not None and int(round(v * 1000)) < 1:
+                    raise ValueError(f"window {what} must be at least 0.001 seconds, got {v}")
+        self.stream, self.size, self.time_col, self.slide = stream, size, time_col, slide
         self.max_out_of_orderness = max_out_of_orderness or 0.0
         self.allowed_lateness, self.late = allowed_lateness, late
 
@@ -245,7 +327,8 @@ class WindowedStream:
         if self.kind == "event":
             src = src.with_watermarks(self.time_col, self.max_out_of_orderness)
         kind, size, tc, al, late = self.kind, self.size, self.time_col, self.allowed_lateness, self.late
-        return Stream(lambda: WindowOp(kind, size, fn, tc, al, late), [src], name=name, schema=None)
+        slide = self.slide
+        return Stream(lambda: WindowOp(kind, size, fn, tc, al, late, slide), [src], name=name, schema=None)
 
     def tables(self) -> Stream:
         """Each window's rows as one table (plus ``window_start``/``window_end``)."""
