@@ -115,7 +115,9 @@ def test_stop_ends_an_unbounded_job_and_metrics_are_live():
     s = fls.generate(lambda i: {"x": np.arange(100.0)}, interval=0.001)
     sink = s.collect()
     job = run(sink)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while job.metrics["rows_in"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert job.running and job.metrics["rows_in"] > 0
     job.stop()
     assert not job.running
