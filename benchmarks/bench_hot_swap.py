@@ -24,32 +24,10 @@ import pyarrow as pa
 
 import flowlearn as fl
 from flowlearn.modelstream import ModelStore
-from flowlearn.params import Param
 from flowlearn.serving.follow import StoreFollower
 
 
-class AddK(fl.Model):
-    """output = input + k (model data table 0; further tables are ballast)."""
-
-    input_col = Param(str, default="x")
-    output_col = Param(str, default="y")
-
-    def _load_model_data(self, tables):
-        self._k = float(tables[0].column("k")[0].as_py())
-
-    def _transform(self, t):
-        return t.append_column(self.output_col, pa.array(t.column(self.input_col).to_numpy() + self._k))
-
-    def row_fn(self):
-        k, i, o = self._k, self.input_col, self.output_col
-
-        def f(row):
-            row[o] = float(row[i]) + k
-
-        return f
-
-
-fl.register_stage(AddK, name="benchmarks.bench_hot_swap.AddK")
+from flowlearn.testing.models import AddK  # noqa: E402
 
 
 def pipeline(k: float, payload_kb: int) -> fl.PipelineModel:

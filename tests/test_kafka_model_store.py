@@ -17,34 +17,12 @@ import pytest
 import flowlearn as fl
 from flowlearn.modelstream import CorruptVersionError, KafkaModelStore, ModelVersion
 from flowlearn.modelstream import kafka_store as ks
-from flowlearn.params import Param
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 pytestmark = pytest.mark.kafka
 
 
-class AddK(fl.Model):
-    """output = input + k (model data table 0); further model data tables are carried along."""
-
-    input_col = Param(str, default="x")
-    output_col = Param(str, default="y")
-
-    def _load_model_data(self, tables):
-        self._k = float(tables[0].column("k")[0].as_py())
-
-    def _transform(self, t):
-        return t.append_column(self.output_col, pa.array(t.column(self.input_col).to_numpy() + self._k))
-
-    def row_fn(self):
-        k, i, o = self._k, self.input_col, self.output_col
-
-        def f(row):
-            row[o] = float(row[i]) + k
-
-        return f
-
-
-fl.register_stage(AddK, name="tests.test_kafka_model_store.AddK")
+from flowlearn.testing.models import AddK  # noqa: E402
 
 
 def add_k(k, i="x", o="y", *extra):
