@@ -317,6 +317,13 @@ class HasGlobalBatchSize(HasParams):
     global_batch_size = Param(int, default=32, validator=gt(0), doc="Rows per mini-batch across all workers.")
 
 
+class HasEmitEverySeconds(HasParams):
+    emit_every_seconds = Param(float, default=None, validator=gt(0),
+                               doc="Also emit a model version once this many seconds of processing time have "
+                                   "passed since the last one (Alink's timeInterval), when rows were learned "
+                                   "meanwhile; None: versions by row count only.")
+
+
 class HasSeed(HasParams):
     seed = Param(int, default=None, doc="Random seed; None picks one from the class name (deterministic).")
 

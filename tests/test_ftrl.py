@@ -152,6 +152,7 @@ def test_param_defaults_follow_flink_ml():
 @pytest.mark.parametrize("name,value,rule", [
     ("alpha", 0.0, "gt(0.0)"), ("beta", -1.0, "gt(0.0)"), ("reg", -0.1, "gt_eq(0)"),
     ("elastic_net", 1.5, "in_range(0, 1)"), ("global_batch_size", 0, "gt(0)"), ("emit_every", 0, "gt(0)"),
+    ("emit_every_seconds", -1.0, "gt(0)"),
 ])
 def test_bad_params_name_the_rule(name, value, rule):
     with pytest.raises(ValueError, match=rf"OnlineLogisticRegression: parameter '{name}' = .* violates {re.escape(rule)}"):
@@ -643,3 +644,50 @@ def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbo
     tr = est.trainer()  # the trainer driven by hand gives the same versions
     by_hand = [v for x in inputs for v in tr.partial_fit(x)] + tr.finish()
     assert len(by_hand) == len(versions) and all(a.equals(b) for a, b in zip(by_hand, versions))
+
+
+def test_emit_every_seconds_versions_by_processing_time():
+    """A version at the end of the first partial_fit call (or engine poll) once emit_every_seconds have
+    passed since the last version, holding the rows of the applied mini-batches (closed form); any
+    version restarts the interval; a due time with nothing new stays due."""
+    X, y = data(n=60, seed=21)
+    t = fl.table({"features": X, "label": y})
+    now = [0.0]
+    tr = OnlineLogisticRegression(global_batch_size=4, emit_every_seconds=10.0, alpha=0.3).trainer(
+        clock=lambda: now[0])
+
+    def weights(v):
+        return np.append(v.column("coefficient")[0].as_py(), v.column("intercept")[0].as_py())
+
+    def ref(rows):
+        return minibatch_reference(X[:rows], y[:rows], 4, 0.3, 0.1, 0.0, 0.0, sparse=False)[0]
+
+    now[0] = 9.9
+    assert tr.partial_fit(t.slice(0, 10)) == [] and tr.poll() == []
+    now[0] = 10.0
+    (v1,) = tr.partial_fit(t.slice(10, 10))         # 20 rows: 5 mini-batches applied
+    assert v1.column("model_version")[0].as_py() == 1
+    np.testing.assert_allclose(weights(v1), ref(20), atol=1e-9)
+    now[0] = 19.0
+    assert tr.partial_fit(t.slice(20, 6)) == [] and tr.poll() == []
+    (v2,) = tr.poll(now=20.0)                        # an engine timer on a quiet stream: rows 21..24
+    assert v2.column("model_version")[0].as_py() == 2
+    np.testing.assert_allclose(weights(v2), ref(24), atol=1e-9)
+    now[0] = 35.0
+    assert tr.poll() == []                           # due, but rows 25..26 wait in the open mini-batch
+    (v3,) = tr.partial_fit(t.slice(26, 2))           # still due: the completed mini-batch is emitted
+    np.testing.assert_allclose(weights(v3), ref(28), atol=1e-9)
+    assert tr.poll(now=44.9) == []                   # restarted at 35
+
+    # with emit_every too: whichever comes first, and a count version restarts the interval
+    now[0] = 0.0
+    both = OnlineLogisticRegression(global_batch_size=4, emit_every=8, emit_every_seconds=10.0,
+                                    alpha=0.3).trainer(clock=lambda: now[0])
+    assert [v.column("model_version")[0].as_py() for v in both.partial_fit(t.slice(0, 8))] == [1]
+    now[0] = 9.0
+    assert both.partial_fit(t.slice(8, 4)) == [] and both.poll(now=9.5) == []
+    now[0] = 10.0
+    (v,) = both.poll()                               # 10 s after the count version at 0 s
+    np.testing.assert_allclose(weights(v), ref(12), atol=1e-9)
+    # None (the default) never looks at the clock
+    assert OnlineLogisticRegression(global_batch_size=4).trainer(clock=lambda: 1 / 0).partial_fit(t) == []

@@ -347,3 +347,66 @@ def test_trainer_resumes_after_sigkill_without_duplicate_versions(tmp_path):
     for v, w in zip(store.versions(), want):
         assert store.load(v).model.get_model_data()[0].equals(w), f"version {v} differs from the uninterrupted run"
     assert report["published"] + len(killed_at) == len(want)
+
+
+# -- time-based emission and rows that never get a version ---------------------------------------
+
+class _QuietSource(fls.Source):
+    """Emits its tables, then nothing, forever (an unbounded stream gone quiet)."""
+
+    def __init__(self, tables):
+        super().__init__()
+        self.tables = list(tables)
+
+    def poll(self, max_rows):
+        return [self.tables.pop(0)] if self.tables else []
+
+    def finished(self):
+        return False
+
+
+def _wait_for(job, key, value, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(m.get(key, 0) >= value for m in job.metrics["operators"].values()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no operator reached {key} >= {value} within {timeout} s: {job.metrics['operators']}")
+
+
+def test_quiet_stream_gets_its_version_from_the_engine_timer():
+    """emit_every_seconds on the engine clock: after the last rows the stream is quiet, and the
+    trainer's version still comes (from the engine's timer) once the interval has passed."""
+    data = _data(400, seed=11)
+    now = [0.0]
+    est = _est(emit_every=None, emit_every_seconds=30.0)
+    model = est.fit(fls.from_source(lambda: _QuietSource([data.slice(0, 200), data.slice(200, 200)]),
+                                    bounded=False))
+    versions = fls.model_stream(model).collect()
+    job = run(versions, clock=lambda: now[0])
+    try:
+        _wait_for(job, "trained_rows", 400)
+        assert not any(m.get("versions_emitted") for m in job.metrics["operators"].values())
+        now[0] = 30.0
+        _wait_for(job, "versions_emitted", 1)
+    finally:
+        job.stop()
+        job.wait()
+    (v,) = _versions(versions)
+    assert v.version == 1 and v.metadata["trained_rows"] == 400
+    ref = _est(emit_every=None).trainer()
+    ref.partial_fit(data)     # 400 rows = 50 whole mini-batches: the weights after all of them
+    np.testing.assert_array_equal(_coef(v.model_data)[0], ref.coefficient)
+
+
+def test_rows_that_never_get_a_version_go_to_the_unscored_side_output():
+    model = fls.follow(fls.from_iterable([], bounded=True), LogisticRegressionModel())
+    scored = model.transform(fls.from_table(_data(30), batch_size=10))
+    out, unscored = scored.collect(), scored.side_output("unscored").collect()
+    job = run(out, unscored)
+    job.wait()
+    assert out.result().num_rows == 0
+    assert unscored.result().equals(_data(30))
+    assert sum(m.get("unscored_rows", 0) for m in job.metrics["operators"].values()) == 30

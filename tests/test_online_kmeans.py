@@ -84,7 +84,7 @@ def test_param_defaults_follow_flink_ml():
     p = est.get_params()
     assert p == {"features_col": "features", "prediction_col": "prediction", "k": 2, "distance_measure": "euclidean",
                  "decay_factor": 0.0, "global_batch_size": 32, "seed": None, "batch_strategy": "COUNT_STRATEGY",
-                 "emit_every": None, "model_version_col": "model_version"}
+                 "emit_every": None, "emit_every_seconds": None, "model_version_col": "model_version"}
     est.set(decay_factor=0.5, k=3, global_batch_size=10)
     assert (est.decay_factor, est.k, est.global_batch_size) == (0.5, 3, 10)
 
@@ -93,7 +93,7 @@ def test_param_defaults_follow_flink_ml():
     ("decay_factor", 1.5, r"in_range\(0, 1\)"), ("decay_factor", -0.1, r"in_range\(0, 1\)"),
     ("global_batch_size", 0, r"gt\(0\)"), ("k", 1, r"gt\(1\)"),
     ("batch_strategy", "TIME_STRATEGY", r"in_array\(\['COUNT_STRATEGY'\]\)"),
-    ("distance_measure", "cheb", "in_array"),
+    ("distance_measure", "cheb", "in_array"), ("emit_every_seconds", 0.0, r"gt\(0\)"),
 ])
 def test_bad_params_name_the_rule(name, value, rule):
     with pytest.raises(ValueError, match=rf"OnlineKMeans: parameter '{name}' = .* violates {rule}"):
@@ -445,3 +445,26 @@ def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbo
     tr = est.trainer()  # the trainer driven by hand gives the same versions
     by_hand = [v for x in inputs for v in tr.partial_fit(x)] + tr.finish()
     assert len(by_hand) == len(versions) and all(a.equals(b) for a, b in zip(by_hand, versions))
+
+
+def test_emit_every_seconds_alone_emits_by_time(iris):
+    """With only emit_every_seconds, versions come by processing time (not per mini-batch), each holding
+    the mini-batches applied so far (Flink ML's closed form); poll() serves engine timers."""
+    x = iris[:60]
+    c0, w0 = [[5.0, 3.0, 1.5, 0.2], [6.5, 3.0, 5.5, 2.0]], [0.0, 0.0]
+    ref = flink_reference(x, c0, w0, decay=0.5, batch=10)
+    now = [0.0]
+    tr = (OnlineKMeans(k=2, global_batch_size=10, decay_factor=0.5, emit_every_seconds=5.0)
+          .set_initial_model_data(init_table(c0, w0)).trainer(clock=lambda: now[0]))
+    assert tr.partial_fit({"features": x[:25]}) == []           # two mini-batches, no time passed
+    now[0] = 5.0
+    (v1,) = tr.partial_fit({"features": x[25:30]})               # the third completes; 5 s passed
+    c, w, ver = unpack(v1)
+    np.testing.assert_allclose(c, ref[2][0], rtol=1e-12)
+    np.testing.assert_allclose(w, ref[2][1], rtol=1e-12)
+    assert ver == [1, 1]
+    assert tr.partial_fit({"features": x[30:45]}) == [] and tr.poll(now=9.99) == []
+    (v2,) = tr.poll(now=10.0)
+    np.testing.assert_allclose(unpack(v2)[0], ref[3][0], rtol=1e-12)
+    (v3,) = tr.finish()                                          # rows 41..45 as a smaller mini-batch
+    np.testing.assert_allclose(unpack(v3)[0], flink_reference(x[:45], c0, w0, 0.5, 10)[-1][0], rtol=1e-12)

@@ -732,3 +732,26 @@ def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbo
     assert [last_version(v) for v in by_hand] == [last_version(v) for v in versions]
     assert all(a.stages[-1].get_model_data()[0].equals(b.stages[-1].get_model_data()[0])
                for a, b in zip(by_hand, versions))
+
+
+def test_emit_every_seconds_closed_form():
+    """Alink's timeInterval: a version once emit_every_seconds of processing time passed. Plain SGD on
+    half the squared error with x = 1, y = 2, lr = 0.25 from w = b = 0 gives w = b = 1 - 0.5^k after k
+    rows; each version holds the rows learned when it was emitted."""
+    pm = _regression_pm([0.0], 0.0)
+    now = [100.0]
+    tr = OnlineLearning(pm, optim_method="sgd", learning_rate=0.25, global_batch_size=1,
+                        emit_every_seconds=2.0).trainer(clock=lambda: now[0])
+    row = {"features": [[1.0]], "label": [2.0]}
+    assert tr.partial_fit(row) == [] and tr.poll() == []
+    now[0] = 102.0
+    (v1,) = tr.partial_fit(row)
+    assert last_version(v1) == 1
+    np.testing.assert_allclose(last_weights(v1)[0][0], [1 - 0.5 ** 2], rtol=1e-15)
+    assert tr.poll(now=103.0) == []
+    tr.partial_fit(row)
+    (v2,) = tr.poll(now=104.0)
+    assert last_version(v2) == 2
+    np.testing.assert_allclose(last_weights(v2)[0][0], [1 - 0.5 ** 3], rtol=1e-15)
+    np.testing.assert_allclose(last_weights(v2)[1], [1 - 0.5 ** 3], rtol=1e-15)
+    assert tr.poll(now=200.0) == []                      # nothing learned since version 2

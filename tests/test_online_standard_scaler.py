@@ -264,6 +264,126 @@ def test_versions_without_event_time_are_always_fresh():
     assert m.transform({"input": [[1.0]], "t": [1e9]}).column("model_version").to_pylist() == [2]
 
 
+# ----------------------------------------------------- max_allowed_model_delay_ms on a stream
+
+
+def flink_ml_arrivals(t_ms, batch, window, n_batches):
+    """Flink ML's model operator rule, written out: a row is scored by the current (newest arrived)
+    version if ``t - delay <= its timestamp``, else buffered until a version that satisfies it
+    arrives. Arrival order of a job where one source feeds the trainer and the model: the versions
+    closed while training batch k arrive before batch k's rows; the final version at the end.
+    Returns the arrival sequence as ("v", version, timestamp) and ("rows", start, stop) events."""
+    events = []
+    for k in range(n_batches):
+        lo, hi = k * batch, min((k + 1) * batch, len(t_ms))
+        for end in range(window, hi + 1, window):
+            if end > lo:
+                events.append(("v", end // window, int(t_ms[end - 1])))
+        events.append(("rows", lo, hi))
+    if len(t_ms) % window:
+        events.append(("v", len(t_ms) // window + 1, int(t_ms[-1])))
+    return events
+
+
+def flink_ml_versions(events, t_ms, delay):
+    """The version each row is scored with, and how many rows had to wait."""
+    got = np.full(len(t_ms), -1)
+    current, waiting, waited = None, [], 0
+    for e in events:
+        if e[0] == "v":
+            current = e[1:]
+            still = []
+            for i in waiting:
+                if t_ms[i] - delay <= current[1]:
+                    got[i] = current[0]
+                else:
+                    still.append(i)
+            waiting = still
+        else:
+            for i in range(e[1], e[2]):
+                if current is not None and t_ms[i] - delay <= current[1]:
+                    got[i] = current[0]
+                else:
+                    waiting.append(i)
+                    waited += 1
+    return got, waited
+
+
+def test_stream_holds_rows_until_a_version_is_fresh_enough(wine):
+    import flowlearn.stream as fls
+
+    n, batch, window, delay = 1050, 100, 250, 300
+    rng = np.random.default_rng(3)
+    x = wine[rng.integers(0, len(wine), n)][:, :4]
+    t_ms = np.arange(n, dtype=np.int64) * 10
+    data = fl.table({"id": np.arange(n), "x": x, "t": pa.array(t_ms, pa.timestamp("ms"))})
+    est = OnlineStandardScaler(input_col="x", output_col="y", with_mean=True, window_rows=window, time_col="t",
+                               max_allowed_model_delay_ms=delay)
+    s = fls.from_table(data, batch_size=batch)
+    model = est.fit(s)
+    versions = fls.model_stream(model).collect()
+    scored = model.transform(s)
+    out, unscored = scored.collect(), scored.side_output("unscored").collect()
+    job = fl.run(versions, out, unscored)
+    job.wait()
+    res = out.result()
+    assert unscored.result().num_rows == 0 and res.num_rows == n
+    ids = res.column("id").to_numpy()
+    assert sorted(ids.tolist()) == list(range(n))
+
+    want, waited = flink_ml_versions(flink_ml_arrivals(t_ms, batch, window, -(-n // batch)), t_ms, delay)
+    assert set(want[2000 // 10:2800 // 10]) == {1} and set(want[2800 // 10:4000 // 10]) == {2}  # some waited
+    ver = res.column("model_version").to_numpy()
+    np.testing.assert_array_equal(ver, want[ids])
+    ends = {v: min(v * window, n) for v in range(1, 6)}   # version v: the statistics of its prefix
+    for v in np.unique(ver):
+        rows = ver == v
+        prefix = x[:ends[v]]
+        np.testing.assert_allclose(fl.linalg.to_numpy(res.column("y"))[rows],
+                                   (x[ids[rows]] - prefix.mean(0)) / prefix.std(0, ddof=1), rtol=1e-10)
+    # the table transform with every version picks the same version for every row
+    history = pa.concat_tables([fls.read_version(v).model_data for v in versions.tables()])
+    table_model = OnlineStandardScalerModel(input_col="x", output_col="y", with_mean=True, time_col="t",
+                                            max_allowed_model_delay_ms=delay).set_model_data(history)
+    np.testing.assert_array_equal(table_model.transform(data).column("model_version").to_numpy(), want)
+    counts = {k: sum(m.get(k, 0) for m in job.metrics["operators"].values()) for k in ("buffered_rows", "waiting_rows")}
+    assert counts == {"buffered_rows": waited, "waiting_rows": 0} and waited > 300
+
+
+def test_stream_rows_never_fresh_go_to_unscored_and_waiting_rows_survive_a_checkpoint():
+    import flowlearn.stream as fls
+    from flowlearn.stream.models import ModelStreamOp
+
+    version = {"mean": [[10.0]], "std": [[2.0]], "model_version": [1], "timestamp": [1000]}
+    data = fl.table({"x": [[14.0]] * 4, "t": [0.5, 1.4, 1.6, 3.0]})
+    model = OnlineStandardScalerModel(input_col="x", output_col="y", with_mean=True, time_col="t",
+                                      max_allowed_model_delay_ms=500)
+    scored = fls.follow(fls.from_iterable([version]), model).transform(fls.from_iterable([data]))
+    out, unscored = scored.collect(), scored.side_output("unscored").collect()
+    job = fl.run(out, unscored)
+    job.wait()
+    res = out.result().sort_by("t")
+    assert res.column("t").to_pylist() == [0.5, 1.4] and res.column("y").to_pylist() == [[2.0], [2.0]]
+    assert unscored.result().sort_by("t").column("t").to_pylist() == [1.6, 3.0]
+    assert sum(m.get("unscored_rows", 0) for m in job.metrics["operators"].values()) == 2
+
+    # the operator itself: rows wait in its checkpointed state and a fresher version releases them
+    op = ModelStreamOp(model)
+    op.open(fls.OperatorContext("scale"))
+    assert op.process(data) == []                       # no version yet: every row waits
+    (first,) = op.process(fls.version_table(fl.table(version)), 1)
+    assert first.column("t").to_pylist() == [0.5, 1.4] and op.ctx.metrics["waiting_rows"] == 2
+    state = op.snapshot_state()
+    again = ModelStreamOp(model)
+    again.open(fls.OperatorContext("scale"))
+    again.restore_state(fls.OperatorState(state.data, dict(zip(state.tables, ipc_round_trip(state.tables.values())))))
+    assert again.ctx.metrics["waiting_rows"] == 2
+    newer = dict(version, mean=[[12.0]], model_version=[2], timestamp=[2500])
+    (released,) = again.process(fls.version_table(fl.table(newer)), 1)
+    assert released.column("t").to_pylist() == [1.6, 3.0] and released.column("y").to_pylist() == [[1.0], [1.0]]
+    assert released.column("model_version").to_pylist() == [2, 2] and again.ctx.metrics["waiting_rows"] == 0
+
+
 # ------------------------------------------------------------------------ model data, persistence
 
 

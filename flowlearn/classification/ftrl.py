@@ -53,7 +53,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import numba
 import numpy as np
@@ -65,11 +65,13 @@ from flowlearn.api import Model
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
-from flowlearn.iteration.online import HasInitialModelData, OnlineEstimator, iter_input_tables, step_rows, train_versions, version_period
+from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, iter_input_tables,
+                                        step_rows, train_versions, version_period)
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy, to_numpy
 from flowlearn.params import (
     HasElasticNet,
     HasFeaturesCol,
+    HasEmitEverySeconds,
     HasGlobalBatchSize,
     HasLabelCol,
     HasPredictionCol,
@@ -299,7 +301,7 @@ class _OnlineLogisticRegressionModelParams(HasFeaturesCol, HasPredictionCol, Has
 
 
 class _OnlineLogisticRegressionParams(_OnlineLogisticRegressionModelParams, HasLabelCol, HasWeightCol,
-                                      HasGlobalBatchSize, HasReg, HasElasticNet):
+                                      HasGlobalBatchSize, HasReg, HasElasticNet, HasEmitEverySeconds):
     alpha = Param(float, default=0.1, validator=gt(0.0), doc="The alpha parameter of FTRL (learning-rate scale).")
     beta = Param(float, default=0.1, validator=gt(0.0), doc="The beta parameter of FTRL (learning-rate smoothing).")
     emit_every = Param(int, default=None, validator=gt(0),
@@ -373,7 +375,7 @@ def _as_model_data(obj: Any, stage: str) -> pa.Table:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineLogisticRegressionTrainer:
+class OnlineLogisticRegressionTrainer(TimedEmission):
     """Incremental FTRL-Proximal training state for :class:`OnlineLogisticRegression`.
 
     Made by ``OnlineLogisticRegression.trainer()``. Feed it record batches of any size in order;
@@ -381,7 +383,9 @@ class OnlineLogisticRegressionTrainer:
     long stream. Its methods:
 
     * ``partial_fit(batch) -> list[pa.Table]``: learn from the rows and return the model versions
-      emitted meanwhile (one every ``emit_every`` rows, at the next mini-batch boundary);
+      emitted meanwhile (one every ``emit_every`` rows, at the next mini-batch boundary, and one at
+      the end of the call when ``emit_every_seconds`` passed since the last version);
+    * ``poll(now=None)``: the version due by ``emit_every_seconds`` (for engine timers);
     * ``predict_and_partial_fit(batch) -> (probabilities, versions)``: the same, also returning the
       probability of class 1 each row got *before* the model learned from it (progressive validation);
     * ``emit()``: a version of the current weights now (for time-based emission), ``None`` if no row
@@ -405,8 +409,9 @@ class OnlineLogisticRegressionTrainer:
         [3]
     """
 
-    def __init__(self, estimator: "OnlineLogisticRegression") -> None:
+    def __init__(self, estimator: "OnlineLogisticRegression", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
+        self._start_timer(p["emit_every_seconds"], clock)
         self._features_col = p["features_col"]
         self._label_col = p["label_col"]
         self._weight_col = p["weight_col"]
@@ -547,11 +552,13 @@ class OnlineLogisticRegressionTrainer:
             if due:
                 versions.append(self._emit())
             start = stop
+        versions += self._versions_due()
         return out_p, versions
 
     def _emit(self) -> pa.Table:
         self.version += 1
         self._last_emit_rows = self.rows_seen - int(self._acc[0])  # rows that are in the weights
+        self._restart_timer()
         _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
         return self.model_data()
 
@@ -674,7 +681,8 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelD
     (0.1), ``reg`` (0.0) and ``elastic_net`` (0.0) giving ``l1 = reg * elastic_net`` and
     ``l2 = reg * (1 - elastic_net)``, ``global_batch_size`` (32; 1 is the exact sequential
     per-coordinate algorithm), ``emit_every`` (rows per model version; None: one version at the end
-    of a bounded input), ``fit_intercept`` (True: an always-1 bias coordinate; False: as Flink ML).
+    of a bounded input), ``emit_every_seconds`` (also a version after this many seconds of
+    processing time; None), ``fit_intercept`` (True: an always-1 bias coordinate; False: as Flink ML).
     The update rules and the departures from Flink ML are in the module docstring.
 
     Training starts from zero weights, or from ``set_initial_model_data(...)``: a batch
@@ -686,7 +694,7 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelD
       to the stream layer.
     * ``fit_versions(data)`` yields every model version as it is emitted: the trainer runs on
       ``flowlearn.iteration.iterate_unbounded``, each version an output of a step (see :func:`train_versions`).
-    * ``trainer()`` returns the incremental :class:`OnlineLogisticRegressionTrainer` that stream
+    * ``trainer(clock=None)`` returns the incremental :class:`OnlineLogisticRegressionTrainer` that stream
       engines drive batch by batch (``partial_fit``, ``finish``, ``snapshot_state``...).
 
     Example:
@@ -706,9 +714,10 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelD
         _parse_model_data(t, _STAGE)  # validate now
         return t
 
-    def trainer(self) -> OnlineLogisticRegressionTrainer:
-        """A fresh incremental trainer with this estimator's parameters and initial model."""
-        return OnlineLogisticRegressionTrainer(self)
+    def trainer(self, clock: Callable[[], float] | None = None) -> OnlineLogisticRegressionTrainer:
+        """A fresh incremental trainer with this estimator's parameters and initial model
+        (``clock() -> seconds`` drives ``emit_every_seconds``; ``time.time`` by default)."""
+        return OnlineLogisticRegressionTrainer(self, clock)
 
     def fit_versions(self, data: Any) -> Iterator[pa.Table]:
         """Train on a bounded input (a table or an iterable of tables/record batches) and yield

@@ -70,8 +70,10 @@ of pipeline versions, exactly as for ``OnlineLogisticRegression``; the only diff
 its versions are whole pipelines rather than one model data table.
 
 **Departures and choices.** Alink emits a model every ``timeInterval`` seconds; flowlearn emits
-one every ``emit_every`` rows (at the next mini-batch boundary), on ``emit()`` (an engine's
-timer) and when a bounded input ends. Alink's ``l1``/``l2`` params are flowlearn's ``reg`` and
+one every ``emit_every`` rows (at the next mini-batch boundary), every ``emit_every_seconds`` of
+processing time (Alink's ``timeInterval``; checked at the end of each batch and on the engine's
+timer, and only when rows were learned since the last version), on ``emit()`` and when a bounded
+input ends. Alink's ``l1``/``l2`` params are flowlearn's ``reg`` and
 ``elastic_net``. For sparse features with ``global_batch_size > 1`` FTRL averages over the rows
 of the mini-batch, not (as Flink ML's ``OnlineLogisticRegression``) over the rows that carry
 each coordinate; with ``global_batch_size=1`` both are the sequential algorithm.
@@ -96,7 +98,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import numba as nb
 import numpy as np
@@ -106,10 +108,10 @@ from scipy.special import expit, softmax
 
 from flowlearn.api import AlgoOperator, Estimator, Model, _is_stream
 from flowlearn.builder import PipelineModel
-from flowlearn.iteration.online import as_table, iter_input_tables, step_rows, train_versions, version_period
+from flowlearn.iteration.online import TimedEmission, as_table, iter_input_tables, step_rows, train_versions, version_period
 from flowlearn.data.columns import numeric_column, require_column, vector_column
 from flowlearn.optim import linear_model_table, read_linear_model_table
-from flowlearn.params import (HasElasticNet, HasGlobalBatchSize, HasLabelCol, HasLearningRate, HasReg,
+from flowlearn.params import (HasElasticNet, HasEmitEverySeconds, HasGlobalBatchSize, HasLabelCol, HasLearningRate, HasReg,
                               HasWeightCol, Param, gt, gt_eq, in_array, in_range)
 
 __all__ = ["OnlineLearning", "OnlineLearningTrainer"]
@@ -403,7 +405,8 @@ def _run_sparse(indptr, indices, data, y, sw, r0, r1, S, touched, mark, opt, kin
 # --------------------------------------------------------------------------------------------
 
 
-class _OnlineLearningParams(HasLabelCol, HasWeightCol, HasLearningRate, HasReg, HasElasticNet, HasGlobalBatchSize):
+class _OnlineLearningParams(HasLabelCol, HasWeightCol, HasLearningRate, HasReg, HasElasticNet, HasGlobalBatchSize,
+                            HasEmitEverySeconds):
     optim_method = Param(str, default="ftrl", validator=in_array(list(OPTIM_METHODS)),
                          doc="Optimizer: 'sgd', 'momentum', 'adagrad', 'rmsprop', 'adam' or 'ftrl' (Alink's "
                              "optimMethod, lower case).")
@@ -521,7 +524,7 @@ def _pipeline_from_files(files: pa.Table) -> PipelineModel:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineLearningTrainer:
+class OnlineLearningTrainer(TimedEmission):
     """Incremental training state of :class:`OnlineLearning` (made by ``OnlineLearning.trainer()``).
 
     The same protocol as ``OnlineLogisticRegressionTrainer``, with whole pipelines as versions.
@@ -529,7 +532,9 @@ class OnlineLearningTrainer:
     ``global_batch_size`` rows run across batch boundaries exactly as on one long stream.
 
     * ``partial_fit(batch) -> list[PipelineModel]``: learn from the rows and return the versions
-      emitted meanwhile (one every ``emit_every`` rows, at the next mini-batch boundary);
+      emitted meanwhile (one every ``emit_every`` rows, at the next mini-batch boundary, and one at
+      the end of the call when ``emit_every_seconds`` passed since the last version);
+    * ``poll(now=None)``: the version due by ``emit_every_seconds`` (for engine timers);
     * ``predict_and_partial_fit(batch) -> (predictions, versions)``: also return what each row
       was predicted *before* the model learned from it (the probability of class 1 for binary
       logistic regression, class probabilities ``(n, k)`` for softmax, the value for linear
@@ -561,8 +566,9 @@ class OnlineLearningTrainer:
         (0.875, 0.875)
     """
 
-    def __init__(self, estimator: "OnlineLearning") -> None:
+    def __init__(self, estimator: "OnlineLearning", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
+        self._start_timer(p["emit_every_seconds"], clock)
         self._params = p
         self._label_col = p["label_col"]
         self._weight_col = p["weight_col"]
@@ -744,11 +750,13 @@ class OnlineLearningTrainer:
             raise ValueError(f"{_STAGE}: the weights became NaN or infinite after {self.rows_seen} rows "
                              f"(optim_method='{OPTIM_METHODS[self._opt]}'); lower learning_rate or scale the "
                              f"features")
+        versions += self._versions_due()
         return out, versions
 
     def _emit(self) -> PipelineModel:
         self.version += 1
         self._last_emit_rows = self.rows_seen - int(self._ctr[_C_POS])  # rows that are in the weights
+        self._restart_timer()
         _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
         return self.pipeline_model()
 
@@ -896,14 +904,14 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
     'sgd', 'momentum', 'adagrad', 'rmsprop', 'adam'), ``learning_rate``, ``gamma`` (momentum /
     RMSProp decay), ``beta1``, ``beta2``, ``epsilon`` (Adam, AdaGrad, RMSProp), ``alpha``, ``beta``
     (FTRL), ``reg`` and ``elastic_net`` (``l1 = reg * elastic_net``, ``l2 = reg * (1 -
-    elastic_net)``), ``global_batch_size``, ``emit_every``, ``fit_intercept``, ``intercept_lr``,
+    elastic_net)``), ``global_batch_size``, ``emit_every``, ``emit_every_seconds``, ``fit_intercept``, ``intercept_lr``,
     ``label_col``, ``weight_col``. The update rules are in the module docstring.
 
     * ``fit(data)`` trains on a bounded input (a table, or an iterable of tables in order) and
       returns the final version, a ``PipelineModel``; ``fit_versions(data)`` yields every version
       (the trainer runs on ``flowlearn.iteration.iterate_unbounded``; see
       ``flowlearn.iteration.online.train_versions``).
-    * ``trainer()`` returns the :class:`OnlineLearningTrainer` that stream engines drive batch by
+    * ``trainer(clock=None)`` returns the :class:`OnlineLearningTrainer` that stream engines drive batch by
       batch (``partial_fit``, ``emit``, ``finish``, ``rebase``, ``snapshot_state``...).
 
     Example:
@@ -944,9 +952,10 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
     def _from_saved(cls, params: dict, model_data: list[pa.Table], stages: list, extra: dict) -> "OnlineLearning":
         return cls(stages[0] if stages else None, **params)
 
-    def trainer(self) -> OnlineLearningTrainer:
-        """A fresh incremental trainer with this estimator's parameters and initial model."""
-        return OnlineLearningTrainer(self)
+    def trainer(self, clock: Callable[[], float] | None = None) -> OnlineLearningTrainer:
+        """A fresh incremental trainer with this estimator's parameters and initial model
+        (``clock() -> seconds`` drives ``emit_every_seconds``; ``time.time`` by default)."""
+        return OnlineLearningTrainer(self, clock)
 
     def fit_versions(self, data: Any) -> Iterator[PipelineModel]:
         """Train on a bounded input (a table or an iterable of tables / record batches) and yield each

@@ -14,7 +14,7 @@ that is ``c_i <- (c_i * w_i * decay + s_i) / (w_i * decay + n_i)``. A cluster wi
 the mini-batch keeps its centroid and its weight decays. ``decay_factor=1`` weighs every point
 ever seen equally (with zero initial weights the centroid is the running mean of its points);
 ``decay_factor=0`` forgets everything before the current mini-batch. Each mini-batch emits one
-model version (``emit_every`` thins that out).
+model version (``emit_every`` rows or ``emit_every_seconds`` of processing time thin that out).
 
 Departures from Flink ML, all documented on the classes:
 
@@ -47,20 +47,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Model, RowFn
-from flowlearn.iteration.online import HasInitialModelData, OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions, version_period
+from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, as_table,
+                                        iter_input_tables, step_rows, train_versions, version_period)
 from flowlearn.clustering.kmeans import (KMeansModel, _closest, _default_seed, _KMeansModelParams, _row_sq_norms)
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
 from flowlearn.linalg import dense_vector_type, from_csr, from_numpy, is_sparse, to_csr, to_numpy
-from flowlearn.params import HasGlobalBatchSize, HasSeed, Param, gt, in_array, in_range
+from flowlearn.params import HasEmitEverySeconds, HasGlobalBatchSize, HasSeed, Param, gt, in_array, in_range
 
 __all__ = ["OnlineKMeans", "OnlineKMeansModel", "OnlineKMeansTrainer"]
 
@@ -84,7 +85,7 @@ class _OnlineKMeansModelParams(_KMeansModelParams):
                                   "None adds no column (as Flink ML's OnlineKMeansModel).")
 
 
-class _OnlineKMeansParams(_OnlineKMeansModelParams, HasGlobalBatchSize, HasSeed):
+class _OnlineKMeansParams(_OnlineKMeansModelParams, HasGlobalBatchSize, HasSeed, HasEmitEverySeconds):
     decay_factor = Param(float, default=0.0, validator=in_range(0, 1),
                          doc="The forgetfulness of the previous centroids: 1 weighs all batches equally, "
                              "0 determines new centroids entirely by the current mini-batch.")
@@ -93,7 +94,8 @@ class _OnlineKMeansParams(_OnlineKMeansModelParams, HasGlobalBatchSize, HasSeed)
                                "global_batch_size rows.")
     emit_every = Param(int, default=None, validator=gt(0),
                        doc="Emit a model version after every this many rows (at the next mini-batch boundary); "
-                           "None emits one version per mini-batch, as Flink ML.")
+                           "None emits one version per mini-batch, as Flink ML (unless emit_every_seconds is set: "
+                           "then versions come by time alone).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ def _vstack(parts: list) -> np.ndarray | sps.csr_matrix:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineKMeansTrainer:
+class OnlineKMeansTrainer(TimedEmission):
     """Incremental state of :class:`OnlineKMeans`, driven batch by batch by stream engines.
 
     Made by ``OnlineKMeans.trainer()``. Feed it record batches of any size in order; mini-batches
@@ -180,7 +182,10 @@ class OnlineKMeansTrainer:
     protocol as ``OnlineLogisticRegressionTrainer``:
 
     * ``partial_fit(batch) -> list[pa.Table]``: learn from the rows, return the model versions
-      emitted meanwhile (one per mini-batch, or per ``emit_every`` rows);
+      emitted meanwhile (one per mini-batch, or per ``emit_every`` rows, and one at the end of the
+      call when ``emit_every_seconds`` passed since the last version; with only
+      ``emit_every_seconds`` set, versions come by time alone);
+    * ``poll(now=None)``: the version due by ``emit_every_seconds`` (for engine timers);
     * ``emit()``: a version of the current centroids now, ``None`` if no mini-batch was applied
       since the last one; ``finish()``: apply a last incomplete mini-batch and emit the final
       version (a bounded input's end);
@@ -197,8 +202,9 @@ class OnlineKMeansTrainer:
         [2]
     """
 
-    def __init__(self, estimator: "OnlineKMeans") -> None:
+    def __init__(self, estimator: "OnlineKMeans", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
+        self._start_timer(p["emit_every_seconds"], clock)
         self._features_col = p["features_col"]
         self._k = int(p["k"])
         self._measure = p["distance_measure"]
@@ -281,12 +287,13 @@ class OnlineKMeansTrainer:
 
     def _emit_due(self) -> bool:
         if self._emit_every is None:
-            return True
+            return self._emit_seconds is None  # Flink ML: a version per mini-batch
         return self.rows_seen - self._open_rows - self._last_emit_rows >= self._emit_every
 
     def _emit(self) -> pa.Table:
         self.version += 1
         self._last_emit_rows = self.rows_seen - self._open_rows
+        self._restart_timer()
         _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
         return self.model_data()
 
@@ -320,7 +327,7 @@ class OnlineKMeansTrainer:
             self._update(mini)
             if self._emit_due():
                 versions.append(self._emit())
-        return versions
+        return versions + self._versions_due()
 
     def emit(self) -> pa.Table | None:
         """Emit a version of the current centroids now; ``None`` if no mini-batch was applied since
@@ -425,7 +432,8 @@ class OnlineKMeans(_OnlineKMeansParams, HasInitialModelData, OnlineEstimator):
     ``prediction_col``, ``k`` (2), ``distance_measure`` ("euclidean", "manhattan", "cosine"),
     ``decay_factor`` (0.0, in [0, 1]), ``global_batch_size`` (32), ``batch_strategy``
     ("COUNT_STRATEGY" only), ``seed`` (for the random initial centroids), ``emit_every`` (None:
-    one version per mini-batch), ``model_version_col`` (for the model). The update rule and the
+    one version per mini-batch), ``emit_every_seconds`` (a version after this many seconds of
+    processing time; None), ``model_version_col`` (for the model). The update rule and the
     departures from Flink ML are in the module docstring.
 
     Training starts from ``set_initial_model_data(...)``: a batch ``KMeansModel`` (whose
@@ -439,7 +447,7 @@ class OnlineKMeans(_OnlineKMeansParams, HasInitialModelData, OnlineEstimator):
       :class:`OnlineKMeansModel` holding the final version; ``fit(stream)`` goes to the stream layer.
     * ``fit_versions(data)`` yields every model version as it is emitted (the trainer runs on
       ``flowlearn.iteration.iterate_unbounded``; see ``flowlearn.iteration.online.train_versions``).
-    * ``trainer()`` returns the incremental :class:`OnlineKMeansTrainer` that stream engines drive.
+    * ``trainer(clock=None)`` returns the incremental :class:`OnlineKMeansTrainer` that stream engines drive.
 
     Example:
         >>> import flowlearn as fl
@@ -458,9 +466,10 @@ class OnlineKMeans(_OnlineKMeansParams, HasInitialModelData, OnlineEstimator):
         _parse_model_data(t, _STAGE)  # validate now
         return t
 
-    def trainer(self) -> OnlineKMeansTrainer:
-        """A fresh incremental trainer with this estimator's parameters and initial model."""
-        return OnlineKMeansTrainer(self)
+    def trainer(self, clock: Callable[[], float] | None = None) -> OnlineKMeansTrainer:
+        """A fresh incremental trainer with this estimator's parameters and initial model
+        (``clock() -> seconds`` drives ``emit_every_seconds``; ``time.time`` by default)."""
+        return OnlineKMeansTrainer(self, clock)
 
     def fit_versions(self, data: Any) -> Iterator[pa.Table]:
         """Train on a bounded input (a table or an iterable of tables/record batches) and yield each

@@ -443,6 +443,13 @@ class OnlineStandardScalerModel(_OnlineStandardScalerModelParams, Model):
       version); raise ``max_allowed_model_delay_ms`` or set ``time_col=None`` to use the newest
       version regardless. Versions stamped ``2**63 - 1`` (no event time) count as fresh.
 
+    On a stream (``model.transform(stream)`` on a model following a model stream) each row uses
+    the newest version that has arrived if it is fresh enough; otherwise the row waits for the
+    first arriving version with a timestamp of at least ``t - max_allowed_model_delay_ms``, as in
+    Flink ML (see ``flowlearn.stream.models.ModelStreamOp``). When versions arrive in timestamp
+    order, each after the rows with an earlier event time and before the others, a stream
+    scores every row as this table transform does.
+
     Example:
         >>> from flowlearn.feature.online_scalers import OnlineStandardScalerModel
         >>> m = OnlineStandardScalerModel(input_col="x", output_col="y", time_col="t", max_allowed_model_delay_ms=500)
@@ -503,6 +510,20 @@ class OnlineStandardScalerModel(_OnlineStandardScalerModelParams, Model):
         """The newest model version held."""
         self._require_model()
         return int(self._versions[self._newest])
+
+    @property
+    def freshest_timestamp_ms(self) -> int:
+        """The largest version timestamp held (ms; ``2**63 - 1`` for versions without event time)."""
+        self._require_model()
+        return int(self._stamps.max())
+
+    def event_times_ms(self, table: pa.Table) -> np.ndarray | None:
+        """The event times (int64 ms) of ``table``'s rows when ``time_col`` is set, else ``None``.
+        A model stream uses them to hold a row back until a version at most
+        ``max_allowed_model_delay_ms`` older than the row has arrived (as Flink ML's model operator)."""
+        if self.time_col is None:
+            return None
+        return _event_time_ms(table, self.time_col, type(self).__name__)
 
     def _select(self, t_ms: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Index of the model version for each event time (see the class docstring)."""

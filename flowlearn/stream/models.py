@@ -50,6 +50,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flowlearn.api import Model, Stage, registered_stage
 from flowlearn.stream.core import Sink, Stream
@@ -574,7 +575,16 @@ class ModelStreamOp(Operator):
     buffered, unless the model already has model data (its ``model_version`` column, else 0).
     A plain model keeps its params and takes each version's model data; a ``PipelineModel``,
     ``GraphModel`` or :class:`StreamModel` is replaced by each (whole) version. A version that
-    cannot be applied is skipped with a logged error (``versions_invalid``); the previous stays."""
+    cannot be applied is skipped with a logged error (``versions_invalid``); the previous stays.
+
+    Freshness (Flink ML's ``max_allowed_model_delay_ms``): a model that picks versions by event
+    time offers ``event_times_ms(table)`` (``None`` when it does not) and ``freshest_timestamp_ms``
+    (``OnlineStandardScalerModel`` with ``time_col`` set). A row with event time ``t`` is scored
+    only by a version whose timestamp is at least ``t - max_allowed_model_delay_ms``; until such a
+    version arrives the row waits (``waiting_rows``; rows that waited are counted in
+    ``buffered_rows``), then it is scored by that version, after rows that came later. Rows still
+    waiting when every input has ended go to the side output ``"unscored"`` (``unscored_rows``,
+    logged as a warning), never dropped silently."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
@@ -623,6 +633,26 @@ class ModelStreamOp(Operator):
             return out.set_column(out.column_names.index("model_version"), "model_version", col)
         return out.append_column("model_version", col)
 
+    def _split(self, table: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
+        """``(rows the current version may score now, rows that must wait for a fresher one)``."""
+        if self.version is None:
+            return None, table
+        event_times = getattr(self.model, "event_times_ms", None)
+        t = event_times(table) if callable(event_times) else None
+        if t is None:
+            return table, None
+        ok = t - self.model.max_allowed_model_delay_ms <= self.model.freshest_timestamp_ms
+        if ok.all():
+            return table, None
+        if not ok.any():
+            return None, table
+        mask = pa.array(ok)
+        return table.filter(mask), table.filter(pc.invert(mask))
+
+    def _hold(self, waiting: list[pa.Table]) -> None:
+        self.buffer = waiting
+        self.ctx.metrics["waiting_rows"] = sum(t.num_rows for t in waiting)
+
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
         if input_index == 1:
             item = read_version(table, self.version)
@@ -636,14 +666,34 @@ class ModelStreamOp(Operator):
             self.current = table
             self.ctx.count("versions_applied")
             self.ctx.metrics["model_version"] = self.version
-            out = [self._apply(t) for t in self.buffer]
-            self.buffer = []
+            out, waiting = [], []
+            for t in self.buffer:
+                ready, wait = self._split(t)
+                if ready is not None:
+                    out.append(self._apply(ready))
+                if wait is not None:
+                    waiting.append(wait)
+            self._hold(waiting)
             return out
-        if self.version is None:
-            self.buffer.append(table)
-            self.ctx.count("buffered_rows", table.num_rows)
-            return []
-        return [self._apply(table)]
+        ready, wait = self._split(table)
+        if wait is not None:
+            self._hold(self.buffer + [wait])
+            self.ctx.count("buffered_rows", wait.num_rows)
+        return [] if ready is None else [self._apply(ready)]
+
+    def on_end(self) -> list[pa.Table]:
+        if self.buffer:
+            n = sum(t.num_rows for t in self.buffer)
+            why = "" if self.version is None else (
+                f" fresh enough for their event time (max_allowed_model_delay_ms="
+                f"{self.model.max_allowed_model_delay_ms}; newest version {self.version})")
+            log.warning("%s: %d rows never got a model version%s; they go to the side output 'unscored'",
+                        self.ctx.uid, n, why)
+            for t in self.buffer:
+                self.ctx.side("unscored", t)
+            self.ctx.count("unscored_rows", n)
+            self._hold([])
+        return []
 
     def snapshot_state(self) -> OperatorState:
         tables = {}
@@ -658,7 +708,7 @@ class ModelStreamOp(Operator):
             self.current = state.tables["version"]
             self._apply_version(read_version(self.current))
         self.version = state.data["version"]
-        self.buffer = [state.tables["buffer"]] if "buffer" in state.tables else []
+        self._hold([state.tables["buffer"]] if "buffer" in state.tables else [])
 
 
 # --------------------------------------------------------------------------------------------
