@@ -65,7 +65,7 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
     # ---- 1. batch training -------------------------------------------------------------
     t0 = time.perf_counter()
     train, held_out = history.slice(0, int(n_hist * 0.8)), history.slice(int(n_hist * 0.8))
-    pipeline = fl.Pipeline(_feature_stages() + [fl.classification.LogisticRegression(reg=1e-4, max_iter=100)])
+    pipeline = fl.Pipeline(_feature_stages() + [fl.classification.LogisticRegression(reg=1e-4, tol=1e-4)])
     batch_model = pipeline.fit(train)
     scored = batch_model.transform(held_out)
     metrics = fl.evaluation.BinaryClassificationEvaluator(metrics_names=["areaUnderROC", "areaUnderPR", "ks"]) \
