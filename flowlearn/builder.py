@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from flowlearn.api import AlgoOperator, Estimator, Model, RowFn, Stage, Transformer
+from flowlearn.api import AlgoOperator, Estimator, Model, RowFn, Stage, Transformer, _is_stream
 
 __all__ = ["Pipeline", "PipelineModel", "GraphBuilder", "Graph", "GraphModel", "TableId"]
 
@@ -109,7 +109,13 @@ class PipelineModel(Model):
         return run
 
     def set_model_data(self, *tables: Any) -> "PipelineModel":
-        raise TypeError("PipelineModel has no model data of its own; set it on its stages")
+        """Only a model stream of whole pipeline versions: the pipeline follows its newest version on
+        streams (each version replaces every stage at once). Model data tables go to the stages."""
+        if len(tables) == 1 and _is_stream(tables[0]):
+            tables[0]._follow_model_stream(self)
+            return self
+        raise TypeError("PipelineModel has no model data of its own; set it on its stages, or give a model stream "
+                        "of whole pipeline versions")
 
     def get_model_data(self) -> list[pa.Table]:
         raise TypeError("PipelineModel has no model data of its own; read it from its stages")

@@ -410,3 +410,59 @@ def test_rows_that_never_get_a_version_go_to_the_unscored_side_output():
     assert out.result().num_rows == 0
     assert unscored.result().equals(_data(30))
     assert sum(m.get("unscored_rows", 0) for m in job.metrics["operators"].values()) == 30
+
+
+# -- pipelines holding a following model, and pipelines following a stream of versions ---------
+
+def test_pipeline_holding_a_following_model_applies_its_newest_version():
+    """A PipelineModel whose last stage follows a model stream applies, per batch, the newest version
+    (not the warm-start data it was built with): each row's prediction is the numpy closed form of
+    its version's weights on the scaled features."""
+    train, test = _data(2400, seed=21), _data(600, seed=22)
+    x = to_numpy(train.column("features"))
+    scaler = fl.feature.StandardScalerModel(input_col="features", output_col="scaled", with_mean=True)
+    scaler.set_model_data({"mean": [x.mean(0).tolist()], "std": [x.std(0, ddof=1).tolist()]})
+    init = LogisticRegressionModel().set_model_data({"coefficient": [[0.0] * 5], "intercept": [0.0],
+                                                     "model_version": [0]})
+    online = _est(features_col="scaled").set_initial_model_data(init).fit(
+        scaler.transform(fls.from_table(train, batch_size=100)))
+    versions = fls.model_stream(online).collect()
+    out = fl.PipelineModel([scaler, online]).transform(fls.from_table(test, batch_size=50)).collect()
+    run(versions, out).wait()
+    by_version = {0: init.get_model_data()[0], **{v.version: v.model_data for v in _versions(versions)}}
+    res = out.result()
+    vs = res.column("model_version").to_numpy()
+    assert res.num_rows == test.num_rows and (np.diff(vs) >= 0).all() and vs[-1] > 0  # not the warm start only
+    z = (to_numpy(test.column("features")) - x.mean(0)) / x.std(0, ddof=1)
+    for v in np.unique(vs):
+        coef, b = _coef(by_version[v])
+        rows = vs == v
+        np.testing.assert_allclose(to_numpy(res.column("raw_prediction"))[rows, 1],
+                                   1 / (1 + np.exp(-(z[rows] @ coef + b))), rtol=1e-12)
+
+
+def test_pipeline_follows_a_stream_of_whole_pipeline_versions():
+    pipes = [_pipeline(1.0, 1.0), _pipeline(5.0, -2.0)]
+    follower = _pipeline(0.0, 0.0).set_model_data(
+        fls.from_iterable([fls.version_table(p, version=v) for v, p in enumerate(pipes, 1)]))
+    res = follower.transform(fls.from_iterable([{"x": [[3.0]] * 2}] * 4)).to_table()
+    assert res.num_rows == 8 and set(res.column("model_version").to_pylist()) <= {0, 1, 2}
+    for v, (mean, coef) in {1: (1.0, 1.0), 2: (5.0, -2.0), 0: (0.0, 0.0)}.items():
+        rows = res.filter(pa.compute.equal(res["model_version"], v))
+        margin = coef * (3.0 - mean) / 2.0
+        np.testing.assert_allclose(to_numpy(rows.column("raw_prediction"))[:, 1], 1 / (1 + np.exp(-margin)))
+    with pytest.raises(TypeError, match="no model data of its own"):
+        _pipeline(0.0, 0.0).set_model_data(fl.table({"mean": [[1.0]]}))
+
+
+def test_following_models_outside_a_pipeline_are_refused_with_a_reason():
+    online = _est().fit(fls.from_table(_data(100)))
+    with pytest.raises(ValueError, match="follows a model stream.*to_model_store"):
+        fl.LocalPredictor(online)
+    with pytest.raises(ValueError, match="follows a model stream"):
+        fl.LocalPredictor(fl.PipelineModel([online]))
+    graph = fl.GraphBuilder()
+    t = graph.create_table_id()
+    out = graph.add_algo_operator(online, t)
+    with pytest.raises(NotImplementedError, match="follows a model stream"):
+        graph.build_model([t], [out]).transform(fls.from_table(_data(10)))

@@ -24,6 +24,7 @@ from flowlearn.api import Model, SkipRow, Stage, Transformer
 from flowlearn.builder import PipelineModel
 from flowlearn.data.table import table as to_table
 from flowlearn.linalg import SparseVector, is_sparse, is_vector_type, to_csr, to_numpy
+from flowlearn.stream.core import follows_model_stream
 
 __all__ = ["LocalPredictor"]
 
@@ -173,6 +174,10 @@ class LocalPredictor:
         if not isinstance(model, Stage) or not isinstance(model, Transformer):
             raise TypeError(f"LocalPredictor needs a fitted Model, PipelineModel, the path of one or a model store; "
                             f"got {type(model_or_path).__name__}")
+        if follows_model_stream(model):
+            raise ValueError(f"LocalPredictor: this {type(model).__name__} follows a model stream, whose versions "
+                             f"exist only inside a running job; publish them with "
+                             f"fl.stream.model_stream(model).to_model_store(store) and give LocalPredictor the store")
         self._snap = self._snapshot(model, version)
         if store is not None:
             from flowlearn.serving.follow import StoreFollower

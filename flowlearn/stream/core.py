@@ -163,6 +163,14 @@ class StageOp(Operator):
         return [out]
 
 
+def follows_model_stream(stage: Any) -> bool:
+    """True if ``stage`` or one of its sub-stages follows a model stream."""
+    if getattr(stage, "_flowlearn_model_stream", None) is not None:
+        return True
+    subs = getattr(stage, "_sub_stages", None)
+    return callable(subs) and any(follows_model_stream(s) for s in subs())
+
+
 class Stream:
     """A lazy node of a dataflow plan: a schema plus a producer of Arrow batches.
 
@@ -315,6 +323,16 @@ class Stream:
 
             return Stream(lambda: ModelStreamOp(stage), [self, model_stream], name=f"{type(stage).__name__}",
                           schema=None)
+        inner = [s for s in stage._sub_stages() if follows_model_stream(s)]
+        if inner:
+            if not hasattr(stage, "stages") or others:
+                raise NotImplementedError(
+                    f"{type(stage).__name__}.transform(stream): its stage {type(inner[0]).__name__} follows a model "
+                    f"stream, which only a PipelineModel (applied stage by stage) or the stage itself can apply")
+            out: Stream = self
+            for s in stage.stages:   # each stage on its own, so a following stage applies its newest version
+                out = s.transform(out)
+            return out
         return self._then(lambda: StageOp(stage, others), type(stage).__name__)
 
     def _fit_stage(self, estimator: Any, *others: Any) -> Any:
