@@ -406,6 +406,31 @@ def test_warm_start_from_batch_logistic_regression_model():
                                fl.linalg.to_numpy(b.column("raw_prediction")), atol=1e-15)
 
 
+def test_warm_start_from_the_latest_version_in_a_store(tmp_path):
+    """A store's newest valid version (here a whole PipelineModel: scaler + batch model) is the start;
+    the weights are its last stage's, and training equals adaptive OGD from them (the closed form)."""
+    X, y = data(n=300, seed=17)
+    store = fl.ModelStore(str(tmp_path / "store"))
+    with pytest.raises(ValueError, match="no valid version to start from"):
+        OnlineLogisticRegression().set_initial_model_data(store)
+    first = fl.classification.LogisticRegression().fit({"features": X[:100], "label": y[:100]})
+    store.publish(first, {"kind": "batch"})
+    scaler = fl.feature.StandardScalerModel(input_col="raw", output_col="features")
+    scaler.set_model_data({"mean": [[0.0] * X.shape[1]], "std": [[1.0] * X.shape[1]]})
+    second = fl.classification.LogisticRegression().fit({"features": X[:200], "label": y[:200]})
+    store.publish(fl.PipelineModel([scaler, second]), {"kind": "batch"})
+    bt = second.get_model_data()[0]
+    w0, b0 = np.asarray(bt.column("coefficient")[0].as_py()), bt.column("intercept")[0].as_py()
+    est = OnlineLogisticRegression(global_batch_size=1, alpha=0.05, beta=1.0).set_initial_model_data(store)
+    model = est.fit({"features": X[200:], "label": y[200:]})
+    np.testing.assert_allclose(np.append(*coef_of(model)), adaptive_ogd(X[200:], y[200:], w0, b0, 0.05, 1.0),
+                               atol=1e-9)
+    # a model version and a PipelineModel work the same way
+    for start in (store.latest(), fl.PipelineModel([scaler, second])):
+        again = OnlineLogisticRegression(global_batch_size=1, alpha=0.05, beta=1.0).set_initial_model_data(start)
+        assert again.fit({"features": X[200:], "label": y[200:]}).get_model_data()[0].equals(model.get_model_data()[0])
+
+
 def test_fixed_intercept_when_fit_intercept_false():
     X, y = data(n=100, seed=12)
     init = {"coefficient": [[0.0] * X.shape[1]], "intercept": [0.4], "model_version": [0]}

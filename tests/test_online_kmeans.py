@@ -252,6 +252,20 @@ def test_starts_from_batch_kmeans_model_weighted_by_cluster_sizes(iris):
     assert ver == [5, 5, 5]
 
 
+def test_starts_from_the_latest_version_in_a_store(tmp_path, iris):
+    store = fl.ModelStore(str(tmp_path / "store"))
+    batch = KMeans(k=3, seed=4).fit({"features": iris[:100]})
+    store.publish(fl.PipelineModel([batch]), {"kind": "batch"})   # a whole pipeline as the version
+    (md,) = batch.get_model_data()
+    c0, w0 = fl.linalg.to_numpy(md.column("centroids")), md.column("weights").to_numpy()
+    model = OnlineKMeans(k=3, global_batch_size=10, decay_factor=0.9).set_initial_model_data(store).fit(
+        {"features": iris[100:]})
+    c_ref, w_ref = flink_reference(iris[100:], c0, w0, 0.9, 10)[-1]
+    c, w, _ = unpack(model.get_model_data()[0])
+    np.testing.assert_allclose(c, c_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-12)
+
+
 def snapshot_through_ipc(tables):
     out = []
     for tab in tables:

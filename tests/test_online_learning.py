@@ -755,3 +755,17 @@ def test_emit_every_seconds_closed_form():
     np.testing.assert_allclose(last_weights(v2)[0][0], [1 - 0.5 ** 3], rtol=1e-15)
     np.testing.assert_allclose(last_weights(v2)[1], [1 - 0.5 ** 3], rtol=1e-15)
     assert tr.poll(now=200.0) == []                      # nothing learned since version 2
+
+
+def test_starts_from_the_latest_version_in_a_store(tmp_path):
+    """OnlineLearning(store): the store's newest valid version is the starting pipeline. SGD on half the
+    squared error with x = 1, y = 2, lr = 0.25 from w = b = 0.5 gives w = b = 1 - 0.5^(k+1) after k rows."""
+    store = fl.ModelStore(str(tmp_path / "store"))
+    with pytest.raises(ValueError, match="no valid version to start from"):
+        OnlineLearning(store)
+    store.publish(_regression_pm([3.0], 3.0), {"kind": "batch"})
+    store.publish(_regression_pm([0.5], 0.5), {"kind": "batch"})
+    est = OnlineLearning(store, optim_method="sgd", learning_rate=0.25, global_batch_size=1)
+    pm = est.fit(fl.table({"features": [[1.0]] * 4, "label": [2.0] * 4}))
+    w, b = last_weights(pm)
+    np.testing.assert_allclose([w[0][0], b[0]], [1 - 0.5 ** 5] * 2, rtol=1e-15)

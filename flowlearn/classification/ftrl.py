@@ -63,10 +63,9 @@ from scipy.special import expit
 
 from flowlearn.api import Model
 from flowlearn.data.columns import numeric_column, vector_column, with_column
-from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
-from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, iter_input_tables,
-                                        step_rows, train_versions, version_period)
+from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, initial_model_data,
+                                        iter_input_tables, step_rows, train_versions, version_period)
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy, to_numpy
 from flowlearn.params import (
     HasElasticNet,
@@ -354,20 +353,6 @@ def _parse_model_data(t: pa.Table, stage: str) -> tuple[np.ndarray, float, int]:
     if not (np.isfinite(coef).all() and math.isfinite(intercept)):
         raise ValueError(f"{stage}: model data has NaN or infinite coefficients")
     return coef, intercept, version
-
-
-def _as_model_data(obj: Any, stage: str) -> pa.Table:
-    """A model data table from a table, a Model, or a model version (anything with ``.model``)."""
-    if isinstance(obj, Model):
-        return obj.get_model_data()[0]
-    if hasattr(obj, "model") and isinstance(getattr(obj, "model"), Model):
-        return obj.model.get_model_data()[0]
-    if isinstance(obj, pa.Table):
-        return obj
-    if is_table_like(obj):
-        return to_table(obj)
-    raise TypeError(f"{stage}: initial model data must be a LogisticRegressionModel, an "
-                    f"OnlineLogisticRegressionModel, a model version or a model data table; got {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,8 +671,9 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelD
     The update rules and the departures from Flink ML are in the module docstring.
 
     Training starts from zero weights, or from ``set_initial_model_data(...)``: a batch
-    ``LogisticRegressionModel``, an ``OnlineLogisticRegressionModel``, a model version (anything
-    with a ``.model``), or a one-row model data table (``coefficient``, ``intercept``, ``model_version``).
+    ``LogisticRegressionModel``, an ``OnlineLogisticRegressionModel``, a ``PipelineModel`` ending in
+    one (its last stage), a model version (anything with a ``.model``), a model store (its newest
+    valid version), or a one-row model data table (``coefficient``, ``intercept``, ``model_version``).
 
     * ``fit(table_or_iterable_of_tables)`` trains on a bounded input and returns an
       :class:`OnlineLogisticRegressionModel` holding the final version; ``fit(stream)`` is handed
@@ -710,7 +696,7 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelD
     """
 
     def _initial_model_table(self, model_or_table: Any) -> pa.Table:
-        t = _as_model_data(model_or_table, _STAGE)
+        t = initial_model_data(model_or_table, _STAGE, "a LogisticRegressionModel or OnlineLogisticRegressionModel")
         _parse_model_data(t, _STAGE)  # validate now
         return t
 

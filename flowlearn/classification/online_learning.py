@@ -108,7 +108,7 @@ from scipy.special import expit, softmax
 
 from flowlearn.api import AlgoOperator, Estimator, Model, _is_stream
 from flowlearn.builder import PipelineModel
-from flowlearn.iteration.online import TimedEmission, as_table, iter_input_tables, step_rows, train_versions, version_period
+from flowlearn.iteration.online import TimedEmission, as_table, initial_model, iter_input_tables, step_rows, train_versions, version_period
 from flowlearn.data.columns import numeric_column, require_column, vector_column
 from flowlearn.optim import linear_model_table, read_linear_model_table
 from flowlearn.params import (HasElasticNet, HasEmitEverySeconds, HasGlobalBatchSize, HasLabelCol, HasLearningRate, HasReg,
@@ -449,15 +449,16 @@ def _linear_kinds() -> list[tuple[type, str]]:
 
 
 def _as_pipeline_model(obj: Any, what: str) -> PipelineModel:
-    """A PipelineModel from a PipelineModel, a lone linear Model or a model version (``.model``)."""
-    if not isinstance(obj, (PipelineModel, Model)) and isinstance(getattr(obj, "model", None), Model):
-        obj = obj.model
+    """A PipelineModel from a PipelineModel, a lone linear Model, a model version (``.model``) or
+    a model store (its newest valid version)."""
+    obj = initial_model(obj, _STAGE)
     if isinstance(obj, PipelineModel):
         return obj
     if isinstance(obj, Model):
         return PipelineModel([obj])
     raise TypeError(f"{_STAGE}: {what} must be a fitted PipelineModel whose last stage is a linear model "
-                    f"(or such a model alone, or a model version holding one); got {type(obj).__name__}")
+                    f"(or such a model alone, or a model version or model store holding one); got "
+                    f"{type(obj).__name__}")
 
 
 def _split_pipeline(pm: PipelineModel) -> tuple[list[AlgoOperator], Model, str]:
@@ -933,7 +934,7 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
 
     def set_initial_model(self, model: Any) -> "OnlineLearning":
         """Start from ``model``: a fitted PipelineModel with a linear last stage, such a model alone,
-        or a model version holding one. It is validated now."""
+        a model version holding one, or a model store (its newest valid version). It is validated now."""
         if model is None:
             self._initial = None
             return self

@@ -53,13 +53,12 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import Model, RowFn
+from flowlearn.api import RowFn
 from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, as_table,
-                                        iter_input_tables, step_rows, train_versions, version_period)
+                                        initial_model_data, iter_input_tables, step_rows, train_versions,
+                                        version_period)
 from flowlearn.clustering.kmeans import (KMeansModel, _closest, _default_seed, _KMeansModelParams, _row_sq_norms)
 from flowlearn.data.columns import numeric_column, vector_column, with_column
-from flowlearn.data.table import is_table_like
-from flowlearn.data.table import table as to_table
 from flowlearn.linalg import dense_vector_type, from_csr, from_numpy, is_sparse, to_csr, to_numpy
 from flowlearn.params import HasEmitEverySeconds, HasGlobalBatchSize, HasSeed, Param, gt, in_array, in_range
 
@@ -144,20 +143,6 @@ def _parse_model_data(t: pa.Table, stage: str) -> tuple[np.ndarray, np.ndarray, 
                              f"it must be one version (one row per centroid)")
         version = int(v[0])
     return c, w, version
-
-
-def _as_model_data(obj: Any, stage: str) -> pa.Table:
-    """A model data table from a table(-like), a Model, or a model version (anything with ``.model``)."""
-    if isinstance(obj, Model):
-        return obj.get_model_data()[0]
-    if isinstance(getattr(obj, "model", None), Model):
-        return obj.model.get_model_data()[0]
-    if isinstance(obj, pa.Table):
-        return obj
-    if is_table_like(obj):
-        return to_table(obj)
-    raise TypeError(f"{stage}: initial model data must be a KMeansModel, an OnlineKMeansModel, a model version or "
-                    f"a model data table; got {type(obj).__name__}")
 
 
 def _vstack(parts: list) -> np.ndarray | sps.csr_matrix:
@@ -438,7 +423,8 @@ class OnlineKMeans(_OnlineKMeansParams, HasInitialModelData, OnlineEstimator):
 
     Training starts from ``set_initial_model_data(...)``: a batch ``KMeansModel`` (whose
     ``weights`` are its cluster sizes, so the batch model counts as that many points), an
-    ``OnlineKMeansModel``, a model version (anything with a ``.model``) or a model data table
+    ``OnlineKMeansModel``, a ``PipelineModel`` ending in one, a model version (anything with a
+    ``.model``), a model store (its newest valid version) or a model data table
     (``centroids``, ``weights``[, ``model_version``]); without one, from ``k`` random centroids
     uniform in ``[0, 1)`` with weight 0 (Flink ML's random model data), which suits data scaled to
     about that range; otherwise start from a batch model fitted on a sample.
@@ -462,7 +448,7 @@ class OnlineKMeans(_OnlineKMeansParams, HasInitialModelData, OnlineEstimator):
     """
 
     def _initial_model_table(self, model_or_table: Any) -> pa.Table:
-        t = _as_model_data(model_or_table, _STAGE)
+        t = initial_model_data(model_or_table, _STAGE, "a KMeansModel or OnlineKMeansModel")
         _parse_model_data(t, _STAGE)  # validate now
         return t
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.api import Estimator
+from flowlearn.api import Estimator, Model, Stage
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
 from flowlearn.iteration.engine import IterationBodyResult
@@ -28,7 +28,7 @@ from flowlearn.iteration.streams import BatchStream
 from flowlearn.iteration.unbounded import iterate_unbounded
 
 __all__ = ["OnlineEstimator", "HasInitialModelData", "TimedEmission", "as_table", "iter_input_tables",
-           "train_versions", "step_rows", "version_period", "MIN_STEP_ROWS"]
+           "initial_model", "initial_model_data", "train_versions", "step_rows", "version_period", "MIN_STEP_ROWS"]
 
 
 def _is_stream(x: Any) -> bool:
@@ -42,6 +42,39 @@ def as_table(batch: Any) -> pa.Table:
     if isinstance(batch, pa.RecordBatch):
         return pa.Table.from_batches([batch])
     return to_table(batch)
+
+
+def initial_model(obj: Any, stage: str) -> Any:
+    """What an online estimator starts from, unwrapped: a model store (anything with ``latest()``:
+    its newest valid version) or a model version (anything with ``.model``) becomes its model;
+    other objects are returned as they are."""
+    if callable(getattr(obj, "latest", None)) and callable(getattr(obj, "versions", None)):
+        latest = obj.latest()
+        if latest is None:
+            raise ValueError(f"{stage}: the model store {obj!r} has no valid version to start from; publish one "
+                             f"(e.g. a batch model) first")
+        obj = latest
+    if not isinstance(obj, Stage) and isinstance(getattr(obj, "model", None), Stage):
+        obj = obj.model
+    return obj
+
+
+def initial_model_data(obj: Any, stage: str, models: str) -> pa.Table:
+    """The model data table an online estimator starts from: a table(-like), a ``Model`` (``models``
+    names the expected ones in errors), a ``PipelineModel`` (its last stage; the stages before it
+    are the user's to apply upstream), a model version or a model store (:func:`initial_model`)."""
+    obj = initial_model(obj, stage)
+    stages = getattr(obj, "stages", None)
+    if isinstance(obj, Stage) and stages:
+        obj = stages[-1]
+    if isinstance(obj, Model):
+        return obj.get_model_data()[0]
+    if isinstance(obj, pa.Table):
+        return obj
+    if is_table_like(obj):
+        return to_table(obj)
+    raise TypeError(f"{stage}: initial model data must be {models}, a PipelineModel ending in one, a model version, "
+                    f"a model store or a model data table; got {type(obj).__name__}")
 
 
 def iter_input_tables(data: Any, stage: str, batch_size: int | None = None) -> Iterator[pa.Table]:
@@ -252,7 +285,8 @@ class HasInitialModelData:
         raise NotImplementedError
 
     def set_initial_model_data(self, model_or_table: Any) -> Any:
-        """Start training from a model (batch or online), a model version or a model data table."""
+        """Start training from a model (batch or online; a ``PipelineModel``'s last stage), a model
+        version, the newest version of a model store, or a model data table."""
         self._model_data = None if model_or_table is None else [self._initial_model_table(model_or_table)]
         return self
 
