@@ -815,6 +815,7 @@ class OnlineLearningTrainer(TimedEmission):
         if version is not None:
             self.version = max(self.version, int(version))
         self._last_emit_rows = self.rows_seen
+        self._restart_timer()  # as a fresh trainer: the rebase model is the newest version
         _log.info("%s: rebased onto a new model after %d rows; versions continue above %d", _STAGE,
                   self.rows_seen, self.version)
 

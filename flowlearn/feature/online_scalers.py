@@ -53,7 +53,7 @@ from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.feature.scalers import (_StandardScalerParams, _model_table, _row_vector, _scale_sparse,
                                        _transform_input)
 from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_numpy
-from flowlearn.params import Param, gt, gt_eq, in_array
+from flowlearn.params import Param, gt, in_array, in_range
 
 __all__ = ["OnlineStandardScaler", "OnlineStandardScalerModel", "OnlineStandardScalerTrainer"]
 
@@ -63,6 +63,7 @@ _STAGE = "OnlineStandardScaler"
 STATE_FORMAT = "flowlearn.online_standard_scaler_state"
 STATE_FORMAT_VERSION = 1
 NO_EVENT_TIME = 2**63 - 1  # Flink ML's Long.MAX_VALUE: a model not trained on event time
+_DELAY_CAP = 2**62  # ms (146 million years): larger delays act as this, so t - delay cannot overflow int64
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ class _OnlineStandardScalerModelParams(_StandardScalerParams):
                      doc="Event-time column (timestamp, or numbers of seconds since the epoch). Training: a "
                          "version's timestamp is the largest event time it has seen. Transform: picks each "
                          "row's model version by event time (see max_allowed_model_delay_ms). None: no event time.")
-    max_allowed_model_delay_ms = Param(int, default=0, validator=gt_eq(0),
+    max_allowed_model_delay_ms = Param(int, default=0, validator=in_range(0, NO_EVENT_TIME),
                                        doc="A row with event time t may use a model version whose timestamp is at "
                                            "least t - max_allowed_model_delay_ms.")
 
@@ -512,17 +513,17 @@ class OnlineStandardScalerModel(_OnlineStandardScalerModelParams, Model):
         return int(self._versions[self._newest])
 
     @property
-    def freshest_timestamp_ms(self) -> int:
-        """The largest version timestamp held (ms; ``2**63 - 1`` for versions without event time)."""
-        self._require_model()
-        return int(self._stamps.max())
-
-    def event_times_ms(self, table: pa.Table) -> np.ndarray | None:
-        """The event times (int64 ms) of ``table``'s rows when ``time_col`` is set, else ``None``.
-        A model stream uses them to hold a row back until a version at most
-        ``max_allowed_model_delay_ms`` older than the row has arrived (as Flink ML's model operator)."""
-        if self.time_col is None:
+    def event_time_limit_ms(self) -> int | None:
+        """With ``time_col`` set: the latest event time (ms) the versions held are fresh enough for,
+        the freshest timestamp + ``max_allowed_model_delay_ms``; ``None`` without ``time_col`` or
+        model data. A model stream holds a row with a later event time back until a fresher version
+        arrives (as Flink ML's model operator); see :meth:`event_times_ms`."""
+        if self.time_col is None or self._model_data is None:
             return None
+        return min(int(self._stamps.max()) + self.max_allowed_model_delay_ms, NO_EVENT_TIME)
+
+    def event_times_ms(self, table: pa.Table) -> np.ndarray:
+        """The event times (int64 ms) of ``table``'s rows, from ``time_col``."""
         return _event_time_ms(table, self.time_col, type(self).__name__)
 
     def _select(self, t_ms: np.ndarray, first_row: int = 0) -> np.ndarray:
@@ -532,7 +533,7 @@ class OnlineStandardScalerModel(_OnlineStandardScalerModelParams, Model):
         delay = self.max_allowed_model_delay_ms
         pos = np.searchsorted(ts, t_ms, side="right") - 1  # newest (by timestamp) with ts <= t
         ok = pos >= 0
-        ok[ok] = ts[pos[ok]] >= t_ms[ok] - delay
+        ok[ok] = ts[pos[ok]] >= t_ms[ok] - min(delay, _DELAY_CAP)
         out = np.empty(len(t_ms), dtype=np.int64)
         out[ok] = order[pos[ok]]
         nxt = pos[~ok] + 1  # first timestamp after t

@@ -134,6 +134,8 @@ class TimedEmission:
     :meth:`_versions_due` to what ``partial_fit`` returns. Engines call :meth:`poll` on their
     timers, so a quiet stream still gets its version. A due time with nothing new to emit (no
     mini-batch applied since the last version) stays due: the next applied mini-batch is emitted.
+    The interval is processing time: it is not checkpointed (a restored trainer counts from its
+    start), and the intermediate versions a run emits depend on timing, though the weights do not.
 
     Example:
         >>> from flowlearn.classification.ftrl import OnlineLogisticRegression
@@ -161,10 +163,14 @@ class TimedEmission:
     def _versions_due(self, now: float | None = None) -> list[Any]:
         if self._emit_seconds is None:
             return []
-        if (self._clock() if now is None else now) - self._last_emit_at < self._emit_seconds:
+        t = self._clock() if now is None else now
+        if t - self._last_emit_at < self._emit_seconds:
             return []
         v = self.emit()  # type: ignore[attr-defined]
-        return [] if v is None else [v]
+        if v is None:
+            return []
+        self._last_emit_at = t
+        return [v]
 
     def poll(self, now: float | None = None) -> list[Any]:
         """The versions due at ``now`` (seconds; the trainer's clock by default): ``[]`` or
@@ -224,8 +230,9 @@ def train_versions(trainer: Any, tables: Iterable[Any], mini_batch_size: int | N
     version, or the trainer's initial model). When the input ends, the operator's
     ``on_iteration_terminated`` runs ``trainer.finish()``, whose version is the output of the final
     step. Versions are model data tables (``to_table`` turns a trainer's version into one).
-    Trainers give the same versions however their input is cut into batches, so these equal the
-    versions of the trainer driven by hand.
+    Trainers give the same versions however their input is cut into batches (except the versions
+    ``emit_every_seconds`` adds by processing time), so these equal the versions of the trainer
+    driven by hand.
     """
     init = trainer.model_data() if trainer.dim is not None else pa.table({})
     op = _PartialFit(trainer, to_table)

@@ -202,6 +202,7 @@ class Stream:
         self._tag = tag
         self._uid = uid
         self._seq = next(_ids)
+        self._side_nodes: list[Stream] = []   # nodes inside this one whose side outputs are its own
 
     # -- plan properties -------------------------------------------------------------------
     @property
@@ -300,8 +301,12 @@ class Stream:
                               allowed_lateness=allowed_lateness, late=late, slide=slide)
 
     def side_output(self, tag: str) -> "Stream":
-        """The side output ``tag`` of this node (``"late"`` of a window, ``"dead_letter"`` of a source)."""
-        return Stream(Operator, [self], kind="side", name=f"side[{tag}]", tag=tag, schema=None)
+        """The side output ``tag`` of this node (``"late"`` of a window, ``"dead_letter"`` of a source,
+        ``"unscored"`` of a model following a model stream); of a ``PipelineModel`` applied to a
+        stream, the union of its stages' side outputs ``tag``."""
+        sides = [Stream(Operator, [n], kind="side", name=f"side[{tag}]", tag=tag, schema=None)
+                 for n in (self, *self._side_nodes)]
+        return sides[0] if len(sides) == 1 else Stream(lambda: UnionOp(None), sides, name="union", schema=None)
 
     def dead_letters(self) -> "Stream":
         """Records a source rejected under ``handle_invalid="skip"``: columns ``source``,
@@ -330,8 +335,11 @@ class Stream:
                     f"{type(stage).__name__}.transform(stream): its stage {type(inner[0]).__name__} follows a model "
                     f"stream, which only a PipelineModel (applied stage by stage) or the stage itself can apply")
             out: Stream = self
+            inner: list[Stream] = []
             for s in stage.stages:   # each stage on its own, so a following stage applies its newest version
                 out = s.transform(out)
+                inner += [out, *out._side_nodes]
+            out._side_nodes = [n for n in inner if n is not out]   # its side outputs: those of all stages
             return out
         return self._then(lambda: StageOp(stage, others), type(stage).__name__)
 

@@ -18,7 +18,8 @@ and for model data the model class and its params, so a sink can publish a real 
   the plan (:class:`TrainerOp`) and return its model following the model stream;
   :func:`model_stream` gives that stream back.
 * ``model.transform(stream)`` on a model following a model stream applies, to each batch, the
-  newest version that has arrived and adds ``model_version`` (:class:`ModelStreamOp`).
+  newest version that has arrived (fresh enough for the row, for models that pick versions by
+  event time) and adds ``model_version`` (:class:`ModelStreamOp`).
 * ``stream.to_model_store(store)`` publishes each version (idempotent across restarts);
   :func:`from_model_store` reads a store as a model stream.
 
@@ -568,23 +569,36 @@ def _clone(model: Model) -> Model:
     return c
 
 
+def _freshness_stages(model: Any) -> list[Any]:
+    """The stages of ``model`` (itself included) that pick model versions by event time: those whose
+    ``event_time_limit_ms`` is not ``None`` (``OnlineStandardScalerModel`` with ``time_col``)."""
+    if model is None:
+        return []
+    found = [model] if getattr(model, "event_time_limit_ms", None) is not None else []
+    subs = getattr(model, "_sub_stages", None)
+    for s in (subs() if callable(subs) else []):
+        found += _freshness_stages(s)
+    return found
+
+
 class ModelStreamOp(Operator):
     """Applies a model to input 0, following the model stream on input 1 (each batch = one
     version; see the module docstring for the two forms). Each data batch gets the newest version
-    that has arrived, and a ``model_version`` column. Rows arriving before the first version are
-    buffered, unless the model already has model data (its ``model_version`` column, else 0).
+    that has arrived, and a ``model_version`` column. Rows arriving before the first version wait,
+    unless the model already has model data (its ``model_version`` column, else 0).
     A plain model keeps its params and takes each version's model data; a ``PipelineModel``,
     ``GraphModel`` or :class:`StreamModel` is replaced by each (whole) version. A version that
     cannot be applied is skipped with a logged error (``versions_invalid``); the previous stays.
 
-    Freshness (Flink ML's ``max_allowed_model_delay_ms``): a model that picks versions by event
-    time offers ``event_times_ms(table)`` (``None`` when it does not) and ``freshest_timestamp_ms``
-    (``OnlineStandardScalerModel`` with ``time_col`` set). A row with event time ``t`` is scored
-    only by a version whose timestamp is at least ``t - max_allowed_model_delay_ms``; until such a
-    version arrives the row waits (``waiting_rows``; rows that waited are counted in
-    ``buffered_rows``), then it is scored by that version, after rows that came later. Rows still
-    waiting when every input has ended go to the side output ``"unscored"`` (``unscored_rows``,
-    logged as a warning), never dropped silently."""
+    Freshness (Flink ML's ``max_allowed_model_delay_ms``): a model, or a stage of a whole model,
+    that picks versions by event time offers ``event_times_ms(table)`` and ``event_time_limit_ms``
+    (the latest event time its versions are fresh enough for; ``OnlineStandardScalerModel`` with
+    ``time_col``: the freshest version's timestamp + ``max_allowed_model_delay_ms``). A row whose
+    event time is past the limit waits until a version that covers it arrives, then is scored by
+    it (after rows that came later). Metrics: ``buffered_rows`` (rows that waited),
+    ``waiting_rows`` (waiting now). Waiting rows are checkpointed. Rows still waiting when every
+    input has ended (no version came, or none fresh enough) are counted in ``unscored_rows``,
+    logged as a warning and emitted on the side output ``"unscored"``."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
@@ -593,7 +607,9 @@ class ModelStreamOp(Operator):
         self.model: Any = None
         self.version: int | None = None
         self.current: pa.Table | None = None
-        self.buffer: list[pa.Table] = []
+        self.buffer: list[pa.Table] = []     # rows waiting for a (fresh enough) version, in arrival order
+        self.waiting = 0
+        self.gates: list[Any] = []
         self._initial()
 
     def _initial(self) -> None:
@@ -608,6 +624,7 @@ class ModelStreamOp(Operator):
             if m._model_data:
                 v = _table_version(m._model_data[0])
                 self.version = 0 if v is None else v
+        self.gates = _freshness_stages(self.model) if self.version is not None else []
 
     def _apply_version(self, item: VersionItem) -> None:
         if self.whole:
@@ -625,6 +642,7 @@ class ModelStreamOp(Operator):
         else:
             self.model.set_model_data(item.model_data)
         self.version = item.version
+        self.gates = _freshness_stages(self.model)
 
     def _apply(self, table: pa.Table) -> pa.Table:
         out = self.model.transform(table)
@@ -635,13 +653,15 @@ class ModelStreamOp(Operator):
 
     def _split(self, table: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
         """``(rows the current version may score now, rows that must wait for a fresher one)``."""
+        if table.num_rows == 0:
+            return None, None
         if self.version is None:
             return None, table
-        event_times = getattr(self.model, "event_times_ms", None)
-        t = event_times(table) if callable(event_times) else None
-        if t is None:
+        if not self.gates:
             return table, None
-        ok = t - self.model.max_allowed_model_delay_ms <= self.model.freshest_timestamp_ms
+        ok = np.ones(table.num_rows, dtype=bool)
+        for g in self.gates:
+            ok &= g.event_times_ms(table) <= g.event_time_limit_ms
         if ok.all():
             return table, None
         if not ok.any():
@@ -649,9 +669,22 @@ class ModelStreamOp(Operator):
         mask = pa.array(ok)
         return table.filter(mask), table.filter(pc.invert(mask))
 
-    def _hold(self, waiting: list[pa.Table]) -> None:
-        self.buffer = waiting
-        self.ctx.metrics["waiting_rows"] = sum(t.num_rows for t in waiting)
+    def _wait(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.waiting += table.num_rows
+        self.ctx.metrics["waiting_rows"] = self.waiting
+
+    def _release(self) -> list[pa.Table]:
+        """Score the waiting rows the current version may score (one vectorized pass over all of them)."""
+        if not self.buffer:
+            return []
+        waiting = self.buffer[0] if len(self.buffer) == 1 else pa.concat_tables(self.buffer)
+        self.buffer, self.waiting = [], 0
+        ready, wait = self._split(waiting)
+        if wait is not None:
+            self._wait(wait)
+        self.ctx.metrics["waiting_rows"] = self.waiting
+        return [] if ready is None else [self._apply(ready)]
 
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
         if input_index == 1:
@@ -666,33 +699,23 @@ class ModelStreamOp(Operator):
             self.current = table
             self.ctx.count("versions_applied")
             self.ctx.metrics["model_version"] = self.version
-            out, waiting = [], []
-            for t in self.buffer:
-                ready, wait = self._split(t)
-                if ready is not None:
-                    out.append(self._apply(ready))
-                if wait is not None:
-                    waiting.append(wait)
-            self._hold(waiting)
-            return out
+            return self._release()
         ready, wait = self._split(table)
         if wait is not None:
-            self._hold(self.buffer + [wait])
+            self._wait(wait)
             self.ctx.count("buffered_rows", wait.num_rows)
         return [] if ready is None else [self._apply(ready)]
 
     def on_end(self) -> list[pa.Table]:
         if self.buffer:
-            n = sum(t.num_rows for t in self.buffer)
-            why = "" if self.version is None else (
-                f" fresh enough for their event time (max_allowed_model_delay_ms="
-                f"{self.model.max_allowed_model_delay_ms}; newest version {self.version})")
+            why = "" if self.version is None else f" fresh enough for their event time (newest version {self.version})"
             log.warning("%s: %d rows never got a model version%s; they go to the side output 'unscored'",
-                        self.ctx.uid, n, why)
+                        self.ctx.uid, self.waiting, why)
             for t in self.buffer:
                 self.ctx.side("unscored", t)
-            self.ctx.count("unscored_rows", n)
-            self._hold([])
+            self.ctx.count("unscored_rows", self.waiting)
+            self.buffer, self.waiting = [], 0
+            self.ctx.metrics["waiting_rows"] = 0
         return []
 
     def snapshot_state(self) -> OperatorState:
@@ -708,7 +731,9 @@ class ModelStreamOp(Operator):
             self.current = state.tables["version"]
             self._apply_version(read_version(self.current))
         self.version = state.data["version"]
-        self._hold([state.tables["buffer"]] if "buffer" in state.tables else [])
+        self.buffer, self.waiting = [], 0
+        if "buffer" in state.tables:
+            self._wait(state.tables["buffer"])
 
 
 # --------------------------------------------------------------------------------------------
