@@ -1,5 +1,18 @@
-"""Gate (Alink's model filter) and rebase. Oracles: scikit-learn metrics on numpy predictions of
-each version for the gate; a fresh trainer started from the rebased model for the rebase."""
+"""Gate (Alink's model filter) and rebase.
+
+Oracles, none derived from the code under test:
+* the gate: scikit-learn metrics on NumPy predictions of each version;
+* the OnlineLogisticRegression rebase: ``ftrl_reference``, mini-batch FTRL-Proximal (McMahan et al.
+  2013, Algorithm 1, with Flink ML's per-coordinate averaged mini-batch gradient) in NumPy, started
+  cold (``z = n = 0``) before the rebase and, after it, from the batch model's weights ``w0`` with
+  ``n = 0, z = -w0 * (beta / alpha + l2) - sign(w0) * l1`` (the state whose weights are ``w0``);
+* the OnlineLearning rebase: ``sgd_reference``, mini-batch logistic SGD (mean gradient, one step per
+  mini-batch, intercept stepped with the same rate) in NumPy from the retrained pipeline's weights,
+  on rows standardized with NumPy's mean and ``ddof=1`` std of the retrained scaler's training rows;
+  ``sgd_reference`` itself is checked against River's ``LogisticRegression.learn_many`` with
+  ``optim.SGD(lr)`` and ``intercept_lr=lr`` warm-started by setting its weights and intercept.
+The rebase tests also still compare with a fresh flowlearn trainer started from the batch model
+(version numbering, bit-exact equality)."""
 from __future__ import annotations
 
 import time
@@ -12,6 +25,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 import flowlearn as fl
 import flowlearn.stream as fls
 from flowlearn.classification.ftrl import OnlineLogisticRegression
+from flowlearn.classification.online_learning import OnlineLearning
 from flowlearn.classification.logistic_regression import LogisticRegression
 from flowlearn.engines import run
 from flowlearn.linalg import from_numpy, to_numpy
@@ -115,6 +129,94 @@ def test_gate_as_a_plain_function(tmp_path, caplog):
 
 # -- rebase ------------------------------------------------------------------------------------
 
+def _emissions(n_rows, batch, emit_every):
+    """Rows learned at each version a row-count emitting trainer publishes while its input runs: the
+    first full mini-batch boundary at least ``emit_every`` rows after the previous version. (At the
+    end of a bounded input one more version follows the incomplete mini-batch unless the last
+    version already holds every row; the references below add it.)"""
+    ends, last = [], 0
+    for stop in range(batch, n_rows + 1, batch):
+        if stop - last >= emit_every:
+            ends.append(stop)
+            last = stop
+    return ends
+
+
+def ftrl_reference(X, y, w0, b0, batch, emit_every, alpha, beta=0.1, l1=0.0, l2=0.0, final=True):
+    """Mini-batch FTRL-Proximal in NumPy (the bias is an always-1 last coordinate). Each mini-batch
+    is predicted with the weights from before it; each coordinate takes one step of Algorithm 1 of
+    McMahan et al. (2013) with the batch-mean gradient (dense rows carry every coordinate). Warm
+    start from ``(w0, b0)``: ``n = 0`` and ``z = -w * (beta / alpha + l2) - sign(w) * l1``.
+    Returns ``[(rows learned, coefficients, intercept)]`` at every emitted version."""
+    N, d = X.shape
+    A_all = np.hstack([X, np.ones((N, 1))])
+    w = np.append(np.asarray(w0, dtype=np.float64), float(b0))
+    z, nn = -w * (beta / alpha + l2) - np.sign(w) * l1, np.zeros(d + 1)
+    ends = _emissions(N, batch, emit_every)
+    out = []
+    for s in range(0, N, batch):
+        A, yb = A_all[s:s + batch], y[s:s + batch]
+        if len(yb) < batch and not final:
+            break
+        p = 1.0 / (1.0 + np.exp(-(A @ w)))
+        g = A.T @ (p - yb) / len(yb)
+        sigma = (np.sqrt(nn + g * g) - np.sqrt(nn)) / alpha
+        z = z + g - sigma * w
+        nn = nn + g * g
+        w = np.where(np.abs(z) <= l1, 0.0, -(z - np.sign(z) * l1) / ((beta + np.sqrt(nn)) / alpha + l2))
+        stop = s + len(yb)
+        if stop in ends or (final and stop == N and (not out or out[-1][0] < N)):
+            out.append((stop, w[:-1].copy(), float(w[-1])))
+    return out
+
+
+def sgd_reference(X, y, w0, b0, batch, emit_every, lr):
+    """Mini-batch logistic regression SGD in NumPy from ``(w0, b0)``: each mini-batch is predicted
+    with the weights from before it, then ``w -= lr * mean((p - y) x)`` and ``b -= lr * mean(p - y)``;
+    the last, incomplete mini-batch is applied at the end. Returns ``[(rows, coefficients, intercept)]``
+    at every emitted version (as ``ftrl_reference``)."""
+    N = len(y)
+    w, b = np.asarray(w0, dtype=np.float64).copy(), float(b0)
+    ends = _emissions(N, batch, emit_every)
+    out = []
+    for s in range(0, N, batch):
+        A, yb = X[s:s + batch], y[s:s + batch]
+        r = 1.0 / (1.0 + np.exp(-(A @ w + b))) - yb
+        w = w - lr * (A.T @ r) / len(yb)
+        b = b - lr * float(r.mean())
+        stop = s + len(yb)
+        if stop in ends or (stop == N and (not out or out[-1][0] < N)):
+            out.append((stop, w.copy(), b))
+    return out
+
+
+def test_sgd_reference_agrees_with_river_learn_many():
+    """The SGD oracle against an outside implementation: River's mini-batch ``learn_many`` (one
+    mean-gradient step per batch) with a warm start set through its weights and intercept."""
+    pytest.importorskip("river")
+    pd = pytest.importorskip("pandas")
+    from river import linear_model, optim
+
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(203, 3))
+    y = (rng.random(203) < 1 / (1 + np.exp(-(X @ np.array([1.0, -1.0, 0.5]) + 0.3)))).astype(np.float64)
+    w0, b0, lr = np.array([0.4, -0.2, 0.1]), -0.3, 0.05
+    want = sgd_reference(X, y, w0, b0, batch=4, emit_every=100, lr=lr)
+    assert [r for r, _, _ in want] == [100, 200, 203]
+    keys = ["a", "b", "c"]
+    m = linear_model.LogisticRegression(optimizer=optim.SGD(lr), intercept_lr=lr)
+    for k, v in zip(keys, w0):
+        m._weights[k] = float(v)
+    m.intercept = float(b0)
+    got = {}
+    for s in range(0, 203, 4):
+        m.learn_many(pd.DataFrame(X[s:s + 4], columns=keys), pd.Series(y[s:s + 4]))
+        got[min(s + 4, 203)] = (np.array([m.weights[k] for k in keys]), m.intercept)
+    for rows, w, b in want:
+        np.testing.assert_allclose(w, got[rows][0], rtol=0, atol=1e-12)
+        assert b == pytest.approx(got[rows][1], rel=0, abs=1e-12)
+
+
 def _wait(pred, timeout=60.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -162,15 +264,37 @@ def test_rebase_resets_the_trainer_to_the_batch_model(tmp_path, restart):
     assert mv == sorted(set(mv))                                  # monotone, no duplicates
     before = [(sv, md) for sv, md in online if md["trained_rows"] <= n]
     after = [(sv, md) for sv, md in online if md["trained_rows"] > n]
-    # oracle 1: until the rebase, an uninterrupted trainer on rows [0, n)
+    X, y = to_numpy(data.column("features")), data.column("label").to_numpy()
+    ftrl = dict(batch=4, emit_every=100, alpha=0.1, beta=0.1, l1=0.0, l2=0.0)
+
+    def assert_matches(versions, ref, offset):
+        assert [md["trained_rows"] for _, md in versions] == [offset + rows for rows, _, _ in ref]
+        for (sv, _), (_, w, b0) in zip(versions, ref):
+            got = store.load(sv).model.get_model_data()[0]
+            np.testing.assert_allclose(to_numpy(got.column("coefficient"))[0], w, rtol=0, atol=1e-9)
+            assert float(got.column("intercept")[0].as_py()) == pytest.approx(b0, rel=0, abs=1e-9)
+
+    # oracle 1: until the rebase, NumPy mini-batch FTRL-Proximal from zero on rows [0, n) (versions 1, 2, ...)
+    ref_pre = ftrl_reference(X[:n], y[:n], np.zeros(X.shape[1]), 0.0, final=False, **ftrl)
+    assert [md["model_version"] for _, md in before] == list(range(1, len(ref_pre) + 1))
+    assert_matches(before, ref_pre, 0)
+    # ... and an uninterrupted flowlearn trainer on rows [0, n)
     tr = est.trainer()
     pre = tr.partial_fit(data.slice(0, n))
     assert [md["model_version"] for _, md in before] == [int(v["model_version"][0].as_py()) for v in pre]
     for (sv, _), v in zip(before, pre):
         assert store.load(sv).model.get_model_data()[0].equals(v)
-    # oracle 2: after it, a fresh trainer started from the batch model (numbered above it) on rows [n, 3000)
-    base = max(b, tr.version)
+    # oracle 2: after it, NumPy mini-batch FTRL-Proximal warm-started from the batch model's weights
+    # (n = 0, z = -w0 * (beta / alpha + l2) - sign(w0) * l1) on rows [n, 3000), numbered above the batch model
     md0 = batch_model.get_model_data()[0]
+    ref_post = ftrl_reference(X[n:], y[n:], to_numpy(md0.column("coefficient"))[0],
+                              float(md0.column("intercept")[0].as_py()), **ftrl)
+    base = max(b, len(ref_pre))
+    assert len(after) == len(ref_post) > 0
+    assert [md["model_version"] for _, md in after] == list(range(base + 1, base + 1 + len(ref_post)))
+    assert_matches(after, ref_post, n)
+    # ... and a fresh flowlearn trainer started from the batch model on rows [n, 3000)
+    assert tr.version == len(ref_pre)
     md0 = md0.set_column(md0.column_names.index("model_version"), "model_version", pa.array([base], pa.int64()))
     fresh = OnlineLogisticRegression(global_batch_size=4, emit_every=100, alpha=0.1).set_initial_model_data(md0)
     post = list(fresh.fit_versions(data.slice(n)))
@@ -185,7 +309,6 @@ def test_rebase_resets_the_trainer_to_the_batch_model(tmp_path, restart):
 
 
 def test_online_learning_rebase_swaps_feature_stages(tmp_path):
-    mod = pytest.importorskip("flowlearn.classification.online_learning")
     rng = np.random.default_rng(11)
 
     def table(n, shift):
@@ -198,11 +321,12 @@ def test_online_learning_rebase_swaps_feature_stages(tmp_path):
                             LogisticRegression()]).fit(t)
 
     data = table(2000, 0.0)
-    first, retrained = pipeline(table(500, 0.0)), pipeline(table(500, 3.0))
+    first_rows, retrain_rows = table(500, 0.0), table(500, 3.0)
+    first, retrained = pipeline(first_rows), pipeline(retrain_rows)
     params = dict(optim_method="sgd", learning_rate=0.05, global_batch_size=4, emit_every=100)
     store = ModelStore(str(tmp_path / "store"))
     src = fls.generate(lambda i: data.slice(i * 50, 50), count=40, interval=0.05)   # >= 2 s: rebase lands midway
-    model = fls.fit_online(mod.OnlineLearning(first, **params), src,
+    model = fls.fit_online(OnlineLearning(first, **params), src,
                            rebase=fls.from_model_store(store, start="next", kinds=["batch"], poll_interval=0.01),
                            uid="trainer")
     assert isinstance(model, fls.StreamModel)
@@ -215,15 +339,29 @@ def test_online_learning_rebase_swaps_feature_stages(tmp_path):
     assert 0 < n < 2000
     online = [(sv, store.version_info(sv)["metadata"]) for sv in store.versions()]
     after = [sv for sv, md in online if md.get("producer") == "ol" and md["trained_rows"] > n]
-    # oracle: a fresh OnlineLearning started from the retrained pipeline, numbered above it
-    tr = mod.OnlineLearning(first, **params).trainer()
+    # oracle: NumPy mini-batch SGD (sgd_reference) on rows [n, 2000) standardized with the retrained
+    # scaler's statistics computed by NumPy (mean, ddof=1 std of its training rows), started from the
+    # retrained logistic regression's weights
+    xr = to_numpy(retrain_rows.column("x"))
+    xs = (to_numpy(data.column("x"))[n:] - xr.mean(axis=0)) / xr.std(axis=0, ddof=1)
+    lr_md = retrained.stages[-1].get_model_data()[0]
+    ref = sgd_reference(xs, data.column("label").to_numpy()[n:], to_numpy(lr_md.column("coefficient"))[0],
+                        float(lr_md.column("intercept")[0].as_py()), batch=4, emit_every=100, lr=0.05)
+    assert len(after) == len(ref) > 0
+    assert [store.version_info(sv)["metadata"]["trained_rows"] for sv in after] == [n + rows for rows, _, _ in ref]
+    for sv, (_, w_ref, b_ref) in zip(after, ref):
+        got = store.load(sv).model.stages[-1].get_model_data()[0]
+        np.testing.assert_allclose(to_numpy(got.column("coefficient"))[0], w_ref, rtol=0, atol=1e-9)
+        assert float(got.column("intercept")[0].as_py()) == pytest.approx(b_ref, rel=0, abs=1e-9)
+    # ... and a fresh OnlineLearning started from the retrained pipeline, numbered above it
+    tr = OnlineLearning(first, **params).trainer()
     tr.partial_fit(data.slice(0, n))
     base = max(b, tr.version)
     lr = retrained.stages[-1]
     md0 = lr.get_model_data()[0]
     md0 = md0.set_column(md0.column_names.index("model_version"), "model_version", pa.array([base], pa.int64()))
     start = fl.PipelineModel([retrained.stages[0], type(lr)(**lr.get_params()).set_model_data(md0)])
-    want = list(mod.OnlineLearning(start, **params).fit_versions(data.slice(n)))
+    want = list(OnlineLearning(start, **params).fit_versions(data.slice(n)))
     assert len(after) == len(want) > 0
     assert [store.version_info(sv)["metadata"]["model_version"] for sv in after] == \
         [int(w.stages[-1].get_model_data()[0]["model_version"][0].as_py()) for w in want]
