@@ -176,6 +176,83 @@ def test_processing_time_windows_with_a_clock():
     assert version_of(v3) == 3 and vec(v3, "mean").tolist() == [5.0]
 
 
+# ---------------------------------------------------------------------------- event-time windows
+
+
+def test_event_time_windows_close_on_watermarks_and_late_rows_join_the_next_version(wine):
+    """Tumbling event-time windows of 2 s: a window's rows join the statistics when the watermark
+    passes its last millisecond (window end - 1, Flink ML's maxTimestamp, is the version's
+    timestamp); version i equals scikit-learn's StandardScaler on every row of windows 1..i (and
+    the late rows that came before it)."""
+    x = wine[:9, :3]
+    t = np.array([0.1, 1.5, 2.2, 0.7, 3.9, 2.5, 4.1, 5.0, 1.0])   # seconds, out of order
+    est = OnlineStandardScaler(windows="event_time", window_seconds=2.0, time_col="t")
+    tr = est.trainer()
+    tab = fl.table({"input": x, "t": t})
+    assert tr.partial_fit(tab.slice(0, 6)) == []                 # rows wait in windows [0, 2), [2, 4)
+    assert tr.on_watermark(1998) == []
+    (v1,) = tr.on_watermark(1999)                                # [0, 2) closes: rows 0, 1, 3
+    assert version_of(v1) == 1 and v1.column("timestamp")[0].as_py() == 1999
+    sk = SkStandardScaler().fit(x[[0, 1, 3]])
+    np.testing.assert_allclose(vec(v1, "mean"), sk.mean_, rtol=1e-12)
+    np.testing.assert_allclose(vec(v1, "std"), x[[0, 1, 3]].std(0, ddof=1), rtol=1e-12)
+    assert tr.partial_fit(tab.slice(6, 3)) == [] and tr.late_rows == 1   # row 8 (t = 1.0) is late
+    (v2,) = tr.on_watermark(4500)                                 # [2, 4) closes: rows 2, 4, 5 + late row 8
+    assert version_of(v2) == 2 and v2.column("timestamp")[0].as_py() == 3999
+    np.testing.assert_allclose(vec(v2, "mean"), x[[0, 1, 3, 2, 4, 5, 8]].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(vec(v2, "std"), x[[0, 1, 3, 2, 4, 5, 8]].std(0, ddof=1), rtol=1e-12)
+    (v3,) = tr.finish()                                           # [4, 6): rows 6, 7
+    assert version_of(v3) == 3 and v3.column("timestamp")[0].as_py() == 5999
+    np.testing.assert_allclose(vec(v3, "std"), x.std(0, ddof=1), rtol=1e-12)
+    with pytest.raises(ValueError, match="windows='event_time' needs time_col"):
+        OnlineStandardScaler(windows="event_time").trainer()
+
+
+def test_event_time_windows_on_a_stream_with_watermarks_and_a_checkpoint(digits):
+    """On a stream, watermarks from with_watermarks close the windows while the data flows; the
+    versions equal numpy's statistics of the rows of each window prefix; a trainer restored from a
+    mid-stream snapshot (through Arrow IPC) continues with the same versions."""
+    import flowlearn.stream as fls
+
+    rng = np.random.default_rng(5)
+    n = 300
+    x = digits[:n, 20:26]
+    t = np.sort(rng.uniform(0, 30, n)) + rng.uniform(-0.4, 0.4, n)     # out of order by < 0.8 s
+    data = fl.table({"input": x, "t": t})
+    est = OnlineStandardScaler(windows="event_time", window_seconds=5.0, time_col="t")
+    stream = fls.from_table(data, batch_size=20).with_watermarks("t", max_out_of_orderness=1.0)
+    versions = fls.model_stream(est.fit(stream)).collect()
+    job = fl.run(versions)
+    job.wait()
+    got = [fls.read_version(v).model_data for v in versions.tables()]
+    ends = sorted({int(np.floor(ti / 5.0)) * 5 + 5 for ti in t})
+    assert [version_of(v) for v in got] == list(range(1, len(ends) + 1))
+    assert [v.column("timestamp")[0].as_py() for v in got] == [e * 1000 - 1 for e in ends]
+    for v, end in zip(got, ends):
+        rows = t < end
+        np.testing.assert_allclose(vec(v, "mean"), x[rows].mean(0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(vec(v, "std"), x[rows].std(0, ddof=1), rtol=1e-12, atol=1e-12)
+    assert job.metrics["late_rows"] == 0
+
+    # the trainer alone, fed the same batches and watermarks, with a snapshot halfway
+    def drive(trainer, parts):
+        out, top = [], -np.inf
+        for part in parts:
+            out += trainer.partial_fit(part)
+            top = max(top, float(np.max(part.column("t").to_numpy())))
+            out += trainer.on_watermark(int(np.floor((top - 1.0) * 1000)) - 1)
+        return out
+
+    parts = [data.slice(i, 20) for i in range(0, n, 20)]
+    first = est.trainer()
+    before = drive(first, parts[:7])
+    assert first._open                                               # a window is open at the snapshot
+    second = est.trainer().restore_state(ipc_round_trip(first.snapshot_state()))
+    after = drive(second, parts[7:]) + second.finish()
+    assert len(before + after) == len(got)
+    assert all(a.equals(b) for a, b in zip(before + after, got))
+
+
 # ------------------------------------------------------------------------------------- checkpoints
 
 

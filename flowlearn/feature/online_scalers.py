@@ -15,12 +15,20 @@ Windows (``windows``):
   rows of one ``partial_fit`` call belong to the window of the time of the call; a window is
   closed (its version emitted) by the first ``partial_fit`` or ``poll`` call after its end, or by
   ``finish``;
+* ``"event_time"``: tumbling windows of ``window_seconds`` seconds of event time (``time_col``),
+  aligned on the epoch, as Flink ML's ``EventTimeTumblingWindows``. Rows wait in their window
+  (out of order is fine) until the watermark passes the window's last millisecond; then the
+  window's rows join the statistics and its version is emitted, windows in time order. On a
+  stream the watermarks come from the plan (``stream.with_watermarks(time_col,
+  max_out_of_orderness)``, through ``on_watermark``); a bounded input's end closes every window.
+  A row whose window has already closed is *late*: Flink ML drops it, flowlearn adds it to the
+  statistics (it is in the next version) and counts it in ``late_rows``;
 * ``"global"``: one window over a bounded input (Flink ML's default ``GlobalWindows``); versions
-  are emitted by ``finish()`` or on demand by ``emit()`` (a stream engine cutting event-time
-  windows upstream calls ``emit()`` at each window's end).
+  are emitted by ``finish()`` or on demand by ``emit()``.
 
-Model versions carry a ``timestamp`` (int64, milliseconds since the epoch): with ``time_col``
-set, the largest event time among the rows the version has seen; without, ``2**63 - 1``
+Model versions carry a ``timestamp`` (int64, milliseconds since the epoch): for event-time
+windows the window's last millisecond (Flink ML's ``window.maxTimestamp()``); otherwise, with
+``time_col`` set, the largest event time among the rows the version has seen; without, ``2**63 - 1``
 (Flink ML's ``Long.MAX_VALUE`` for models not trained on event time: fresh for every row).
 
 Example:
@@ -61,7 +69,7 @@ _log = logging.getLogger(__name__)
 
 _STAGE = "OnlineStandardScaler"
 STATE_FORMAT = "flowlearn.online_standard_scaler_state"
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2  # 2: event-time windows (a second table of open windows)
 NO_EVENT_TIME = 2**63 - 1  # Flink ML's Long.MAX_VALUE: a model not trained on event time
 _DELAY_CAP = 2**62  # ms (146 million years): larger delays act as this, so t - delay cannot overflow int64
 
@@ -85,12 +93,14 @@ class _OnlineStandardScalerModelParams(_StandardScalerParams):
 
 
 class _OnlineStandardScalerParams(_OnlineStandardScalerModelParams):
-    windows = Param(str, default="count", validator=in_array(["count", "processing_time", "global"]),
+    windows = Param(str, default="count", validator=in_array(["count", "processing_time", "event_time", "global"]),
                     doc="Windowing of the input: 'count' (window_rows rows), 'processing_time' (window_seconds of "
-                        "wall-clock time) or 'global' (one window; versions from finish() or emit()). One model "
+                        "wall-clock time), 'event_time' (window_seconds of event time from time_col, closed by "
+                        "watermarks) or 'global' (one window; versions from finish() or emit()). One model "
                         "version per window.")
     window_rows = Param(int, default=1000, validator=gt(0), doc="Rows per count window.")
-    window_seconds = Param(float, default=1.0, validator=gt(0), doc="Seconds per processing-time window.")
+    window_seconds = Param(float, default=1.0, validator=gt(0),
+                           doc="Seconds per processing-time or event-time window.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +170,17 @@ def _moments(x: np.ndarray | sps.csr_matrix) -> tuple[int, np.ndarray, np.ndarra
     return n, mean, ((x - mean) ** 2).sum(axis=0)
 
 
+def _combine(a: tuple, b: tuple) -> tuple:
+    """Chan et al.'s merge of two ``(count, mean, sum of squared deviations)`` summaries."""
+    na, ma, qa = a
+    nb, mb, qb = b
+    if na == 0:
+        return nb, np.array(mb, dtype=np.float64), np.array(qb, dtype=np.float64)
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), qa + qb + delta ** 2 * (na * nb / n)
+
+
 def _version_table(mean: np.ndarray, std: np.ndarray, version: int, timestamp: int) -> pa.Table:
     """StandardScalerModel's model data (one row, ``mean`` and ``std``) plus ``model_version`` and
     ``timestamp`` (int64 ms)."""
@@ -212,9 +233,14 @@ class OnlineStandardScalerTrainer:
         self._m2: np.ndarray | None = None
         self._max_event_ms: int | None = None
         self._window_start: int | None = None  # open processing-time window (ms)
+        self._open: dict[int, tuple] = {}      # open event-time windows: start ms -> (count, mean, m2)
+        self._watermark: int | None = None     # event time (ms) up to which windows have closed
+        self.late_rows = 0                     # rows that came after their event-time window closed
         self.version = 0
         self.rows_seen = 0
-        self._last_emit_rows = 0
+        self._last_emit_rows = 0               # rows in the statistics at the last version
+        if self._windows == "event_time" and self._time_col is None:
+            raise ValueError(f"{_STAGE}: windows='event_time' needs time_col, the column of event times")
 
     @property
     def dim(self) -> int | None:
@@ -234,25 +260,16 @@ class OnlineStandardScalerTrainer:
 
     def _emit(self) -> pa.Table:
         self.version += 1
-        self._last_emit_rows = self.rows_seen
+        self._last_emit_rows = self._n
         _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
         return self.model_data()
 
     def _merge(self, x: np.ndarray | sps.csr_matrix, ts: np.ndarray | None) -> None:
         """Add the rows ``x`` (with event times ``ts`` in ms, or None) to the running statistics."""
-        if ts is not None:
+        if ts is not None and self._windows != "event_time":
             top = int(ts.max())
             self._max_event_ms = top if self._max_event_ms is None else max(self._max_event_ms, top)
-        nb, mb, m2b = _moments(x)
-        if self._n == 0:
-            self._n, self._mean, self._m2 = nb, mb.astype(np.float64, copy=True), m2b.astype(np.float64, copy=True)
-        else:
-            n = self._n + nb
-            delta = mb - self._mean
-            self._mean = self._mean + delta * (nb / n)
-            self._m2 = self._m2 + m2b + delta ** 2 * (self._n * nb / n)
-            self._n = n
-        self.rows_seen += nb
+        self._n, self._mean, self._m2 = _combine((self._n, self._mean, self._m2), _moments(x))
 
     def partial_fit(self, batch: Any) -> list[pa.Table]:
         """Add the rows of ``batch`` (a table, record batch or anything ``fl.table`` accepts); return
@@ -272,9 +289,14 @@ class OnlineStandardScalerTrainer:
                 room = self._window_rows - self.rows_seen % self._window_rows
                 take = min(room, n - start)
                 self._merge(x[start:start + take], None if ts is None else ts[start:start + take])
+                self.rows_seen += take
                 start += take
                 if self.rows_seen % self._window_rows == 0 and self.rows_seen > self._last_emit_rows:
                     versions.append(self._emit())
+            return versions
+        self.rows_seen += n
+        if self._windows == "event_time":
+            self._add_to_windows(x, ts)
             return versions
         self._merge(x, ts)
         if self._windows == "processing_time" and self._window_start is None:
@@ -293,42 +315,81 @@ class OnlineStandardScalerTrainer:
         self._window_start = None
         return [self._emit()] if self.rows_seen > self._last_emit_rows else []
 
+    def _add_to_windows(self, x: np.ndarray | sps.csr_matrix, ts: np.ndarray) -> None:
+        """Event-time windows: each row into its window's summary; rows of closed windows (late)
+        straight into the statistics."""
+        w = self._window_ms
+        starts = ts - np.mod(ts, w)
+        late = np.zeros(len(ts), dtype=bool) if self._watermark is None else starts + (w - 1) <= self._watermark
+        if late.any():
+            self._merge(x[np.flatnonzero(late)], None)
+            self.late_rows += int(late.sum())
+            _log.debug("%s: %d late rows (their event-time windows had closed) join the next version", _STAGE,
+                       int(late.sum()))
+        on_time = np.flatnonzero(~late)
+        for s in np.unique(starts[on_time]):  # one summary per window present in the batch
+            rows = on_time[starts[on_time] == s]
+            self._open[int(s)] = _combine(self._open.get(int(s), (0, None, None)), _moments(x[rows]))
+
+    def on_watermark(self, watermark_ms: int) -> list[pa.Table]:
+        """Event-time windows: close, in time order, every open window whose last millisecond the
+        watermark (ms) has passed, each emitting its version; other windows: ``[]``."""
+        if self._windows != "event_time":
+            return []
+        self._watermark = watermark_ms if self._watermark is None else max(self._watermark, watermark_ms)
+        versions = []
+        for s in sorted(s for s in self._open if s + self._window_ms - 1 <= self._watermark):
+            self._n, self._mean, self._m2 = _combine((self._n, self._mean, self._m2), self._open.pop(s))
+            self._max_event_ms = s + self._window_ms - 1
+            versions.append(self._emit())
+        return versions
+
     def emit(self) -> pa.Table | None:
-        """Emit a version of the statistics now; ``None`` if no row came since the last version."""
-        if self._mean is None or self.rows_seen <= self._last_emit_rows:
+        """Emit a version of the statistics now; ``None`` if no row joined them since the last version."""
+        if self._mean is None or self._n <= self._last_emit_rows:
             return None
         return self._emit()
 
     def finish(self) -> list[pa.Table]:
-        """End of a bounded input: close the open window and emit its version (``[]`` when every
+        """End of a bounded input: close the open window(s) and emit their versions (``[]`` when every
         row is already in the last version)."""
         self._window_start = None
+        versions = self.on_watermark(NO_EVENT_TIME) if self._open else []
         v = self.emit()
-        return [] if v is None else [v]
+        return versions + ([] if v is None else [v])
 
     # -- checkpoints ---------------------------------------------------------------------
 
     def snapshot_state(self) -> list[pa.Table]:
-        """The state as one Arrow table ``state``: one row per dimension with the running ``mean``
-        and sum of squared deviations ``m2``; JSON metadata (counters, open window) under
-        ``flowlearn.online_standard_scaler_state`` in its schema."""
+        """The state as two Arrow tables: ``state``, one row per dimension with the running ``mean``
+        and sum of squared deviations ``m2`` (JSON metadata: counters, open processing-time window,
+        watermark, under ``flowlearn.online_standard_scaler_state`` in its schema), and
+        ``windows``, one row per open event-time window (``start`` ms, ``count``, ``mean``, ``m2``)."""
         meta = {
             "format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, "dim": self.dim,
             "count": self._n, "version": self.version, "rows_seen": self.rows_seen,
             "last_emit_rows": self._last_emit_rows, "max_event_ms": self._max_event_ms,
             "window_start_ms": self._window_start, "windows": self._windows, "window_rows": self._window_rows,
+            "window_ms": self._window_ms, "watermark_ms": self._watermark, "late_rows": self.late_rows,
         }
         if self._mean is None:
             state = pa.table({"mean": pa.array([], pa.float64()), "m2": pa.array([], pa.float64())})
         else:
             state = pa.table({"mean": self._mean.copy(), "m2": self._m2.copy()})
-        return [state.replace_schema_metadata({STATE_FORMAT: json.dumps(meta)})]
+        starts = sorted(self._open)
+        vec = pa.list_(pa.float64())
+        windows = pa.table({"start": pa.array(starts, pa.int64()),
+                            "count": pa.array([self._open[s][0] for s in starts], pa.int64()),
+                            "mean": pa.array([self._open[s][1].tolist() for s in starts], vec),
+                            "m2": pa.array([self._open[s][2].tolist() for s in starts], vec)})
+        return [state.replace_schema_metadata({STATE_FORMAT: json.dumps(meta)}), windows]
 
     def restore_state(self, tables: list[pa.Table]) -> "OnlineStandardScalerTrainer":
-        """Restore a state written by :meth:`snapshot_state` (of a trainer with the same windows)."""
-        if len(tables) != 1:
-            raise ValueError(f"{_STAGE}: a trainer state is 1 table (state), got {len(tables)}")
-        (state,) = tables
+        """Restore a state written by :meth:`snapshot_state` (of a trainer with the same windows;
+        format version 1 states are one table, without event-time windows)."""
+        if len(tables) not in (1, 2):
+            raise ValueError(f"{_STAGE}: a trainer state is 2 tables (state, windows), got {len(tables)}")
+        state = tables[0]
         raw = (state.schema.metadata or {}).get(STATE_FORMAT.encode())
         if raw is None:
             raise ValueError(f"{_STAGE}: the state table has no '{STATE_FORMAT}' metadata; it is not a trainer state")
@@ -336,7 +397,8 @@ class OnlineStandardScalerTrainer:
         if meta.get("format_version", 0) > STATE_FORMAT_VERSION:
             raise ValueError(f"{_STAGE}: state format_version {meta['format_version']} is newer than this "
                              f"flowlearn reads ({STATE_FORMAT_VERSION})")
-        if meta["windows"] != self._windows or (self._windows == "count" and meta["window_rows"] != self._window_rows):
+        if meta["windows"] != self._windows or (self._windows == "count" and meta["window_rows"] != self._window_rows) \
+                or (self._windows == "event_time" and meta.get("window_ms") != self._window_ms):
             raise ValueError(f"{_STAGE}: the state was written with windows={meta['windows']!r}, window_rows="
                              f"{meta['window_rows']}; restore it into a trainer with the same windows (this one has "
                              f"windows={self._windows!r}, window_rows={self._window_rows})")
@@ -354,6 +416,14 @@ class OnlineStandardScalerTrainer:
         self._last_emit_rows = int(meta["last_emit_rows"])
         self._max_event_ms = meta["max_event_ms"]
         self._window_start = meta["window_start_ms"]
+        self._watermark = meta.get("watermark_ms")
+        self.late_rows = int(meta.get("late_rows", 0))
+        self._open = {}
+        if len(tables) == 2:
+            w = tables[1]
+            for s, n, m, q in zip(w.column("start").to_pylist(), w.column("count").to_pylist(),
+                                  w.column("mean").to_pylist(), w.column("m2").to_pylist()):
+                self._open[int(s)] = (int(n), np.array(m, dtype=np.float64), np.array(q, dtype=np.float64))
         return self
 
 
@@ -370,16 +440,18 @@ class OnlineStandardScaler(_OnlineStandardScalerParams, OnlineEstimator):
     :class:`~flowlearn.feature.StandardScaler` fitted on the rows up to the end of window ``i``.
 
     Parameters: ``input_col`` ("input"; dense or sparse vectors), ``output_col`` ("output"),
-    ``with_mean`` (False), ``with_std`` (True), ``windows`` ("count", "processing_time" or
-    "global"), ``window_rows`` (1000), ``window_seconds`` (1.0), ``time_col`` (None),
+    ``with_mean`` (False), ``with_std`` (True), ``windows`` ("count", "processing_time",
+    "event_time" or "global"), ``window_rows`` (1000), ``window_seconds`` (1.0), ``time_col`` (None),
     ``max_allowed_model_delay_ms`` (0), ``model_version_col`` ("model_version"). The windows and
     the version timestamps are described in the module docstring; the model's use of
     ``time_col`` and ``max_allowed_model_delay_ms`` on :class:`OnlineStandardScalerModel`.
 
     Departures from Flink ML: versions are numbered from 1 (Flink ML: 0), as every flowlearn
     online estimator; the default window is a count window (Flink ML: a global window); the
-    variance is merged stably (see the module docstring); with ``time_col`` the timestamp is the
-    largest event time seen (Flink ML: the event-time window's end - 1 ms).
+    variance is merged stably (see the module docstring); with ``time_col`` and windows other
+    than event-time ones the timestamp is the largest event time seen (event-time windows: the
+    window's end - 1 ms, as Flink ML); late rows of event-time windows join the next version
+    (Flink ML drops them).
 
     * ``fit(table_or_iterable_of_tables)`` trains on a bounded input and returns an
       :class:`OnlineStandardScalerModel` holding the final version; ``fit(stream)`` goes to the

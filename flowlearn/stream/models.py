@@ -292,10 +292,11 @@ class TrainerOp(Operator):
     a ``rebase(model, version)`` method is asked to do it itself, e.g. to swap feature stages;
     otherwise a fresh trainer is made from ``set_initial_model_data``) and its versions continue
     above ``max(rebase version, last version)``. The trainer's ``snapshot_state()`` tables (and the
-    rebase model) go into checkpoints. Trainers with ``poll(now)`` (processing-time windows) get
-    the engine clock. Metrics: ``versions_emitted``, ``model_version``, ``trained_rows``,
-    ``rebases``, ``last_rebase_at_row``, ``last_rebase_version``, ``input_finished`` (1 once the
-    data input ended and the final version was emitted)."""
+    rebase model) go into checkpoints. Trainers with ``poll(now)`` (processing-time windows,
+    ``emit_every_seconds``) get the engine clock; trainers with ``on_watermark(ms)`` (event-time
+    windows) get the watermarks of the data input. Metrics: ``versions_emitted``, ``model_version``, ``trained_rows``,
+    ``rebases``, ``last_rebase_at_row``, ``last_rebase_version``, ``late_rows`` (of event-time
+    windows), ``input_finished`` (1 once the data input ended and the final version was emitted)."""
 
     def __init__(self, estimator: Any, model_class: str | None, model_params: dict | None,
                  rebase_kinds: Iterable[str] = ("batch",)) -> None:
@@ -355,12 +356,20 @@ class TrainerOp(Operator):
         versions = self.trainer.partial_fit(table)
         self.rows += table.num_rows
         self.ctx.metrics["trained_rows"] = self.rows
+        if getattr(self.trainer, "late_rows", 0):   # rows after their event-time window closed
+            self.ctx.metrics["late_rows"] = self.trainer.late_rows
         return self._wrap_all(versions)
 
     def on_timer(self, now: float) -> list[pa.Table]:
         if self.done:
             return []
         return self._wrap_all(self.trainer.poll(now))
+
+    def on_watermark(self, watermark: int) -> list[pa.Table]:
+        fn = getattr(self.trainer, "on_watermark", None)   # event-time windows (OnlineStandardScaler)
+        if self.done or not callable(fn):
+            return []
+        return self._wrap_all(fn(watermark))
 
     def end_input(self, input_index: int) -> list[pa.Table]:
         if input_index != 0 or self.done:
