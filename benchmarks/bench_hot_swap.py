@@ -98,7 +98,7 @@ def main() -> None:
           f"{f' + {args.payload_kb} KiB' if args.payload_kb else ''}")
     rows = []
     for name, notify, target in [("filesystem, polling (poll_interval=0.2)", False, 0.250),
-                                 ("filesystem, notification marker (5 ms)", True, 0.020)]:
+                                 ("filesystem, file-system notification", True, 0.020)]:
         with tempfile.TemporaryDirectory() as d:
             ret, _ = run(ModelStore(d), args.n, notify, 0.2, args.payload_kb)
         p99 = np.percentile(ret, 99)

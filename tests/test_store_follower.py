@@ -67,7 +67,7 @@ def test_follower_swaps_to_each_new_version(tmp_path, notify):
         assert follower.wait_for(1, timeout=10)                 # starts with the store's newest version
         assert predictor.model_version == 1 and predictor.predict({"x": 1.0})["z"] == 201.0
         lat = measure_latencies(store, predictor, n=12 if notify else 8, gap=0.03 if notify else 0.4)
-        report("filesystem, " + ("notification marker" if notify else "polling every 0.2 s"), lat)
+        report("filesystem, " + ("file-system notification" if notify else "polling every 0.2 s"), lat)
         last = store.latest_version()
         assert predictor.model_version == last and follower.version == last
         out = predictor.predict({"x": 1.0})
@@ -77,6 +77,33 @@ def test_follower_swaps_to_each_new_version(tmp_path, notify):
     store.publish(pipeline(500.0))
     time.sleep(0.3)
     assert predictor.model_version == last and predictor.predict({"x": 0.0})["model_version"] == last
+
+
+@pytest.mark.parametrize("notifications", [True, False], ids=["file-system events", "marker polling"])
+def test_notification_wakes_the_watcher_long_before_the_poll_interval(tmp_path, monkeypatch, notifications):
+    """With a 60 s poll interval only the LATEST marker's notification (watchdog's file-system
+    events, or the 5 ms marker check where events cannot be had) can bring a version within 20 s."""
+    import flowlearn.modelstream.store as store_mod
+
+    if not notifications:
+        def unavailable(root):
+            raise OSError("inotify watch limit reached")
+        monkeypatch.setattr(store_mod, "_MarkerEvents", unavailable)
+    store = ModelStore(str(tmp_path))
+    store.publish(pipeline(1.0))
+    watcher = store.watch(60.0, after=1)
+    try:
+        assert watcher.notifications is notifications
+        got = []
+        reader = threading.Thread(target=lambda: got.append(next(watcher)), daemon=True)
+        reader.start()
+        time.sleep(0.2)                      # the reader is waiting
+        store.publish(pipeline(2.0))
+        reader.join(20.0)
+        assert [mv.version for mv in got] == [2]
+    finally:
+        watcher.close()
+    assert not reader.is_alive()
 
 
 def test_follower_never_serves_torn_or_corrupt_versions(tmp_path, caplog):

@@ -272,6 +272,35 @@ class Watcher:
         self.close()
 
 
+class _MarkerEvents:
+    """File-system notifications (watchdog: inotify, FSEvents or ReadDirectoryChangesW) of the
+    store root's ``LATEST`` marker: ``changed`` is set whenever a publish replaces it."""
+
+    def __init__(self, root: str) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        self.changed = threading.Event()
+        changed = self.changed
+
+        class _Handler(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                paths = (event.src_path, getattr(event, "dest_path", ""))
+                if any(os.path.basename(os.fsdecode(p)) == LATEST_FILE for p in paths if p):
+                    changed.set()
+
+        self._observer = Observer()
+        self._observer.schedule(_Handler(), root, recursive=False)
+        self._observer.daemon = True
+        self._observer.start()
+
+    def close(self) -> None:
+        self.changed.set()
+        self._observer.stop()
+        if self._observer is not threading.current_thread():
+            self._observer.join(5.0)
+
+
 class _FsWatcher(Watcher):
     def __init__(self, store: "ModelStore", poll_interval: float, after: int | None, latest_only: bool,
                  notify: bool, notify_interval: float) -> None:
@@ -282,7 +311,23 @@ class _FsWatcher(Watcher):
         self._notify = notify and store._local
         self._notify_interval = notify_interval
         self._first = True
-        self._token = store._marker_token() if self._notify else None
+        self._events: _MarkerEvents | None = None
+        if self._notify:
+            try:
+                self._events = _MarkerEvents(store._root)
+            except Exception as e:  # noqa: BLE001 - no notifications here (e.g. inotify limits): stat the marker
+                logger.info("%s: no file-system notifications (%s: %s); checking the %s marker every %.3fs",
+                            store.url, type(e).__name__, e, LATEST_FILE, notify_interval)
+        self._token = store._marker_token() if self._notify and self._events is None else None
+
+    @property
+    def notifications(self) -> bool:
+        """True when file-system notifications (not marker polling) wake this watcher."""
+        return self._events is not None
+
+    def _close_resources(self) -> None:
+        if self._events is not None:
+            self._events.close()
 
     def _fetch(self) -> list[ModelVersion]:
         if self._first:
@@ -296,6 +341,10 @@ class _FsWatcher(Watcher):
                 return [mv]
         deadline = time.monotonic() + self.poll_interval
         while not self._closed.is_set():
+            if self._events is not None:  # woken by the marker's notification, or the poll interval
+                if self._events.changed.wait(max(0.0, deadline - time.monotonic())):
+                    self._events.changed.clear()
+                break
             if self._notify:
                 tok = self._store._marker_token()
                 if tok != self._token:
@@ -696,8 +745,10 @@ class ModelStore:
 
         ``after=None`` starts with the current newest valid version; otherwise only versions
         newer than ``after`` are returned. The store is listed every ``poll_interval`` seconds;
-        with ``notify`` (local filesystems) the ``LATEST`` marker is also checked every
-        ``notify_interval`` seconds (one ``stat``), so a publish is seen within milliseconds.
+        with ``notify`` (local filesystems) a file-system notification of the ``LATEST`` marker
+        (watchdog: inotify on Linux, FSEvents on macOS, ReadDirectoryChangesW on Windows) wakes
+        the watcher at once, so a publish is seen within milliseconds; where notifications cannot
+        be had, the marker is checked every ``notify_interval`` seconds (one ``stat``) instead.
         ``latest_only`` returns only the newest valid version of those that arrived together.
         """
         w = _FsWatcher(self, poll_interval, after, latest_only, notify, notify_interval)

@@ -1,9 +1,9 @@
 """``StoreFollower``: keeps a ``LocalPredictor`` on the newest valid version of a model store.
 
 A daemon thread watches the store (``ModelStore`` or ``KafkaModelStore``): it lists the store
-every ``poll_interval`` seconds and, with ``notify`` on a local filesystem, also checks the
-store's ``LATEST`` marker every ``notify_interval`` seconds, so a publish is served within
-milliseconds. Each new valid version is loaded, verified against its ``_COMMITTED`` checksums
+every ``poll_interval`` seconds and, with ``notify`` on a local filesystem, is woken by a
+file-system notification of the store's ``LATEST`` marker (or, where there are none, checks it
+every ``notify_interval`` seconds), so a publish is served within milliseconds. Each new valid version is loaded, verified against its ``_COMMITTED`` checksums
 and handed to ``predictor.swap(model, version)``, which replaces the whole pipeline at once.
 Torn versions are invisible to the watcher and corrupt ones are skipped with a logged error,
 so the predictor keeps serving the previous version. Versions only move forward.

@@ -416,9 +416,11 @@ class _Handler(BaseHTTPRequestHandler):
         routes = server.routes.get(path)
         label = path if routes is not None else "other"
         status = 500
+        observed = False
         with server.metrics._lock:
             server.metrics.in_flight += 1
         try:
+            headers = None
             try:
                 if routes is None:
                     raise _HTTPError(404, f"no such endpoint {path!r}; try POST /predict, GET /model, "
@@ -428,23 +430,26 @@ class _Handler(BaseHTTPRequestHandler):
                     allow = ", ".join(sorted(routes))
                     raise _HTTPError(405, f"{self.command} is not allowed on {path}; use {allow}", {"Allow": allow})
                 status, body, ctype = fn(self)
-                self._send(status, body, ctype)
             except _HTTPError as e:
-                status = e.status
+                status, body, ctype, headers = e.status, _dumps({"error": e.message}), _JSON, e.headers
                 if e.close:
                     self.close_connection = True
-                self._send(status, _dumps({"error": e.message}), _JSON, e.headers)
             except Exception as e:  # noqa: BLE001 - a bug must answer 500, not drop the connection
-                status = 500
+                status, ctype = 500, _JSON
+                body = _dumps({"error": f"internal error: {type(e).__name__}: {e}"})
                 logger.exception("%s %s failed", self.command, path)
                 self.close_connection = True
-                self._send(500, _dumps({"error": f"internal error: {type(e).__name__}: {e}"}), _JSON)
+            # counted before the answer goes out: a client holding its answer finds it in /metrics
+            server.metrics.observe(label, self.command or "", status, time.perf_counter() - t0)
+            observed = True
+            self._send(status, body, ctype, headers)
         except OSError:                     # the client went away mid-response
             self.close_connection = True
         finally:
             with server.metrics._lock:
                 server.metrics.in_flight -= 1
-            server.metrics.observe(label, self.command or "", status, time.perf_counter() - t0)
+            if not observed:
+                server.metrics.observe(label, self.command or "", status, time.perf_counter() - t0)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
