@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMPAT := .venv-compat
 COMPAT_STAMP := $(COMPAT)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 FLINK_PINS := "numpy>=1.24,<2.2" "pyarrow>=14,<17" "pandas>=1.5,<2.3"
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
@@ -26,6 +27,10 @@ $(COMPAT_STAMP): pyproject.toml
 	$(COMPAT)/bin/python -m pip install -q $(FLINK_PINS) -e ".[test-core,demo,kafka]"
 	touch $(COMPAT_STAMP)
 
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[test,demo,kafka,bench]"
+	touch $(BENCH_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/flowlearn demo
 
@@ -37,7 +42,7 @@ test-main: $(STAMP)
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
