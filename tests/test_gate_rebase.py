@@ -372,3 +372,25 @@ def test_online_learning_rebase_swaps_feature_stages(tmp_path):
         assert got.stages[0].get_model_data()[0].equals(retrained.stages[0].get_model_data()[0])  # swapped
         np.testing.assert_array_equal(to_numpy(got.transform(probe).column("raw_prediction")),
                                       to_numpy(w.transform(probe).column("raw_prediction")))
+
+
+def test_gate_judges_a_linear_svm_on_its_margins():
+    """A LinearSVC's raw_prediction is a margin, not a probability: the gate's AUC is scikit-learn's
+    AUC of the margins, and its accuracy is the SVM's own decision at margin 0."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from flowlearn.classification.linear_svc import LinearSVCModel
+    from flowlearn.modelstream.gate import ModelGate
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=X.shape[1]) * 0.3
+    svm = LinearSVCModel().set_model_data({"coefficient": [w.tolist()], "intercept": [0.1], "model_version": [0]})
+    held = fl.table({"features": X, "label": y.astype(float)})
+    margin = X @ w + 0.1
+    auc = ModelGate(metric="auc", held_out=held).check(svm)
+    assert auc.value == pytest.approx(roc_auc_score(y, margin), abs=1e-12)
+    acc = ModelGate(metric="accuracy", held_out=held).check(fl.PipelineModel([svm]))
+    assert acc.value == pytest.approx(accuracy_score(y, margin >= 0), abs=1e-12)

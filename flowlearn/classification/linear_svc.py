@@ -432,6 +432,8 @@ class LinearSVCModel(_LinearSVCModelParams, Model):
         ([1.0, 0.0], [[-2.0, 2.0], [2.0, -2.0]])
     """
 
+    raw_prediction_is_margin = True   # not probabilities: evaluators that need them map it (ModelGate)
+
     def _load_model_data(self, tables: list[pa.Table]) -> None:
         W, b, version = read_linear_model_table(tables, type(self).__name__)
         if W.shape[0] != 1:

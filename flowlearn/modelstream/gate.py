@@ -83,6 +83,9 @@ class ModelGate:
     ``window_rows``), ``kind`` ("binary", "multiclass" or "regression"; inferred from the metric
     when unambiguous), ``label_col``, ``raw_prediction_col``, ``prediction_col``.
     Counters: ``passed``, ``rejected``; ``results`` keeps the latest verdicts (up to 1000).
+    A candidate whose raw prediction is a margin (``LinearSVCModel``, flagged by
+    ``raw_prediction_is_margin``) is judged on the margins' sigmoid: AUC and KS are the margins',
+    accuracy/precision/recall/F1 decide at margin 0.
     """
 
     def __init__(self, metric: str = "auc", min_value: float | None = None, max_value: float | None = None,
@@ -141,6 +144,8 @@ class ModelGate:
             return float("nan"), 0
         m = _as_model(model)
         pred = m.transform(t)
+        if self.kind == "binary" and _predicts_margins(m):
+            pred = _margins_to_probabilities(pred, self.raw_prediction_col)
         ev = StreamingEvaluator(self.kind, label_col=self.label_col, raw_prediction_col=self.raw_prediction_col,
                                 prediction_col=self.prediction_col, window_rows=t.num_rows, bins=16)
         rows = ev.update(pred) or ev.flush()
@@ -226,6 +231,26 @@ def _as_model(model: Any) -> Any:
     if hasattr(model, "model") and hasattr(model, "version") and not callable(getattr(model, "transform", None)):
         return model.model  # a ModelVersion
     return model
+
+
+def _predicts_margins(model: Any) -> bool:
+    """True when the model's (or its last stage's) ``raw_prediction`` holds margins, not probabilities."""
+    stages = getattr(model, "stages", None)
+    last = stages[-1] if stages else model
+    return bool(getattr(last, "raw_prediction_is_margin", False))
+
+
+def _margins_to_probabilities(t: pa.Table, col: str) -> pa.Table:
+    """``col``'s margins through the logistic sigmoid: a probability whose ranking (AUC, KS) is the
+    margins' and whose 0.5 threshold is the margin's 0 (a linear SVM's default decision)."""
+    from scipy.special import expit
+
+    from flowlearn.linalg import from_numpy, to_numpy
+
+    c = t.column(col)
+    if pa.types.is_floating(c.type):
+        return t.set_column(t.column_names.index(col), col, pa.array(expit(c.to_numpy())))
+    return t.set_column(t.column_names.index(col), col, from_numpy(expit(to_numpy(c, col, "ModelGate"))))
 
 
 def _version_of(model: Any) -> int | None:
