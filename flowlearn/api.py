@@ -14,7 +14,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -95,6 +95,13 @@ class Stage(HasParams):
     # Persistence hooks (override in composite stages).
     def _sub_stages(self) -> list["Stage"]:
         return []
+
+    def walk(self) -> Iterator["Stage"]:
+        """This stage, then its sub-stages (of pipelines, graphs, followed versions), depth first."""
+        yield self
+        for s in self._sub_stages():
+            if isinstance(s, Stage):
+                yield from s.walk()
 
     def _extra_metadata(self) -> dict:
         return {}

@@ -394,3 +394,8 @@ def test_gate_judges_a_linear_svm_on_its_margins():
     assert auc.value == pytest.approx(roc_auc_score(y, margin), abs=1e-12)
     acc = ModelGate(metric="accuracy", held_out=held).check(fl.PipelineModel([svm]))
     assert acc.value == pytest.approx(accuracy_score(y, margin >= 0), abs=1e-12)
+    svm.set(threshold=1.0)                      # the model's own decision: margin >= 1
+    acc = ModelGate(metric="accuracy", held_out=held).check(svm)
+    assert acc.value == pytest.approx(accuracy_score(y, margin >= 1.0), abs=1e-12)
+    with pytest.raises(ValueError, match="'log_loss' needs probabilities.*LinearSVCModel predicts margins"):
+        ModelGate(metric="log_loss", held_out=held).check(svm)

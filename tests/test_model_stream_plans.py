@@ -466,3 +466,30 @@ def test_following_models_outside_a_pipeline_are_refused_with_a_reason():
     out = graph.add_algo_operator(online, t)
     with pytest.raises(NotImplementedError, match="follows a model stream"):
         graph.build_model([t], [out]).transform(fls.from_table(_data(10)))
+
+
+def test_waiting_rows_hold_the_watermark_back_and_may_differ_in_schema():
+    """Rows waiting for a version keep the watermark the operator forwards where it was, so an
+    event-time window downstream counts every row (none late); waiting batches with different
+    schemas (a union of two sources) are scored each as they are."""
+    from flowlearn.feature.online_scalers import OnlineStandardScaler
+
+    n = 1000
+    x = np.random.default_rng(0).normal(size=(n, 2))
+    t = np.arange(n) * 0.01
+    s = fls.from_table({"input": from_numpy(x), "t": t}, batch_size=50).with_watermarks("t", 0.0)
+    model = OnlineStandardScaler(window_rows=300, time_col="t").fit(s)   # rows wait for a fresh version
+    windows = model.transform(s).window(event_time=1.0, time_col="t", late="side").aggregate(n=("t", "count"))
+    counts, late = windows.collect(), windows.late_data().collect()
+    job = run(counts, late)
+    job.wait()
+    assert late.result().num_rows == 0 and job.metrics["late_rows"] == 0
+    assert sum(counts.result().column("n").to_pylist()) == n
+    assert sum(m.get("buffered_rows", 0) for m in job.metrics["operators"].values()) > 0
+
+    from flowlearn.testing.models import AddK
+    data = fls.from_iterable([{"t": [1.0], "id": [1]}]).union(fls.from_iterable([{"id": [2], "t": [2.0]}]))
+    follower = fls.follow(fls.from_iterable([{"k": [1.0], "model_version": [1]}]), AddK(input_col="t", output_col="u"))
+    got = []
+    run(follower.transform(data).foreach(lambda b: got.extend(b.to_pylist()))).wait()
+    assert sorted((r["id"], r["u"]) for r in got) == [(1, 2.0), (2, 3.0)]

@@ -661,3 +661,17 @@ def test_fit_versions_are_outputs_of_unbounded_iteration_steps(monkeypatch, unbo
     assert len(by_hand) == len(versions) and all(a.equals(b) for a, b in zip(by_hand, versions))
     if windows == "count":
         assert len(versions) == 8 and steps[-2].variables[0].equals(versions[-2])  # the variable: the latest
+
+
+def test_event_time_windows_check_the_vector_size_of_every_batch():
+    tr = OnlineStandardScaler(windows="event_time", window_seconds=1.0, time_col="t").trainer()
+    tr.partial_fit({"input": [[1.0, 2.0]], "t": [0.5]})
+    with pytest.raises(ValueError, match="size 3.*expects size 2"):
+        tr.partial_fit({"input": [[1.0, 2.0, 3.0]], "t": [0.6]})       # before any window closed
+    again = OnlineStandardScaler(windows="event_time", window_seconds=1.0, time_col="t").trainer()
+    again.restore_state(ipc_round_trip(tr.snapshot_state()))            # the size survives a checkpoint
+    assert again.dim == 2
+    with pytest.raises(ValueError, match="size 3.*expects size 2"):
+        again.partial_fit({"input": [[1.0, 2.0, 3.0]], "t": [0.7]})
+    (v,) = again.on_watermark(999)
+    assert vec(v, "mean").tolist() == [1.0, 2.0]

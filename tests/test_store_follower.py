@@ -88,7 +88,7 @@ def test_notification_wakes_the_watcher_long_before_the_poll_interval(tmp_path, 
     if not notifications:
         def unavailable(root):
             raise OSError("inotify watch limit reached")
-        monkeypatch.setattr(store_mod, "_MarkerEvents", unavailable)
+        monkeypatch.setattr(store_mod._MarkerNotifier, "subscribe", unavailable)
     store = ModelStore(str(tmp_path))
     store.publish(pipeline(1.0))
     watcher = store.watch(60.0, after=1)

@@ -66,7 +66,8 @@ from flowlearn.evaluation import metrics as _m
 
 __all__ = ["progressive_validation", "PROGRESSIVE_METRICS", "DEFAULT_METRICS"]
 
-#: The metrics that fit each kind of prediction.
+#: The metrics that fit each kind of prediction (``{kind: names}``; before OnlineLearning's kinds
+#: were evaluated this was the tuple of binary metrics, now ``PROGRESSIVE_METRICS["binary"]``).
 PROGRESSIVE_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("log_loss", "auc", "accuracy", "precision", "recall", "f1"),
     "multiclass": ("log_loss", "accuracy", "macro_f1"),

@@ -85,7 +85,8 @@ class _OnlineStandardScalerModelParams(_StandardScalerParams):
                                   "None adds no column.")
     time_col = Param(str, default=None,
                      doc="Event-time column (timestamp, or numbers of seconds since the epoch). Training: a "
-                         "version's timestamp is the largest event time it has seen. Transform: picks each "
+                         "version's timestamp is the largest event time it has seen (event-time windows: the "
+                         "window's end - 1 ms), and event-time windows need it. Transform: picks each "
                          "row's model version by event time (see max_allowed_model_delay_ms). None: no event time.")
     max_allowed_model_delay_ms = Param(int, default=0, validator=in_range(0, NO_EVENT_TIME),
                                        doc="A row with event time t may use a model version whose timestamp is at "
@@ -206,9 +207,11 @@ class OnlineStandardScalerTrainer:
     * ``emit()``: a version of the statistics now, ``None`` if no row came since the last one;
       ``finish()``: close the open window and emit its version (a bounded input's end);
     * ``poll(now=None)``: close a processing-time window whose end has passed (for engine timers);
+    * ``on_watermark(ms)``: close the event-time windows the watermark has passed (their
+      versions, in time order); ``late_rows`` counts rows that came after their window closed;
     * ``model_data()``, ``version``, ``rows_seen``, ``dim``;
     * ``snapshot_state() -> list[pa.Table]`` / ``restore_state(tables)``: the complete state as
-      one Arrow table with JSON metadata. A restored trainer fed the same batches emits the same
+      Arrow tables with JSON metadata. A restored trainer fed the same batches emits the same
       versions; differently cut batches give the same statistics up to rounding.
 
     Example:
@@ -233,6 +236,7 @@ class OnlineStandardScalerTrainer:
         self._m2: np.ndarray | None = None
         self._max_event_ms: int | None = None
         self._window_start: int | None = None  # open processing-time window (ms)
+        self._dim: int | None = None
         self._open: dict[int, tuple] = {}      # open event-time windows: start ms -> (count, mean, m2)
         self._watermark: int | None = None     # event time (ms) up to which windows have closed
         self.late_rows = 0                     # rows that came after their event-time window closed
@@ -244,7 +248,8 @@ class OnlineStandardScalerTrainer:
 
     @property
     def dim(self) -> int | None:
-        return None if self._mean is None else len(self._mean)
+        """Vector size (``None`` until the first row fixes it)."""
+        return self._dim
 
     def _stats(self) -> tuple[np.ndarray, np.ndarray]:
         std = np.sqrt(self._m2 / (self._n - 1)) if self._n > 1 else np.zeros_like(self._mean)
@@ -279,6 +284,7 @@ class OnlineStandardScalerTrainer:
         if t.num_rows:  # validate before any state changes (an empty batch may come without columns)
             x = _vectors(t, self._input_col, _STAGE, self.dim)
             ts = None if self._time_col is None else _event_time_ms(t, self._time_col, _STAGE)
+            self._dim = x.shape[1]
         versions: list[pa.Table] = self.poll() if self._windows == "processing_time" else []
         if x is None:
             return versions
@@ -400,10 +406,11 @@ class OnlineStandardScalerTrainer:
         if meta["windows"] != self._windows or (self._windows == "count" and meta["window_rows"] != self._window_rows) \
                 or (self._windows == "event_time" and meta.get("window_ms") != self._window_ms):
             raise ValueError(f"{_STAGE}: the state was written with windows={meta['windows']!r}, window_rows="
-                             f"{meta['window_rows']}; restore it into a trainer with the same windows (this one has "
-                             f"windows={self._windows!r}, window_rows={self._window_rows})")
-        d = meta["dim"]
-        if d is None:
+                             f"{meta['window_rows']}, window_ms={meta.get('window_ms')}; restore it into a trainer with "
+                             f"the same windows (this one has windows={self._windows!r}, window_rows="
+                             f"{self._window_rows}, window_ms={self._window_ms})")
+        d = self._dim = meta["dim"]
+        if d is None or (state.num_rows == 0 and meta["count"] == 0):   # no rows yet, or all in open windows
             self._mean = self._m2 = None
         else:
             if state.num_rows != d:

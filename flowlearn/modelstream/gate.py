@@ -42,6 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from flowlearn.stream.core import Stream
@@ -84,8 +85,8 @@ class ModelGate:
     when unambiguous), ``label_col``, ``raw_prediction_col``, ``prediction_col``.
     Counters: ``passed``, ``rejected``; ``results`` keeps the latest verdicts (up to 1000).
     A candidate whose raw prediction is a margin (``LinearSVCModel``, flagged by
-    ``raw_prediction_is_margin``) is judged on the margins' sigmoid: AUC and KS are the margins',
-    accuracy/precision/recall/F1 decide at margin 0.
+    ``raw_prediction_is_margin``) is judged on ``sigmoid(margin - threshold)``: AUC and KS are the
+    margins', accuracy/precision/recall/F1 decide as the model does; ``log_loss`` is refused.
     """
 
     def __init__(self, metric: str = "auc", min_value: float | None = None, max_value: float | None = None,
@@ -144,8 +145,12 @@ class ModelGate:
             return float("nan"), 0
         m = _as_model(model)
         pred = m.transform(t)
-        if self.kind == "binary" and _predicts_margins(m):
-            pred = _margins_to_probabilities(pred, self.raw_prediction_col)
+        margins = _margin_stage(m) if self.kind == "binary" else None
+        if margins is not None:
+            if self.metric == "log_loss":
+                raise ValueError(f"ModelGate: metric 'log_loss' needs probabilities, but {type(margins).__name__} "
+                                 f"predicts margins; gate it on auc, ks, accuracy, precision, recall or f1")
+            pred = _margins_to_probabilities(pred, self.raw_prediction_col, float(getattr(margins, "threshold", 0.0)))
         ev = StreamingEvaluator(self.kind, label_col=self.label_col, raw_prediction_col=self.raw_prediction_col,
                                 prediction_col=self.prediction_col, window_rows=t.num_rows, bins=16)
         rows = ev.update(pred) or ev.flush()
@@ -233,24 +238,28 @@ def _as_model(model: Any) -> Any:
     return model
 
 
-def _predicts_margins(model: Any) -> bool:
-    """True when the model's (or its last stage's) ``raw_prediction`` holds margins, not probabilities."""
+def _margin_stage(model: Any) -> Any:
+    """The model's (or its last stage's) stage when its ``raw_prediction`` holds margins, not
+    probabilities (``raw_prediction_is_margin``); else ``None``."""
     stages = getattr(model, "stages", None)
     last = stages[-1] if stages else model
-    return bool(getattr(last, "raw_prediction_is_margin", False))
+    return last if getattr(last, "raw_prediction_is_margin", False) else None
 
 
-def _margins_to_probabilities(t: pa.Table, col: str) -> pa.Table:
-    """``col``'s margins through the logistic sigmoid: a probability whose ranking (AUC, KS) is the
-    margins' and whose 0.5 threshold is the margin's 0 (a linear SVM's default decision)."""
+def _margins_to_probabilities(t: pa.Table, col: str, threshold: float) -> pa.Table:
+    """``col``'s margins ``m`` as ``sigmoid(m - threshold)``: a probability whose ranking (AUC, KS)
+    is the margins' and whose 0.5 threshold is the model's own decision (``m >= threshold``). In a
+    two-entry ``[-m, m]`` vector, the negative class gets ``1 - sigmoid(m - threshold)``."""
     from scipy.special import expit
 
     from flowlearn.linalg import from_numpy, to_numpy
 
     c = t.column(col)
     if pa.types.is_floating(c.type):
-        return t.set_column(t.column_names.index(col), col, pa.array(expit(c.to_numpy())))
-    return t.set_column(t.column_names.index(col), col, from_numpy(expit(to_numpy(c, col, "ModelGate"))))
+        return t.set_column(t.column_names.index(col), col, pa.array(expit(c.to_numpy() - threshold)))
+    m = to_numpy(c, col, "ModelGate")
+    p = expit(m[:, -1] - threshold)
+    return t.set_column(t.column_names.index(col), col, from_numpy(np.column_stack([1.0 - p, p])))
 
 
 def _version_of(model: Any) -> int | None:

@@ -47,6 +47,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -65,6 +66,7 @@ logger = logging.getLogger("flowlearn.modelstream")
 
 COMMIT_FILE = "_COMMITTED"
 LATEST_FILE = "LATEST"
+_BACKSTOP_CHECKS = 10   # with notifications, the marker is still stat-ed every 10 notify intervals
 COMMIT_FORMAT = "flowlearn.model_version"
 COMMIT_FORMAT_VERSION = 1
 _VERSION_RE = re.compile(r"^\d{12}$")
@@ -272,33 +274,57 @@ class Watcher:
         self.close()
 
 
-class _MarkerEvents:
-    """File-system notifications (watchdog: inotify, FSEvents or ReadDirectoryChangesW) of the
-    store root's ``LATEST`` marker: ``changed`` is set whenever a publish replaces it."""
+class _MarkerNotifier:
+    """File-system notifications (watchdog: inotify, FSEvents or ReadDirectoryChangesW) of store
+    roots' ``LATEST`` markers. One observer thread per process, one watch per store root however
+    many watchers follow it; each watcher subscribes an event that a publish sets."""
 
-    def __init__(self, root: str) -> None:
+    _lock = threading.Lock()
+    _observer: Any = None
+    _roots: dict[str, tuple[Any, set[threading.Event]]] = {}
+
+    @classmethod
+    def subscribe(cls, root: str) -> threading.Event:
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers import Observer
 
-        self.changed = threading.Event()
-        changed = self.changed
+        root = os.path.abspath(root)
+        event = threading.Event()
+        with cls._lock:
+            if cls._observer is None:
+                obs = Observer()
+                obs.daemon = True
+                obs.start()
+                cls._observer = obs
+            entry = cls._roots.get(root)
+            if entry is None:
+                subscribers: set[threading.Event] = set()
 
-        class _Handler(FileSystemEventHandler):
-            def on_any_event(self, event: Any) -> None:
-                paths = (event.src_path, getattr(event, "dest_path", ""))
-                if any(os.path.basename(os.fsdecode(p)) == LATEST_FILE for p in paths if p):
-                    changed.set()
+                class _Handler(FileSystemEventHandler):
+                    def on_any_event(self, ev: Any) -> None:
+                        paths = (ev.src_path, getattr(ev, "dest_path", ""))
+                        if any(os.path.basename(os.fsdecode(p)) == LATEST_FILE for p in paths if p):
+                            for e in list(subscribers):
+                                e.set()
 
-        self._observer = Observer()
-        self._observer.schedule(_Handler(), root, recursive=False)
-        self._observer.daemon = True
-        self._observer.start()
+                entry = cls._roots[root] = (cls._observer.schedule(_Handler(), root, recursive=False), subscribers)
+            entry[1].add(event)
+        return event
 
-    def close(self) -> None:
-        self.changed.set()
-        self._observer.stop()
-        if self._observer is not threading.current_thread():
-            self._observer.join(5.0)
+    @classmethod
+    def unsubscribe(cls, root: str, event: threading.Event) -> None:
+        root = os.path.abspath(root)
+        with cls._lock:
+            entry = cls._roots.get(root)
+            if entry is None:
+                return
+            entry[1].discard(event)
+            if not entry[1]:
+                del cls._roots[root]
+                try:
+                    cls._observer.unschedule(entry[0])
+                except Exception:  # noqa: BLE001 - the root may be gone; its watch with it
+                    pass
 
 
 class _FsWatcher(Watcher):
@@ -311,23 +337,26 @@ class _FsWatcher(Watcher):
         self._notify = notify and store._local
         self._notify_interval = notify_interval
         self._first = True
-        self._events: _MarkerEvents | None = None
+        self._changed: threading.Event | None = None
         if self._notify:
             try:
-                self._events = _MarkerEvents(store._root)
+                self._changed = _MarkerNotifier.subscribe(store._root)
+                # unsubscribed by close(), or when the watcher is dropped unclosed
+                self._unsubscribe = weakref.finalize(self, _MarkerNotifier.unsubscribe, store._root, self._changed)
             except Exception as e:  # noqa: BLE001 - no notifications here (e.g. inotify limits): stat the marker
                 logger.info("%s: no file-system notifications (%s: %s); checking the %s marker every %.3fs",
                             store.url, type(e).__name__, e, LATEST_FILE, notify_interval)
-        self._token = store._marker_token() if self._notify and self._events is None else None
+        self._token = store._marker_token() if self._notify else None
 
     @property
     def notifications(self) -> bool:
-        """True when file-system notifications (not marker polling) wake this watcher."""
-        return self._events is not None
+        """True when file-system notifications (not only marker checks) wake this watcher."""
+        return self._changed is not None
 
     def _close_resources(self) -> None:
-        if self._events is not None:
-            self._events.close()
+        if self._changed is not None:
+            self._unsubscribe()
+            self._changed.set()
 
     def _fetch(self) -> list[ModelVersion]:
         if self._first:
@@ -340,10 +369,13 @@ class _FsWatcher(Watcher):
                 self._last = mv.version
                 return [mv]
         deadline = time.monotonic() + self.poll_interval
+        # With notifications, the marker is also checked every _BACKSTOP_CHECKS notify intervals:
+        # events can be lost (a deleted and re-created root, writes from other hosts on NFS).
+        interval = self._notify_interval * (_BACKSTOP_CHECKS if self._changed is not None else 1)
         while not self._closed.is_set():
-            if self._events is not None:  # woken by the marker's notification, or the poll interval
-                if self._events.changed.wait(max(0.0, deadline - time.monotonic())):
-                    self._events.changed.clear()
+            if self._changed is not None and self._changed.is_set():
+                self._changed.clear()
+                self._token = self._store._marker_token()
                 break
             if self._notify:
                 tok = self._store._marker_token()
@@ -353,7 +385,10 @@ class _FsWatcher(Watcher):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self._closed.wait(min(remaining, self._notify_interval) if self._notify else remaining)
+            if self._changed is not None:
+                self._changed.wait(min(remaining, interval))
+            else:
+                self._closed.wait(min(remaining, interval) if self._notify else remaining)
         if self._closed.is_set():
             return []
         return self._scan()
@@ -747,8 +782,9 @@ class ModelStore:
         newer than ``after`` are returned. The store is listed every ``poll_interval`` seconds;
         with ``notify`` (local filesystems) a file-system notification of the ``LATEST`` marker
         (watchdog: inotify on Linux, FSEvents on macOS, ReadDirectoryChangesW on Windows) wakes
-        the watcher at once, so a publish is seen within milliseconds; where notifications cannot
-        be had, the marker is checked every ``notify_interval`` seconds (one ``stat``) instead.
+        the watcher at once, so a publish is seen within milliseconds; the marker is also checked
+        every ``10 * notify_interval`` seconds (one ``stat``) in case an event is lost, and every
+        ``notify_interval`` where notifications cannot be had.
         ``latest_only`` returns only the newest valid version of those that arrived together.
         """
         w = _FsWatcher(self, poll_interval, after, latest_only, notify, notify_interval)

@@ -415,8 +415,6 @@ class _Handler(BaseHTTPRequestHandler):
             path = path.rstrip("/")
         routes = server.routes.get(path)
         label = path if routes is not None else "other"
-        status = 500
-        observed = False
         with server.metrics._lock:
             server.metrics.in_flight += 1
         try:
@@ -441,15 +439,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             # counted before the answer goes out: a client holding its answer finds it in /metrics
             server.metrics.observe(label, self.command or "", status, time.perf_counter() - t0)
-            observed = True
             self._send(status, body, ctype, headers)
         except OSError:                     # the client went away mid-response
             self.close_connection = True
         finally:
             with server.metrics._lock:
                 server.metrics.in_flight -= 1
-            if not observed:
-                server.metrics.observe(label, self.command or "", status, time.perf_counter() - t0)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 

@@ -165,10 +165,7 @@ class StageOp(Operator):
 
 def follows_model_stream(stage: Any) -> bool:
     """True if ``stage`` or one of its sub-stages follows a model stream."""
-    if getattr(stage, "_flowlearn_model_stream", None) is not None:
-        return True
-    subs = getattr(stage, "_sub_stages", None)
-    return callable(subs) and any(follows_model_stream(s) for s in subs())
+    return any(getattr(s, "_flowlearn_model_stream", None) is not None for s in stage.walk())
 
 
 class Stream:
@@ -328,18 +325,18 @@ class Stream:
 
             return Stream(lambda: ModelStreamOp(stage), [self, model_stream], name=f"{type(stage).__name__}",
                           schema=None)
-        inner = [s for s in stage._sub_stages() if follows_model_stream(s)]
-        if inner:
+        following = [s for s in stage._sub_stages() if follows_model_stream(s)]
+        if following:
             if not hasattr(stage, "stages") or others:
                 raise NotImplementedError(
-                    f"{type(stage).__name__}.transform(stream): its stage {type(inner[0]).__name__} follows a model "
-                    f"stream, which only a PipelineModel (applied stage by stage) or the stage itself can apply")
+                    f"{type(stage).__name__}.transform(stream): its stage {type(following[0]).__name__} follows a "
+                    f"model stream, which only a PipelineModel (applied stage by stage) or the stage itself can apply")
             out: Stream = self
-            inner: list[Stream] = []
+            nodes: list[Stream] = []
             for s in stage.stages:   # each stage on its own, so a following stage applies its newest version
                 out = s.transform(out)
-                inner += [out, *out._side_nodes]
-            out._side_nodes = [n for n in inner if n is not out]   # its side outputs: those of all stages
+                nodes += [out, *out._side_nodes]
+            out._side_nodes = [n for n in nodes if n is not out]   # its side outputs: those of all stages
             return out
         return self._then(lambda: StageOp(stage, others), type(stage).__name__)
 

@@ -55,7 +55,7 @@ import pyarrow.compute as pc
 
 from flowlearn.api import Model, Stage, registered_stage
 from flowlearn.stream.core import Sink, Stream
-from flowlearn.stream.operator import Operator, OperatorState
+from flowlearn.stream.operator import MIN_WATERMARK, Operator, OperatorState
 from flowlearn.stream.source import Source
 
 __all__ = [
@@ -583,11 +583,18 @@ def _freshness_stages(model: Any) -> list[Any]:
     ``event_time_limit_ms`` is not ``None`` (``OnlineStandardScalerModel`` with ``time_col``)."""
     if model is None:
         return []
-    found = [model] if getattr(model, "event_time_limit_ms", None) is not None else []
-    subs = getattr(model, "_sub_stages", None)
-    for s in (subs() if callable(subs) else []):
-        found += _freshness_stages(s)
-    return found
+    return [s for s in model.walk() if getattr(s, "event_time_limit_ms", None) is not None]
+
+
+def _same_schema_runs(tables: list[pa.Table]) -> list[pa.Table]:
+    """``tables`` with each run of consecutive tables of one schema concatenated (in order)."""
+    runs: list[list[pa.Table]] = []
+    for t in tables:
+        if runs and runs[-1][0].schema.equals(t.schema):
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return [r[0] if len(r) == 1 else pa.concat_tables(r) for r in runs]
 
 
 class ModelStreamOp(Operator):
@@ -605,7 +612,9 @@ class ModelStreamOp(Operator):
     ``time_col``: the freshest version's timestamp + ``max_allowed_model_delay_ms``). A row whose
     event time is past the limit waits until a version that covers it arrives, then is scored by
     it (after rows that came later). Metrics: ``buffered_rows`` (rows that waited),
-    ``waiting_rows`` (waiting now). Waiting rows are checkpointed. Rows still waiting when every
+    ``waiting_rows`` (waiting now). Waiting rows are checkpointed. While rows wait, the watermark
+    this operator forwards stays where it was when the first of them arrived, so event-time
+    windows downstream do not close before the rows are scored. Rows still waiting when every
     input has ended (no version came, or none fresh enough) are counted in ``unscored_rows``,
     logged as a warning and emitted on the side output ``"unscored"``."""
 
@@ -619,6 +628,8 @@ class ModelStreamOp(Operator):
         self.buffer: list[pa.Table] = []     # rows waiting for a (fresh enough) version, in arrival order
         self.waiting = 0
         self.gates: list[Any] = []
+        self.watermark_in = MIN_WATERMARK
+        self.held_watermark: int | None = None   # input watermark when the oldest waiting row arrived
         self._initial()
 
     def _initial(self) -> None:
@@ -679,21 +690,32 @@ class ModelStreamOp(Operator):
         return table.filter(mask), table.filter(pc.invert(mask))
 
     def _wait(self, table: pa.Table) -> None:
+        if not self.buffer:
+            self.held_watermark = self.watermark_in
         self.buffer.append(table)
         self.waiting += table.num_rows
         self.ctx.metrics["waiting_rows"] = self.waiting
 
     def _release(self) -> list[pa.Table]:
-        """Score the waiting rows the current version may score (one vectorized pass over all of them)."""
+        """Score the waiting rows the current version may score (one vectorized pass per schema)."""
         if not self.buffer:
             return []
-        waiting = self.buffer[0] if len(self.buffer) == 1 else pa.concat_tables(self.buffer)
-        self.buffer, self.waiting = [], 0
-        ready, wait = self._split(waiting)
-        if wait is not None:
-            self._wait(wait)
+        held, self.buffer, self.waiting = _same_schema_runs(self.buffer), [], 0
+        out = []
+        for waiting in held:
+            ready, wait = self._split(waiting)
+            if wait is not None:
+                self._wait(wait)
+            if ready is not None:
+                out.append(self._apply(ready))
+        if not self.buffer:
+            self.held_watermark = None
         self.ctx.metrics["waiting_rows"] = self.waiting
-        return [] if ready is None else [self._apply(ready)]
+        return out
+
+    def output_watermark(self, input_watermark: int) -> int:
+        self.watermark_in = input_watermark
+        return input_watermark if self.held_watermark is None else min(input_watermark, self.held_watermark)
 
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
         if input_index == 1:
@@ -723,7 +745,7 @@ class ModelStreamOp(Operator):
             for t in self.buffer:
                 self.ctx.side("unscored", t)
             self.ctx.count("unscored_rows", self.waiting)
-            self.buffer, self.waiting = [], 0
+            self.buffer, self.waiting, self.held_watermark = [], 0, None
             self.ctx.metrics["waiting_rows"] = 0
         return []
 
@@ -731,9 +753,9 @@ class ModelStreamOp(Operator):
         tables = {}
         if self.current is not None:
             tables["version"] = self.current
-        if self.buffer:
-            tables["buffer"] = pa.concat_tables(self.buffer)
-        return OperatorState({"version": self.version}, tables)
+        for i, t in enumerate(_same_schema_runs(self.buffer)):
+            tables[f"buffer_{i:06d}"] = t
+        return OperatorState({"version": self.version, "held_watermark": self.held_watermark}, tables)
 
     def restore_state(self, state: OperatorState) -> None:
         if "version" in state.tables:
@@ -741,8 +763,9 @@ class ModelStreamOp(Operator):
             self._apply_version(read_version(self.current))
         self.version = state.data["version"]
         self.buffer, self.waiting = [], 0
-        if "buffer" in state.tables:
-            self._wait(state.tables["buffer"])
+        for name in sorted(n for n in state.tables if n.startswith("buffer")):
+            self._wait(state.tables[name])
+        self.held_watermark = state.data.get("held_watermark") if self.buffer else None
 
 
 # --------------------------------------------------------------------------------------------
