@@ -238,32 +238,23 @@ def test_versions_continue_from_initial_model_version():
     assert [unpack(v)[2][0] for v in est.fit_versions({"features": [[0.1], [0.9]] * 3})] == [42, 43, 44]
 
 
-def test_starts_from_batch_kmeans_model_weighted_by_cluster_sizes(iris):
+@pytest.mark.parametrize("via_store", [False, True], ids=["model", "latest version in a store"])
+def test_starts_from_batch_kmeans_model_weighted_by_cluster_sizes(tmp_path, iris, via_store):
     batch = KMeans(k=3, seed=4).fit({"features": iris[:100]})
     (md,) = batch.get_model_data()
     c0, w0 = fl.linalg.to_numpy(md.column("centroids")), md.column("weights").to_numpy()
     assert w0.sum() == 100
-    model = OnlineKMeans(k=3, global_batch_size=10, decay_factor=0.9).set_initial_model_data(batch).fit(
+    start = batch
+    if via_store:
+        start = fl.ModelStore(str(tmp_path / "store"))
+        start.publish(fl.PipelineModel([batch]), {"kind": "batch"})   # a whole pipeline as the version
+    model = OnlineKMeans(k=3, global_batch_size=10, decay_factor=0.9).set_initial_model_data(start).fit(
         {"features": iris[100:]})
     c_ref, w_ref = flink_reference(iris[100:], c0, w0, 0.9, 10)[-1]
     c, w, ver = unpack(model.get_model_data()[0])
     np.testing.assert_allclose(c, c_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(w, w_ref, rtol=1e-12)
     assert ver == [5, 5, 5]
-
-
-def test_starts_from_the_latest_version_in_a_store(tmp_path, iris):
-    store = fl.ModelStore(str(tmp_path / "store"))
-    batch = KMeans(k=3, seed=4).fit({"features": iris[:100]})
-    store.publish(fl.PipelineModel([batch]), {"kind": "batch"})   # a whole pipeline as the version
-    (md,) = batch.get_model_data()
-    c0, w0 = fl.linalg.to_numpy(md.column("centroids")), md.column("weights").to_numpy()
-    model = OnlineKMeans(k=3, global_batch_size=10, decay_factor=0.9).set_initial_model_data(store).fit(
-        {"features": iris[100:]})
-    c_ref, w_ref = flink_reference(iris[100:], c0, w0, 0.9, 10)[-1]
-    c, w, _ = unpack(model.get_model_data()[0])
-    np.testing.assert_allclose(c, c_ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(w, w_ref, rtol=1e-12)
 
 
 def snapshot_through_ipc(tables):
