@@ -238,6 +238,9 @@ class _GraphBase:
     @classmethod
     def _from_saved(cls, params, model_data, stages, extra):
         ids = lambda xs: [TableId(i) for i in xs]  # noqa: E731
+        if len(stages) != len(extra["nodes"]):
+            raise ValueError(f"{cls.__name__}: the saved graph wires {len(extra['nodes'])} nodes but holds "
+                             f"{len(stages)} stages; the saved graph is incomplete, save it again")
         nodes = [_Node(s, ids(n["estimator_inputs"]), ids(n["model_inputs"]), ids(n["outputs"]))
                  for s, n in zip(stages, extra["nodes"])]
         return cls(nodes=nodes, inputs=ids(extra["inputs"]), outputs=ids(extra["outputs"]))

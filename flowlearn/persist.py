@@ -2,13 +2,17 @@
 
 ```
 <path>/metadata.json     {"format": "flowlearn.stage", "format_version": 1, "class": ...,
-                          "library_version": ..., "params": {...}, "created_at": ..., "extra": {...}}
+                          "library_version": ..., "params": {...}, "created_at": ...,
+                          "model_data_count": n, "stage_count": m, "extra": {...}}
 <path>/data/<i>.arrow    model data tables, Arrow IPC files, in order
 <path>/stages/<NNN>/     sub-stages of a pipeline or graph
 ```
 
 Writes go to a temporary directory beside ``path`` that is renamed into place, so a reader
-sees either no stage or a whole one. ``load_stage`` only instantiates registered stage classes.
+sees either no stage or a whole one. ``load_stage`` only instantiates registered stage classes,
+and refuses a directory whose model data files or sub-stage folders do not match the counts in
+its ``metadata.json`` (a pipeline copied without one of its stages must not load as a shorter
+pipeline). Stages saved before the counts were recorded are checked for gaps only.
 
 Example:
     >>> import flowlearn as fl, tempfile, os
@@ -67,6 +71,8 @@ def write_stage_files(stage: Stage, fs: Any, root: str) -> None:
         raise ValueError(f"{type(stage).__name__} is not a registered flowlearn stage; "
                          f"call fl.register_stage({type(stage).__name__}) before saving it")
     fs.makedirs(root, exist_ok=True)
+    model_data = getattr(stage, "_model_data", None) or []
+    subs = stage._sub_stages()
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -74,18 +80,19 @@ def write_stage_files(stage: Stage, fs: Any, root: str) -> None:
         "library_version": __version__,
         "params": encode_floats(stage.get_params()),
         "created_at": time.time(),
+        "model_data_count": len(model_data),
+        "stage_count": len(subs),
         "extra": stage._extra_metadata(),
     }
     with fs.open(posixpath.join(root, "metadata.json"), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True, allow_nan=False)
-    model_data = getattr(stage, "_model_data", None) or []
     if model_data:
         fs.makedirs(posixpath.join(root, "data"), exist_ok=True)
     for i, t in enumerate(model_data):
         with fs.open(posixpath.join(root, "data", f"{i}.arrow"), "wb") as f:
             with ipc.new_file(f, t.schema) as w:
                 w.write_table(t)
-    for i, sub in enumerate(stage._sub_stages()):
+    for i, sub in enumerate(subs):
         write_stage_files(sub, fs, posixpath.join(root, "stages", f"{i:03d}"))
 
 
@@ -128,22 +135,38 @@ def read_metadata(fs: Any, root: str) -> dict:
     return meta
 
 
+def _numbered_entries(fs: Any, folder: str, names: Any, meta_path: str, expected: Any, what: str) -> list[str]:
+    """The paths ``names(0), names(1), ...`` inside ``folder``, checked against the count that
+    ``metadata.json`` recorded (``expected``; None for stages saved before counts were recorded)."""
+    present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)} if fs.exists(folder) else set()
+    count = len(present) if expected is None else expected
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"{meta_path}: {what} count {expected!r} is not a non-negative integer")
+    wanted = [names(i) for i in range(count)]
+    missing = [n for n in wanted if n not in present]
+    if missing:
+        raise ValueError(f"{folder}/{missing[0]} is missing: {meta_path} records {count} {what}(s) and the "
+                         f"folder holds {sorted(present)}; the saved stage is incomplete, save it again")
+    extra = sorted(present - set(wanted))
+    if extra:
+        raise ValueError(f"{folder} holds {extra} beyond the {count} {what}(s) that {meta_path} records; "
+                         f"the saved stage is not what was written, save it again")
+    return [posixpath.join(folder, n) for n in wanted]
+
+
 def load_stage_files(fs: Any, root: str) -> Stage:
     """Load the stage saved in directory ``root`` of filesystem ``fs`` (inverse of ``write_stage_files``)."""
     meta = read_metadata(fs, root)
+    meta_path = posixpath.join(root, "metadata.json")
     cls = registered_stage(meta["class"])
     tables = []
-    data_dir = posixpath.join(root, "data")
-    i = 0
-    while fs.exists(posixpath.join(data_dir, f"{i}.arrow")):
-        with fs.open(posixpath.join(data_dir, f"{i}.arrow"), "rb") as f:
+    for p in _numbered_entries(fs, posixpath.join(root, "data"), lambda i: f"{i}.arrow", meta_path,
+                               meta.get("model_data_count"), "model data table"):
+        with fs.open(p, "rb") as f:
             tables.append(ipc.open_file(pa.BufferReader(f.read())).read_all())
-        i += 1
-    subs = []
-    j = 0
-    while fs.exists(posixpath.join(root, "stages", f"{j:03d}")):
-        subs.append(load_stage_files(fs, posixpath.join(root, "stages", f"{j:03d}")))
-        j += 1
+    subs = [load_stage_files(fs, p)
+            for p in _numbered_entries(fs, posixpath.join(root, "stages"), lambda i: f"{i:03d}", meta_path,
+                                       meta.get("stage_count"), "stage")]
     return cls._from_saved(decode_floats(meta.get("params", {})), tables, subs, meta.get("extra", {}))
 
 

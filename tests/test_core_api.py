@@ -282,6 +282,54 @@ def test_load_errors(tmp_path):
         fl.load(str(p))
 
 
+def _pipeline_and_graph(tmp_path):
+    t = fl.table({"input": [1.0, 2.0, 6.0], "x": [1.0, 2.0, 3.0]})
+    fl.Pipeline([AddOne(output_col="a"), MeanShift(input_col="a", output_col="b"), AddOne(input_col="b")]) \
+        .fit(t).save(str(tmp_path / "pm"))
+    b = fl.GraphBuilder()
+    l, r = b.create_table_id(), b.create_table_id()
+    s = b.add_algo_operator(Join2(output_col="x"), l, r)
+    b.build_model([l, r], [b.add_algo_operator(AddOne(input_col="x"), s)]).save(str(tmp_path / "g"))
+    return tmp_path / "pm", tmp_path / "g"
+
+
+@pytest.mark.parametrize("damage", ["drop_middle_stage", "drop_last_stage", "drop_model_data", "extra_stage"])
+def test_load_refuses_a_pipeline_or_graph_whose_parts_do_not_match_its_metadata(tmp_path, damage):
+    import shutil
+    pm, g = _pipeline_and_graph(tmp_path)
+    if damage == "drop_middle_stage":
+        shutil.rmtree(pm / "stages" / "001")
+        shutil.rmtree(g / "stages" / "000")
+        needle = "missing"
+    elif damage == "drop_last_stage":  # the shorter pipeline used to load and serve without its last stage
+        shutil.rmtree(pm / "stages" / "002")
+        shutil.rmtree(g / "stages" / "001")
+        needle = "records 3 stage|records 2 stage"
+    elif damage == "drop_model_data":
+        os.remove(pm / "stages" / "001" / "data" / "0.arrow")
+        shutil.copytree(pm / "stages" / "001", g / "stages" / "000", dirs_exist_ok=True)
+        needle = "model data table"
+    else:
+        shutil.copytree(pm / "stages" / "000", pm / "stages" / "003")
+        shutil.copytree(g / "stages" / "000", g / "stages" / "002")
+        needle = "beyond the"
+    for p in (pm, g):
+        with pytest.raises(ValueError, match=needle) as e:
+            fl.load(str(p))
+        assert str(p) in str(e.value) and "save it again" in str(e.value)
+
+
+def test_graph_saved_without_counts_still_refuses_a_missing_node(tmp_path):
+    import shutil
+    _, g = _pipeline_and_graph(tmp_path)
+    meta = json.loads((g / "metadata.json").read_text())
+    del meta["stage_count"], meta["model_data_count"]  # as written before the counts existed
+    (g / "metadata.json").write_text(json.dumps(meta))
+    shutil.rmtree(g / "stages" / "001")
+    with pytest.raises(ValueError, match="wires 2 nodes but holds 1 stages"):
+        fl.load(str(g))
+
+
 def test_fsspec_memory_url_round_trip():
     t = fl.table({"input": [1.0, 3.0]})
     model = MeanShift().fit(t)
