@@ -22,7 +22,7 @@ from flowlearn.data.table import table as to_table
 from flowlearn.params import HasParams
 
 __all__ = ["Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage", "registered_stage",
-           "RowFn", "SkipRow"]
+           "RowFn", "SkipRow", "with_trained_rows", "trained_rows"]
 
 # A row kernel: reads input columns from a row dict and writes its output columns into it.
 RowFn = Callable[[dict], None]
@@ -196,3 +196,32 @@ class Estimator(Stage):
 
     def _fit(self, *tables: pa.Table) -> Model:
         raise NotImplementedError
+
+
+_TRAINED_ROWS = b"flowlearn.trained_rows"
+
+
+def with_trained_rows(t: pa.Table, rows: int) -> pa.Table:
+    """Model data ``t`` labelled (in its schema metadata) with the number of rows its weights
+    hold. Online trainers label their ``model_data()`` so; a model version's ``trained_rows``
+    metadata is read from it, so it does not depend on how the input was cut into batches.
+
+    Example:
+        >>> trained_rows(with_trained_rows(pa.table({"w": [0.5]}), 300))
+        300
+    """
+    return t.replace_schema_metadata({**(t.schema.metadata or {}), _TRAINED_ROWS: str(int(rows)).encode()})
+
+
+def trained_rows(version: Any) -> int | None:
+    """The rows a trainer's version holds (a model data table labelled by :func:`with_trained_rows`,
+    a list of them, a model or a ``PipelineModel`` whose last stage holds one); ``None`` if unlabelled."""
+    stages = getattr(version, "stages", None)
+    if stages:
+        version = stages[-1]
+    if isinstance(version, Model):
+        version = version._model_data
+    if isinstance(version, (list, tuple)) and version:
+        version = version[0]
+    meta = version.schema.metadata if isinstance(version, pa.Table) else None
+    return int(meta[_TRAINED_ROWS]) if meta and _TRAINED_ROWS in meta else None

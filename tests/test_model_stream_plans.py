@@ -493,3 +493,32 @@ def test_waiting_rows_hold_the_watermark_back_and_may_differ_in_schema():
     got = []
     run(follower.transform(data).foreach(lambda b: got.extend(b.to_pylist()))).wait()
     assert sorted((r["id"], r["u"]) for r in got) == [(1, 2.0), (2, 3.0)]
+
+
+def _trainer_cases():
+    from flowlearn.classification.online_learning import OnlineLearning
+    from flowlearn.clustering.online_kmeans import OnlineKMeans
+    from flowlearn.regression.linear_regression import LinearRegression
+
+    data = _data(2000)
+    pm = fl.Pipeline([LinearRegression()]).fit(data)
+    return {
+        "ftrl": (lambda: _est(), data),
+        "online_learning": (lambda: OnlineLearning(pm, optim_method="sgd", learning_rate=0.01, global_batch_size=8,
+                                                   emit_every=300), data),
+        "online_kmeans": (lambda: OnlineKMeans(k=2, global_batch_size=8, emit_every=300, seed=1), data),
+    }
+
+
+@pytest.mark.parametrize("kind", ["ftrl", "online_learning", "online_kmeans"])
+def test_trained_rows_is_the_rows_in_the_version_whatever_the_batch_size(kind):
+    """A version's ``trained_rows`` is the rows its weights hold (it was the rows read by the end of
+    the input batch that made it, so the same weights said 1000 or 1024 by batch size)."""
+    make, data = _trainer_cases()[kind]
+    # closed form: a version at the first mini-batch boundary (8 rows) at least 300 rows after the
+    # last one, so every 304 rows, and the final version holds all 2000 rows
+    want = [304 * k for k in range(1, 2000 // 304 + 1)] + [2000]
+    for batch_size in (37, 1000):
+        sink = fls.model_stream(make().fit(fls.from_table(data, batch_size=batch_size))).collect()
+        run(sink).wait()
+        assert [v.metadata["trained_rows"] for v in _versions(sink)] == want, batch_size

@@ -61,7 +61,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 from scipy.special import expit
 
-from flowlearn.api import Model
+from flowlearn.api import Model, with_trained_rows
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import table as to_table
 from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, initial_model_data,
@@ -460,7 +460,8 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
         """The current weights as model data (``coefficient``, ``intercept``, ``model_version``),
         labelled with the last emitted version."""
         self._require_dim()
-        return _model_data_table(self._S[:-1, _W], self._S[-1, _W], self.version)
+        return with_trained_rows(_model_data_table(self._S[:-1, _W], self._S[-1, _W], self.version),
+                                 self.rows_seen - int(self._acc[0]))
 
     # -- input ---------------------------------------------------------------------------
 

@@ -106,9 +106,10 @@ import pyarrow as pa
 import scipy.sparse as sps
 from scipy.special import expit, softmax
 
-from flowlearn.api import AlgoOperator, Estimator, Model, _is_stream
+from flowlearn.api import AlgoOperator, Estimator, Model, _is_stream, with_trained_rows
 from flowlearn.builder import PipelineModel
-from flowlearn.iteration.online import TimedEmission, as_table, initial_model, iter_input_tables, step_rows, train_versions, version_period
+from flowlearn.iteration.online import (TimedEmission, as_table, initial_model, iter_input_tables, step_rows,
+                                        train_versions, version_period)
 from flowlearn.data.columns import numeric_column, require_column, vector_column
 from flowlearn.optim import linear_model_table, read_linear_model_table
 from flowlearn.params import (HasElasticNet, HasEmitEverySeconds, HasGlobalBatchSize, HasLabelCol, HasLearningRate, HasReg,
@@ -652,7 +653,8 @@ class OnlineLearningTrainer(TimedEmission):
     def model_data(self) -> pa.Table:
         """The current weights as last-stage model data, labelled with the last emitted version."""
         # copies: Arrow may wrap a NumPy buffer without copying, and P keeps changing
-        return linear_model_table(self._P[:-1].T.copy(), self._P[-1].copy(), self.version)
+        return with_trained_rows(linear_model_table(self._P[:-1].T.copy(), self._P[-1].copy(), self.version),
+                                 self.rows_seen - int(self._ctr[_C_POS]))
 
     def pipeline_model(self) -> PipelineModel:
         """The current weights as a whole pipeline (feature stages + a new last stage)."""

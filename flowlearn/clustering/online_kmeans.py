@@ -53,7 +53,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import RowFn
+from flowlearn.api import RowFn, with_trained_rows
 from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, as_table,
                                         initial_model_data, iter_input_tables, step_rows, train_versions,
                                         version_period)
@@ -237,7 +237,8 @@ class OnlineKMeansTrainer(TimedEmission):
     def model_data(self) -> pa.Table:
         """The current centroids as model data, labelled with the last emitted version."""
         self._require_model()
-        return _model_data_table(self._centroids, self._weights, self.version)
+        return with_trained_rows(_model_data_table(self._centroids, self._weights, self.version),
+                                 self.rows_seen - self._open_rows)
 
     # -- training ------------------------------------------------------------------------
 

@@ -55,8 +55,8 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import Model, RowFn
-from flowlearn.iteration.online import OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions
+from flowlearn.api import Model, RowFn, with_trained_rows
+from flowlearn.iteration.online import (OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions)
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.feature.scalers import (_StandardScalerParams, _model_table, _row_vector, _scale_sparse,
                                        _transform_input)
@@ -261,7 +261,7 @@ class OnlineStandardScalerTrainer:
             raise ValueError(f"{_STAGE}: no model yet; the trainer has seen no rows")
         mean, std = self._stats()
         ts = NO_EVENT_TIME if self._max_event_ms is None else self._max_event_ms
-        return _version_table(mean, std, self.version, ts)
+        return with_trained_rows(_version_table(mean, std, self.version, ts), self._n)
 
     def _emit(self) -> pa.Table:
         self.version += 1

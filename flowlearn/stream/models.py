@@ -53,7 +53,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowlearn.api import Model, Stage, registered_stage
+from flowlearn.api import Model, Stage, registered_stage, trained_rows
 from flowlearn.stream.core import Sink, Stream
 from flowlearn.stream.operator import MIN_WATERMARK, Operator, OperatorState
 from flowlearn.stream.source import Source
@@ -307,6 +307,7 @@ class TrainerOp(Operator):
         self.rebase_kinds = tuple(rebase_kinds)
         self.trainer: Any = None
         self.rows = 0
+        self.trainer_offset = 0               # input rows read before the current trainer started
         self.done = False
         self.base: pa.Table | None = None     # version table of the model the trainer was rebased on
         self.base_version = 0                 # the version number its versions continue above
@@ -322,7 +323,9 @@ class TrainerOp(Operator):
 
     # -- versions ----------------------------------------------------------------------------
     def _wrap(self, v: Any) -> pa.Table:
-        md: dict[str, Any] = {"kind": "online", "trained_rows": self.rows}
+        # the input position whose rows the version's weights hold, not the rows read so far
+        rows = trained_rows(v)
+        md: dict[str, Any] = {"kind": "online", "trained_rows": self.rows if rows is None else self.trainer_offset + rows}
         if self.rebased_on is not None:
             md["rebased_on"] = self.rebased_on
         one = isinstance(v, (list, tuple)) and len(v) == 1 and isinstance(v[0], pa.Table)
@@ -423,6 +426,7 @@ class TrainerOp(Operator):
         if hasattr(trainer, "version") and getattr(trainer, "version") != version:
             trainer.version = version
         self.trainer = trainer
+        self.trainer_offset = self.rows
 
     # -- checkpoints -------------------------------------------------------------------------
     def snapshot_state(self) -> OperatorState:
@@ -431,7 +435,8 @@ class TrainerOp(Operator):
             tables["rebase_model"] = self.base
         rebase = {k: self.ctx.metrics[k] for k in ("rebases", "last_rebase_at_row", "last_rebase_version")
                   if k in self.ctx.metrics}
-        return OperatorState({"rows": self.rows, "done": self.done, "base_version": self.base_version,
+        return OperatorState({"rows": self.rows, "trainer_offset": self.trainer_offset, "done": self.done,
+                              "base_version": self.base_version,
                               "n_state": len(tables) - (self.base is not None), "rebase": rebase}, tables)
 
     def restore_state(self, state: OperatorState) -> None:
@@ -442,6 +447,7 @@ class TrainerOp(Operator):
             item = read_version(self.base)
             self.rebased_on = item.version
             self._rebase(item, self.base_version)
+        self.trainer_offset = int(state.data.get("trainer_offset", 0))
         n = int(state.data["n_state"])
         self.trainer.restore_state([state.tables[f"state_{i:03d}"] for i in range(n)])
         self.ctx.metrics["trained_rows"] = self.rows
