@@ -597,3 +597,23 @@ def test_sgd_epochs_are_rounds_of_the_iteration_engine(request, bounded_iteratio
     np.testing.assert_array_equal(b, bc)
     np.testing.assert_allclose(W, Wn, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(b, bn, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["LogisticRegression", "LinearSVC", "LinearRegression"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_features_whose_squares_overflow_are_refused_naming_the_value(cancer, estimator, sparse):
+    """Finite features near 1e308 made L-BFGS stop at once with an all-zero model and only a warning
+    (LogisticRegression) or SciPy's 'illegal value in 4-th argument' (LinearRegression)."""
+    est = {"LogisticRegression": fl.classification.LogisticRegression, "LinearSVC": fl.classification.LinearSVC,
+           "LinearRegression": fl.regression.LinearRegression}[estimator]()
+    x, y = cancer
+    x = x.copy()
+    x[7, 3] = -3e307
+    features = fl.linalg.from_csr(sps.csr_matrix(x)) if sparse else fl.linalg.from_numpy(x)
+    with pytest.raises(ValueError, match=rf"{estimator}: column 'features' \(parameter 'features_col'\) holds "
+                                         r"-3e\+307 at row 7, index 3; values this large overflow"):
+        est.fit(fl.table({"features": features, "label": y}))
+    # a label that overflows the squared residuals of a regression
+    if estimator == "LinearRegression":
+        with pytest.raises(ValueError, match=r"column 'label' \(parameter 'label_col'\) holds 1e\+200 at row 2;"):
+            est.fit(fl.table({"features": fl.linalg.from_numpy(x[:, :2] * 0), "label": np.r_[0, 0, 1e200, y[3:]]}))
