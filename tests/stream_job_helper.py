@@ -4,6 +4,7 @@ for the SIGKILL tests.
 
     python tests/stream_job_helper.py files  IN_DIR OUT_DIR CHK_DIR WATCH SLOW
     python tests/stream_job_helper.py kafka  BOOTSTRAP IN_TOPIC OUT_TOPIC CHK_DIR STOP_AT_END SLOW
+    python tests/stream_job_helper.py dead_letters  IN_DIR OUT_DIR DEAD_DIR CHK_DIR SLOW
 """
 from __future__ import annotations
 
@@ -88,23 +89,37 @@ def kafka_job(bs, in_topic, out_topic, chk, stop_at_end, slow):
     return scale(s).to_kafka(out_topic, bs, format="json")
 
 
+def dead_letters_job(in_dir, out_dir, dead_dir, each_batch):
+    """CSV files read in batches of 20 rows with bad lines skipped: rows to ``out_dir``, dead letters
+    to ``dead_dir`` (both Parquet). ``each_batch(table)`` sees every batch of rows on the way."""
+    s = fls.from_files(in_dir, format="csv", schema="id long, x double", handle_invalid="skip", batch_size=20)
+    rows = s.map_batches(each_batch, name="each_batch").to_files(out_dir, format="parquet", rolling_rows=1000)
+    return [rows, s.dead_letters().to_files(dead_dir, format="parquet", rolling_rows=1000)]
+
+
 def main(argv):
     mode = argv[0]
     if mode == "files":
         in_dir, out_dir, chk, watch, slow = argv[1], argv[2], argv[3], argv[4] == "1", float(argv[5])
-        sink = files_job(in_dir, out_dir, chk, watch, slow)
+        sinks = [files_job(in_dir, out_dir, chk, watch, slow)]
+    elif mode == "dead_letters":
+        in_dir, out_dir, dead_dir, chk, slow = argv[1], argv[2], argv[3], argv[4], float(argv[5])
+        sinks = dead_letters_job(in_dir, out_dir, dead_dir, _throttle(slow))
     else:
         bs, tin, tout, chk, stop, slow = argv[1], argv[2], argv[3], argv[4], argv[5] == "1", float(argv[6])
-        sink = kafka_job(bs, tin, tout, chk, stop, slow)
-    job = fls.run(sink, checkpoint_dir=chk, checkpoint_interval=0.3, max_batch_rows=500)
+        sinks = [kafka_job(bs, tin, tout, chk, stop, slow)]
+    job = fls.run(*sinks, checkpoint_dir=chk, checkpoint_interval=0.3, max_batch_rows=500)
     job.wait()
     m = job.metrics
+    ops = m["operators"].values()
     sys.stdout.write(json.dumps({"restored_from": m["restored_from"], "rows_in": m["rows_in"],
-                                 "duplicates": sum(o.get("duplicates", 0) for o in m["operators"].values())}) + "\n")
+                                 "duplicates": sum(o.get("duplicates", 0) for o in ops),
+                                 "dead_letters": m["dead_letters"],
+                                 "files_opened": sum(o.get("files_opened", 0) for o in ops)}) + "\n")
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
 
 
-__all__ = ["ShiftScale", "ShiftScaleModel", "scaler_model", "scale", "np"]
+__all__ = ["ShiftScale", "ShiftScaleModel", "scaler_model", "scale", "dead_letters_job", "np"]

@@ -7,7 +7,10 @@ same point between batches and reaches every operator at once: the engine calls
 ``snapshot_state()`` on all operators in topological order (sources record their offsets,
 windows their buffers, sinks pre-commit), writes the checkpoint, tells every operator it is
 durable (sinks commit) and marks it complete. A restart with the same ``checkpoint_dir``
-restores every operator and resumes the sources at their offsets.
+restores every operator, downstream ones first (so a sink has discarded its uncommitted files
+before anything can write to it), and resumes the sources at their offsets. What an operator
+emitted before the checkpoint (rows, dead letters, late rows) is in that checkpoint's committed
+output or state: a restored operator does not emit it again.
 
 Watermarks flow with the data: a node's input watermark is the minimum over its inputs, a
 bounded input that ends contributes +infinity; ``end_input(i)`` is called when input ``i``
@@ -254,8 +257,9 @@ class LocalEngine:
                     self.store.discard(cid)
                     continue
                 self.store.mark_complete(cid)
-            for u, st in states.items():
-                by_uid[u].op.restore_state(st)
+            for n in reversed(self.nodes):  # downstream first: a sink discards its uncommitted files before
+                if n.uid in states:         # anything upstream could write to it
+                    n.op.restore_state(states[n.uid])
             self.next_checkpoint_id = cid + 1
             self.restored_from = cid
             log.info("restored checkpoint %d from %s", cid, self.store.root)

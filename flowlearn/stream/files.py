@@ -9,7 +9,8 @@ files fully read plus the file being read and how many of its rows were emitted.
 
 Bad records (malformed or not matching the schema) raise ``ValueError`` naming the file, the
 line and the column; with ``handle_invalid="skip"`` they go to the ``dead_letter`` side output
-(``stream.dead_letters()``) and are counted (metric ``side_dead_letter_rows``). A file whose
+(``stream.dead_letters()``) and are counted (metric ``side_dead_letter_rows``) when the file is
+opened, with its first rows; a job restored mid-file does not send them again. A file whose
 schema differs from the stream's (Parquet, or CSV/JSON without an explicit schema) is an
 error saying which column changed how.
 
@@ -101,7 +102,7 @@ class FileSource(Source):
         self._listed_once = True
 
     # -- reading ---------------------------------------------------------------------------
-    def _read_file(self, name: str) -> pa.Table:
+    def _read_file(self, name: str, emit_dead_letters: bool = True) -> pa.Table:
         full = os.path.join(self._base, name)
         if self.format == "parquet":
             t = pq.read_table(full)
@@ -144,9 +145,10 @@ class FileSource(Source):
                     raise ValueError(f"file {full}, line {first[0] + 1 + offset_lines}, column '{first[1]}': "
                                      f"{first[2]} (record {lines[first[0]][:200]!r}); pass handle_invalid='skip' "
                                      f"to route bad records to the dead-letter sink") from None
-                self.ctx.side("dead_letter", dead_letter_table(
-                    f"file {full}", [f"line {i + 1 + offset_lines}" for i, _, _ in bad], [c for _, c, _ in bad],
-                    [r for _, _, r in bad], [lines[i].decode("utf-8", "replace") for i, _, _ in bad]))
+                if emit_dead_letters:
+                    self.ctx.side("dead_letter", dead_letter_table(
+                        f"file {full}", [f"line {i + 1 + offset_lines}" for i, _, _ in bad], [c for _, c, _ in bad],
+                        [r for _, _, r in bad], [lines[i].decode("utf-8", "replace") for i, _, _ in bad]))
         if self.schema is None:
             self.schema = t.schema
         elif not t.schema.equals(self.schema):
@@ -154,6 +156,9 @@ class FileSource(Source):
         return t
 
     def poll(self, max_rows: int) -> list[pa.Table]:
+        if self._cur_table is None and self.cur_name is not None:
+            # resumed mid-file: the file's dead letters went out with its first rows, before the checkpoint
+            self._cur_table = self._read_file(self.cur_name, emit_dead_letters=False)
         if self._cur_table is None:
             now = time.monotonic()
             if not self.queue and (not self._listed_once or (self.watch and now - self._last_list >= self.poll_interval)):
@@ -174,10 +179,10 @@ class FileSource(Source):
         return [out] if out is not None else []
 
     def finished(self) -> bool:
-        return (not self.watch and self._listed_once and not self.queue and self._cur_table is None)
+        return (not self.watch and self._listed_once and not self.queue and self.cur_name is None)
 
     def lag(self) -> int:
-        return len(self.queue) + (1 if self._cur_table is not None else 0)
+        return len(self.queue) + (1 if self.cur_name is not None else 0)
 
     def snapshot_state(self) -> OperatorState:
         return OperatorState({"done": sorted(self.done), "current": self.cur_name, "rows": self.cur_rows,
@@ -188,8 +193,5 @@ class FileSource(Source):
         self.done = set(state.data["done"])
         if "schema" in state.tables and self.schema is None:
             self.schema = state.tables["schema"].schema
-        cur = state.data.get("current")
-        if cur is not None:
-            self.cur_name = cur
-            self._cur_table = self._read_file(cur)
-            self.cur_rows = int(state.data["rows"])
+        self.cur_name = state.data.get("current")  # read again by the next poll, which resumes at its row
+        self.cur_rows = int(state.data["rows"]) if self.cur_name is not None else 0

@@ -4,7 +4,8 @@ The file sink is exactly-once with checkpoints: rows go to hidden in-progress fi
 ``<path>/.inprogress/``; a checkpoint closes them (pre-commit) and records them in the
 sink's state; once the checkpoint is durable they are renamed to ``<prefix>-<NNNNNN>.<ext>``.
 After a crash, files recorded in the restored checkpoint are committed and every other
-in-progress file is deleted, so the committed files hold each row exactly once. Without a
+in-progress file of this sink (its prefix and format) is deleted, so the committed files hold
+each row exactly once; sinks with different prefixes may share a directory. Without a
 checkpoint directory, files are committed when they roll and when the stream ends.
 
 Example:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from typing import Any, Callable
 
@@ -231,8 +233,10 @@ class _FileWriterOp(Operator):
         self._commit(pending)  # idempotent: finish a commit a crash may have interrupted
         self.counter = int(state.data.get("counter", 0))
         keep = {os.path.basename(t) for t, _ in pending}
+        # only this sink's files: another sink writing to the same path restores (and commits) its own
+        mine = re.compile(rf"{re.escape(self.prefix)}-\d{{6,}}\.{_EXT[self.format]}\.[0-9a-f]{{12}}\.tmp")
         for name in os.listdir(self.inprogress):
-            if name not in keep and name.endswith(".tmp"):
+            if name not in keep and mine.fullmatch(name):
                 os.remove(os.path.join(self.inprogress, name))  # written after the checkpoint: replayed
                 self.ctx.count("uncommitted_files_discarded")
 
