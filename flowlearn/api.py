@@ -14,15 +14,15 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
 from flowlearn.data.table import table as to_table
 from flowlearn.params import HasParams
 
-__all__ = ["Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage", "registered_stage",
-           "RowFn", "SkipRow", "with_trained_rows", "trained_rows"]
+__all__ = ["Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "OnePassEstimator", "IterativeEstimator",
+           "register_stage", "registered_stage", "RowFn", "SkipRow", "with_trained_rows", "trained_rows"]
 
 # A row kernel: reads input columns from a row dict and writes its output columns into it.
 RowFn = Callable[[dict], None]
@@ -195,6 +195,110 @@ class Estimator(Stage):
         return self._fit(*[x if isinstance(x, pa.Table) else to_table(x) for x in inputs])
 
     def _fit(self, *tables: pa.Table) -> Model:
+        raise NotImplementedError
+
+
+def _as_table(x: Any) -> pa.Table:
+    return x if isinstance(x, pa.Table) else to_table(x)
+
+
+def _state_list(stage: str, what: str, states: Sequence[pa.Table]) -> list[pa.Table]:
+    states = list(states)
+    if not states:
+        raise ValueError(f"{stage}.{what} needs at least one state")
+    for i, s in enumerate(states):
+        if not isinstance(s, pa.Table):
+            raise TypeError(f"{stage}.{what}: state {i} is a {type(s).__name__}; states are pyarrow Tables "
+                            f"(as partial returns them)")
+    return states
+
+
+class OnePassEstimator(Estimator):
+    """An estimator fitted in one pass, as partial states merged into one:
+
+    * ``partial(table) -> state``: the summary of one part of the input (a table, a record batch or
+      anything ``fl.table`` accepts). The part is validated as ``fit`` validates its input; a part
+      without rows gives a state without rows, the neutral element of ``merge``;
+    * ``merge(states) -> state``: the summary of the parts together, given one state or more in
+      input order (order matters only where the model does: ``StringIndexer``'s order of first
+      appearance);
+    * ``finish(state) -> Model``: the model; a state without rows (an empty input) is refused.
+
+    A state is one ``pyarrow.Table`` of plain Arrow types, so it travels between processes as
+    Arrow IPC bytes. ``fit(table)`` is ``finish(merge([partial(table)]))``, and fitting on a table
+    equals merging the partials of any split of it (sums up to floating-point rounding). This is
+    the protocol an engine uses to run the partials of a fit in parallel. Subclasses implement
+    ``_partial``, ``_merge`` and ``_finish``.
+
+    Example:
+        >>> import flowlearn as fl
+        >>> est = fl.feature.MaxAbsScaler(input_col="x")
+        >>> parts = [est.partial({"x": [[1.0, -4.0]]}), est.partial({"x": [[-3.0, 2.0]]})]
+        >>> est.finish(est.merge(parts)).get_model_data()[0].column("max_vector").to_pylist()
+        [[3.0, 4.0]]
+    """
+
+    def partial(self, table: Any) -> pa.Table:
+        """The state of one part of the input."""
+        return self._partial(_as_table(table))
+
+    def merge(self, states: Sequence[pa.Table]) -> pa.Table:
+        """One state for the parts of ``states`` (at least one, in input order)."""
+        states = _state_list(type(self).__name__, "merge", states)
+        return states[0] if len(states) == 1 else self._merge(states)
+
+    def finish(self, state: pa.Table) -> Model:
+        """The model of a (merged) state."""
+        (state,) = _state_list(type(self).__name__, "finish", [state])
+        if state.num_rows == 0:
+            raise ValueError(f"{type(self).__name__}: fit needs at least one row; the input table is empty")
+        return self._finish(state)
+
+    def _fit(self, *tables: pa.Table) -> Model:
+        if len(tables) != 1:
+            raise TypeError(f"{type(self).__name__}.fit takes exactly one input table, got {len(tables)}")
+        return self.finish(self.merge([self.partial(tables[0])]))
+
+    def _partial(self, table: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        raise NotImplementedError
+
+    def _finish(self, state: pa.Table) -> Model:
+        raise NotImplementedError
+
+
+class IterativeEstimator(Estimator):
+    """An estimator fitted in rounds. The driver (an engine's coordinator) holds the variables,
+    an Arrow table (centroids, coefficients); in each round
+
+    * ``round_partial(variables, batch) -> state`` runs over every batch of the input (an engine
+      runs them in parallel, next to the data),
+    * ``round_merge(states) -> state`` combines the states (one or more),
+    * and the driver updates the variables from the merged state; each estimator documents its
+      update (``KMeans.round_update``; the linear models' ``round_update`` for SGD steps and
+      ``round_objective`` for the value and gradient an L-BFGS driver asks for).
+
+    States are ``pyarrow`` Tables of plain types (Arrow IPC without pickle). Merging the partials
+    of any split of the input gives the round's state over the whole input (sums up to
+    floating-point rounding). ``fit`` runs the same kernels in process. Subclasses implement
+    ``_round_partial`` and ``_round_merge``.
+    """
+
+    def round_partial(self, variables: pa.Table, batch: Any) -> pa.Table:
+        """The state of one round over one batch of the input, at ``variables``."""
+        return self._round_partial(_as_table(variables), _as_table(batch))
+
+    def round_merge(self, states: Sequence[pa.Table]) -> pa.Table:
+        """One round state for the batches of ``states`` (at least one)."""
+        states = _state_list(type(self).__name__, "round_merge", states)
+        return states[0] if len(states) == 1 else self._round_merge(states)
+
+    def _round_partial(self, variables: pa.Table, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def _round_merge(self, states: list[pa.Table]) -> pa.Table:
         raise NotImplementedError
 
 

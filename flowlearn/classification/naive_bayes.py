@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model, RowFn
+from flowlearn.api import Model, OnePassEstimator, RowFn
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, to_numpy
 from flowlearn.params import HasFeaturesCol, HasLabelCol, HasPredictionCol, Param, gt_eq, in_array
@@ -100,7 +100,7 @@ class _Categories:
         return idx, found & (self.keys[idx] == key)
 
 
-class NaiveBayes(_NaiveBayesParams, Estimator):
+class NaiveBayes(_NaiveBayesParams, OnePassEstimator):
     """Multinomial naive Bayes over categorical feature values (Flink ML ``NaiveBayes``).
 
     Training, with ``n`` rows, ``d`` features, ``L`` distinct labels, ``n_c`` rows of label
@@ -126,11 +126,11 @@ class NaiveBayes(_NaiveBayesParams, Estimator):
         [1.0, 0.0]
     """
 
-    def _fit(self, *tables: pa.Table) -> "NaiveBayesModel":
-        (t,) = tables
+    # Fit state: one row per (label, feature, value) seen, with its row count: ``label`` (double),
+    # ``feature`` (int64), ``value`` (double), ``count`` (int64); no rows for an empty input.
+
+    def _partial(self, t: pa.Table) -> pa.Table:
         stage = type(self).__name__
-        if t.num_rows == 0:
-            raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
         x = vector_column(t, self.features_col, stage, param="features_col")
         y = numeric_column(t, self.label_col, stage, param="label_col")
         frac = y != np.floor(y)
@@ -142,18 +142,19 @@ class NaiveBayes(_NaiveBayesParams, Estimator):
                 f"index string or fractional labels first (for example with fl.feature.StringIndexer)"
             )
         n, d = x.shape
+        if n == 0:
+            return _state_table(np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
         if d == 0:
             raise ValueError(f"{stage}: column '{self.features_col}' holds empty vectors; "
                              f"NaiveBayes needs at least one feature")
-        s = float(self.smoothing)
-        labels, lab_index = np.unique(y, return_inverse=True)
+        labels, lab_index = np.unique(y + 0.0, return_inverse=True)  # -0.0 -> 0.0: one label
         lab_index = lab_index.reshape(-1)
         num_labels = len(labels)
-        n_c = np.bincount(lab_index, minlength=num_labels).astype(np.float64)
 
         # (feature, value, label, count) entries, then counts per (label, feature, value).
         if sps.issparse(x):
             x = sps.csr_matrix(x)
+            n_c = np.bincount(lab_index, minlength=num_labels)
             rows = np.repeat(np.arange(n), np.diff(x.indptr))
             feat, vals, labs = x.indices.astype(np.int64), x.data, lab_index[rows]
             stored = np.bincount(labs * d + feat, minlength=num_labels * d).reshape(num_labels, d)
@@ -168,12 +169,35 @@ class NaiveBayes(_NaiveBayesParams, Estimator):
             vals = x.reshape(-1)
             labs = np.repeat(lab_index, d)
             weights = None
-        values, value_index = _codes(vals)
-        keys, cat_index = _int_codes(feat * len(values) + value_index, d * len(values))
-        num_cats = len(keys)
-        counts = np.bincount(labs * num_cats + cat_index, weights=weights,
-                             minlength=num_labels * num_cats).reshape(num_labels, num_cats)
-        cat_feature = keys // len(values)
+        values, keys, counts = _category_counts(labs, feat, vals, weights, num_labels, d)
+        lab, cat = np.nonzero(counts)
+        key = keys[cat]
+        return _state_table(labels[lab], key // len(values), values[key % len(values)], counts[lab, cat])
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        t = pa.concat_tables([_checked_state(type(self).__name__, st) for st in states])
+        t = t.group_by(["label", "feature", "value"], use_threads=False).aggregate([("count", "sum")])
+        t = t.sort_by([("label", "ascending"), ("feature", "ascending"), ("value", "ascending")])
+        return _state_table(*(t.column(c).to_numpy() for c in ("label", "feature", "value", "count_sum")))
+
+    def _finish(self, state: pa.Table) -> "NaiveBayesModel":
+        stage = type(self).__name__
+        st = _checked_state(stage, state)
+        label, feat, vals, weights = (st.column(c).to_numpy() for c in ("label", "feature", "value", "count"))
+        d = int(feat.max()) + 1
+        labels, lab_index = np.unique(label, return_inverse=True)
+        lab_index = lab_index.reshape(-1)
+        num_labels = len(labels)
+        per_feature = np.bincount(lab_index * d + feat, weights=weights, minlength=num_labels * d).reshape(num_labels, d)
+        if not np.all(per_feature == per_feature[:, :1]):  # every row counts once per feature
+            raise ValueError(f"{stage}: the parts of the input hold feature vectors of different sizes; every row "
+                             f"of one input needs vectors of one size")
+        n_c = per_feature[:, 0]
+        n = float(n_c.sum())
+        s = float(self.smoothing)
+        values, keys, counts = _category_counts(lab_index, feat, vals, weights, num_labels, d)
+        cats = _Categories(values, keys, d)
+        cat_feature = cats.feature
         k_j = np.bincount(cat_feature, minlength=d).astype(np.float64)
         with np.errstate(divide="ignore"):
             theta = np.log(counts + s) - np.log(n_c[:, None] + s * k_j[None, :])[:, cat_feature]
@@ -181,7 +205,37 @@ class NaiveBayes(_NaiveBayesParams, Estimator):
 
         model = NaiveBayesModel()
         self.copy_params_to(model)
-        return model.set_model_data(_model_table(theta, _Categories(values, keys, d), pi, labels))
+        return model.set_model_data(_model_table(theta, cats, pi, labels))
+
+
+def _category_counts(labs: np.ndarray, feat: np.ndarray, vals: np.ndarray, weights: np.ndarray | None,
+                     num_labels: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (feature, value) categories of weighted ``(label index, feature, value)`` entries: the
+    sorted distinct values, the category keys (see :class:`_Categories`) and the counts per
+    (label, category) (``num_labels`` x categories, float64)."""
+    values, value_index = _codes(vals)
+    keys, cat_index = _int_codes(feat * len(values) + value_index, d * len(values))
+    num_cats = len(keys)
+    counts = np.bincount(labs * num_cats + cat_index, weights=weights,
+                         minlength=num_labels * num_cats).reshape(num_labels, num_cats).astype(np.float64)
+    return values, keys, counts
+
+
+_STATE_SCHEMA = pa.schema([("label", pa.float64()), ("feature", pa.int64()), ("value", pa.float64()),
+                           ("count", pa.int64())])
+
+
+def _state_table(label: np.ndarray, feature: np.ndarray, value: np.ndarray, count: np.ndarray) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(label, pa.float64()), pa.array(feature, pa.int64()),
+                                 pa.array(value, pa.float64()), pa.array(np.asarray(count).astype(np.int64))],
+                                schema=_STATE_SCHEMA)
+
+
+def _checked_state(stage: str, state: pa.Table) -> pa.Table:
+    if state.schema.remove_metadata() != _STATE_SCHEMA:
+        raise ValueError(f"{stage}: a fit state has schema {state.schema}; expected (label double, feature int64, "
+                         f"value double, count int64) as made by {stage}.partial")
+    return state
 
 
 def _model_table(theta: np.ndarray, cats: _Categories, pi: np.ndarray, labels: np.ndarray) -> pa.Table:

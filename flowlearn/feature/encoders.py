@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowlearn.api import Estimator, Model, SkipRow, Transformer
+from flowlearn.api import Model, OnePassEstimator, SkipRow, Transformer
 from flowlearn.data.columns import first_bad_row, numeric_column, require_column, with_column
 from flowlearn.linalg import SPARSE_VECTOR, SparseVector, is_vector_type
 from flowlearn.params import HasHandleInvalid, HasInputCols, HasOutputCols, Param, gt, in_array
@@ -141,8 +141,18 @@ def _one_input(stage: str, tables: Sequence[pa.Table], what: str) -> pa.Table:
     return tables[0]
 
 
-def _empty_fit(stage: str) -> ValueError:
-    return ValueError(f"{stage}: fit needs at least one row, but the input table is empty")
+def _list_slices(col: pa.ChunkedArray) -> list[pa.Array]:
+    """The lists of a list column, one Arrow array per row (zero-copy)."""
+    arr = _combined(col)
+    values, offsets = arr.flatten(), arr.offsets.to_numpy() - arr.offsets[0].as_py()
+    return [values.slice(offsets[i], offsets[i + 1] - offsets[i]) for i in range(len(arr))]
+
+
+def _check_state_columns(stage: str, states: list[pa.Table], names: list[str], input_cols: list[str]) -> None:
+    for st in states:
+        if st.num_rows and (st.column_names != names or st.column("column").to_pylist() != input_cols):
+            raise ValueError(f"{stage}: a fit state with columns {st.column_names} does not belong to input_cols "
+                             f"{input_cols}; merge states made by {stage}.partial with the same input_cols")
 
 
 def _skip_rows(stage: str, t: pa.Table, bad: np.ndarray) -> tuple[pa.Table, np.ndarray | None]:
@@ -234,7 +244,7 @@ def _string_arrays_table(arrays: list[list[str]]) -> pa.Table:
     return pa.table({"string_arrays": pa.array([arrays], type=pa.list_(pa.list_(pa.string())))})
 
 
-class StringIndexer(_StringIndexerParams, Estimator):
+class StringIndexer(_StringIndexerParams, OnePassEstimator):
     """Maps each string (or number, indexed by its Java string form: ``1.0``, ``-1.0``, ``3``) of one or
     more columns to a double index in ``[0, number of distinct values)``.
 
@@ -254,16 +264,51 @@ class StringIndexer(_StringIndexerParams, Estimator):
         [{'fi': 2.0, 'ni': 0.0}, {'fi': 3.0, 'ni': 2.0}]
     """
 
-    def _fit(self, *tables: pa.Table) -> "StringIndexerModel":
+    # Fit state: one row per input column (none for an empty input): ``column``, ``labels``
+    # (list<string>: distinct strings, Java forms of numbers, in order of first appearance) and
+    # ``counts`` (list<int64>). The string order is decided in finish, from the merged counts.
+
+    def _partial(self, t: pa.Table) -> pa.Table:
         stage = type(self).__name__
-        t = _one_input(stage, tables, "fit")
         _check_io_cols(stage, self.input_cols, self.output_cols)
-        if t.num_rows == 0:
-            raise _empty_fit(stage)
+        labels, counts = [], []
+        for c in self.input_cols:
+            col_labels, col_counts = _count_strings(require_column(t, c, stage, "input_cols"), c, stage)
+            labels.append(col_labels)
+            counts.append(col_counts)
+        return self._state(labels, counts) if t.num_rows else self._state([], [])
+
+    def _state(self, labels: list, counts: list) -> pa.Table:
+        return pa.table({"column": pa.array(self.input_cols[:len(labels)], pa.string()),
+                         "labels": pa.array(labels, pa.list_(pa.string())),
+                         "counts": pa.array(counts, pa.list_(pa.int64()))})
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        stage = type(self).__name__
+        states = [st for st in states if st.num_rows]
+        _check_state_columns(stage, states, ["column", "labels", "counts"], self.input_cols)
+        if not states:
+            return self._state([], [])
+        per_state = [(_list_slices(st.column("labels")), _list_slices(st.column("counts"))) for st in states]
+        labels, counts = [], []
+        for i in range(len(self.input_cols)):
+            all_labels = pa.concat_arrays([lab[i] for lab, _ in per_state])
+            all_counts = np.concatenate([cnt[i].to_numpy() for _, cnt in per_state])
+            codes = pc.dictionary_encode(all_labels)  # dictionary in order of first appearance
+            summed = np.bincount(codes.indices.to_numpy(), weights=all_counts, minlength=len(codes.dictionary))
+            labels.append(codes.dictionary)
+            counts.append(summed.astype(np.int64))
+        return pa.table({"column": pa.array(self.input_cols, pa.string()),
+                         "labels": pa.array([a.to_pylist() for a in labels], pa.list_(pa.string())),
+                         "counts": pa.array([c.tolist() for c in counts], pa.list_(pa.int64()))})
+
+    def _finish(self, state: pa.Table) -> "StringIndexerModel":
+        stage = type(self).__name__
+        _check_io_cols(stage, self.input_cols, self.output_cols)
+        _check_state_columns(stage, [state], ["column", "labels", "counts"], self.input_cols)
         order, cap = self.string_order_type, self.max_index_num
         arrays = []
-        for c in self.input_cols:
-            labels, counts = _count_strings(require_column(t, c, stage, "input_cols"), c, stage)
+        for labels, counts in zip(state.column("labels").to_pylist(), state.column("counts").to_pylist()):
             labels = _order_labels(labels, counts, order)
             if len(labels) >= cap:
                 labels = labels[: cap - 1]
@@ -581,7 +626,7 @@ def _one_hot_column(code: np.ndarray, size: int) -> pa.Array:
     return pa.ExtensionArray.from_storage(SPARSE_VECTOR, storage)
 
 
-class OneHotEncoder(_OneHotEncoderParams, Estimator):
+class OneHotEncoder(_OneHotEncoderParams, OnePassEstimator):
     """Fits a one-hot encoding of columns of category indices (non-negative integer-valued numbers,
     for example the output of :class:`StringIndexer`): column ``i`` has ``max_i + 1`` categories.
 
@@ -593,12 +638,12 @@ class OneHotEncoder(_OneHotEncoderParams, Estimator):
         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     """
 
-    def _fit(self, *tables: pa.Table) -> "OneHotEncoderModel":
+    # Fit state: one row per input column (none for an empty input): ``column`` and ``max_index``
+    # (int64), the largest category index seen.
+
+    def _partial(self, t: pa.Table) -> pa.Table:
         stage = type(self).__name__
-        t = _one_input(stage, tables, "fit")
         _check_io_cols(stage, self.input_cols, self.output_cols)
-        if t.num_rows == 0:
-            raise _empty_fit(stage)
         max_idx = []
         for c in self.input_cols:
             x = _check_index_column(t, c, stage)
@@ -611,12 +656,31 @@ class OneHotEncoder(_OneHotEncoderParams, Estimator):
                     f"{stage}: column '{c}' (parameter 'input_cols') has {_invalid_index_reason(v, None)} at row "
                     f"{r}; fit needs non-negative integer category indices (use fl.feature.StringIndexer)"
                 )
-            max_idx.append(int(x.max()))
+            if len(x):
+                max_idx.append(int(x.max()))
+        return self._state(max_idx)
+
+    def _state(self, max_idx: list[int]) -> pa.Table:
+        return pa.table({"column": pa.array(self.input_cols[:len(max_idx)], pa.string()),
+                         "max_index": pa.array(max_idx, pa.int64())})
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        states = [st for st in states if st.num_rows]
+        _check_state_columns(type(self).__name__, states, ["column", "max_index"], self.input_cols)
+        if not states:
+            return self._state([])
+        return self._state(np.max([st.column("max_index").to_numpy() for st in states], axis=0).tolist())
+
+    def _finish(self, state: pa.Table) -> "OneHotEncoderModel":
+        stage = type(self).__name__
+        _check_io_cols(stage, self.input_cols, self.output_cols)
+        _check_state_columns(stage, [state], ["column", "max_index"], self.input_cols)
+        max_idx = state.column("max_index")
         model = OneHotEncoderModel()
         self.copy_params_to(model)
         return model.set_model_data(pa.table({
             "column_index": pa.array(range(len(max_idx)), type=pa.int32()),
-            "max_index": pa.array(max_idx, type=pa.int32()),
+            "max_index": max_idx.cast(pa.int32()),
         }))
 
 

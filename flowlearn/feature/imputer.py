@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowlearn.api import Estimator, Model
+from flowlearn.api import Model, OnePassEstimator
 from flowlearn.data.columns import first_bad_row, numeric_column, require_column, with_column
 from flowlearn.params import HasInputCols, HasOutputCols, Param, in_array, in_range
 
@@ -51,7 +52,78 @@ class _ImputerModelParams(HasInputCols, HasOutputCols):
         return x, miss
 
 
-class Imputer(_ImputerModelParams, Estimator):
+# --------------------------------------------------------------------------------------------
+# A mergeable quantile summary (for the median)
+#
+# A summary of n sorted values is a subsequence of them, each entry with bounds rmin <= rank <= rmax
+# on its rank (1-based) among all n. The first and last entries are the minimum and the maximum
+# (exact ranks 1 and n), and consecutive entries satisfy rmax[j + 1] - rmin[j] <= max(1, floor(2 e n)).
+# Then for any target rank r some entry has r - e n <= rmin and rmax <= r + e n (Greenwald and
+# Khanna's argument), so the entry minimizing max(r - rmin, rmax - r) has a rank within e n of r.
+# Merging two summaries (Greenwald and Khanna's combine: bounds from the other summary's neighbours)
+# keeps that gap bound for the merged n, and pruning keeps it by construction, so the error does
+# not grow with the number of merges. With e n < 1 nothing is pruned: the values are exact.
+
+
+@numba.njit(cache=True)
+def _prune(rmin, rmax, limit):
+    """Indices of the entries kept: the first, the last, and greedily the farthest next entry whose
+    ``rmax`` is within ``limit`` of the kept entry's ``rmin``."""
+    m = rmin.shape[0]
+    keep = np.empty(m, np.int64)
+    keep[0] = 0
+    c = 1
+    j = 0
+    while j < m - 1:
+        k = j + 1
+        while k + 1 < m and rmax[k + 1] - rmin[j] <= limit:
+            k += 1
+        keep[c] = k
+        c += 1
+        j = k
+    return keep[:c]
+
+
+def _compress(values: np.ndarray, rmin: np.ndarray, rmax: np.ndarray, n: int, eps: float) -> tuple:
+    keep = _prune(rmin, rmax, max(1, math.floor(2 * eps * n)))
+    return values[keep], rmin[keep], rmax[keep]
+
+
+def _quantile_summary(sorted_values: np.ndarray, eps: float) -> tuple:
+    """The summary ``(values, rmin, rmax)`` of sorted values (exact ranks before pruning)."""
+    r = np.arange(1, len(sorted_values) + 1, dtype=np.int64)
+    return _compress(sorted_values, r, r.copy(), len(sorted_values), eps)
+
+
+def _merge_summaries(a: tuple, na: int, b: tuple, nb: int, eps: float) -> tuple:
+    """The summary of the union of two summarized multisets of ``na`` and ``nb`` values (ties: ``a``'s
+    values first)."""
+    va, lo_a, hi_a = a
+    vb, lo_b, hi_b = b
+    if nb == 0:
+        return a
+    if na == 0:
+        return b
+    jb = np.searchsorted(vb, va, side="left")   # entries of b before each entry of a
+    ja = np.searchsorted(va, vb, side="right")  # entries of a before each entry of b
+    m = len(va) + len(vb)
+    values, rmin, rmax = np.empty(m), np.empty(m, np.int64), np.empty(m, np.int64)
+    pa_, pb = np.arange(len(va)) + jb, np.arange(len(vb)) + ja
+    values[pa_], values[pb] = va, vb
+    rmin[pa_] = lo_a + np.where(jb > 0, lo_b[np.maximum(jb - 1, 0)], 0)
+    rmax[pa_] = hi_a + np.where(jb < len(vb), hi_b[np.minimum(jb, len(vb) - 1)] - 1, nb)
+    rmin[pb] = lo_b + np.where(ja > 0, lo_a[np.maximum(ja - 1, 0)], 0)
+    rmax[pb] = hi_b + np.where(ja < len(va), hi_a[np.minimum(ja, len(va) - 1)] - 1, na)
+    return _compress(values, rmin, rmax, na + nb, eps)
+
+
+def _summary_quantile(summary: tuple, rank: int) -> float:
+    """The value of the entry whose rank is closest to ``rank`` for sure."""
+    values, rmin, rmax = summary
+    return float(values[int(np.argmin(np.maximum(rank - rmin, rmax - rank)))])
+
+
+class Imputer(_ImputerModelParams, OnePassEstimator):
     """Completes missing values of numeric columns with the mean, median or most frequent value of
     each column, as Flink ML's ``Imputer``.
 
@@ -61,10 +133,16 @@ class Imputer(_ImputerModelParams, Estimator):
     replaced because it is not the missing value). Each output column is ``double``.
 
     * ``mean``: the mean of the valid values.
-    * ``median``: the median as Flink ML's quantile summary returns it when exact: the valid value
-      of rank ``ceil(n / 2)`` (the lower median for even ``n``; scikit-learn averages the two middle
-      values instead). flowlearn computes it exactly, which satisfies any ``relative_error``; the
-      parameter is kept for Flink ML compatibility.
+    * ``median``: the valid value of rank ``ceil(n / 2)`` (the lower median for even ``n``;
+      scikit-learn averages the two middle values instead), within ``relative_error``, as Flink
+      ML's and Spark's approximate quantiles: a valid value whose rank is within
+      ``relative_error * n`` of ``ceil(n / 2)``, for any split of the input into fit parts and
+      any order of merging them. It comes from a mergeable quantile summary (the fit state) of
+      about ``1 / (2 * relative_error)`` values per column and part; merging many parts keeps
+      the bound and grows the summary to a few times ``1 / relative_error`` values (about 12
+      times for a balanced tree of 80 parts). The median is exact when ``relative_error * n < 1``
+      (below 1000 valid values at the default) or ``relative_error=0`` (the state then holds
+      every value).
     * ``most_frequent``: the most frequent valid value; among ties the smallest.
 
     A column with no valid value, infinite values, and empty input are refused at fit.
@@ -83,40 +161,139 @@ class Imputer(_ImputerModelParams, Estimator):
     strategy = Param(str, default="mean", validator=in_array(["mean", "median", "most_frequent"]),
                      doc="The imputation strategy: mean, median or most_frequent.")
     relative_error = Param(float, default=0.001, validator=in_range(0, 1),
-                           doc="Relative error bound of the median (flowlearn computes it exactly).")
+                           doc="Relative error of the median: its rank is within relative_error * n of "
+                               "ceil(n / 2); 0 computes it exactly.")
 
-    def _fit(self, *tables: pa.Table) -> "ImputerModel":
+    # Fit state: one row per input column (none for an empty input): ``column``, ``count`` (valid
+    # values) and, by strategy, ``sum`` (mean); ``values`` and ``counts``, sorted distinct values and
+    # their counts (most_frequent); ``values``, ``rmin`` and ``rmax``, the quantile summary (median).
+
+    def _state_schema(self) -> pa.Schema:
+        extra = {"mean": [("sum", pa.float64())],
+                 "most_frequent": [("values", pa.list_(pa.float64())), ("counts", pa.list_(pa.int64()))],
+                 "median": [("values", pa.list_(pa.float64())), ("rmin", pa.list_(pa.int64())),
+                            ("rmax", pa.list_(pa.int64()))]}[self.strategy]
+        return pa.schema([("column", pa.string()), ("count", pa.int64()), *extra])
+
+    def _state(self, rows: list[dict]) -> pa.Table:
+        schema = self._state_schema()
+        columns = []
+        for f in schema:
+            if pa.types.is_list(f.type):  # one list per row, from NumPy arrays without Python objects
+                parts = [np.asarray(r[f.name], f.type.value_type.to_pandas_dtype()) for r in rows]
+                offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts], dtype=np.int64)])
+                values = np.concatenate(parts) if parts else np.empty(0, f.type.value_type.to_pandas_dtype())
+                columns.append(pa.LargeListArray.from_arrays(offsets, values).cast(f.type))
+            else:
+                columns.append(pa.array([r[f.name] for r in rows], f.type))
+        return pa.Table.from_arrays(columns, schema=schema)
+
+    @staticmethod
+    def _state_rows(st: pa.Table) -> list[dict]:
+        """The rows of a state, list columns as NumPy arrays (zero-copy)."""
+        cols = {}
+        for name in st.schema.names:
+            col = st.column(name).combine_chunks()
+            if pa.types.is_list(col.type):
+                values = col.flatten().to_numpy()
+                offsets = col.offsets.to_numpy() - col.offsets[0].as_py()
+                cols[name] = [values[offsets[i]:offsets[i + 1]] for i in range(len(col))]
+            else:
+                cols[name] = col.to_pylist()
+        return [{k: v[i] for k, v in cols.items()} for i in range(st.num_rows)]
+
+    def _partial(self, t: pa.Table) -> pa.Table:
         stage = type(self).__name__
-        if len(tables) != 1:
-            raise TypeError(f"{stage}.fit takes exactly one input table, got {len(tables)}")
-        (t,) = tables
         ins, _ = self._check_cols()
         for c in ins:
             require_column(t, c, stage, "input_cols")
         if t.num_rows == 0:
-            raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
+            return self._state([])
         strategy = self.strategy
-        surrogates = []
+        rows = []
         for c in ins:
             x, miss = self._missing_mask(t, c)
             valid = x[~miss & ~np.isnan(x)]
-            if valid.size == 0:
-                raise ValueError(f"{stage}: column '{c}' (parameter 'input_cols') has no valid value: all its "
-                                 f"values are null, NaN or missing_value={self.missing_value!r}, so no surrogate "
-                                 f"can be computed")
+            if strategy != "mean":
+                valid = valid + 0.0  # -0.0 -> 0.0: one value for both zeros
             if not np.isfinite(valid).all():
                 bad = first_bad_row(np.isinf(x) & ~miss)
                 raise ValueError(f"{stage}: column '{c}' has infinity at row {bad}; infinity is not a missing "
                                  f"value and makes the {strategy} meaningless; filter or clip such rows first")
+            row = {"column": c, "count": valid.size}
             if strategy == "mean":
-                s = float(valid.mean())
-            elif strategy == "median":
-                k = (valid.size - 1) // 2  # rank ceil(n/2), 0-based
-                s = float(np.partition(valid, k)[k])
-            else:
+                row["sum"] = float(valid.sum())
+            elif strategy == "most_frequent":
                 values, counts = np.unique(valid, return_counts=True)
-                s = float(values[int(np.argmax(counts))])  # values are sorted: ties go to the smallest
-            surrogates.append(s)
+                row["values"], row["counts"] = values, counts
+            else:
+                row["values"], row["rmin"], row["rmax"] = _quantile_summary(np.sort(valid), self.relative_error)
+            rows.append(row)
+        return self._state(rows)
+
+    def _state_columns(self, states: list[pa.Table]) -> list[list[dict]]:
+        """Per input column, its rows in the states (in order); checks the states name the input columns."""
+        ins, _ = self._check_cols()
+        per_column: list[list[dict]] = [[] for _ in ins]
+        for st in states:
+            if st.num_rows == 0:
+                continue
+            if st.schema.names != self._state_schema().names or st.column("column").to_pylist() != ins:
+                raise ValueError(f"{type(self).__name__}: a fit state has columns {st.schema.names} for input "
+                                 f"columns {st.column('column').to_pylist() if 'column' in st.schema.names else '?'}; "
+                                 f"expected a state of strategy {self.strategy!r} for input_cols {ins}. Merge "
+                                 f"states made by partial of this estimator")
+            for i, row in enumerate(self._state_rows(st)):
+                per_column[i].append(row)
+        return per_column
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        ins, _ = self._check_cols()
+        per_column = self._state_columns(states)
+        if not per_column[0]:
+            return self._state([])
+        strategy, eps = self.strategy, self.relative_error
+        rows = []
+        for c, parts in zip(ins, per_column):
+            count = sum(p["count"] for p in parts)
+            row = {"column": c, "count": count}
+            if strategy == "mean":
+                row["sum"] = float(np.sum([p["sum"] for p in parts]))
+            elif strategy == "most_frequent":
+                values, inverse = np.unique(np.concatenate([np.asarray(p["values"], np.float64) for p in parts]),
+                                            return_inverse=True)
+                counts = np.concatenate([np.asarray(p["counts"], np.int64) for p in parts])
+                row["values"], row["counts"] = values, np.bincount(inverse.reshape(-1), weights=counts).astype(np.int64)
+            else:
+                acc, n = (np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64)), 0
+                for p in parts:
+                    part = (np.asarray(p["values"], np.float64), np.asarray(p["rmin"], np.int64),
+                            np.asarray(p["rmax"], np.int64))
+                    acc, n = _merge_summaries(acc, n, part, p["count"], eps), n + p["count"]
+                row["values"], row["rmin"], row["rmax"] = acc
+            rows.append(row)
+        return self._state(rows)
+
+    def _finish(self, state: pa.Table) -> "ImputerModel":
+        stage = type(self).__name__
+        ins, _ = self._check_cols()
+        per_column = self._state_columns([state])
+        if any(len(parts) != 1 for parts in per_column):
+            per_column = self._state_columns([self._merge([state])])
+        surrogates = []
+        for c, (row,) in zip(ins, per_column):
+            if row["count"] == 0:
+                raise ValueError(f"{stage}: column '{c}' (parameter 'input_cols') has no valid value: all its "
+                                 f"values are null, NaN or missing_value={self.missing_value!r}, so no surrogate "
+                                 f"can be computed")
+            if self.strategy == "mean":
+                s = row["sum"] / row["count"]
+            elif self.strategy == "most_frequent":
+                s = row["values"][int(np.argmax(row["counts"]))]  # values are sorted: ties go to the smallest
+            else:  # rank ceil(n/2)
+                summary = tuple(np.asarray(row[k]) for k in ("values", "rmin", "rmax"))
+                s = _summary_quantile(summary, (row["count"] + 1) // 2)
+            surrogates.append(float(s))
         model = ImputerModel()
         self.copy_params_to(model)
         return model.set_model_data(pa.table({"column": pa.array(ins, pa.string()),

@@ -4,7 +4,8 @@ The input is cut into windows; at the end of each window the trainer emits one m
 holding the mean and the unbiased (``ddof=1``) standard deviation of **every row seen so far**
 (not only the window's rows), exactly what the batch ``StandardScaler`` would fit on that prefix
 of the input. The statistics are merged per window segment with Chan et al.'s parallel update of
-``(count, mean, sum of squared deviations)``, which is numerically stable (Flink ML subtracts
+``(count, mean, sum of squared deviations)`` (the merge of ``StandardScaler``'s fit states, one
+kernel for both), which is numerically stable (Flink ML subtracts
 ``n * mean^2`` from a running sum of squares, which loses precision when the mean is large
 against the spread).
 
@@ -58,8 +59,8 @@ import scipy.sparse as sps
 from flowlearn.api import Model, RowFn, with_trained_rows
 from flowlearn.iteration.online import (OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions)
 from flowlearn.data.columns import require_column, vector_column, with_column
-from flowlearn.feature.scalers import (_StandardScalerParams, _model_table, _row_vector, _scale_sparse,
-                                       _transform_input)
+from flowlearn.feature.scalers import (_StandardScalerParams, _merge_moments, _model_table, _moments, _row_vector,
+                                       _scale_sparse, _transform_input)
 from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_numpy
 from flowlearn.params import Param, gt, in_array, in_range
 
@@ -158,30 +159,6 @@ def _row_time_ms(v: Any, col: str, stage: str) -> int:
     return int(math.floor(secs * 1000.0))
 
 
-def _moments(x: np.ndarray | sps.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(rows, column means, column sums of squared deviations)`` (the implicit zeros of sparse
-    rows included, as in ``StandardScaler``)."""
-    n, d = x.shape
-    if sps.issparse(x):
-        mean = np.asarray(x.sum(axis=0)).ravel() / n
-        dev = np.bincount(x.indices, weights=(x.data - mean[x.indices]) ** 2, minlength=d)
-        nnz = np.bincount(x.indices, minlength=d)
-        return n, mean, dev + (n - nnz) * mean ** 2
-    mean = x.mean(axis=0)
-    return n, mean, ((x - mean) ** 2).sum(axis=0)
-
-
-def _combine(a: tuple, b: tuple) -> tuple:
-    """Chan et al.'s merge of two ``(count, mean, sum of squared deviations)`` summaries."""
-    na, ma, qa = a
-    nb, mb, qb = b
-    if na == 0:
-        return nb, np.array(mb, dtype=np.float64), np.array(qb, dtype=np.float64)
-    n = na + nb
-    delta = mb - ma
-    return n, ma + delta * (nb / n), qa + qb + delta ** 2 * (na * nb / n)
-
-
 def _version_table(mean: np.ndarray, std: np.ndarray, version: int, timestamp: int) -> pa.Table:
     """StandardScalerModel's model data (one row, ``mean`` and ``std``) plus ``model_version`` and
     ``timestamp`` (int64 ms)."""
@@ -274,7 +251,7 @@ class OnlineStandardScalerTrainer:
         if ts is not None and self._windows != "event_time":
             top = int(ts.max())
             self._max_event_ms = top if self._max_event_ms is None else max(self._max_event_ms, top)
-        self._n, self._mean, self._m2 = _combine((self._n, self._mean, self._m2), _moments(x))
+        self._n, self._mean, self._m2 = _merge_moments((self._n, self._mean, self._m2), _moments(x))
 
     def partial_fit(self, batch: Any) -> list[pa.Table]:
         """Add the rows of ``batch`` (a table, record batch or anything ``fl.table`` accepts); return
@@ -335,7 +312,7 @@ class OnlineStandardScalerTrainer:
         on_time = np.flatnonzero(~late)
         for s in np.unique(starts[on_time]):  # one summary per window present in the batch
             rows = on_time[starts[on_time] == s]
-            self._open[int(s)] = _combine(self._open.get(int(s), (0, None, None)), _moments(x[rows]))
+            self._open[int(s)] = _merge_moments(self._open.get(int(s), (0, None, None)), _moments(x[rows]))
 
     def on_watermark(self, watermark_ms: int) -> list[pa.Table]:
         """Event-time windows: close, in time order, every open window whose last millisecond the
@@ -345,7 +322,7 @@ class OnlineStandardScalerTrainer:
         self._watermark = watermark_ms if self._watermark is None else max(self._watermark, watermark_ms)
         versions = []
         for s in sorted(s for s in self._open if s + self._window_ms - 1 <= self._watermark):
-            self._n, self._mean, self._m2 = _combine((self._n, self._mean, self._m2), self._open.pop(s))
+            self._n, self._mean, self._m2 = _merge_moments((self._n, self._mean, self._m2), self._open.pop(s))
             self._max_event_ms = s + self._window_ms - 1
             versions.append(self._emit())
         return versions

@@ -1,5 +1,8 @@
 """Column-wise vector scalers with Flink ML 2.x semantics: ``StandardScaler``, ``MinMaxScaler``
-and ``MaxAbsScaler`` (each an ``Estimator`` fitting a ``Model``).
+and ``MaxAbsScaler`` (each an ``Estimator`` fitting a ``Model``). Their fits are one pass
+(``flowlearn.api.OnePassEstimator``): per-part states of column statistics (count, mean and sum of
+squared deviations merged with Chan et al.'s update; minima, maxima; maximum absolute values),
+merged and finished into the model; sparse parts stay sparse.
 
 All three read a dense or sparse vector column (``input_col``) and append the scaled vectors as
 ``output_col``. Sparse input gives sparse output wherever no centering is needed
@@ -23,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model
+from flowlearn.api import Model, OnePassEstimator
 from flowlearn.data.columns import vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, from_csr, from_numpy, to_numpy
 from flowlearn.params import HasInputCol, HasOutputCol, Param
@@ -50,14 +53,91 @@ def _one_table(tables: tuple, stage: str, what: str) -> pa.Table:
     return tables[0]
 
 
-def _fit_input(stage: "Estimator", t: pa.Table, dense: bool | None = None) -> np.ndarray | sps.csr_matrix:
-    name = type(stage).__name__
-    x = vector_column(t, stage.input_col, name, param="input_col", dense=dense)
-    if x.shape[0] == 0:
-        raise ValueError(f"{name}: fit needs at least one row; the input table is empty")
+def _partial_input(stage: OnePassEstimator, t: pa.Table) -> np.ndarray | sps.csr_matrix:
+    """The input vectors of a fit's part, dense or sparse as stored (possibly no rows)."""
+    x = vector_column(t, stage.input_col, type(stage).__name__, param="input_col")
     if sps.issparse(x):
         x.sum_duplicates()
     return x
+
+
+# Fit states (see OnePassEstimator): one row of per-dimension vectors, or no rows for no input.
+
+def _state_table(**columns: np.ndarray | int) -> pa.Table:
+    """A one-row state: integers become int64 columns, arrays list<double> columns."""
+    out = {}
+    for k, v in columns.items():
+        if isinstance(v, np.ndarray):
+            out[k] = pa.ListArray.from_arrays(pa.array([0, len(v)], pa.int32()), pa.array(v, pa.float64()))
+        else:
+            out[k] = pa.array([int(v)], pa.int64())
+    return pa.table(out)
+
+
+def _empty_state(**types: pa.DataType) -> pa.Table:
+    return pa.table({k: pa.array([], t) for k, t in types.items()})
+
+
+_VEC = pa.list_(pa.float64())
+
+
+def _state_rows(stage: str, states: list[pa.Table], vectors: list[str], counts: list[str] = ()) -> list[tuple]:
+    """Every row of ``states`` (in order) as a tuple of its ``counts`` (ints) and ``vectors`` (float64
+    arrays), checking that all vectors have one size."""
+    rows, sizes = [], set()
+    for t in states:
+        missing = [c for c in [*counts, *vectors] if c not in t.column_names]
+        if missing:
+            raise ValueError(f"{stage}: a fit state has no column(s) {missing}; it has {t.column_names}. Merge "
+                             f"states made by {stage}.partial")
+        ints = [t.column(c).to_numpy() for c in counts]
+        vecs = []
+        for c in vectors:
+            col = t.column(c).combine_chunks()
+            values = col.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            offsets = col.offsets.to_numpy() - col.offsets[0].as_py()
+            vecs.append([values[offsets[i]:offsets[i + 1]] for i in range(t.num_rows)])
+        for i in range(t.num_rows):
+            row = tuple(int(a[i]) for a in ints) + tuple(v[i] for v in vecs)
+            sizes.update(len(v) for v in row[len(counts):])
+            rows.append(row)
+    if len(sizes) > 1:
+        raise ValueError(f"{stage}: the parts of the input hold vectors of sizes {sorted(sizes)}; every row of "
+                         f"one input needs vectors of one size")
+    return rows
+
+
+def _one_row(stage: OnePassEstimator, state: pa.Table) -> pa.Table:
+    """A state of one row: several rows (states concatenated) are merged first."""
+    return state if state.num_rows == 1 else stage._merge([state])
+
+
+def _moments(x: np.ndarray | sps.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(rows, column means, column sums of squared deviations)`` of a 2-D array or CSR matrix
+    with at least one row (the implicit zeros of sparse rows included, and sparse stays sparse)."""
+    n, d = x.shape
+    if sps.issparse(x):
+        mean = np.asarray(x.sum(axis=0)).ravel() / n
+        # sum of squared deviations: stored entries plus the implicit zeros of each column
+        dev = np.bincount(x.indices, weights=(x.data - mean[x.indices]) ** 2, minlength=d)
+        nnz = np.bincount(x.indices, minlength=d)
+        return n, mean, dev + (n - nnz) * mean ** 2
+    mean = x.mean(axis=0)
+    return n, mean, ((x - mean) ** 2).sum(axis=0)
+
+
+def _merge_moments(a: tuple, b: tuple) -> tuple:
+    """Chan et al.'s merge of two ``(count, mean, sum of squared deviations)`` summaries, numerically
+    stable (no ``sum(x^2) - n mean^2`` cancellation); a count of 0 is the neutral summary."""
+    na, ma, qa = a
+    nb, mb, qb = b
+    if nb == 0:
+        return na, ma, qa
+    if na == 0:
+        return nb, np.array(mb, dtype=np.float64), np.array(qb, dtype=np.float64)
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), qa + qb + delta ** 2 * (na * nb / n)
 
 
 def _model_vectors(model: Model, tables: list[pa.Table], names: list[str]) -> list[np.ndarray]:
@@ -184,7 +264,7 @@ class _StandardScalerParams(HasInputCol, HasOutputCol):
     with_std = Param(bool, default=True, doc="Scale each dimension to unit (sample) standard deviation.")
 
 
-class StandardScaler(_StandardScalerParams, Estimator):
+class StandardScaler(_StandardScalerParams, OnePassEstimator):
     """Standardizes vectors: subtracts the column mean (``with_mean``) and divides by the column
     sample standard deviation (``with_std``), as Flink ML's ``StandardScaler``.
 
@@ -209,20 +289,28 @@ class StandardScaler(_StandardScalerParams, Estimator):
 
     online_counterpart = "OnlineStandardScaler"
 
-    def _fit(self, *tables: pa.Table) -> "StandardScalerModel":
-        t = _one_table(tables, type(self).__name__, "fit")
-        x = _fit_input(self, t)
-        n, d = x.shape
-        if sps.issparse(x):
-            mean = np.asarray(x.sum(axis=0)).ravel() / n
-            # sum of squared deviations: stored entries plus the implicit zeros of each column
-            dev = np.bincount(x.indices, weights=(x.data - mean[x.indices]) ** 2, minlength=d)
-            nnz = np.bincount(x.indices, minlength=d)
-            ss = dev + (n - nnz) * mean ** 2
-        else:
-            mean = x.mean(axis=0)
-            ss = ((x - mean) ** 2).sum(axis=0)
-        std = np.sqrt(ss / (n - 1)) if n > 1 else np.zeros(d)
+    # Fit state: one row with ``count`` (int64), ``mean`` and ``m2`` (list<double>: column means and
+    # sums of squared deviations), merged with Chan et al.'s update (also OnlineStandardScaler's).
+
+    def _partial(self, t: pa.Table) -> pa.Table:
+        x = _partial_input(self, t)
+        if x.shape[0] == 0:
+            return _empty_state(count=pa.int64(), mean=_VEC, m2=_VEC)
+        n, mean, m2 = _moments(x)
+        return _state_table(count=n, mean=mean, m2=m2)
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        rows = _state_rows(type(self).__name__, states, ["mean", "m2"], ["count"])
+        acc = (0, None, None)
+        for row in rows:
+            acc = _merge_moments(acc, row)
+        if acc[0] == 0:
+            return _empty_state(count=pa.int64(), mean=_VEC, m2=_VEC)
+        return _state_table(count=acc[0], mean=acc[1], m2=acc[2])
+
+    def _finish(self, state: pa.Table) -> "StandardScalerModel":
+        ((n, mean, ss),) = _state_rows(type(self).__name__, [_one_row(self, state)], ["mean", "m2"], ["count"])
+        std = np.sqrt(ss / (n - 1)) if n > 1 else np.zeros(len(mean))
         model = StandardScalerModel()
         self.copy_params_to(model)
         return model.set_model_data(_model_table(mean=mean, std=std))
@@ -322,7 +410,7 @@ class _MinMaxScalerParams(HasInputCol, HasOutputCol):
         return lo, hi
 
 
-class MinMaxScaler(_MinMaxScalerParams, Estimator):
+class MinMaxScaler(_MinMaxScalerParams, OnePassEstimator):
     """Rescales each dimension linearly to ``[min, max]`` using the column minimum and maximum
     seen in fit, as Flink ML's ``MinMaxScaler``:
     ``y = (x - col_min) / (col_max - col_min) * (max - min) + min``.
@@ -346,17 +434,31 @@ class MinMaxScaler(_MinMaxScalerParams, Estimator):
         [[0.0, 0.0], [3.0, 0.0]]
     """
 
-    def _fit(self, *tables: pa.Table) -> "MinMaxScalerModel":
+    # Fit state: one row with ``min`` and ``max`` (list<double>), the column minima and maxima.
+
+    def _partial(self, t: pa.Table) -> pa.Table:
         self._check_bounds()
-        t = _one_table(tables, type(self).__name__, "fit")
-        x = _fit_input(self, t)
+        x = _partial_input(self, t)
+        if x.shape[0] == 0:
+            return _empty_state(min=_VEC, max=_VEC)
         if sps.issparse(x):  # scipy's min/max count the implicit zeros
             lo, hi = x.min(axis=0).toarray().ravel(), x.max(axis=0).toarray().ravel()
         else:
             lo, hi = x.min(axis=0), x.max(axis=0)
+        return _state_table(min=lo.astype(np.float64), max=hi.astype(np.float64))
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        rows = _state_rows(type(self).__name__, states, ["min", "max"])
+        if not rows:
+            return _empty_state(min=_VEC, max=_VEC)
+        return _state_table(min=np.min([r[0] for r in rows], axis=0), max=np.max([r[1] for r in rows], axis=0))
+
+    def _finish(self, state: pa.Table) -> "MinMaxScalerModel":
+        self._check_bounds()
+        ((lo, hi),) = _state_rows(type(self).__name__, [_one_row(self, state)], ["min", "max"])
         model = MinMaxScalerModel()
         self.copy_params_to(model)
-        return model.set_model_data(_model_table(min_vector=lo.astype(np.float64), max_vector=hi.astype(np.float64)))
+        return model.set_model_data(_model_table(min_vector=lo, max_vector=hi))
 
 
 class MinMaxScalerModel(_MinMaxScalerParams, Model):
@@ -430,7 +532,7 @@ class _MaxAbsScalerParams(HasInputCol, HasOutputCol):
     pass
 
 
-class MaxAbsScaler(_MaxAbsScalerParams, Estimator):
+class MaxAbsScaler(_MaxAbsScalerParams, OnePassEstimator):
     """Scales each dimension to ``[-1, 1]`` by dividing by its maximum absolute value, as Flink ML's
     ``MaxAbsScaler``. Nothing is shifted, so sparsity is kept: sparse input gives sparse output.
     A dimension that is all zero is left unscaled (divided by 1).
@@ -444,13 +546,26 @@ class MaxAbsScaler(_MaxAbsScalerParams, Estimator):
         [[0.5, -1.0], [-1.0, 0.5]]
     """
 
-    def _fit(self, *tables: pa.Table) -> "MaxAbsScalerModel":
-        t = _one_table(tables, type(self).__name__, "fit")
-        x = _fit_input(self, t)
+    # Fit state: one row with ``max_abs`` (list<double>), the columns' maximum absolute values.
+
+    def _partial(self, t: pa.Table) -> pa.Table:
+        x = _partial_input(self, t)
+        if x.shape[0] == 0:
+            return _empty_state(max_abs=_VEC)
         m = abs(x).max(axis=0).toarray().ravel() if sps.issparse(x) else np.abs(x).max(axis=0)
+        return _state_table(max_abs=m.astype(np.float64))
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        rows = _state_rows(type(self).__name__, states, ["max_abs"])
+        if not rows:
+            return _empty_state(max_abs=_VEC)
+        return _state_table(max_abs=np.max([r[0] for r in rows], axis=0))
+
+    def _finish(self, state: pa.Table) -> "MaxAbsScalerModel":
+        ((m,),) = _state_rows(type(self).__name__, [_one_row(self, state)], ["max_abs"])
         model = MaxAbsScalerModel()
         self.copy_params_to(model)
-        return model.set_model_data(_model_table(max_vector=m.astype(np.float64)))
+        return model.set_model_data(_model_table(max_vector=m))
 
 
 class MaxAbsScalerModel(_MaxAbsScalerParams, Model):

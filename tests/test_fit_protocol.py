@@ -1,0 +1,365 @@
+"""The fit protocol (issue 9, item 3): one-pass estimators fit as ``finish(merge(partials))`` and
+iterative ones run each round as ``round_partial`` over batches plus ``round_merge``.
+
+Fitting on a table must equal merging the partial states of any split of it (random splits,
+one-row splits, splits with empty parts), in any grouping of the merges; states are plain Arrow
+tables that survive Arrow IPC. Where a model is a statistic, the merged result is also checked
+against NumPy on the whole data.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.sparse as sps
+from hypothesis import given, settings, strategies as st
+
+import flowlearn as fl
+from flowlearn.api import IterativeEstimator, OnePassEstimator
+
+F = fl.feature
+PROPERTY = settings(derandomize=True, max_examples=12, deadline=None, database=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _data(n: int = 41) -> dict:
+    rng = np.random.default_rng(7)
+    x = np.round(rng.standard_normal((n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, -2.0, 1e3], 3)
+    x[:, 3] = np.round(x[:, 3])  # repeated values
+    sp = sps.random(n, 6, density=0.3, random_state=3, format="csr")
+    sp.data = np.round(sp.data * 4) - 2.0  # small integers, some stored zeros
+    a = np.round(rng.standard_normal(n), 1)
+    a[rng.random(n) < 0.2] = np.nan
+    b = rng.integers(0, 4, n).astype(float)
+    cities = np.array(["Oslo", "Rome", "Bern", "Ünye", "Åsa", "rome", "Zug"])
+    city = rng.choice(cities, n, p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05]).astype(object)
+    city[rng.random(n) < 0.1] = None
+    return {
+        "x": x, "sp": sp, "a": a, "b": b, "city": city,
+        "cat": rng.integers(0, 3, (n, 3)).astype(float), "label": rng.integers(0, 3, n).astype(float),
+    }
+
+
+D = _data()
+
+
+def _table() -> pa.Table:
+    return pa.table({
+        "x": fl.linalg.from_numpy(D["x"]), "sp": fl.linalg.from_csr(D["sp"]),
+        "a": pa.array(D["a"], from_pandas=True), "b": pa.array(D["b"]),
+        "city": pa.array(D["city"].tolist(), pa.string()), "n": pa.array(D["b"].astype(np.int64)),
+        "cat": fl.linalg.from_numpy(D["cat"]), "spcat": fl.linalg.from_csr(sps.csr_matrix(D["cat"])),
+        "label": pa.array(D["label"]),
+    })
+
+
+TABLE = _table()
+N = TABLE.num_rows
+
+# (id, estimator factory, exact): exact models are equal bit for bit over any split; the others
+# (sums of floats) to 1e-12.
+ONE_PASS = [
+    ("StandardScaler", lambda: F.StandardScaler(input_col="x", with_mean=True), False),
+    ("StandardScaler-sparse", lambda: F.StandardScaler(input_col="sp"), False),
+    ("MinMaxScaler", lambda: F.MinMaxScaler(input_col="x"), True),
+    ("MinMaxScaler-sparse", lambda: F.MinMaxScaler(input_col="sp"), True),
+    ("MaxAbsScaler", lambda: F.MaxAbsScaler(input_col="x"), True),
+    ("MaxAbsScaler-sparse", lambda: F.MaxAbsScaler(input_col="sp"), True),
+    ("Imputer-mean", lambda: F.Imputer(input_cols=["a", "b"], output_cols=["a2", "b2"]), False),
+    ("Imputer-most_frequent", lambda: F.Imputer(input_cols=["a", "b"], output_cols=["a2", "b2"],
+                                                strategy="most_frequent", missing_value=2.0), True),
+    ("Imputer-median-exact", lambda: F.Imputer(input_cols=["a", "b"], output_cols=["a2", "b2"], strategy="median",
+                                               relative_error=0.0), True),
+    *[(f"StringIndexer-{order}", (lambda order=order: F.StringIndexer(
+        input_cols=["city", "n"], output_cols=["ci", "ni"], string_order_type=order)), True)
+      for order in ["arbitrary", "frequencyDesc", "frequencyAsc", "alphabetDesc", "alphabetAsc"]],
+    ("StringIndexer-max_index_num", lambda: F.StringIndexer(input_cols=["city"], output_cols=["ci"],
+                                                            string_order_type="frequencyDesc", max_index_num=4), True),
+    ("OneHotEncoder", lambda: F.OneHotEncoder(input_cols=["b", "n"], output_cols=["bv", "nv"]), True),
+    ("NaiveBayes", lambda: fl.classification.NaiveBayes(features_col="cat"), True),
+    ("NaiveBayes-sparse", lambda: fl.classification.NaiveBayes(features_col="spcat", smoothing=0.5), True),
+]
+ONE_PASS_IDS = [c[0] for c in ONE_PASS]
+
+
+def _parts(t: pa.Table, cuts: list[int]) -> list[pa.Table]:
+    bounds = [0, *sorted(cuts), t.num_rows]
+    return [t.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _ipc(state: pa.Table) -> pa.Table:
+    """The state after a trip through Arrow IPC bytes (what an engine ships between workers)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, state.schema) as w:
+        w.write_table(state)
+    return pa.ipc.open_stream(sink.getvalue().to_pybytes()).read_all()
+
+
+def _tree_merge(est: OnePassEstimator, states: list[pa.Table], grouping: list[int]) -> pa.Table:
+    """Merge adjacent states in an order given by ``grouping`` (a list of positions), keeping input order."""
+    states = list(states)
+    for g in grouping:
+        if len(states) == 1:
+            break
+        i = g % (len(states) - 1)
+        states[i:i + 2] = [est.merge(states[i:i + 2])]
+    return est.merge(states)
+
+
+def _assert_same_model(got: fl.Model, want: fl.Model, exact: bool) -> None:
+    (a,), (b,) = got.get_model_data(), want.get_model_data()
+    assert a.column_names == b.column_names
+    if exact:
+        assert a.equals(b), (a.to_pylist(), b.to_pylist())
+        return
+    for name in a.column_names:
+        ca, cb = a.column(name), b.column(name)
+        if pa.types.is_floating(ca.type) or fl.linalg.is_vector_type(ca.type):
+            va = fl.linalg.to_numpy(ca) if fl.linalg.is_vector_type(ca.type) else ca.to_numpy()
+            vb = fl.linalg.to_numpy(cb) if fl.linalg.is_vector_type(cb.type) else cb.to_numpy()
+            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(vb).max())))
+        else:
+            assert ca.equals(cb)
+
+
+# ---------------------------------------------------------------------------------------------
+# one-pass estimators: fit == finish(merge(partials)) over any split
+
+
+def test_every_one_pass_estimator_is_covered():
+    """Every flowlearn estimator that can fit in one pass implements the protocol and is tested here."""
+    covered = {type(make()).__name__ for _, make, _ in ONE_PASS}
+    assert covered == {"StandardScaler", "MinMaxScaler", "MaxAbsScaler", "Imputer", "StringIndexer", "OneHotEncoder",
+                       "NaiveBayes"}
+    assert all(isinstance(make(), OnePassEstimator) for _, make, _ in ONE_PASS)
+    # Bucketizer learns nothing (its splits are a parameter): no fit to split
+    assert not isinstance(F.Bucketizer(input_cols=["x"], output_cols=["y"], splits_array=[[0, 1, 2]]), fl.Estimator)
+
+
+@pytest.mark.parametrize("name, make, exact", ONE_PASS, ids=ONE_PASS_IDS)
+@PROPERTY
+@given(cuts=st.lists(st.integers(0, N), max_size=6), grouping=st.lists(st.integers(0, 10), max_size=8),
+       through_ipc=st.booleans())
+def test_fit_equals_merged_partials_of_any_split(name, make, exact, cuts, grouping, through_ipc):
+    est = make()
+    want = est.fit(TABLE)
+    states = [est.partial(p) for p in _parts(TABLE, cuts)]
+    if through_ipc:
+        states = [_ipc(s) for s in states]
+    _assert_same_model(est.finish(_tree_merge(est, states, grouping)), want, exact)
+
+
+@pytest.mark.parametrize("name, make, exact", ONE_PASS, ids=ONE_PASS_IDS)
+def test_one_row_splits_and_empty_parts(name, make, exact):
+    est = make()
+    want = est.fit(TABLE)
+    empty = TABLE.slice(0, 0)
+    one_row = [est.partial(TABLE.slice(i, 1)) for i in range(N)]
+    _assert_same_model(est.finish(est.merge(one_row)), want, exact)
+    with_empties = [est.partial(empty), est.partial(TABLE.slice(0, 5)), est.partial(empty), est.partial(empty),
+                    est.partial(TABLE.slice(5)), est.partial(empty)]
+    _assert_same_model(est.finish(est.merge(with_empties)), want, exact)
+    # record batches are parts too (what an engine's workers hold)
+    batches = [est.partial(b) for b in TABLE.to_batches(max_chunksize=7)]
+    _assert_same_model(est.finish(est.merge(batches)), want, exact)
+
+
+@pytest.mark.parametrize("name, make, exact", ONE_PASS, ids=ONE_PASS_IDS)
+def test_empty_states_are_neutral_and_an_empty_input_is_refused(name, make, exact):
+    est = make()
+    stage = type(est).__name__
+    empty = est.partial(TABLE.slice(0, 0))
+    assert isinstance(empty, pa.Table) and empty.num_rows == 0
+    assert est.merge([empty, _ipc(empty), empty]).num_rows == 0
+    part = est.partial(TABLE.slice(3, 9))
+    assert est.merge([empty, part, empty]).equals(est.merge([part]))
+    with pytest.raises(ValueError, match=rf"{stage}: fit needs at least one row; the input table is empty"):
+        est.finish(est.merge([empty, empty]))
+    with pytest.raises(ValueError, match=rf"{stage}: fit needs at least one row"):
+        est.fit(TABLE.slice(0, 0))
+    with pytest.raises(ValueError, match=rf"{stage}.merge needs at least one state"):
+        est.merge([])
+    with pytest.raises(TypeError, match=rf"{stage}.merge: state 1 is a dict; states are pyarrow Tables"):
+        est.merge([part, {"x": [1.0]}])
+
+
+COMMUTATIVE = [c for c in ONE_PASS if c[0] != "StringIndexer-arbitrary"]
+
+
+@pytest.mark.parametrize("name, make, exact", COMMUTATIVE, ids=[c[0] for c in COMMUTATIVE])
+@PROPERTY
+@given(cuts=st.lists(st.integers(0, N), min_size=1, max_size=5), order=st.randoms(use_true_random=False))
+def test_merge_is_commutative(name, make, exact, cuts, order):
+    est = make()
+    states = [est.partial(p) for p in _parts(TABLE, cuts)]
+    shuffled = list(states)
+    order.shuffle(shuffled)
+    _assert_same_model(est.finish(est.merge(shuffled)), est.finish(est.merge(states)), exact)
+
+
+def test_string_indexer_arbitrary_order_is_first_appearance_over_the_merged_parts():
+    """'arbitrary' keeps the order of first appearance: merging parts in input order gives that of the
+    whole table, merging them in another order that of the reordered rows (checked against Python)."""
+    est = F.StringIndexer(input_cols=["city"], output_cols=["ci"])
+    head, tail = TABLE.slice(0, 20), TABLE.slice(20)
+
+    def first_appearance(values):
+        return list(dict.fromkeys(v for v in values if v is not None))
+
+    labels = lambda m: m.get_model_data()[0].column("string_arrays")[0].as_py()[0]  # noqa: E731
+    merged = est.finish(est.merge([est.partial(head), est.partial(tail)]))
+    assert labels(merged) == first_appearance(D["city"].tolist()) == labels(est.fit(TABLE))
+    swapped = est.finish(est.merge([est.partial(tail), est.partial(head)]))
+    assert labels(swapped) == first_appearance(D["city"][20:].tolist() + D["city"][:20].tolist())
+
+
+def test_string_indexer_frequency_ties_are_alphabetical_across_parts():
+    """Counts add up across parts; equal counts are ordered alphabetically (Java order), whatever part a
+    string came from first."""
+    t1 = fl.table({"s": ["b", "c", "c", "a"]})
+    t2 = fl.table({"s": ["a", "b", "d", "d", "e"]})
+    for order, want in [("frequencyDesc", ["a", "b", "c", "d", "e"]), ("frequencyAsc", ["e", "a", "b", "c", "d"])]:
+        est = F.StringIndexer(input_cols=["s"], output_cols=["i"], string_order_type=order)
+        for parts in ([t1, t2], [t2, t1]):
+            got = est.finish(est.merge([est.partial(p) for p in parts]))
+            assert got.get_model_data()[0].column("string_arrays")[0].as_py() == [want]
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics against NumPy
+
+
+@PROPERTY
+@given(cuts=st.lists(st.integers(0, 200), max_size=8), shift=st.sampled_from([0.0, 1e6, 1e9]))
+def test_standard_scaler_merge_is_numerically_stable(cuts, shift):
+    """Chan et al.'s merge: a large mean over a small spread keeps the sample standard deviation to
+    1e-6 relative (a running sum of squares minus n * mean^2 loses every digit at a 1e9 shift)."""
+    rng = np.random.default_rng(11)
+    x = shift + rng.standard_normal((200, 3)) * [1.0, 0.01, 100.0]
+    t = fl.table({"x": x})
+    est = F.StandardScaler(input_col="x")
+    (md,) = est.finish(est.merge([est.partial(p) for p in _parts(t, cuts)])).get_model_data()
+    np.testing.assert_allclose(md.column("mean")[0].as_py(), x.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(md.column("std")[0].as_py(), x.std(axis=0, ddof=1), rtol=1e-6)
+
+
+def test_online_standard_scaler_uses_the_batch_merge():
+    """One Chan merge kernel: the online scaler's windows merge with StandardScaler's state merge."""
+    from flowlearn.feature import online_scalers, scalers
+
+    assert online_scalers._merge_moments is scalers._merge_moments
+    assert not hasattr(online_scalers, "_combine")
+    rng = np.random.default_rng(2)
+    x = 1e8 + rng.standard_normal((90, 2))
+    versions = list(online_scalers.OnlineStandardScaler(input_col="x", window_rows=7).fit_versions(fl.table({"x": x})))
+    np.testing.assert_allclose(versions[-1]["std"][0].as_py(), x.std(axis=0, ddof=1), rtol=1e-8)
+
+
+@pytest.mark.parametrize("relative_error", [0.0, 0.001, 0.02, 0.1])
+@PROPERTY
+@given(cuts=st.lists(st.integers(0, 3000), max_size=10), seed=st.integers(0, 2**16), order=st.randoms(use_true_random=False))
+def test_imputer_median_is_within_relative_error_over_any_split(relative_error, cuts, seed, order):
+    """The median's rank is within relative_error * n of ceil(n / 2) (Spark's approxQuantile bound),
+    whatever the split and the merge order; with relative_error=0 it is exact."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.standard_normal(3000) * rng.choice([1.0, 1e3]), int(rng.integers(0, 3)))
+    x[rng.random(3000) < 0.1] = np.nan
+    t = fl.table({"x": pa.array(x, from_pandas=True)})
+    est = F.Imputer(input_cols=["x"], output_cols=["y"], strategy="median", relative_error=relative_error)
+    states = [est.partial(p) for p in _parts(t, cuts)]
+    order.shuffle(states)
+    got = est.finish(est.merge(states)).get_model_data()[0].column("surrogate")[0].as_py()
+    valid = np.sort(x[~np.isnan(x)])
+    n, r = len(valid), math.ceil(len(valid) / 2)
+    ranks = (np.searchsorted(valid, got, "left") + 1, np.searchsorted(valid, got, "right"))  # ranks it occupies
+    assert ranks[0] <= ranks[1], f"{got} is not a valid value"
+    assert ranks[0] - relative_error * n <= r <= ranks[1] + relative_error * n
+    if relative_error == 0:
+        assert got == valid[r - 1]
+    state = est.merge(states)
+    assert len(state.column("values")[0]) <= (10 / relative_error + 2 if relative_error else n)
+
+
+@pytest.mark.parametrize("tree", [False, True])
+def test_imputer_median_state_stays_small_over_many_merges(tree):
+    """80 merge levels (or a balanced tree of 80 parts) keep the rank bound, and the summary stays at
+    a few times 1 / relative_error values (the whole column has 20,000)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(20000)
+    t = fl.table({"x": x})
+    est = F.Imputer(input_cols=["x"], output_cols=["x"], strategy="median", relative_error=0.01)
+    states = [est.partial(p) for p in _parts(t, list(range(250, 20000, 250)))]
+    while len(states) > 1:
+        if tree:
+            states = [est.merge(states[i:i + 2]) for i in range(0, len(states), 2)]
+        else:
+            states = [est.merge(states[:2])] + states[2:]
+    assert len(states[0].column("values")[0]) <= 15 / 0.01
+    got = est.finish(states[0]).get_model_data()[0].column("surrogate")[0].as_py()
+    rank = np.searchsorted(np.sort(x), got) + 1
+    assert abs(rank - 10000) <= 0.01 * 20000
+
+
+def test_merged_scaler_and_naive_bayes_statistics_match_numpy():
+    parts = [TABLE.slice(0, 13), TABLE.slice(13, 1), TABLE.slice(14)]
+    est = F.MinMaxScaler(input_col="sp")
+    (md,) = est.finish(est.merge([est.partial(p) for p in parts])).get_model_data()
+    dense = D["sp"].toarray()
+    assert md.column("min_vector")[0].as_py() == dense.min(axis=0).tolist()
+    assert md.column("max_vector")[0].as_py() == dense.max(axis=0).tolist()
+    est = F.Imputer(input_cols=["a"], output_cols=["a"])
+    (md,) = est.finish(est.merge([est.partial(p) for p in parts])).get_model_data()
+    assert md.column("surrogate")[0].as_py() == pytest.approx(np.nanmean(D["a"]), rel=1e-14)
+    # naive Bayes: theta[c][j][v] = log(N_cjv + s) - log(n_c + s K_j), counted here directly
+    est = fl.classification.NaiveBayes(features_col="cat", smoothing=1.0)
+    model = est.finish(est.merge([est.partial(p) for p in parts]))
+    theta = model.get_model_data()[0].column("theta")[0].as_py()
+    x, y = D["cat"], D["label"]
+    for c, label in enumerate(np.unique(y)):
+        for j in range(x.shape[1]):
+            values = np.unique(x[:, j])
+            for v in values:
+                want = math.log(np.sum((y == label) & (x[:, j] == v)) + 1.0) - math.log(np.sum(y == label) + len(values))
+                assert dict(theta[c][j])[v] == pytest.approx(want, rel=1e-14)
+
+
+def test_parts_with_different_vector_sizes_are_refused():
+    a, b = fl.table({"x": [[1.0, 2.0]], "label": [0.0]}), fl.table({"x": [[1.0, 2.0, 3.0]], "label": [1.0]})
+    for est in (F.StandardScaler(input_col="x"), F.MinMaxScaler(input_col="x"), F.MaxAbsScaler(input_col="x")):
+        with pytest.raises(ValueError, match=rf"{type(est).__name__}: the parts of the input hold vectors of sizes "
+                                             r"\[2, 3\]"):
+            est.merge([est.partial(a), est.partial(b)])
+    est = fl.classification.NaiveBayes(features_col="x")
+    with pytest.raises(ValueError, match="NaiveBayes: the parts of the input hold feature vectors of different sizes"):
+        est.finish(est.merge([est.partial(a), est.partial(b)]))
+
+
+def test_states_of_another_configuration_are_refused():
+    a = F.StringIndexer(input_cols=["city"], output_cols=["ci"]).partial(TABLE)
+    with pytest.raises(ValueError, match=r"StringIndexer: a fit state .* does not belong to input_cols \['n'\]"):
+        F.StringIndexer(input_cols=["n"], output_cols=["ni"]).finish(a)
+    a = F.Imputer(input_cols=["a"], output_cols=["a"]).partial(TABLE)
+    with pytest.raises(ValueError, match=r"Imputer: a fit state .* expected a state of strategy 'median'"):
+        F.Imputer(input_cols=["a"], output_cols=["a"], strategy="median").finish(a)
+    with pytest.raises(ValueError, match=r"NaiveBayes: a fit state has schema"):
+        fl.classification.NaiveBayes().finish(a)
+
+
+# ---------------------------------------------------------------------------------------------
+# docs
+
+
+def test_architecture_fits_examples_run():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+    section = doc.read_text().split("## Fits", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, str(doc), "exec"), {"__name__": "docs_architecture_fits"})
