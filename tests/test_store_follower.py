@@ -136,7 +136,8 @@ def test_follower_never_serves_torn_or_corrupt_versions(tmp_path, caplog):
         assert store.publish(pipeline(4.0)) == 4
         assert follower.wait_for(4, timeout=10)
         assert predictor.predict({"x": 0.0}) == {"x": 0.0, "y": 4.0, "z": 8.0, "model_version": 4}
-        assert follower.errors == 0
+        # the corrupt version 3 is counted (the torn version 2 was never visible)
+        assert follower.errors == 1 and "version 3 is corrupt" in str(follower.last_error)
     finally:
         follower.close()
 

@@ -378,6 +378,14 @@ class _KafkaWatcher(Watcher):
         self._fetch_lock = threading.Lock()
         self._last = after
         self._latest_only = latest_only
+        self._corrupt_counted = after or 0     # corrupt publishes up to this version are counted
+
+    def _count_corrupt_publishes(self) -> None:
+        """Count the versions whose publish failed its sha256 (they never reach the index)."""
+        assert self._log is not None
+        for v in [v for v in self._log.corrupt if v > self._corrupt_counted]:
+            self._corrupt_counted = v
+            self._skipped_corrupt(v, CorruptVersionError(self._log.corrupt[v]))
 
     def _fetch(self) -> list[ModelVersion]:
         if self._log is None:
@@ -386,6 +394,9 @@ class _KafkaWatcher(Watcher):
             if self._last is None:
                 mv = self._newest_valid(list(self._log.index))
                 self._last = mv.version if mv is not None else 0
+                # corrupt publishes older than the version served first were never candidates
+                self._corrupt_counted = max(self._corrupt_counted, self._last)
+                self._count_corrupt_publishes()
                 return [mv] if mv is not None else []
         else:
             new = []
@@ -395,6 +406,7 @@ class _KafkaWatcher(Watcher):
                 if remaining <= 0:
                     break
                 new = self._log.poll(min(remaining, 0.05))
+        self._count_corrupt_publishes()
         new = [v for v in new if v > (self._last or 0) and v in self._log.index]
         if not new:
             return []
@@ -402,12 +414,13 @@ class _KafkaWatcher(Watcher):
         if self._latest_only:
             mv = self._newest_valid(new)
             return [mv] if mv is not None else []
-        return [mv for mv in (self._store._try_decode(self._log, v) for v in new) if mv is not None]
+        return [mv for mv in (self._store._try_decode(self._log, v, self._skipped_corrupt) for v in new)
+                if mv is not None]
 
     def _newest_valid(self, vs: list[int]) -> ModelVersion | None:
         assert self._log is not None
         for v in reversed(vs):
-            mv = self._store._try_decode(self._log, v)
+            mv = self._store._try_decode(self._log, v, self._skipped_corrupt)
             if mv is not None:
                 return mv
         return None
@@ -560,13 +573,16 @@ class KafkaModelStore:
     def _decode(self, log: _KafkaLog, v: int) -> ModelVersion:
         return _decode(log.payload(v), v, f"{self.url} version {v}")
 
-    def _try_decode(self, log: _KafkaLog, v: int) -> ModelVersion | None:
+    def _try_decode(self, log: _KafkaLog, v: int,
+                    on_corrupt: Callable[[int, Exception], Any] | None = None) -> ModelVersion | None:
         try:
             return self._decode(log, v)
         except CorruptVersionError as e:
             first = v not in self._reported
             self._reported.add(v)
             (logger.error if first else logger.debug)("%s; readers skip it and stay on the previous version", e)
+            if on_corrupt is not None:
+                on_corrupt(v, e)
         except (KeyError, TimeoutError) as e:
             logger.warning("%s: version %d could not be read (%s)", self.url, v, e)
         return None

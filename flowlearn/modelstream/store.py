@@ -207,8 +207,9 @@ class Watcher:
     """An iterator over new :class:`ModelVersion` s of a store, newest last; ``close()`` ends it.
 
     Iterating blocks until a new valid version arrives (corrupt ones are skipped with a logged
-    error). With ``callback=`` given to ``store.watch``, a daemon thread calls it for each version
-    instead. Errors while polling (an unreachable filesystem or broker) are logged and retried.
+    error, and passed to ``on_corrupt(version, error)`` when that attribute is set). With
+    ``callback=`` given to ``store.watch``, a daemon thread calls it for each version instead.
+    Errors while polling (an unreachable filesystem or broker) are logged and retried.
     """
 
     def __init__(self, poll_interval: float) -> None:
@@ -219,6 +220,12 @@ class Watcher:
         self._queue: deque[ModelVersion] = deque()
         self._thread: threading.Thread | None = None
         self._errors_logged = 0
+        self.on_corrupt: Callable[[int, Exception], Any] | None = None
+
+    def _skipped_corrupt(self, version: int, error: Exception) -> None:
+        """A new version this watcher skipped because it is corrupt (the store has logged it)."""
+        if self.on_corrupt is not None:
+            self.on_corrupt(version, error)
 
     def __iter__(self) -> Iterator[ModelVersion]:
         return self
@@ -362,7 +369,7 @@ class _FsWatcher(Watcher):
         if self._first:
             self._first = False
             if self._last is None:
-                mv = self._store._latest_valid()
+                mv = self._store._latest_valid(self._skipped_corrupt)
                 if mv is None:
                     self._last = 0
                     return []
@@ -400,7 +407,7 @@ class _FsWatcher(Watcher):
         out: list[ModelVersion] = []
         order = list(reversed(new)) if self._latest_only else new
         for v in order:
-            mv = self._store._try_load(v)
+            mv = self._store._try_load(v, on_corrupt=self._skipped_corrupt)
             if mv is not None:
                 out.append(mv)
                 if self._latest_only:
@@ -602,19 +609,23 @@ class ModelStore:
         else:
             logger.debug("%s (already reported)", e)
 
-    def _try_load(self, v: int, gone: list | None = None) -> ModelVersion | None:
-        """Load v; None (logged) when it is corrupt or was deleted meanwhile (then v is added to ``gone``)."""
+    def _try_load(self, v: int, gone: list | None = None,
+                  on_corrupt: Callable[[int, Exception], Any] | None = None) -> ModelVersion | None:
+        """Load v; None (logged) when it is corrupt (then ``on_corrupt(v, error)`` is called) or was
+        deleted meanwhile (then v is added to ``gone``)."""
         try:
             return self._load_version(v)
         except CorruptVersionError as e:
             self._report_corrupt(v, e)
+            if on_corrupt is not None:
+                on_corrupt(v, e)
         except (FileNotFoundError, NotADirectoryError):
             logger.debug("%s: version %d disappeared while loading (retention)", self.url, v)
             if gone is not None:
                 gone.append(v)
         return None
 
-    def _latest_valid(self) -> ModelVersion | None:
+    def _latest_valid(self, on_corrupt: Callable[[int, Exception], Any] | None = None) -> ModelVersion | None:
         tried: set[int] = set()
         for _round in range(100):
             vs = [v for v in self.versions() if v not in tried]
@@ -623,7 +634,7 @@ class ModelStore:
             gone: list[int] = []
             for v in reversed(vs):
                 tried.add(v)
-                mv = self._try_load(v, gone)
+                mv = self._try_load(v, gone, on_corrupt)
                 if mv is not None:
                     return mv
                 if gone:        # deleted by retention: list again, newer versions have arrived

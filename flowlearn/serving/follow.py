@@ -5,8 +5,10 @@ every ``poll_interval`` seconds and, with ``notify`` on a local filesystem, is w
 file-system notification of the store's ``LATEST`` marker (or, where there are none, checks it
 every ``notify_interval`` seconds), so a publish is served within milliseconds. Each new valid version is loaded, verified against its ``_COMMITTED`` checksums
 and handed to ``predictor.swap(model, version)``, which replaces the whole pipeline at once.
-Torn versions are invisible to the watcher and corrupt ones are skipped with a logged error,
-so the predictor keeps serving the previous version. Versions only move forward.
+Torn versions are invisible to the watcher; corrupt ones are skipped with a logged error and
+counted in ``errors``, so the predictor keeps serving the previous version. Versions only move
+forward. The follower holds its predictor weakly, so it never keeps a dropped predictor alive
+(a ``LocalPredictor`` dropped without ``close()`` stops the follower it started).
 
 Example:
     >>> import flowlearn as fl, tempfile
@@ -31,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 __all__ = ["StoreFollower"]
@@ -43,7 +46,8 @@ class StoreFollower:
 
     ``after``: only versions newer than this are swapped in (default: the predictor's current
     ``model_version``; ``None`` there means the store's newest valid version is swapped in first).
-    ``swaps``, ``errors``, ``version`` and ``last_swap_at`` report progress.
+    ``swaps``, ``errors`` (corrupt versions skipped and versions ``swap`` refused), ``last_error``,
+    ``version`` and ``last_swap_at`` report progress.
     """
 
     def __init__(self, store: Any, predictor: Any, poll_interval: float = 0.2, *, notify: bool = True,
@@ -52,7 +56,7 @@ class StoreFollower:
             raise ValueError(f"StoreFollower: parameter 'poll_interval' = {poll_interval!r} violates gt(0): "
                              f"it must be greater than 0.")
         self.store = store
-        self.predictor = predictor
+        self._predictor = weakref.ref(predictor)
         self.poll_interval = float(poll_interval)
         self.notify = notify
         self.notify_interval = float(notify_interval)
@@ -68,6 +72,11 @@ class StoreFollower:
             self.start()
 
     @property
+    def predictor(self) -> Any:
+        """The predictor kept current (None once it has been garbage-collected)."""
+        return self._predictor()
+
+    @property
     def version(self) -> int | None:
         """The version the predictor serves."""
         return getattr(self.predictor, "model_version", None)
@@ -77,28 +86,43 @@ class StoreFollower:
             return self
         self._watcher = self.store.watch(self.poll_interval, after=self._after, latest_only=True,
                                          notify=self.notify, notify_interval=self.notify_interval)
+        self._watcher.on_corrupt = self._skipped_corrupt
         self._thread = threading.Thread(target=self._run, name=f"flowlearn-follow-{self.store!r}", daemon=True)
         self._thread.start()
         return self
 
+    def _skipped_corrupt(self, version: int, error: Exception) -> None:
+        self.errors += 1
+        self.last_error = error
+
     def _run(self) -> None:
         for mv in self._watcher:
-            current = self.version
-            if current is not None and mv.version <= current:
-                continue
-            try:
-                self.predictor.swap(mv.model, mv.version)
-            except Exception as e:  # noqa: BLE001 - a bad version must not stop the follower
-                self.errors += 1
-                self.last_error = e
-                logger.error("%r: version %d could not be served (%s: %s); still serving version %s",
-                             self.store, mv.version, type(e).__name__, e, current)
-                continue
-            with self._cond:
-                self.swaps += 1
-                self.last_swap_at = time.time()
-                self._cond.notify_all()
-            logger.info("%r: now serving version %d", self.store, mv.version)
+            if not self._swap_in(mv):
+                break
+
+    def _swap_in(self, mv: Any) -> bool:
+        """Serve ``mv`` if it is newer; False once the predictor is gone. (A method of its own so
+        that no frame of the waiting thread holds the predictor.)"""
+        predictor = self._predictor()
+        if predictor is None:
+            return False
+        current = predictor.model_version
+        if current is not None and mv.version <= current:
+            return True
+        try:
+            predictor.swap(mv.model, mv.version)
+        except Exception as e:  # noqa: BLE001 - a bad version must not stop the follower
+            self.errors += 1
+            self.last_error = e
+            logger.error("%r: version %d could not be served (%s: %s); still serving version %s",
+                         self.store, mv.version, type(e).__name__, e, current)
+            return True
+        with self._cond:
+            self.swaps += 1
+            self.last_swap_at = time.time()
+            self._cond.notify_all()
+        logger.info("%r: now serving version %d", self.store, mv.version)
+        return True
 
     def wait_for(self, version: int, timeout: float | None = None) -> bool:
         """Block until the predictor serves ``version`` or newer; False on timeout."""

@@ -15,9 +15,11 @@ Example:
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
 
 from flowlearn.api import Model, SkipRow, Stage, Transformer
@@ -147,7 +149,8 @@ class LocalPredictor:
 
     ``predict(row)`` returns the row with the output columns added (``None`` when a stage with
     ``handle_invalid="skip"`` drops it); ``predict_batch(table)`` transforms a whole table.
-    Thread-safe.
+    Thread-safe. Given a model store, it follows the store on a thread of its own until
+    ``close()`` (or until the predictor is garbage-collected).
     """
 
     def __init__(self, model_or_path: Any, poll_interval: float = 0.2, notify: bool = True) -> None:
@@ -183,6 +186,8 @@ class LocalPredictor:
             from flowlearn.serving.follow import StoreFollower
 
             self._follower = StoreFollower(store, self, poll_interval=poll_interval, notify=notify, after=version)
+            # the follower holds this predictor weakly; dropped without close(), the predictor stops it
+            self._stop_follower = weakref.finalize(self, self._follower.close, 0.0)
 
     @staticmethod
     def _snapshot(model: Transformer, version: int | None) -> _Snapshot:
@@ -217,12 +222,16 @@ class LocalPredictor:
         snap = self._snap
         out = snap.model.transform(data if isinstance(data, pa.Table) else to_table(data))
         if snap.version is not None:
-            out = out.append_column("model_version", pa.array([snap.version] * out.num_rows, pa.int64()))
+            # as predict() does: the served version replaces a model_version the output already has
+            version = pa.array(np.full(out.num_rows, snap.version, dtype=np.int64))
+            i = out.schema.get_field_index("model_version")
+            out = out.set_column(i, "model_version", version) if i >= 0 else out.append_column("model_version", version)
         return out
 
     def close(self) -> None:
         self._closed = True
         if self._follower is not None:
+            self._stop_follower.detach()
             self._follower.close()
 
     def __enter__(self) -> "LocalPredictor":
