@@ -24,7 +24,7 @@ from flowlearn.builder import Graph, GraphBuilder, GraphModel, Pipeline, Pipelin
 from flowlearn.persist import load_stage as load
 from flowlearn import classification, clustering, evaluation, feature, recommendation, regression, stats
 from flowlearn import engines, iteration, stream
-from flowlearn.engines import run
+from flowlearn.engines import run, set_engine
 from flowlearn.modelstream import KafkaModelStore, ModelStore, ModelVersion
 from flowlearn.serving import LocalPredictor
 
@@ -32,6 +32,6 @@ __all__ = [
     "__version__", "linalg", "table", "parse_schema", "read_csv", "read_json", "read_parquet", "write_csv",
     "write_json", "write_parquet", "Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage",
     "Pipeline", "PipelineModel", "GraphBuilder", "Graph", "GraphModel", "load", "classification", "clustering",
-    "evaluation", "feature", "recommendation", "regression", "stats", "LocalPredictor", "stream", "engines", "run", "iteration",
+    "evaluation", "feature", "recommendation", "regression", "stats", "LocalPredictor", "stream", "engines", "run", "set_engine", "iteration",
     "ModelStore", "KafkaModelStore", "ModelVersion",
 ]

@@ -73,7 +73,7 @@ def test_watch_reads_new_complete_files_and_ignores_in_progress(tmp_path):
 
 
 def sink_rows(sink):
-    return sum(t.num_rows for t in sink._tables)
+    return sum(t.num_rows for t in sink.tables())
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "json"])

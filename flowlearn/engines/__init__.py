@@ -1,42 +1,51 @@
 """Engines run stream plans. ``local`` (the default) runs them in this process.
 
-``run(*sinks, engine="local", checkpoint_dir=None, checkpoint_interval=10.0)`` starts a job
-and returns its handle (``wait()``, ``stop()``, ``metrics``).
+``run(*sinks, engine=None, checkpoint_dir=None, checkpoint_interval=10.0)`` starts a job on the
+current engine (``fl.set_engine``) or the one named, and returns its handle (``wait()``,
+``stop()``, ``metrics``). :class:`~flowlearn.engines.base.Engine` is the interface an engine
+implements.
 
 Example:
+    >>> import flowlearn as fl
     >>> import flowlearn.stream as fls
-    >>> from flowlearn.engines import run
     >>> out = fls.from_table({"x": [1, 2, 3]}).collect()
     >>> run(out).wait().metrics["rows_in"]
+    3
+    >>> with fl.set_engine(LocalEngine(max_batch_rows=2)):
+    ...     fls.from_table({"x": [1, 2, 3]}, batch_size=1).to_table().num_rows
     3
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flowlearn.engines.local import Job, LocalEngine
+from flowlearn.engines.base import Engine, Job
+from flowlearn.engines.local import LocalEngine, LocalJob
+from flowlearn.stream.plan import current_engine, set_default_engine, set_engine
 
-__all__ = ["run", "Job", "LocalEngine"]
+__all__ = ["run", "Engine", "Job", "LocalEngine", "LocalJob", "set_engine", "current_engine"]
+
+set_default_engine(LocalEngine())
 
 
-def run(*sinks: Any, engine: Any = "local", checkpoint_dir: str | None = None, checkpoint_interval: float = 10.0,
+def run(*sinks: Any, engine: Any = None, checkpoint_dir: str | None = None, checkpoint_interval: float = 10.0,
         **options: Any) -> Job:
     """Start a job writing to ``sinks`` and return its :class:`Job` (running in the background).
 
-    With ``checkpoint_dir`` the job checkpoints every ``checkpoint_interval`` seconds, at the
-    end, and on ``stop()``/SIGINT; started again with the same directory it resumes from the
-    newest checkpoint. Other options go to the engine (``max_batch_rows``, ``clock``).
+    ``engine``: ``None`` (the current engine, see ``fl.set_engine``), ``"local"`` or an
+    :class:`Engine`. With ``checkpoint_dir`` the job checkpoints every ``checkpoint_interval``
+    seconds, at the end, and on ``stop()``/SIGINT; started again with the same directory it
+    resumes from the newest checkpoint. Other options go to the engine (the local engine's:
+    ``max_batch_rows``, ``idle_sleep``, ``clock``).
     """
-    if engine == "local" or isinstance(engine, str) and engine.lower() == "local":
-        eng = LocalEngine(list(sinks), checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
-                          **options)
-    elif hasattr(engine, "run_stream"):
-        return engine.run_stream(list(sinks), checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
-                                 **options)
+    if engine is None:
+        eng = current_engine()
+    elif isinstance(engine, str):
+        if engine.lower() != "local":
+            raise ValueError(f"unknown engine {engine!r}; use 'local' or an engine object (fl.engines.Engine)")
+        eng = LocalEngine()
+    elif isinstance(engine, Engine) or callable(getattr(engine, "run", None)):
+        eng = engine
     else:
-        raise ValueError(f"unknown engine {engine!r}; use 'local' or an engine object such as "
-                         f"fl.engines.FlinkEngine(...)")
-    job = Job(eng)
-    for s in sinks:
-        s.job = job
-    return job.start()
+        raise ValueError(f"unknown engine {engine!r}; use 'local' or an engine object (fl.engines.Engine)")
+    return eng.run(*sinks, checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval, **options)

@@ -16,11 +16,13 @@ Watermarks flow with the data: a node's input watermark is the minimum over its 
 bounded input that ends contributes +infinity; ``end_input(i)`` is called when input ``i``
 of a node ends and ``on_end`` once every input of a node has ended.
 
+Operators are built from the plan's specs through the stream layer's registry of in-process
+operators (``flowlearn.stream.plan.build_operator``).
+
 Example:
     >>> import flowlearn.stream as fls
-    >>> from flowlearn.engines import run
     >>> sink = fls.from_table({"x": list(range(10))}, batch_size=4).collect()
-    >>> job = run(sink)
+    >>> job = LocalEngine().run(sink)
     >>> job.wait().metrics["rows_out"]
     10
 """
@@ -35,21 +37,23 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from flowlearn.engines.base import Engine, Job
 from flowlearn.stream.checkpoint import CheckpointStore
-from flowlearn.stream.core import Sink, Stream
+from flowlearn.stream.core import Sink
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, Operator, OperatorContext
+from flowlearn.stream.plan import PlanNode, build_operator, plan_nodes
 from flowlearn.stream.source import Source
 
-__all__ = ["LocalEngine", "Job"]
+__all__ = ["LocalEngine", "LocalJob"]
 
 log = logging.getLogger(__name__)
 
 
 class _Node:
-    def __init__(self, stream: Stream, uid: str) -> None:
-        self.stream = stream
+    def __init__(self, plan: PlanNode, uid: str) -> None:
+        self.plan = plan
         self.uid = uid
-        self.op: Operator = stream._factory()
+        self.op: Operator = build_operator(plan.spec)
         self.is_source = isinstance(self.op, Source)
         self.inputs: list[_Node] = []
         self.outputs: list[tuple[_Node, int]] = []
@@ -61,46 +65,34 @@ class _Node:
         self.metrics: dict[str, Any] = {"rows_in": 0, "rows_out": 0, "batches_in": 0, "batches_out": 0}
 
 
-def _build(sinks: list[Stream]) -> list[_Node]:
-    order: list[Stream] = []
-    seen: set[int] = set()
-
-    def visit(s: Stream) -> None:
-        if id(s) in seen:
-            return
-        seen.add(id(s))
-        for i in s._inputs:
-            visit(i)
-        order.append(s)
-
-    for s in sinks:
-        visit(s)
+def _build(roots: list[PlanNode]) -> list[_Node]:
+    order = plan_nodes(roots)
     nodes: dict[int, _Node] = {}
     used: set[str] = set()
-    for i, s in enumerate(order):
-        uid = s._uid or f"{i:03d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', s._name)[:40]}"
+    for i, p in enumerate(order):
+        uid = p.uid or f"{i:03d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', p.name)[:40]}"
         if uid in used:
             raise ValueError(f"two operators of the plan have the uid {uid!r}; uids must be unique")
         used.add(uid)
-        nodes[id(s)] = _Node(s, uid)
-    for s in order:
-        n = nodes[id(s)]
-        for idx, inp in enumerate(s._inputs):
+        nodes[id(p)] = _Node(p, uid)
+    for p in order:
+        n = nodes[id(p)]
+        for idx, inp in enumerate(p.inputs):
             up = nodes[id(inp)]
             n.inputs.append(up)
             n.in_wm.append(MIN_WATERMARK)
-            if s._kind == "side":
-                up.side_outs.setdefault(s._tag, []).append((n, idx))
+            if p.kind == "side":
+                up.side_outs.setdefault(p.tag, []).append((n, idx))
             else:
                 up.outputs.append((n, idx))
-    return [nodes[id(s)] for s in order]
+    return [nodes[id(p)] for p in order]
 
 
-class Job:
-    """A running job: ``wait()``, ``stop()``, ``metrics``. SIGINT during ``wait()`` stops the job
-    with a final checkpoint."""
+class LocalJob(Job):
+    """A running job: ``wait()``, ``stop()``, ``metrics``, ``collected(sink)``. SIGINT during
+    ``wait()`` stops the job with a final checkpoint."""
 
-    def __init__(self, engine: "LocalEngine") -> None:
+    def __init__(self, engine: "_Execution") -> None:
         self._engine = engine
         self._thread = threading.Thread(target=self._run, name="flowlearn-local-job", daemon=True)
         self._error: BaseException | None = None
@@ -115,7 +107,7 @@ class Job:
         finally:
             self._done.set()
 
-    def start(self) -> "Job":
+    def start(self) -> "LocalJob":
         self._thread.start()
         return self
 
@@ -123,14 +115,14 @@ class Job:
     def running(self) -> bool:
         return not self._done.is_set()
 
-    def stop(self, wait: bool = True) -> "Job":
+    def stop(self, wait: bool = True) -> "LocalJob":
         """Stop the sources, take a final checkpoint (when checkpointing) and end the job."""
         self._engine.stop_requested = True
         if wait:
             self.wait()
         return self
 
-    def wait(self, timeout: float | None = None) -> "Job":
+    def wait(self, timeout: float | None = None) -> "LocalJob":
         """Block until the job ends (bounded sources exhausted, or stopped); re-raise its error."""
         previous = None
         in_main = threading.current_thread() is threading.main_thread()
@@ -157,22 +149,55 @@ class Job:
         checkpoints taken, dead letters and late rows."""
         return self._engine.metrics()
 
+    def collected(self, sink: Any) -> list[pa.Table]:
+        node = self._engine.by_plan.get(id(getattr(sink, "node", sink)))
+        if node is None or not hasattr(node.op, "tables"):
+            raise ValueError(f"{sink!r} is not a collect() sink of this job")
+        return list(node.op.tables)
 
-class LocalEngine:
-    """Runs a plan in process. ``checkpoint_dir`` enables checkpoints every
-    ``checkpoint_interval`` seconds (and a final one at the end); ``max_batch_rows`` bounds a
-    source poll; ``clock`` (seconds) drives processing time (tests pass a fake one)."""
 
-    def __init__(self, sinks: list[Sink], checkpoint_dir: str | None = None, checkpoint_interval: float = 10.0,
-                 max_batch_rows: int = 65536, idle_sleep: float = 0.005, clock: Callable[[], float] | None = None) -> None:
+class LocalEngine(Engine):
+    """The in-process engine (the default). ``max_batch_rows`` bounds a source poll;
+    ``idle_sleep`` is the pause when no source had data; ``clock`` (seconds) drives processing
+    time (tests pass a fake one). ``run`` options override them per job."""
+
+    name = "local"
+
+    def __init__(self, max_batch_rows: int = 65536, idle_sleep: float = 0.005,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.options = {"max_batch_rows": max_batch_rows, "idle_sleep": idle_sleep, "clock": clock}
+
+    def run(self, *sinks: Any, checkpoint_dir: str | None = None, checkpoint_interval: float = 10.0,
+            **options: Any) -> LocalJob:
+        """Start a job writing to ``sinks`` (sinks, or sink plan nodes such as those of a plan read
+        back with ``plan_from_json``) on a background thread. With ``checkpoint_dir`` it
+        checkpoints every ``checkpoint_interval`` seconds, at the end and on ``stop()``/SIGINT, and
+        resumes from the newest checkpoint there."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise TypeError(f"LocalEngine.run: unknown option(s) {unknown}; options are {sorted(self.options)}")
+        job = LocalJob(_Execution(list(sinks), checkpoint_dir, checkpoint_interval, **{**self.options, **options}))
+        for s in sinks:
+            if isinstance(s, Sink):
+                s.job = job
+        return job.start()
+
+
+class _Execution:
+    """One run of a plan: its operators, checkpoints and main loop."""
+
+    def __init__(self, sinks: list[Sink], checkpoint_dir: str | None, checkpoint_interval: float,
+                 max_batch_rows: int, idle_sleep: float, clock: Callable[[], float] | None) -> None:
         if not sinks:
             raise ValueError("fl.run needs at least one sink (stream.collect(), .foreach(fn), .to_files(...), ...)")
         for s in sinks:
-            if not isinstance(s, Sink):
+            if not (isinstance(s, Sink) or isinstance(s, PlanNode) and s.kind == "sink"):
                 raise TypeError(f"fl.run takes sinks, got {type(s).__name__}; end the stream with .collect(), "
                                 f".foreach(fn), .to_files(path) or .to_kafka(...)")
         self.sinks = sinks
-        self.nodes = _build([s.node for s in sinks])
+        self.nodes = _build([s.node if isinstance(s, Sink) else s for s in sinks])
+        self.by_plan = {id(n.plan): n for n in self.nodes}
+        _check_file_sinks(self.nodes)
         self.sources = [n for n in self.nodes if n.is_source]
         self.store = CheckpointStore(checkpoint_dir) if checkpoint_dir else None
         self.checkpoint_interval = checkpoint_interval
@@ -335,7 +360,7 @@ class LocalEngine:
         elapsed = (self.finished_at or time.monotonic()) - self.started_at
         ops = {n.uid: dict(n.metrics) for n in self.nodes}
         rows_in = sum(n.metrics["rows_in"] for n in self.sources)
-        rows_out = sum(n.metrics["rows_in"] for n in self.nodes if n.stream._kind == "sink")
+        rows_out = sum(n.metrics["rows_in"] for n in self.nodes if n.plan.kind == "sink")
         lag = {}
         for n in self.sources:
             try:
@@ -351,3 +376,16 @@ class LocalEngine:
             "checkpoints": self.checkpoints, "restored_from": self.restored_from, "dead_letters": dead,
             "late_rows": late,
         }
+
+
+def _check_file_sinks(nodes: list[_Node]) -> None:
+    """Two file sinks writing the same prefix into one directory would overwrite each other's committed files."""
+    seen: dict[tuple, str] = {}
+    for n in nodes:
+        key = getattr(n.plan.spec, "file_identity", None)
+        if key is None:
+            continue
+        if key in seen:
+            raise ValueError(f"the file sinks {seen[key]} and {n.uid} both write files named {key[1]!r}-* into {key[0]}; "
+                             f"give one of them another prefix=... or directory")
+        seen[key] = n.uid

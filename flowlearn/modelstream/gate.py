@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,7 @@ import pyarrow as pa
 from flowlearn.stream.core import Stream
 from flowlearn.stream.models import VersionItem, _with_meta, read_version
 from flowlearn.stream.operator import Operator, OperatorState
+from flowlearn.stream.plan import Spec, register_operator
 
 __all__ = ["ModelGate", "GateResult"]
 
@@ -212,7 +213,7 @@ class ModelGate:
         if self.held_out is None:
             raise ValueError("ModelGate: set held_out= (a table or a stream) to gate a model stream")
         inputs = [versions] + ([self.held_out] if self._stream_held_out else [])
-        return Stream(lambda: _GateOp(self), inputs, name=f"gate({self.metric})", schema=None)
+        return Stream(GateSpec(self), inputs, name=f"gate({self.metric})")
 
     __call__ = apply
 
@@ -348,3 +349,14 @@ class _GateOp(Operator):
         self.held_ended = bool(state.data["held_ended"])
         self.pending = [state.tables[f"pending_{i:06d}"] for i in range(int(state.data["pending"]))]
         self.buffer = state.tables.get("held_out")
+
+
+@dataclass(frozen=True, eq=False)
+class GateSpec(Spec):
+    """The versions on input 0 that ``gate`` passes on its held-out data (input 1 when a stream)."""
+
+    gate: "ModelGate"
+    state: ClassVar[str] = "held-out rows, pending versions"
+
+
+register_operator(GateSpec, lambda s: _GateOp(s.gate))

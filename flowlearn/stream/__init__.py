@@ -18,7 +18,9 @@ from flowlearn.data.schema import parse_schema
 from flowlearn.data.table import table as to_table
 from flowlearn.stream.core import Sink, Stream, check_schema
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, Operator, OperatorContext, OperatorState
-from flowlearn.stream.source import GenerateSource, IterableSource, Source, TableSource
+from flowlearn.stream.plan import PlanNode, Spec, current_engine, register_operator
+from flowlearn.stream.source import (GenerateSource, GenerateSpec, IterableSource, IterableSourceSpec, Source,
+                                     TableSource, TableSourceSpec, UserSourceSpec)
 from flowlearn.stream.models import (
     StreamModel,
     VersionItem,
@@ -41,7 +43,7 @@ __all__ = [
 def from_source(make: Callable[[], Source], schema: Any = None, bounded: bool = True, name: str = "source") -> Stream:
     """A stream read from a user :class:`Source` (``make`` builds a fresh one per run)."""
     sch = parse_schema(schema) if schema is not None else None
-    return Stream(make, [], kind="source", name=name, schema=sch, bounded=bounded)
+    return Stream(UserSourceSpec(make), [], kind="source", name=name, schema=sch, bounded=bounded)
 
 
 def from_table(obj: Any, batch_size: int = 65536, schema: Any = None) -> Stream:
@@ -55,7 +57,7 @@ def from_table(obj: Any, batch_size: int = 65536, schema: Any = None) -> Stream:
     if batch_size <= 0:
         raise ValueError(f"from_table: batch_size must be > 0, got {batch_size}")
     t = to_table(obj, schema)
-    return Stream(lambda: TableSource(t, batch_size), [], kind="source", name="from_table", schema=t.schema,
+    return Stream(TableSourceSpec(t, int(batch_size)), [], kind="source", name="from_table", schema=t.schema,
                   bounded=True)
 
 
@@ -69,7 +71,7 @@ def from_iterable(items: Iterable[Any] | Callable[[], Iterable[Any]], schema: An
         {'x': [1, 2, 3]}
     """
     sch = parse_schema(schema) if schema is not None else None
-    return Stream(lambda: IterableSource(items, sch), [], kind="source", name="from_iterable", schema=sch,
+    return Stream(IterableSourceSpec(items, sch), [], kind="source", name="from_iterable", schema=sch,
                   bounded=bounded)
 
 
@@ -83,7 +85,7 @@ def generate(fn: Callable[[int], Any], schema: Any = None, count: int | None = N
         {'i': [0, 1, 2]}
     """
     sch = parse_schema(schema) if schema is not None else None
-    return Stream(lambda: GenerateSource(fn, sch, count, interval), [], kind="source", name="generate", schema=sch,
+    return Stream(GenerateSpec(fn, sch, count, interval), [], kind="source", name="generate", schema=sch,
                   bounded=count is not None)
 
 
@@ -94,11 +96,11 @@ def from_files(path: str, format: str = "csv", schema: Any = None, watch: bool =
     (renamed into place, or unchanged for one poll) is read once, and the set of files read is
     checkpointed. Bad records raise an error naming file, line and column, or with
     ``handle_invalid="skip"`` go to ``stream.dead_letters()`` and are counted."""
-    from flowlearn.stream.files import FileSource, check_files_args
+    from flowlearn.stream.files import FilesSourceSpec, check_files_args
 
     sch = parse_schema(schema) if schema is not None else None
     check_files_args(format, handle_invalid)
-    return Stream(lambda: FileSource(path, format, sch, watch, poll_interval, handle_invalid, batch_size, pattern),
+    return Stream(FilesSourceSpec(path, format, sch, watch, poll_interval, handle_invalid, batch_size, pattern),
                   [], kind="source", name=f"from_files({format})", schema=sch, bounded=not watch)
 
 
@@ -110,7 +112,7 @@ def from_kafka(topic: str, bootstrap_servers: str, group_id: str = "flowlearn", 
     offsets, earliest where none) or a timestamp (seconds since the epoch). ``metadata_columns``
     adds any of ``key``, ``topic``, ``partition``, ``offset``, ``timestamp``. ``stop_at_end``
     makes the stream bounded: it ends at the end offsets seen when it starts."""
-    from flowlearn.stream.kafka import KafkaSource, check_kafka_args
+    from flowlearn.stream.kafka import KafkaSourceSpec, check_kafka_args
 
     if schema is None:
         raise ValueError("from_kafka needs a schema, e.g. schema='x double, label int'")
@@ -119,16 +121,14 @@ def from_kafka(topic: str, bootstrap_servers: str, group_id: str = "flowlearn", 
     check_kafka_args(format, start, meta, handle_invalid)
     from flowlearn.stream.kafka import output_schema
 
-    return Stream(lambda: KafkaSource(topic, bootstrap_servers, group_id, format, sch, start, meta, handle_invalid,
-                                      stop_at_end, config),
+    return Stream(KafkaSourceSpec(topic, bootstrap_servers, group_id, format, sch, start, tuple(meta), handle_invalid,
+                                  stop_at_end, config),
                   [], kind="source", name=f"from_kafka({topic})", schema=output_schema(sch, meta),
                   bounded=stop_at_end)
 
 
-def run(*sinks: Any, engine: Any = "local", checkpoint_dir: str | None = None, checkpoint_interval: float = 10.0,
-        **options: Any) -> Any:
-    """``fl.run``: start a job writing to ``sinks``; see :func:`flowlearn.engines.run`."""
-    from flowlearn.engines import run as _run
-
-    return _run(*sinks, engine=engine, checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
-                **options)
+def run(*sinks: Any, checkpoint_dir: str | None = None, checkpoint_interval: float = 10.0, **options: Any) -> Any:
+    """Start a job writing to ``sinks`` on the current engine (``fl.set_engine``); the same as
+    ``fl.run`` without its ``engine`` argument."""
+    return current_engine().run(*sinks, checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
+                                **options)

@@ -1,8 +1,9 @@
 """``Stream``: a lazy node of a dataflow plan, and the stateless operators.
 
-A ``Stream`` holds a factory for its operator, its inputs and (lazily) its schema. Nothing runs
-until ``fl.run(*sinks)`` (or ``sink.result()`` for a bounded plan) hands the plan to an engine.
-One stream may feed several consumers; each consumer sees every batch.
+A ``Stream`` is the user's handle on a :class:`~flowlearn.stream.plan.PlanNode` (``stream.node``):
+a spec of plain values, its input nodes and its output schema. Nothing runs until
+``fl.run(*sinks)`` (or ``to_table()`` / ``sink.result()`` for a bounded plan) hands the plan to the
+current engine (``fl.set_engine``). One stream may feed several consumers; each sees every batch.
 
 Example:
     >>> import pyarrow.compute as pc
@@ -14,8 +15,8 @@ Example:
 """
 from __future__ import annotations
 
-import itertools
-from typing import Any, Callable, Sequence
+import dataclasses
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -24,10 +25,10 @@ import pyarrow.compute as pc
 from flowlearn.data.schema import parse_schema
 from flowlearn.data.table import table as to_table
 from flowlearn.stream.operator import Operator, OperatorState
+from flowlearn.stream.plan import PlanNode, SideOutputSpec, Spec, current_engine, explain, register_operator
 
-__all__ = ["Stream", "Sink", "MapOp", "FilterOp", "SelectOp", "StageOp", "check_schema"]
-
-_ids = itertools.count()
+__all__ = ["Stream", "Sink", "MapOp", "FilterOp", "StageOp", "check_schema", "MapSpec", "FilterSpec",
+           "SelectSpec", "UnionSpec", "StageSpec", "StatefulMapSpec", "StatelessSpec"]
 
 
 def check_schema(expected: pa.Schema, got: pa.Schema, where: str) -> None:
@@ -59,16 +60,120 @@ def _as_table(x: Any, where: str) -> pa.Table:
         raise TypeError(f"{where} must return a table (pyarrow Table/RecordBatch, dict of columns, ...): {e}") from None
 
 
-class MapOp(Operator):
-    """``fn(table) -> table`` per batch."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class StatelessSpec(Spec):
+    """A spec whose operator is a pure function of each batch, ``apply(table) -> table | None``:
+    engines may fuse chains of them into one operator, and the plan infers the output schema by
+    applying it to an empty table."""
 
-    def __init__(self, fn: Callable[[pa.Table], Any], name: str) -> None:
+    def apply(self, table: pa.Table) -> pa.Table | None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def output_schema(self, inputs: Sequence[pa.Schema | None]) -> pa.Schema | None:
+        if not inputs or inputs[0] is None:
+            return None
+        out = self.apply(inputs[0].empty_table())
+        return None if out is None else out.schema
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MapSpec(StatelessSpec):
+    """``fn(table) -> table`` (or anything ``fl.table`` accepts, or ``None``) per batch."""
+
+    fn: Callable[[pa.Table], Any]
+    name: str
+
+    def apply(self, table: pa.Table) -> pa.Table | None:
+        out = self.fn(table)
+        return None if out is None else _as_table(out, f"map_batches function {self.name}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FilterSpec(StatelessSpec):
+    """Rows where ``predicate`` (a callable returning a boolean mask, or a ``pc.Expression``) is
+    true; nulls count as false."""
+
+    predicate: Any
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        if isinstance(self.predicate, pc.Expression):
+            return table.filter(self.predicate)
+        mask = self.predicate(table)
+        if isinstance(mask, np.ndarray):
+            mask = pa.array(mask, pa.bool_())
+        return table.filter(mask, null_selection_behavior="drop")
+
+    def describe(self) -> dict[str, Any]:
+        if isinstance(self.predicate, pc.Expression):
+            return {"predicate": str(self.predicate)}
+        return super().describe()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SelectSpec(StatelessSpec):
+    """``columns`` in this order, renamed by ``rename`` (old -> new)."""
+
+    columns: tuple[str, ...]
+    rename: dict[str, str]
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        missing = [c for c in self.columns if c not in table.column_names]
+        if missing:
+            raise ValueError(f"select: column(s) {missing} not in the stream; it has {table.column_names}")
+        out = table.select(list(self.columns))
+        if self.rename:
+            out = out.rename_columns([self.rename.get(c, c) for c in out.column_names])
+        return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class UnionSpec(Spec):
+    """Every batch of every input, in arrival order; ``schema`` (when known) is checked."""
+
+    schema: pa.Schema | None
+
+    def output_schema(self, inputs: Sequence[pa.Schema | None]) -> pa.Schema | None:
+        return self.schema
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StageSpec(StatelessSpec):
+    """A ``Transformer``/``Model``/``AlgoOperator`` applied to each batch with its table kernels;
+    ``others`` are its further (table) inputs. Extra outputs go to side outputs ``output_1``, ..."""
+
+    stage: Any
+    others: tuple = ()
+
+    def transform(self, table: pa.Table) -> Any:
+        return self.stage.transform(table, *self.others)
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        out = self.transform(table)
+        return out[0] if isinstance(out, tuple) else out
+
+    def describe(self) -> dict[str, Any]:
+        return {"stage": type(self.stage).__name__, "others": len(self.others)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StatefulMapSpec(Spec):
+    """A stateful per-batch computation (see :class:`StatefulMapOp`)."""
+
+    obj: Any
+    name: str
+    state: ClassVar[str] = "the object's snapshot_state()"
+
+
+class MapOp(Operator):
+    """A :class:`StatelessSpec` applied per batch."""
+
+    def __init__(self, spec: StatelessSpec) -> None:
         super().__init__()
-        self.fn, self.name = fn, name
+        self.spec = spec
 
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
-        out = self.fn(table)
-        return [] if out is None else [_as_table(out, f"map_batches function {self.name}")]
+        out = self.spec.apply(table)
+        return [] if out is None else [out]
 
 
 class StatefulMapOp(Operator):
@@ -101,37 +206,12 @@ class StatefulMapOp(Operator):
         self.obj.restore_state(state.data, state.tables)
 
 
-class FilterOp(Operator):
-    """Keeps the rows where the predicate (callable returning a boolean mask, or a
-    ``pyarrow.compute.Expression``) is true; nulls count as false."""
-
-    def __init__(self, predicate: Any) -> None:
-        super().__init__()
-        self.predicate = predicate
+class FilterOp(MapOp):
+    """A :class:`FilterSpec`; counts the rows it drops (metric ``filtered_out``)."""
 
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
-        if isinstance(self.predicate, pc.Expression):
-            return [table.filter(self.predicate)]
-        mask = self.predicate(table)
-        if isinstance(mask, np.ndarray):
-            mask = pa.array(mask, pa.bool_())
-        out = table.filter(mask, null_selection_behavior="drop")
+        out = self.spec.apply(table)
         self.ctx.count("filtered_out", table.num_rows - out.num_rows)
-        return [out]
-
-
-class SelectOp(Operator):
-    def __init__(self, columns: list[str], rename: dict[str, str]) -> None:
-        super().__init__()
-        self.columns, self.rename = columns, rename
-
-    def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
-        missing = [c for c in self.columns if c not in table.column_names]
-        if missing:
-            raise ValueError(f"select: column(s) {missing} not in the stream; it has {table.column_names}")
-        out = table.select(self.columns)
-        if self.rename:
-            out = out.rename_columns([self.rename.get(c, c) for c in out.column_names])
         return [out]
 
 
@@ -146,21 +226,25 @@ class UnionOp(Operator):
         return [table]
 
 
-class StageOp(Operator):
-    """Runs a ``Transformer``/``Model``/``AlgoOperator`` on each batch with its table kernels.
-    Extra outputs of a multi-output stage go to side outputs ``output_1``, ``output_2``, ..."""
-
-    def __init__(self, stage: Any, others: tuple) -> None:
-        super().__init__()
-        self.stage, self.others = stage, others
+class StageOp(MapOp):
+    """A :class:`StageSpec`: extra outputs of a multi-output stage go to side outputs ``output_1``, ..."""
 
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
-        out = self.stage.transform(table, *self.others)
+        out = self.spec.transform(table)
         if isinstance(out, tuple):
             for i, extra in enumerate(out[1:], 1):
                 self.ctx.side(f"output_{i}", extra)
             out = out[0]
         return [out]
+
+
+register_operator(MapSpec, MapOp)
+register_operator(FilterSpec, FilterOp)
+register_operator(SelectSpec, MapOp)
+register_operator(StageSpec, StageOp)
+register_operator(UnionSpec, lambda s: UnionOp(s.schema))
+register_operator(StatefulMapSpec, lambda s: StatefulMapOp(s.obj, s.name))
+register_operator(SideOutputSpec, lambda s: Operator())
 
 
 def follows_model_stream(stage: Any) -> bool:
@@ -187,81 +271,64 @@ class Stream:
 
     _flowlearn_stream = True
 
-    def __init__(self, factory: Callable[[], Operator], inputs: Sequence["Stream"] = (), *, kind: str = "op",
-                 name: str = "", schema: pa.Schema | Callable[[], pa.Schema | None] | None = None,
-                 bounded: bool | None = None, tag: str | None = None, uid: str | None = None) -> None:
-        self._factory = factory
-        self._inputs = list(inputs)
-        self._kind = kind
-        self._name = name or kind
-        self._schema = schema
-        self._bounded = bounded
-        self._tag = tag
-        self._uid = uid
-        self._seq = next(_ids)
-        self._side_nodes: list[Stream] = []   # nodes inside this one whose side outputs are its own
+    def __init__(self, spec: Spec, inputs: Sequence["Stream"] = (), *, kind: str = "op", name: str = "",
+                 schema: pa.Schema | Callable[[], pa.Schema | None] | None = None, bounded: bool | None = None,
+                 uid: str | None = None) -> None:
+        if schema is None and kind == "op":
+            ins = list(inputs)
+            schema = lambda: spec.output_schema([i.schema for i in ins])  # noqa: E731 - inferred on first use
+        self.node = PlanNode(kind, spec, [i.node for i in inputs], name=name, uid=uid, schema=schema,
+                             bounded=bounded)
+        self._side_nodes: list[Stream] = []   # streams inside this one whose side outputs are its own
 
     # -- plan properties -------------------------------------------------------------------
     @property
     def schema(self) -> pa.Schema | None:
         """The schema of the batches, when known without running (``None`` otherwise)."""
-        if callable(self._schema):
-            try:
-                self._schema = self._schema()
-            except Exception:  # noqa: BLE001 - inference is best effort
-                self._schema = None
-        return self._schema
+        return self.node.schema
 
     @property
     def bounded(self) -> bool:
         """True when the stream ends (every source it reads is bounded)."""
-        if self._bounded is not None:
-            return self._bounded
-        return all(i.bounded for i in self._inputs)
+        return self.node.bounded
 
     def uid(self, uid: str) -> "Stream":
         """Name this node stably: its checkpointed state is stored under ``uid``."""
-        self._uid = uid
+        self.node.uid = uid
         return self
 
+    def explain(self) -> str:
+        """The plan ending here, one node per line: kind, name, spec, schema and checkpointed state."""
+        return explain([self.node])
+
     def __repr__(self) -> str:
-        return f"Stream({self._name}, bounded={self.bounded}, schema={self.schema})"
+        return f"Stream({self.node.name}, bounded={self.bounded}, schema={self.schema})"
 
-    def _infer_from_empty(self, op_factory: Callable[[], Operator]) -> Callable[[], pa.Schema | None]:
-        def infer() -> pa.Schema | None:
-            sch = self.schema
-            if sch is None:
-                return None
-            outs = op_factory().process(sch.empty_table(), 0)
-            return outs[0].schema if outs else None
-        return infer
-
-    def _then(self, factory: Callable[[], Operator], name: str, schema: Any = None) -> "Stream":
-        return Stream(factory, [self], name=name, schema=schema if schema is not None else self._infer_from_empty(factory))
+    def _then(self, spec: Spec, name: str, schema: Any = None) -> "Stream":
+        return Stream(spec, [self], name=name, schema=schema)
 
     # -- operations ------------------------------------------------------------------------
     def map_batches(self, fn: Callable[[pa.Table], Any], schema: str | pa.Schema | None = None,
                     name: str | None = None) -> "Stream":
         """Apply ``fn(table) -> table`` to each batch (vectorized; return ``None`` to emit nothing)."""
         nm = name or getattr(fn, "__name__", "map")
-        return self._then(lambda: MapOp(fn, nm), f"map_batches({nm})",
-                          parse_schema(schema) if schema is not None else None)
+        return self._then(MapSpec(fn, nm), f"map_batches({nm})", parse_schema(schema) if schema is not None else None)
 
     def map_stateful(self, obj: Any, name: str | None = None) -> "Stream":
         """Run a stateful per-batch computation (``obj.update`` / ``flush`` / ``snapshot_state`` /
         ``restore_state``, see :class:`StatefulMapOp`) whose state is checkpointed with the job."""
         nm = name or type(obj).__name__
-        return Stream(lambda: StatefulMapOp(obj, nm), [self], name=nm, schema=None)
+        return Stream(StatefulMapSpec(obj, nm), [self], name=nm)
 
     def filter(self, predicate: Callable[[pa.Table], Any] | pc.Expression) -> "Stream":
         """Keep rows where ``predicate(table)`` (a boolean mask) or the ``pc.Expression`` is true."""
-        return Stream(lambda: FilterOp(predicate), [self], name="filter", schema=lambda: self.schema)
+        return Stream(FilterSpec(predicate), [self], name="filter", schema=lambda: self.schema)
 
     def select(self, *columns: str, **rename: str) -> "Stream":
         """Keep ``columns`` in this order; ``new=old`` keyword pairs select and rename."""
         cols = list(columns) + list(rename.values())
         ren = {old: new for new, old in rename.items()}
-        return self._then(lambda: SelectOp(cols, ren), "select")
+        return self._then(SelectSpec(tuple(cols), ren), "select")
 
     def union(self, *others: "Stream") -> "Stream":
         """All batches of this stream and ``others`` (same schema), in arrival order."""
@@ -272,14 +339,14 @@ class Stream:
         for i, o in enumerate(others, 1):
             if sch is not None and o.schema is not None:
                 check_schema(sch, o.schema, f"union input {i}")
-        return Stream(lambda: UnionOp(sch), [self, *others], name="union", schema=sch)
+        return Stream(UnionSpec(sch), [self, *others], name="union")
 
     def with_watermarks(self, time_col: str, max_out_of_orderness: float = 0.0) -> "Stream":
         """Take event time from ``time_col`` (timestamp, or numbers in seconds) and emit
         watermarks ``max_seen - max_out_of_orderness`` (seconds)."""
-        from flowlearn.stream.window import WatermarkAssigner
+        from flowlearn.stream.window import WatermarkSpec
 
-        return Stream(lambda: WatermarkAssigner(time_col, max_out_of_orderness), [self], name="watermarks",
+        return Stream(WatermarkSpec(time_col, float(max_out_of_orderness)), [self], name="watermarks",
                       schema=lambda: self.schema)
 
     def window(self, *, count: int | None = None, processing_time: float | None = None,
@@ -301,9 +368,8 @@ class Stream:
         """The side output ``tag`` of this node (``"late"`` of a window, ``"dead_letter"`` of a source,
         ``"unscored"`` of a model following a model stream); of a ``PipelineModel`` applied to a
         stream, the union of its stages' side outputs ``tag``."""
-        sides = [Stream(Operator, [n], kind="side", name=f"side[{tag}]", tag=tag, schema=None)
-                 for n in (self, *self._side_nodes)]
-        return sides[0] if len(sides) == 1 else Stream(lambda: UnionOp(None), sides, name="union", schema=None)
+        sides = [Stream(SideOutputSpec(tag), [n], kind="side", name=f"side[{tag}]") for n in (self, *self._side_nodes)]
+        return sides[0] if len(sides) == 1 else Stream(UnionSpec(None), sides, name="union")
 
     def dead_letters(self) -> "Stream":
         """Records a source rejected under ``handle_invalid="skip"``: columns ``source``,
@@ -321,10 +387,9 @@ class Stream:
                                       f"pass the other inputs as tables")
         model_stream = getattr(stage, "_flowlearn_model_stream", None)
         if model_stream is not None:
-            from flowlearn.stream.models import ModelStreamOp
+            from flowlearn.stream.models import ModelStreamSpec
 
-            return Stream(lambda: ModelStreamOp(stage), [self, model_stream], name=f"{type(stage).__name__}",
-                          schema=None)
+            return Stream(ModelStreamSpec(stage), [self, model_stream], name=f"{type(stage).__name__}")
         following = [s for s in stage._sub_stages() if follows_model_stream(s)]
         if following:
             if not hasattr(stage, "stages") or others:
@@ -338,7 +403,7 @@ class Stream:
                 nodes += [out, *out._side_nodes]
             out._side_nodes = [n for n in nodes if n is not out]   # its side outputs: those of all stages
             return out
-        return self._then(lambda: StageOp(stage, others), type(stage).__name__)
+        return self._then(StageSpec(stage, tuple(others)), type(stage).__name__)
 
     def _fit_stage(self, estimator: Any, *others: Any) -> Any:
         if callable(getattr(estimator, "trainer", None)):
@@ -356,8 +421,7 @@ class Stream:
                         else "it has no online counterpart; window the stream and fit per window, or bound it")
                 raise ValueError(f"{type(estimator).__name__} is a batch estimator and cannot train on an unbounded "
                                  f"stream; {hint}")
-        tables = [o.to_table() if getattr(o, "_flowlearn_stream", False) else o for o in others]
-        return estimator.fit(self.to_table(), *tables)
+        return current_engine().fit(estimator, self, *others)
 
     def _follow_model_stream(self, model: Any) -> None:
         model._flowlearn_model_stream = self
@@ -371,8 +435,8 @@ class Stream:
         return CollectSink(self)
 
     def to_table(self) -> pa.Table:
-        """Run this bounded stream to completion and return its rows as one table."""
-        return self.collect().result()
+        """Run this bounded stream to completion on the current engine and return its rows as one table."""
+        return current_engine().collect(self)
 
     def foreach(self, fn: Callable[[pa.Table], None]) -> "Any":
         """A sink calling ``fn(table)`` for each batch."""
@@ -442,24 +506,23 @@ class Stream:
 
 
 class Sink:
-    """A terminal node of a plan; pass sinks to ``fl.run``. Subclasses make the operator."""
+    """A terminal node of a plan; pass sinks to ``fl.run``. Subclasses give the node's spec."""
 
-    def __init__(self, stream: Stream, name: str) -> None:
+    def __init__(self, stream: Stream, spec: Spec, name: str) -> None:
         if not getattr(stream, "_flowlearn_stream", False):
             raise TypeError(f"a sink reads a Stream, got {type(stream).__name__}")
         self.stream = stream
-        self.node = Stream(self._make_operator, [stream], kind="sink", name=name, schema=None)
+        self.node = PlanNode("sink", spec, [stream.node], name=name)
         self.job: Any = None
 
-    def _make_operator(self) -> Operator:
-        raise NotImplementedError
-
     def uid(self, uid: str) -> "Sink":
-        self.node.uid(uid)
+        self.node.uid = uid
         return self
 
-    def run(self, **kwargs: Any) -> Any:
-        """Shortcut for ``fl.run(self, **kwargs)``."""
-        from flowlearn.engines import run
+    def explain(self) -> str:
+        """The plan ending in this sink (see :meth:`Stream.explain`)."""
+        return explain([self.node])
 
-        return run(self, **kwargs)
+    def run(self, **kwargs: Any) -> Any:
+        """Shortcut for ``fl.run(self, **kwargs)`` on the current engine."""
+        return current_engine().run(self, **kwargs)

@@ -23,15 +23,18 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
+from typing import ClassVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from flowlearn.data.io import parquet_table
 from flowlearn.stream.core import check_schema
 from flowlearn.stream.operator import OperatorState
+from flowlearn.stream.plan import Spec, register_operator
 from flowlearn.stream.parsing import dead_letter_table, parse_buffer, parse_records
 from flowlearn.stream.source import Source
 
@@ -105,7 +108,8 @@ class FileSource(Source):
     def _read_file(self, name: str, emit_dead_letters: bool = True) -> pa.Table:
         full = os.path.join(self._base, name)
         if self.format == "parquet":
-            t = pq.read_table(full)
+            with open(full, "rb") as f:
+                t = parquet_table(f, f"file {full}")
             if self.schema is None:
                 self.schema = t.schema
             elif not t.schema.equals(self.schema):
@@ -135,19 +139,20 @@ class FileSource(Source):
         except ValueError:
             if self.schema is None:
                 raise ValueError(f"file {full}: cannot parse without a schema; pass schema=...") from None
-            lines = data.split(b"\n")
-            if lines and lines[-1] == b"":
-                lines.pop()
+            # every non-blank line is one record (blank lines give no row on the fast path either)
+            numbered = [(n, line) for n, line in enumerate(data.split(b"\n"), 1 + offset_lines)
+                        if (line.strip() if self.format == "json" else line.strip(b"\r"))]
+            lines = [line for _, line in numbered]
             t, bad = parse_records(lines, self.format, self.schema, header_names)
             if bad:
                 first = bad[0]
                 if self.handle_invalid == "error":
-                    raise ValueError(f"file {full}, line {first[0] + 1 + offset_lines}, column '{first[1]}': "
+                    raise ValueError(f"file {full}, line {numbered[first[0]][0]}, column '{first[1]}': "
                                      f"{first[2]} (record {lines[first[0]][:200]!r}); pass handle_invalid='skip' "
                                      f"to route bad records to the dead-letter sink") from None
                 if emit_dead_letters:
                     self.ctx.side("dead_letter", dead_letter_table(
-                        f"file {full}", [f"line {i + 1 + offset_lines}" for i, _, _ in bad], [c for _, c, _ in bad],
+                        f"file {full}", [f"line {numbered[i][0]}" for i, _, _ in bad], [c for _, c, _ in bad],
                         [r for _, _, r in bad], [lines[i].decode("utf-8", "replace") for i, _, _ in bad]))
         if self.schema is None:
             self.schema = t.schema
@@ -195,3 +200,22 @@ class FileSource(Source):
             self.schema = state.tables["schema"].schema
         self.cur_name = state.data.get("current")  # read again by the next poll, which resumes at its row
         self.cur_rows = int(state.data["rows"]) if self.cur_name is not None else 0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FilesSourceSpec(Spec):
+    """The rows of the files under ``path`` (see ``fl.stream.from_files``)."""
+
+    path: str
+    format: str
+    schema: pa.Schema | None
+    watch: bool
+    poll_interval: float
+    handle_invalid: str
+    batch_size: int
+    pattern: str | None
+    state: ClassVar[str] = "files read, current file and row"
+
+
+register_operator(FilesSourceSpec, lambda s: FileSource(s.path, s.format, s.schema, s.watch, s.poll_interval,
+                                                        s.handle_invalid, s.batch_size, s.pattern))

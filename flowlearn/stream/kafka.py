@@ -29,21 +29,24 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from flowlearn.stream.core import Sink, Stream
 from flowlearn.stream.operator import Operator, OperatorState
+from flowlearn.stream.plan import Spec, register_operator
 from flowlearn.stream.parsing import dead_letter_table, parse_buffer, parse_records
 from flowlearn.stream.source import Source
 
-__all__ = ["KafkaSource", "KafkaSink", "output_schema", "check_kafka_args", "end_offsets"]
+__all__ = ["KafkaSource", "KafkaSink", "output_schema", "check_kafka_args", "end_offsets", "parse_messages"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,22 @@ def end_offsets(conf: dict, topic: str, partitions: list[int], timeout: float = 
         return ends
     finally:
         c.close()
+
+
+def parse_messages(values: list[bytes], fmt: str, schema: pa.Schema) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+    """Parse message payloads: the table of the good ones (one row each, in order) and
+    ``[(index, column, reason)]`` for the bad ones. One vectorized parse of all payloads; when it
+    fails, or a payload is blank or holds a line break (it could yield no row or several, and
+    shift every row after it onto the wrong message), the payloads are bisected
+    (:func:`flowlearn.stream.parsing.parse_records`), where each must give exactly one row."""
+    if not any(not v.strip() or b"\n" in v or b"\r" in v for v in values):
+        try:
+            t = parse_buffer(b"\n".join(values) + b"\n", fmt, schema)
+            if t.num_rows == len(values):
+                return t, []
+        except ValueError:
+            pass
+    return parse_records(values, fmt, schema)
 
 
 class KafkaSource(Source):
@@ -209,24 +228,19 @@ class KafkaSource(Source):
             return []
         pa_parts, pa_offs = np.asarray(parts, np.int32), np.asarray(offs, np.int64)
         keep = None
-        try:
-            t = parse_buffer(b"\n".join(values) + b"\n", self.format, self.schema)
-            if t.num_rows != len(values):
-                raise ValueError(f"{len(values)} messages gave {t.num_rows} rows (an empty or multi-line payload)")
-        except ValueError:
-            t, bad = parse_records(values, self.format, self.schema)
-            if bad:
-                i, col, reason = bad[0]
-                if self.handle_invalid == "error" or t.num_rows + len(bad) != len(values):
-                    raise ValueError(f"topic {self.topic}, partition {parts[i]}, offset {offs[i]}, column '{col}': "
-                                     f"{reason} (message {values[i][:200]!r}); pass handle_invalid='skip' to route "
-                                     f"bad messages to the dead-letter sink") from None
-                self.ctx.side("dead_letter", dead_letter_table(
-                    f"kafka topic {self.topic}", [f"partition {parts[j]}, offset {offs[j]}" for j, _, _ in bad],
-                    [c for _, c, _ in bad], [r for _, _, r in bad],
-                    [values[j].decode("utf-8", "replace") for j, _, _ in bad]))
-                keep = np.ones(len(values), bool)
-                keep[[j for j, _, _ in bad]] = False
+        t, bad = parse_messages(values, self.format, self.schema)
+        if bad:
+            i, col, reason = bad[0]
+            if self.handle_invalid == "error":
+                raise ValueError(f"topic {self.topic}, partition {parts[i]}, offset {offs[i]}, column '{col}': "
+                                 f"{reason} (message {values[i][:200]!r}); pass handle_invalid='skip' to route "
+                                 f"bad messages to the dead-letter sink") from None
+            self.ctx.side("dead_letter", dead_letter_table(
+                f"kafka topic {self.topic}", [f"partition {parts[j]}, offset {offs[j]}" for j, _, _ in bad],
+                [c for _, c, _ in bad], [r for _, _, r in bad],
+                [values[j].decode("utf-8", "replace") for j, _, _ in bad]))
+            keep = np.ones(len(values), bool)
+            keep[[j for j, _, _ in bad]] = False
         if self.meta:
             cols = {"key": pa.array(keys, pa.binary()), "topic": pa.array([self.topic] * len(values), pa.string()),
                     "partition": pa.array(pa_parts), "offset": pa.array(pa_offs),
@@ -289,13 +303,24 @@ class KafkaSource(Source):
 
 
 def _serialize(t: pa.Table, fmt: str) -> list[bytes]:
+    """One message per row: a CSV line, or a JSON object (vectors in the codec's JSON forms)."""
     if fmt == "csv":
         from flowlearn.data.io import _rows_as_text
 
+        text = _rows_as_text(t)
         buf = io.BytesIO()
-        pacsv.write_csv(_rows_as_text(t), buf, write_options=pacsv.WriteOptions(include_header=False))
-        lines = buf.getvalue().split(b"\n")
-        return lines[:t.num_rows]
+        pacsv.write_csv(text, buf, write_options=pacsv.WriteOptions(include_header=False))
+        data = buf.getvalue()
+        if b"\r" in data or data.count(b"\n") != t.num_rows:  # a value holds a line break: it would split its row
+            for name in text.column_names:
+                col = text.column(name)
+                if pa.types.is_string(col.type):
+                    hit = pc.match_substring_regex(col, "[\r\n]").fill_null(False)
+                    if pc.any(hit).as_py():
+                        row = int(np.flatnonzero(np.asarray(hit))[0])
+                        raise ValueError(f"to_kafka(format='csv'): row {row}, column '{name}' holds a line break; a "
+                                         f"CSV message is one line: use format='json'")
+        return data.split(b"\n")[:t.num_rows]
     from flowlearn.data.io import _json_lines
 
     return [line[:-1] for line in _json_lines(t)]
@@ -478,8 +503,43 @@ class KafkaSink(Sink):
                  transactional_id: str | None = None) -> None:
         if format not in ("json", "csv"):
             raise ValueError(f"to_kafka: format must be 'json' or 'csv', got {format!r}")
-        super().__init__(stream, f"to_kafka({topic})")
-        self.args = (topic, bootstrap_servers, format, key_col, transactional, config, transactional_id)
+        super().__init__(stream, KafkaSinkSpec(topic, bootstrap_servers, format, key_col, transactional, config,
+                                               transactional_id), f"to_kafka({topic})")
 
-    def _make_operator(self) -> Operator:
-        return _KafkaSinkOp(*self.args)
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KafkaSourceSpec(Spec):
+    """Messages of ``topic`` parsed with ``schema`` (see ``fl.stream.from_kafka``)."""
+
+    topic: str
+    bootstrap_servers: str
+    group_id: str
+    format: str
+    schema: pa.Schema
+    start: Any
+    metadata_columns: tuple[str, ...]
+    handle_invalid: str
+    stop_at_end: bool
+    config: dict | None
+    state: ClassVar[str] = "partition offsets"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KafkaSinkSpec(Spec):
+    """Rows as messages of ``topic`` (see ``Stream.to_kafka``)."""
+
+    topic: str
+    bootstrap_servers: str
+    format: str
+    key_col: str | None
+    transactional: bool
+    config: dict | None
+    transactional_id: str | None
+    state: ClassVar[str] = "the open transaction"
+
+
+register_operator(KafkaSourceSpec, lambda s: KafkaSource(s.topic, s.bootstrap_servers, s.group_id, s.format, s.schema,
+                                                         s.start, list(s.metadata_columns), s.handle_invalid,
+                                                         s.stop_at_end, s.config))
+register_operator(KafkaSinkSpec, lambda s: _KafkaSinkOp(s.topic, s.bootstrap_servers, s.format, s.key_col,
+                                                        s.transactional, s.config, s.transactional_id))

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +56,7 @@ import pyarrow.compute as pc
 from flowlearn.api import Model, Stage, registered_stage, trained_rows
 from flowlearn.stream.core import Sink, Stream
 from flowlearn.stream.operator import MIN_WATERMARK, Operator, OperatorState
+from flowlearn.stream.plan import Spec, register_operator
 from flowlearn.stream.source import Source
 
 __all__ = [
@@ -500,8 +501,7 @@ def fit_online(estimator: Any, stream: Stream, rebase: Any = None, rebase_kinds:
     else:
         model = StreamModel()
     kinds = tuple(rebase_kinds)
-    versions = Stream(lambda: TrainerOp(estimator, name, params, kinds), inputs,
-                      name=f"train({type(estimator).__name__})", schema=None,
+    versions = Stream(TrainerSpec(estimator, name, params, kinds), inputs, name=f"train({type(estimator).__name__})",
                       bounded=stream.bounded if rebase is None else None)
     if uid is not None:
         versions.uid(uid)
@@ -914,8 +914,8 @@ def from_model_store(store: Any, poll_interval: float = 0.2, start: Any = "lates
         raise ValueError(f"from_model_store: start must be 'latest', 'earliest', 'next' or a version >= 1, "
                          f"got {start!r}")
     ks = tuple(kinds) if kinds is not None else None
-    return Stream(lambda: ModelStoreSource(store, poll_interval, start, stop_at_end, ks), [], kind="source",
-                  name="from_model_store", schema=None, bounded=stop_at_end)
+    return Stream(ModelStoreSourceSpec(store, poll_interval, start, stop_at_end, ks), [], kind="source",
+                  name="from_model_store", bounded=stop_at_end)
 
 
 class _StoreSinkOp(Operator):
@@ -1007,9 +1007,58 @@ class ModelStoreSink(Sink):
             if not callable(getattr(store, m, None)):
                 raise TypeError(f"to_model_store needs a ModelStore or KafkaModelStore (or URL), got "
                                 f"{type(store).__name__}")
-        super().__init__(stream, "to_model_store")
-        self.store, self.producer, self.metadata = store, producer, dict(metadata or {})
-        json.dumps(self.metadata)
+        metadata = dict(metadata or {})
+        json.dumps(metadata)
+        super().__init__(stream, ModelStoreSinkSpec(store, producer, metadata), "to_model_store")
+        self.store, self.producer, self.metadata = store, producer, metadata
 
-    def _make_operator(self) -> Operator:
-        return _StoreSinkOp(self.store, self.producer, self.metadata)
+
+@dataclass(frozen=True, eq=False)
+class ModelStreamSpec(Spec):
+    """``stage`` applied to input 0 with the newest version of the model stream on input 1."""
+
+    stage: Any
+    state: ClassVar[str] = "the current version, rows waiting for a fresh one"
+
+    def describe(self) -> dict[str, Any]:
+        return {"stage": type(self.stage).__name__}
+
+
+@dataclass(frozen=True, eq=False)
+class TrainerSpec(Spec):
+    """An online ``estimator``'s trainer on input 0 (rebased by input 1, when given)."""
+
+    estimator: Any
+    model_class: str | None
+    model_params: dict | None
+    rebase_kinds: tuple[str, ...]
+    state: ClassVar[str] = "the trainer's snapshot_state(), the rebase model"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelStoreSourceSpec(Spec):
+    """Versions of a model store as a model stream (see :func:`from_model_store`)."""
+
+    store: Any
+    poll_interval: float
+    start: Any
+    stop_at_end: bool
+    kinds: tuple[str, ...] | None
+    state: ClassVar[str] = "the last version read"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelStoreSinkSpec(Spec):
+    """Publishes each version into ``store`` (see :class:`ModelStoreSink`)."""
+
+    store: Any
+    producer: str | None
+    metadata: dict
+    state: ClassVar[str] = "the newest version published"
+
+
+register_operator(ModelStreamSpec, lambda s: ModelStreamOp(s.stage))
+register_operator(TrainerSpec, lambda s: TrainerOp(s.estimator, s.model_class, s.model_params, s.rebase_kinds))
+register_operator(ModelStoreSourceSpec, lambda s: ModelStoreSource(s.store, s.poll_interval, s.start, s.stop_at_end,
+                                                                   s.kinds))
+register_operator(ModelStoreSinkSpec, lambda s: _StoreSinkOp(s.store, s.producer, s.metadata))

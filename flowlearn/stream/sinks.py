@@ -18,11 +18,12 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -30,6 +31,7 @@ import pyarrow.parquet as pq
 
 from flowlearn.stream.core import Sink, Stream
 from flowlearn.stream.operator import Operator, OperatorState
+from flowlearn.stream.plan import Spec, current_engine, register_operator
 
 __all__ = ["CollectSink", "ForeachSink", "FileSink"]
 
@@ -38,13 +40,42 @@ log = logging.getLogger(__name__)
 _EXT = {"parquet": "parquet", "csv": "csv", "json": "jsonl"}
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class CollectSpec(Spec):
+    """Keep every batch; the engine hands them back as Arrow tables (``Job.collected(sink)``)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ForeachSpec(Spec):
+    """Call ``fn(table)`` for every batch."""
+
+    fn: Callable[[pa.Table], None]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FilesSinkSpec(Spec):
+    """Rolling files under ``path`` (see ``Stream.to_files``)."""
+
+    path: str
+    format: str
+    rolling_rows: int
+    rolling_seconds: float | None
+    prefix: str
+    state: ClassVar[str] = "pending files (two-phase commit)"
+
+    @property
+    def file_identity(self) -> tuple[str, str]:
+        """What two file sinks must not share: the directory and the file name prefix."""
+        return os.path.abspath(self.path), self.prefix
+
+
 class _CollectOp(Operator):
-    def __init__(self, out: list) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.out = out
+        self.tables: list[pa.Table] = []
 
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
-        self.out.append(table)
+        self.tables.append(table)
         return []
 
 
@@ -58,36 +89,26 @@ class CollectSink(Sink):
     """
 
     def __init__(self, stream: Stream) -> None:
-        super().__init__(stream, "collect")
-        self._tables: list[pa.Table] = []
+        super().__init__(stream, CollectSpec(), "collect")
 
-    def _make_operator(self) -> Operator:
-        self._tables = []
-        return _CollectOp(self._tables)
-
-    def tables(self) -> list[pa.Table]:
+    def tables(self, engine: Any = None) -> list[pa.Table]:
         """The batches as they arrived (each with its own schema metadata: one model version per
-        batch of a model stream), running a bounded plan first if it has not run."""
-        self._ensure_ran()
-        return list(self._tables)
-
-    def _ensure_ran(self) -> None:
+        batch of a model stream), running a bounded plan first (on ``engine``, by default the
+        current one) if it has not run."""
         if self.job is None:
             if not self.stream.bounded:
                 raise ValueError("collect().result() on an unbounded stream would never finish; start it with "
                                  "fl.run(sink) and stop the job, or bound the source")
-            self.run().wait()
+            (engine or current_engine()).run(self).wait()
+        return self.job.collected(self)
 
-    def result(self) -> pa.Table:
-        if self.job is None:
-            if not self.stream.bounded:
-                raise ValueError("collect().result() on an unbounded stream would never finish; start it with "
-                                 "fl.run(sink) and stop the job, or bound the source")
-            self.run().wait()
-        if not self._tables:
+    def result(self, engine: Any = None) -> pa.Table:
+        """The batches as one table (see :meth:`tables`)."""
+        tables = self.tables(engine)
+        if not tables:
             sch = self.stream.schema
             return sch.empty_table() if sch is not None else pa.table({})
-        return pa.concat_tables(self._tables, promote_options="default") if len(self._tables) > 1 else self._tables[0]
+        return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
 
 class _ForeachOp(Operator):
@@ -104,11 +125,8 @@ class ForeachSink(Sink):
     """Calls ``fn(table)`` for every batch (at-least-once after a restart)."""
 
     def __init__(self, stream: Stream, fn: Callable[[pa.Table], None]) -> None:
-        super().__init__(stream, "foreach")
+        super().__init__(stream, ForeachSpec(fn), "foreach")
         self.fn = fn
-
-    def _make_operator(self) -> Operator:
-        return _ForeachOp(self.fn)
 
 
 def _fsync_dir(path: str) -> None:
@@ -267,8 +285,11 @@ class FileSink(Sink):
                  rolling_seconds: float | None = None, prefix: str = "part") -> None:
         if format not in _EXT:
             raise ValueError(f"to_files: format must be one of {sorted(_EXT)}, got {format!r}")
-        super().__init__(stream, f"to_files({path})")
-        self.args = (path, format, rolling_rows, rolling_seconds, prefix)
+        super().__init__(stream, FilesSinkSpec(path, format, rolling_rows, rolling_seconds, prefix),
+                         f"to_files({path})")
 
-    def _make_operator(self) -> Operator:
-        return _FileWriterOp(*self.args)
+
+register_operator(CollectSpec, lambda s: _CollectOp())
+register_operator(ForeachSpec, lambda s: _ForeachOp(s.fn))
+register_operator(FilesSinkSpec, lambda s: _FileWriterOp(s.path, s.format, s.rolling_rows, s.rolling_seconds,
+                                                         s.prefix))

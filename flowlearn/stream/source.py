@@ -11,16 +11,19 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import pyarrow as pa
 
 from flowlearn.data.table import table as to_table
 from flowlearn.stream.operator import Operator, OperatorState
+from flowlearn.stream.plan import Spec, register_operator
 
-__all__ = ["Source", "TableSource", "IterableSource", "GenerateSource"]
+__all__ = ["Source", "TableSource", "IterableSource", "GenerateSource", "TableSourceSpec", "IterableSourceSpec",
+           "GenerateSpec", "UserSourceSpec"]
 
 
 class Source(Operator):
@@ -150,3 +153,49 @@ class GenerateSource(Source):
 
     def restore_state(self, state: OperatorState) -> None:
         self.pos = int(state.data["pos"])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TableSourceSpec(Spec):
+    """The rows of ``table`` in slices of ``batch_size`` rows."""
+
+    table: pa.Table
+    batch_size: int
+    state: ClassVar[str] = "offset"
+
+    def describe(self) -> dict[str, Any]:
+        return {"rows": self.table.num_rows, "batch_size": self.batch_size}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IterableSourceSpec(Spec):
+    """The items of ``items`` (or of ``items()``), one batch each, read with ``schema``."""
+
+    items: Any
+    schema: pa.Schema | None
+    state: ClassVar[str] = "offset"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GenerateSpec(Spec):
+    """``fn(0), fn(1), ...``, ``count`` batches at most, one every ``interval`` seconds."""
+
+    fn: Callable[[int], Any]
+    schema: pa.Schema | None
+    count: int | None
+    interval: float | None
+    state: ClassVar[str] = "offset"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class UserSourceSpec(Spec):
+    """A user :class:`Source` made by ``make()`` for each run."""
+
+    make: Callable[[], Source]
+    state: ClassVar[str] = "the source's snapshot_state()"
+
+
+register_operator(TableSourceSpec, lambda s: TableSource(s.table, s.batch_size))
+register_operator(IterableSourceSpec, lambda s: IterableSource(s.items, s.schema))
+register_operator(GenerateSpec, lambda s: GenerateSource(s.fn, s.schema, s.count, s.interval))
+register_operator(UserSourceSpec, lambda s: s.make())

@@ -29,8 +29,9 @@ Example:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,7 @@ import pyarrow.compute as pc
 from flowlearn.data.table import table as to_table
 from flowlearn.stream.core import Stream
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, Operator, OperatorState
+from flowlearn.stream.plan import Spec, register_operator
 
 __all__ = ["WatermarkAssigner", "WindowOp", "WindowedStream", "event_time_ms"]
 
@@ -328,11 +330,11 @@ class WindowedStream:
             src = src.with_watermarks(self.time_col, self.max_out_of_orderness)
         kind, size, tc, al, late = self.kind, self.size, self.time_col, self.allowed_lateness, self.late
         slide = self.slide
-        return Stream(lambda: WindowOp(kind, size, fn, tc, al, late, slide), [src], name=name, schema=None)
+        return Stream(WindowSpec(kind, size, fn, tc, al, late, slide), [src], name=name)
 
     def tables(self) -> Stream:
         """Each window's rows as one table (plus ``window_start``/``window_end``)."""
-        return self.apply(lambda t: t, "window_tables")
+        return self.apply(_window_rows, "window_tables")
 
     def aggregate(self, by: str | list[str] | None = None, **aggs: tuple[str, str]) -> Stream:
         """One row per window (and per ``by`` key): ``name=(column, fn)`` with fn in sum, mean,
@@ -341,11 +343,52 @@ class WindowedStream:
             if not (isinstance(spec, tuple) and len(spec) == 2 and spec[1] in _AGGS):
                 raise ValueError(f"aggregate {name}={spec!r}: expected (column, fn) with fn in {sorted(_AGGS)}")
         keys = [by] if isinstance(by, str) else list(by or [])
-
-        def agg(t: pa.Table) -> pa.Table:
-            if keys:
-                g = t.group_by(keys, use_threads=False).aggregate([(c, f) for c, f in aggs.values()])
-                return g.rename_columns([{f"{c}_{f}": n for n, (c, f) in aggs.items()}.get(x, x)
-                                         for x in g.column_names])
-            return pa.table({n: [getattr(pc, f)(t.column(c)).as_py()] for n, (c, f) in aggs.items()})
+        agg = WindowAggregate(tuple(keys), tuple((n, c, f) for n, (c, f) in aggs.items()))
         return self.apply(agg, "window_aggregate")
+
+
+def _window_rows(t: pa.Table) -> pa.Table:
+    return t
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowAggregate:
+    """A window's aggregation as plain values: ``(name, column, fn)`` per output column, grouped by ``keys``."""
+
+    keys: tuple[str, ...]
+    aggregations: tuple[tuple[str, str, str], ...]
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        if self.keys:
+            g = t.group_by(list(self.keys), use_threads=False).aggregate([(c, f) for _, c, f in self.aggregations])
+            names = {f"{c}_{f}": n for n, c, f in self.aggregations}
+            return g.rename_columns([names.get(x, x) for x in g.column_names])
+        return pa.table({n: [getattr(pc, f)(t.column(c)).as_py()] for n, c, f in self.aggregations})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WatermarkSpec(Spec):
+    """Watermarks from ``time_col`` with a bounded out-of-orderness (seconds)."""
+
+    time_col: str
+    max_out_of_orderness: float
+    state: ClassVar[str] = "the highest event time seen"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WindowSpec(Spec):
+    """Windows of ``kind`` ``count`` / ``processing`` / ``event``; ``fn`` makes each window's output."""
+
+    kind: str
+    size: float
+    fn: Callable[[pa.Table], Any]
+    time_col: str | None
+    allowed_lateness: float
+    late: str
+    slide: float | None
+    state: ClassVar[str] = "open windows' rows"
+
+
+register_operator(WatermarkSpec, lambda s: WatermarkAssigner(s.time_col, s.max_out_of_orderness))
+register_operator(WindowSpec, lambda s: WindowOp(s.kind, s.size, s.fn, s.time_col, s.allowed_lateness, s.late,
+                                                 s.slide))
