@@ -10,6 +10,7 @@ Examples::
 
     flowlearn serve ./models/churn                    # a saved pipeline model, on 127.0.0.1:8080
     flowlearn serve ./model-store --host 0.0.0.0 --port 9000
+    flowlearn serve ./models/churn --max-rows 50000 --max-body-bytes 33554432   # bigger batches
     flowlearn serve kafka://127.0.0.1:9092/churn-models
     curl -s localhost:8080/predict -d '{"age": 41, "plan": "pro"}'
 
@@ -30,6 +31,9 @@ import sys
 import threading
 from typing import Any
 
+from flowlearn.serving.http import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTIONS,
+                                    DEFAULT_MAX_ROWS)
+
 __all__ = ["add_serve_parser", "run_serve", "main"]
 
 
@@ -40,6 +44,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free port (default: 8080)")
     p.add_argument("--poll-interval", type=float, default=0.2,
                    help="seconds between listings of a followed model store (default: 0.2)")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
+                   help=f"most rows in one POST /predict batch; more is a 413 (default: {DEFAULT_MAX_ROWS})")
+    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                   help=f"largest request body in bytes; more is a 413 (default: {DEFAULT_MAX_BODY_BYTES}, "
+                        f"{DEFAULT_MAX_BODY_BYTES >> 20} MiB)")
+    p.add_argument("--max-concurrent-predictions", type=int, default=DEFAULT_MAX_CONCURRENT_PREDICTIONS,
+                   help=f"requests decoded and predicted at once; others wait (default: "
+                        f"{DEFAULT_MAX_CONCURRENT_PREDICTIONS})")
     p.set_defaults(func=run_serve)
 
 
@@ -60,7 +72,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from flowlearn.serving.http import serve
 
     try:
-        server = serve(args.target, host=args.host, port=args.port, poll_interval=args.poll_interval)
+        server = serve(args.target, host=args.host, port=args.port, poll_interval=args.poll_interval,
+                       max_rows=args.max_rows, max_body_bytes=args.max_body_bytes,
+                       max_concurrent_predictions=args.max_concurrent_predictions)
     except (ValueError, TypeError, LookupError, OSError) as e:
         print(f"flowlearn serve: error: {e}", file=sys.stderr)
         return 2

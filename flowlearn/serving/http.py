@@ -12,7 +12,10 @@ Endpoints:
     Dense vectors are JSON arrays, sparse vectors ``{"size": n, "indices": [...], "values": [...]}``
     (accepted in that form on input too); NaN and infinities are the strings ``"NaN"``,
     ``"Infinity"``, ``"-Infinity"``. A bad body or a bad row answers 400 ``{"error": message}``
-    where the message names the column (and ``rows[i]`` in a batch); never a traceback.
+    where the message names the column (and ``rows[i]`` in a batch); never a traceback. Every
+    row of a batch has the same columns (a missing column is a 400, as for one row). Limits:
+    ``max_body_bytes`` and ``max_rows`` (413 beyond them), ``max_concurrent_predictions``
+    requests decoded and predicted at once (others wait up to ``request_timeout``, then 503).
 ``GET /model``
     The served model: class, stages with their params and model data shapes, ``model_version``,
     and the store being followed.
@@ -43,8 +46,11 @@ import logging
 import math
 import socket
 import socketserver
+import sys
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -52,10 +58,10 @@ import numpy as np
 import pyarrow as pa
 
 from flowlearn._version import __version__
-from flowlearn.linalg import SparseVector
+from flowlearn.linalg import SparseVector, to_numpy
 from flowlearn.serving.predictor import LocalPredictor
 
-__all__ = ["serve", "PredictionServer", "ServerMetrics", "open_predictor"]
+__all__ = ["serve", "PredictionServer", "ServerMetrics", "open_predictor", "parse_body", "body_length", "PredictBody"]
 
 logger = logging.getLogger("flowlearn.serving.http")
 
@@ -63,6 +69,12 @@ _ROW_INDEX = "__flowlearn_http_row__"
 _JSON = "application/json"
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 _INPUT_ERRORS = (ValueError, TypeError, KeyError)
+
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_BODY_BYTES = 4 << 20
+DEFAULT_MAX_CONCURRENT_PREDICTIONS = 4
+MAX_NESTING = 32          # arrays/objects inside one column value
+_LINGER_SECONDS = 2.0     # how long a body the server did not read is received and dropped before closing
 
 
 class _HTTPError(Exception):
@@ -147,21 +159,160 @@ def _decode_value(col: str, v: Any, where: str) -> Any:
     return v
 
 
-def _decode_row(obj: Any, where: str) -> dict:
-    if not isinstance(obj, dict):
-        raise _HTTPError(400, f"{where or 'the body '}must be a JSON object mapping column names to values, "
-                              f"got {type(obj).__name__}")
-    return {k: _decode_value(k, v, where) for k, v in obj.items()}
+def _nesting_exceeds(v: Any, limit: int) -> bool:
+    """True when arrays/objects nest more than ``limit`` levels deep in ``v`` (iterative: no recursion)."""
+    stack = [(v, 1)]
+    while stack:
+        x, depth = stack.pop()
+        if depth > limit:
+            return True
+        for y in (x.values() if isinstance(x, dict) else x):
+            if isinstance(y, (list, dict)):
+                stack.append((y, depth + 1))
+    return False
 
 
-def parse_body(body: bytes) -> tuple[bool, list[dict]]:
-    """Parse a ``/predict`` body: ``(is_batch, rows)``. Raises an HTTP 400 error on bad input."""
+class _OutOfRangeInt:
+    """A JSON integer outside int64, kept as text until its row and column are known."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def describe(self) -> str:
+        digits = self.text.lstrip("-")
+        shown = self.text if len(digits) <= 30 else f"{self.text[:12]}...{self.text[-6:]}"
+        return (f"the integer {shown} ({len(digits)} digits) is outside the 64-bit integer range "
+                f"[-2**63, 2**63 - 1]; send a float (with a decimal point or an exponent) or a string")
+
+
+def _find_out_of_range(v: Any) -> _OutOfRangeInt | None:
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, _OutOfRangeInt):
+            return x
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return None
+
+
+_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))   # digit -> "0", other -> " "
+_INT64_DIGITS = 19
+
+
+def _load_json(body: bytes) -> tuple[Any, bool]:
+    """``json.loads`` that answers 400 on whatever Python's json cannot or should not turn into
+    values; ``(doc, saw_out_of_range_int)``. Integers outside int64 become ``_OutOfRangeInt``
+    (also those beyond Python's int-to-str digit limit). The slower ``parse_int`` hook is used only
+    when the body has a run of 19 or more digits (found with one C-speed scan)."""
+    hits: list[_OutOfRangeInt] = []
+
+    def checked_int(text: str) -> Any:
+        if len(text.lstrip("-")) >= _INT64_DIGITS:
+            if len(text.lstrip("-")) > _INT64_DIGITS or not -(1 << 63) <= int(text) < (1 << 63):
+                hits.append(_OutOfRangeInt(text))
+                return hits[-1]
+        return int(text)
+
+    long_digits = b"0" * _INT64_DIGITS in body.translate(_DIGITS_ONLY)
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_int=checked_int) if long_digits else json.loads(body)
     except UnicodeDecodeError as e:
         raise _HTTPError(400, f"invalid JSON: the body is not UTF-8 ({e})") from None
     except json.JSONDecodeError as e:
         raise _HTTPError(400, f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise _HTTPError(400, f"invalid JSON: arrays/objects nested too deeply (a column value may "
+                              f"nest at most {MAX_NESTING} levels)") from None
+    return doc, bool(hits)
+
+
+_PLAIN = (float, int, bool, type(None))     # JSON values that need no decoding
+
+
+def _decode_column_value(k: str, v: Any, where: str) -> Any:
+    if type(v) in _PLAIN:
+        return v
+    d = _decode_value(k, v, where)
+    if (type(d) is list or type(d) is dict) and _nesting_exceeds(d, MAX_NESTING):
+        raise _HTTPError(400, f"{where}column '{k}': arrays/objects nested more than {MAX_NESTING} levels deep")
+    return d
+
+
+def _decode_row(obj: Any, where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise _HTTPError(400, f"{where or 'the body '}must be a JSON object mapping column names to values, "
+                              f"got {type(obj).__name__}")
+    return {k: _decode_column_value(k, v, where) for k, v in obj.items()}
+
+
+def _check_ints(rows: list, batch: bool) -> None:
+    """400 naming the row and column of the first integer outside int64 in a row value (one
+    anywhere else fails the body's structural checks)."""
+    for i, r in enumerate(rows):
+        if isinstance(r, dict):
+            for k, v in r.items():
+                hit = _find_out_of_range(v)
+                if hit is not None:
+                    raise _HTTPError(400, f"{f'rows[{i}]: ' if batch else ''}column '{k}': {hit.describe()}")
+
+
+def body_length(content_length: list[str], transfer_encoding: list[str], max_body_bytes: int) -> int:
+    """The body size a request declares, from all its ``Content-Length`` and ``Transfer-Encoding``
+    header values. Framing that could be read two ways is refused (400, as RFC 9112 asks): several
+    different lengths, a length that is not a plain decimal, or both headers; a transfer coding
+    alone (chunked) is 411; a length over ``max_body_bytes`` is 413."""
+    if transfer_encoding:
+        if content_length:
+            raise _HTTPError(400, "the request has both Transfer-Encoding and Content-Length; send only a "
+                                  "Content-Length", close=True)
+        raise _HTTPError(411, "Transfer-Encoding (chunked) request bodies are not supported; send a "
+                              "Content-Length", close=True)
+    values = {v.strip() for h in content_length for v in h.split(",")}
+    if not values:
+        raise _HTTPError(411, "a Content-Length header is required", close=True)
+    if len(values) > 1:
+        shown = sorted(v[:20] for v in values)
+        raise _HTTPError(400, f"conflicting Content-Length values {shown}", close=True)
+    (v,) = values
+    if not (v.isascii() and v.isdigit()):
+        raise _HTTPError(400, f"invalid Content-Length {v[:20]!r}: it must be a decimal number of bytes",
+                         close=True)
+    if len(v) > 18 or int(v) > max_body_bytes:
+        shown = v if len(v) <= 18 else "more than 10**18"
+        raise _HTTPError(413, f"the body has {shown} bytes; the limit is {max_body_bytes} (max_body_bytes: "
+                              f"raise it with `flowlearn serve --max-body-bytes N` or serve(..., max_body_bytes=N))",
+                         close=True)
+    return int(v)
+
+
+@dataclass
+class PredictBody:
+    """A decoded ``/predict`` body: one ``row``, or a batch of ``num_rows`` rows held column-wise
+    in ``columns`` (every row of a batch has the same columns)."""
+
+    row: dict | None = None
+    columns: dict[str, list] = field(default_factory=dict)
+    num_rows: int = 1
+
+    @property
+    def is_batch(self) -> bool:
+        return self.row is None
+
+    def batch_row(self, i: int) -> dict:
+        return {k: c[i] for k, c in self.columns.items()}
+
+
+def parse_body(body: bytes, max_rows: int = DEFAULT_MAX_ROWS) -> PredictBody:
+    """Parse a ``/predict`` body (one row, ``{"rows": [...]}`` or a bare array of rows).
+
+    Raises an HTTP 400 error naming what is wrong (``rows[i]`` and the column where it applies)
+    on bad JSON, integers outside int64, values nested more than ``MAX_NESTING`` levels, rows that
+    are not objects or whose columns differ from the first row's; 413 on more than ``max_rows`` rows.
+    """
+    doc, out_of_range = _load_json(body)
     if isinstance(doc, list):
         rows = doc
     elif isinstance(doc, dict) and len(doc) == 1 and "rows" in doc:
@@ -169,25 +320,64 @@ def parse_body(body: bytes) -> tuple[bool, list[dict]]:
         if not isinstance(rows, list):
             raise _HTTPError(400, f"'rows' must be a JSON array of row objects, got {type(rows).__name__}")
     elif isinstance(doc, dict):
-        return False, [_decode_row(doc, "")]
+        if out_of_range:
+            _check_ints([doc], batch=False)
+        return PredictBody(row=_decode_row(doc, ""))
     else:
         raise _HTTPError(400, f"the body must be a JSON object (one row) or {{\"rows\": [...]}}, "
                               f"got {type(doc).__name__}")
-    out = []
+    if len(rows) > max_rows:
+        raise _HTTPError(413, f"the batch has {len(rows)} rows; the limit is {max_rows} rows per request "
+                              f"(max_rows: raise it with `flowlearn serve --max-rows N` or "
+                              f"serve(..., max_rows=N), or send smaller batches)")
+    if out_of_range:
+        _check_ints(rows, batch=True)
+    columns: dict[str, list] = {}
+    names = None
     for i, r in enumerate(rows):
         where = f"rows[{i}]: "
         if not isinstance(r, dict):
             raise _HTTPError(400, f"rows[{i}] must be a JSON object mapping column names to values, "
                                   f"got {type(r).__name__}")
-        out.append(_decode_row(r, where))
-    return True, out
+        if names is None:
+            names = r.keys()
+            columns = {k: [] for k in names}
+        elif r.keys() != names:
+            missing, extra = [k for k in names if k not in r], [k for k in r if k not in names]
+            what = (f"column {missing[0]!r} is missing" if missing else
+                    f"column {extra[0]!r} is not in rows[0]")
+            raise _HTTPError(400, f"rows[{i}]: {what}; every row of a batch must have the same columns as "
+                                  f"rows[0] {list(names)} (send null for a missing value)")
+        for k, v in r.items():
+            columns[k].append(_decode_column_value(k, v, where))
+    return PredictBody(columns=columns, num_rows=len(rows))
+
+
+def _json_column(col: pa.ChunkedArray, name: str) -> list:
+    """A predicted column as JSON values, one per row: numeric and dense vector columns through
+    NumPy / Arrow in bulk (non-finite floats as strings), other types value by value."""
+    t = col.type
+    if (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+            or pa.types.is_large_string(t) or pa.types.is_null(t)):
+        return col.to_pylist()
+    if pa.types.is_floating(t):
+        values = col.to_pylist()
+        a = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        for i in np.flatnonzero(~np.isfinite(a)).tolist():
+            if values[i] is not None:
+                values[i] = _float(values[i])
+        return values
+    if pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type) and col.null_count == 0:
+        m = to_numpy(col, name)
+        return m.tolist() if np.isfinite(m).all() else [_floats(r) for r in m]
+    return [to_jsonable(v) for v in col.to_pylist()]
 
 
 def _table_rows(t: pa.Table) -> list[dict]:
     """Rows of a predicted table as JSON data (dense vectors are lists, sparse ones dicts)."""
-    cols = {name: t.column(name).to_pylist() for name in t.column_names}
-    names = list(cols)
-    return [{n: to_jsonable(cols[n][i]) for n in names} for i in range(t.num_rows)]
+    names = t.column_names
+    cols = [_json_column(t.column(n), n) for n in names]
+    return [dict(zip(names, values)) for values in zip(*cols)] if names else [{} for _ in range(t.num_rows)]
 
 
 def _message(e: BaseException) -> str:
@@ -351,8 +541,36 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         try:
             super().finish()
+            if getattr(self, "_unread_body", False):
+                self._discard_unread_body()
         finally:
             self.server._track(self.connection, False)
+
+    def _discard_unread_body(self) -> None:
+        """Answered without reading the body (413, a framing error, 404...): let the client finish
+        sending it, for up to ``_LINGER_SECONDS``, so that closing does not reset the connection
+        before the client has read the answer."""
+        conn = self.connection
+        try:
+            conn.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            while (left := deadline - time.monotonic()) > 0:
+                conn.settimeout(left)
+                if not conn.recv(1 << 16):
+                    break
+        except OSError:
+            pass
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: no "100 Continue" for a body that will be refused; the error
+        answers the request and the client need not send the body."""
+        h = self.headers
+        try:
+            body_length(h.get_all("Content-Length") or [], h.get_all("Transfer-Encoding") or [],
+                        self.server.max_body_bytes)
+        except _HTTPError:
+            return True
+        return super().handle_expect_100()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib signature
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -369,6 +587,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         if not getattr(self, "_body_read", True) and self._declares_body():
             self.close_connection = True          # an unread body would be parsed as the next request
+            self._unread_body = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -382,25 +601,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _declares_body(self) -> bool:
         h = self.headers
-        return h is not None and (h.get("Content-Length", "0").strip() not in ("", "0")
+        return h is not None and (any(v.strip() not in ("", "0") for v in h.get_all("Content-Length") or [])
                                   or "Transfer-Encoding" in h)
 
     def _read_body(self) -> bytes:
+        h = self.headers
+        n = body_length(h.get_all("Content-Length") or [], h.get_all("Transfer-Encoding") or [],
+                        self.server.max_body_bytes)
         self._body_read = True
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raise _HTTPError(411, "chunked request bodies are not supported; send a Content-Length", close=True)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            raise _HTTPError(411, "a Content-Length header is required", close=True)
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            raise _HTTPError(400, f"invalid Content-Length {length!r}", close=True) from None
-        if n > self.server.max_body_bytes:
-            raise _HTTPError(413, f"the body has {n} bytes; the limit is {self.server.max_body_bytes} "
-                                  f"(max_body_bytes)", close=True)
         body = self.rfile.read(n)
         if len(body) < n:
             raise _HTTPError(400, f"the body ended after {len(body)} of {n} bytes", close=True)
@@ -456,17 +664,19 @@ def _predict_route(h: _Handler) -> tuple[int, bytes, str]:
     except (OSError, socket.timeout):
         h.close_connection = True
         raise _HTTPError(408, "timed out reading the request body", close=True) from None
-    try:
-        is_batch, rows = parse_body(body)
-        doc = server.predict_rows(rows) if is_batch else server.predict_row(rows[0])
-    except _HTTPError as e:
-        if e.status == 400:
-            server.metrics.count_error("invalid_input")
-        raise
-    except Exception:
-        server.metrics.count_error("internal")
-        raise
-    return 200, _dumps(doc), _JSON
+    with server.prediction_slot():
+        try:
+            parsed = parse_body(body, server.max_rows)
+            del body
+            doc = server.predict_rows(parsed) if parsed.is_batch else server.predict_row(parsed.row)
+        except _HTTPError as e:
+            if e.status == 400:
+                server.metrics.count_error("invalid_input")
+            raise
+        except Exception:
+            server.metrics.count_error("internal")
+            raise
+        return 200, _dumps(doc), _JSON
 
 
 def _model_route(h: _Handler) -> tuple[int, bytes, str]:
@@ -508,12 +718,22 @@ class PredictionServer(ThreadingHTTPServer):
 
     def __init__(self, predictor: LocalPredictor, host: str = "127.0.0.1", port: int = 8080, *,
                  follower: Any = None, source: str | None = None, owns_predictor: bool = True,
-                 max_body_bytes: int = 16 << 20, request_timeout: float = 60.0) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_rows: int = DEFAULT_MAX_ROWS,
+                 max_concurrent_predictions: int = DEFAULT_MAX_CONCURRENT_PREDICTIONS,
+                 request_timeout: float = 60.0) -> None:
+        for name, value in (("max_body_bytes", max_body_bytes), ("max_rows", max_rows),
+                            ("max_concurrent_predictions", max_concurrent_predictions)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PredictionServer: parameter '{name}' = {value!r} violates gt(0): it must be "
+                                 f"an integer of at least 1")
         self.predictor = predictor
         self.follower = follower
         self.source = source
         self.owns_predictor = owns_predictor
-        self.max_body_bytes = int(max_body_bytes)
+        self.max_body_bytes = max_body_bytes
+        self.max_rows = max_rows
+        self.max_concurrent_predictions = max_concurrent_predictions
+        self._prediction_slots = threading.BoundedSemaphore(max_concurrent_predictions)
         self.request_timeout = request_timeout
         self.metrics = ServerMetrics()
         self.closing = False
@@ -537,6 +757,15 @@ class PredictionServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection failed outside a request's handling (socketserver would print a traceback
+        to stderr): a client that went away is routine, anything else is logged as an error."""
+        e = sys.exc_info()[1]
+        if isinstance(e, OSError):       # reset, broken pipe, timeout: the client went away
+            logger.debug("connection from %s ended: %s: %s", client_address, type(e).__name__, e)
+        else:
+            logger.exception("connection from %s failed", client_address)
+
     # ---- addresses
     @property
     def host(self) -> str:
@@ -554,6 +783,19 @@ class PredictionServer(ThreadingHTTPServer):
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     # ---- predictions
+    @contextmanager
+    def prediction_slot(self) -> Any:
+        """Hold one of ``max_concurrent_predictions`` slots while a body is decoded, predicted and
+        encoded (what costs memory); wait up to ``request_timeout`` seconds for one, then 503."""
+        if not self._prediction_slots.acquire(timeout=self.request_timeout):
+            raise _HTTPError(503, f"the server is busy: {self.max_concurrent_predictions} predictions are running "
+                                  f"(max_concurrent_predictions) and none finished within {self.request_timeout} s; "
+                                  f"retry later", {"Retry-After": "1"})
+        try:
+            yield
+        finally:
+            self._prediction_slots.release()
+
     def _version_around(self, fn: Callable[[], Any]) -> tuple[Any, int | None, bool]:
         before = self.predictor.model_version
         out = fn()
@@ -592,44 +834,52 @@ class PredictionServer(ThreadingHTTPServer):
         version = before if same else out.get("model_version")
         return {"prediction": to_jsonable(out), "model_version": version}
 
-    def predict_rows(self, rows: list[dict]) -> dict:
-        """``POST /predict`` with ``{"rows": [...]}``: one ``predict_batch`` call, so one model version.
+    def predict_rows(self, body: PredictBody) -> dict:
+        """``POST /predict`` with a batch: one ``predict_batch`` call, so one model version.
 
         Predictions are aligned with the rows (``None`` for a skipped row). On a bad batch the
         row path finds the first bad row, so the message names ``rows[i]`` and the column."""
-        if not rows:
+        n = body.num_rows
+        if not n:
             return {"predictions": [], "model_version": self.predictor.model_version}
         from flowlearn.data.table import table as to_table
 
-        indexed = [dict(r, **{_ROW_INDEX: i}) for i, r in enumerate(rows)]
         try:
-            t = to_table(indexed)
+            t = to_table({**body.columns, _ROW_INDEX: pa.array(np.arange(n, dtype=np.int64))})
+        except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as e:
+            raise _HTTPError(400, self._batch_error(body, e)) from None
+        try:
             out, before, same = self._version_around(lambda: self.predictor.predict_batch(t))
         except _INPUT_ERRORS as e:
-            raise _HTTPError(400, self._batch_error(rows, e)) from None
+            raise _HTTPError(400, self._batch_error(body, e)) from None
+        del t
         version = before
         if not same and "model_version" in out.column_names and out.num_rows:
             version = out.column("model_version")[0].as_py()
         preds: list[Any]
         if _ROW_INDEX in out.column_names:
-            idx = out.column(_ROW_INDEX).to_pylist()
+            idx = out.column(_ROW_INDEX).to_numpy()
             out = out.drop_columns([_ROW_INDEX])
-            preds = [None] * len(rows)
-            for i, r in zip(idx, _table_rows(out)):
-                preds[i] = r
-        elif out.num_rows == len(rows):
+            preds = _table_rows(out)
+            if len(idx) != n or not np.array_equal(idx, np.arange(n)):
+                aligned: list[Any] = [None] * n
+                for i, r in zip(idx.tolist(), preds):
+                    aligned[i] = r
+                preds = aligned
+        elif out.num_rows == n:
             preds = _table_rows(out)
         else:   # a stage dropped rows and the row index column: align with the row path instead
             preds = []
-            for r in rows:
-                p = self.predictor.predict(r)
+            for i in range(n):
+                p = self.predictor.predict(body.batch_row(i))
                 preds.append(None if p is None else to_jsonable(p))
         kept = sum(p is not None for p in preds)
-        self.metrics.count_rows(kept, len(rows) - kept)
+        self.metrics.count_rows(kept, n - kept)
         return {"predictions": preds, "model_version": version}
 
-    def _batch_error(self, rows: list[dict], e: BaseException) -> str:
-        for i, r in enumerate(rows):
+    def _batch_error(self, body: PredictBody, e: BaseException) -> str:
+        for i in range(body.num_rows):
+            r = body.batch_row(i)
             try:
                 self.predictor.predict(r)
             except _INPUT_ERRORS as e2:
@@ -770,8 +1020,10 @@ def serve(model_or_path_or_store: Any, host: str = "127.0.0.1", port: int = 8080
 
     ``model_or_path_or_store``: see :func:`open_predictor`. ``port=0`` picks a free port (read it
     from ``server.port`` / ``server.url``). ``poll_interval``: how often a followed store is
-    listed. ``options``: ``max_body_bytes`` (default 16 MiB), ``request_timeout`` (seconds a
-    connection may stay silent, default 60). Stop it with ``server.close()`` or a ``with`` block.
+    listed. ``options``: ``max_body_bytes`` (default 4 MiB), ``max_rows`` (rows in one batch,
+    default 10,000), ``max_concurrent_predictions`` (default 4), ``request_timeout`` (seconds a
+    connection may stay silent and a request may wait for a prediction slot, default 60). Stop it
+    with ``server.close()`` or a ``with`` block.
 
     Example:
         >>> import flowlearn as fl, json, urllib.request
