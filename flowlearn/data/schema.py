@@ -61,6 +61,8 @@ def parse_schema(schema: str | pa.Schema) -> pa.Schema:
                 f"for example 'age double'"
             )
         name, tname, size = m.group(1), m.group(2).lower(), m.group(3)
+        if size is not None and int(size) >= 2 ** 31:
+            raise ValueError(f"schema field {part.strip()!r} in {schema!r}: the size must be below 2**31")
         if tname in ("vector", "dense_vector"):
             if size is not None:
                 fields.append(pa.field(name, pa.list_(pa.float64(), int(size))))

@@ -38,33 +38,43 @@ def _looks_like_vectors(values: Any) -> bool:
 
 
 def _column(values: Any, name: str, field: pa.Field | None) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, (str, bytes, Mapping, set, frozenset)) or not hasattr(values, "__iter__") or \
+            (isinstance(values, np.ndarray) and values.ndim == 0):
+        raise TypeError(f"column '{name}' must be a sequence of values (a list or an array), "
+                        f"got {type(values).__name__}")
+    try:
+        arr = _arrow_column(values, name, field)
+    except (ValueError, TypeError, OverflowError, IndexError, pa.ArrowException) as e:
+        # one message naming the column, whichever converter (NumPy, pyarrow, ours) refused the values
+        if type(e) in (ValueError, TypeError) and f"'{name}'" in str(e):
+            raise
+        raise ValueError(f"column '{name}': cannot convert values to an Arrow array ({e})") from None
+    return _cast(arr, field, name) if field is not None else arr
+
+
+def _arrow_column(values: Any, name: str, field: pa.Field | None) -> pa.Array | pa.ChunkedArray:
     want = field.type if field is not None else None
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        arr = values
-    elif sps.issparse(values):
-        arr = from_csr(values)
-    elif isinstance(values, np.ndarray) and values.ndim == 2:
-        arr = from_numpy(values)
-    elif _looks_like_vectors(values) or (want is not None and _is_vector_field(field)):
+        return values
+    if sps.issparse(values):
+        return from_csr(values)
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        return from_numpy(values)
+    if _looks_like_vectors(values) or (want is not None and _is_vector_field(field)):
         vals = list(values)
         if want is not None and is_sparse(want):
             vals = [
                 v if v is None or isinstance(v, SparseVector) or sps.issparse(v) else _dense_to_sparse(v)
                 for v in vals
             ]
-        arr = vectors_to_array(vals, name)
-    else:
-        try:
-            arr = pa.array(values if not isinstance(values, tuple) else list(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise ValueError(f"column '{name}': cannot convert values to an Arrow array ({e})") from None
-    if want is not None:
-        arr = _cast(arr, field, name)
-    return arr
+        return vectors_to_array(vals, name)
+    return pa.array(values if not isinstance(values, tuple) else list(values))
 
 
 def _dense_to_sparse(v: Any) -> SparseVector:
     d = np.asarray(v, dtype=np.float64)
+    if d.ndim != 1:
+        raise ValueError(f"{v!r} is not a vector of numbers")
     nz = np.flatnonzero(d)
     return SparseVector(len(d), nz, d[nz])
 
@@ -133,6 +143,8 @@ def table(obj: Any, schema: str | pa.Schema | None = None) -> pa.Table:
             for k in row:
                 if k not in names:
                     names.append(k)
+        if obj and not names and sch is None:
+            raise ValueError(f"fl.table: the {len(obj)} rows have no columns (every row dict is empty)")
         if sch is not None:
             names = sch.names + [n for n in names if n not in sch.names]
         obj = {n: [row.get(n) for row in obj] for n in names}
@@ -152,6 +164,9 @@ def table(obj: Any, schema: str | pa.Schema | None = None) -> pa.Table:
             names = sch.names
         else:
             names = [str(k) for k in obj]
+            if len(set(names)) < len(names):
+                raise ValueError(f"fl.table: column names {[k for k in obj]} name a column more than once")
+            obj = dict(zip(names, obj.values()))
         arrays = [_as_chunked(_column(obj[n], n, sch.field(n) if sch is not None else None)) for n in names]
         lengths = {len(a) for a in arrays}
         if len(lengths) > 1:
