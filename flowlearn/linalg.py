@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -38,6 +39,8 @@ __all__ = [
     "vector_size",
     "to_numpy",
     "to_csr",
+    "sparse_arrays",
+    "sparse_problem",
     "from_numpy",
     "from_csr",
     "vectors_to_array",
@@ -70,6 +73,8 @@ class SparseVectorType(pa.ExtensionType):
         return SparseVectorType, ()
 
 
+INT32_MAX = 2**31 - 1  # sizes and indices of the sparse column type are int32
+
 SPARSE_VECTOR = SparseVectorType()
 try:
     pa.register_extension_type(SPARSE_VECTOR)
@@ -77,14 +82,32 @@ except pa.ArrowKeyError:  # already registered (module reloaded)
     pass
 
 
+_ORDER_FIX = ("sort each vector's indices together with their values and add up the values of duplicate "
+              "indices (fl.linalg.from_csr does both for a SciPy matrix)")
+
+
+def _size_problem(size: int) -> str:
+    return f"size {size} is out of range; a sparse vector's size lies in [0, 2**31 - 1]"
+
+
+def _order_problem(prev: int, cur: int) -> str:
+    what = f"index {cur} appears twice" if cur == prev else f"index {cur} follows {prev}"
+    return f"sparse indices must be strictly increasing, but {what}; {_ORDER_FIX}"
+
+
 @dataclass(frozen=True, eq=False)
 class SparseVector:
-    """One sparse vector: ``size``, sorted ``indices`` and their ``values``.
+    """One sparse vector: ``size`` in [0, 2**31 - 1], strictly increasing ``indices`` in [0, size)
+    and their ``values``, as Spark MLlib's ``SparseVector`` requires; anything else raises.
 
     Example:
         >>> v = SparseVector(4, [1, 3], [0.5, 2.0])
         >>> v.to_numpy().tolist()
         [0.0, 0.5, 0.0, 2.0]
+        >>> SparseVector(4, [3, 1], [2.0, 0.5])
+        Traceback (most recent call last):
+        ...
+        ValueError: SparseVector: sparse indices must be strictly increasing, but index 1 follows 3; sort each vector's indices together with their values and add up the values of duplicate indices (fl.linalg.from_csr does both for a SciPy matrix)
     """
 
     size: int
@@ -92,21 +115,35 @@ class SparseVector:
     values: np.ndarray
 
     def __init__(self, size: int, indices: Sequence[int], values: Sequence[float]) -> None:
-        idx = np.asarray(indices, dtype=np.int32)
-        val = np.asarray(values, dtype=np.float64)
+        try:
+            size = operator.index(size)
+        except TypeError:
+            raise TypeError(f"SparseVector: size must be an integer, got {size!r:.80}") from None
+        if not 0 <= size <= INT32_MAX:
+            raise ValueError(f"SparseVector: {_size_problem(size)}")
+        idx = np.asarray(indices)
+        if idx.size and idx.dtype.kind not in "iu":  # an empty list comes as float64
+            raise TypeError(f"SparseVector: indices must be integers, got {idx.dtype} values {indices!r:.80}")
+        try:
+            val = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"SparseVector: values must be numbers, got {values!r:.80}") from None
         if idx.shape != val.shape or idx.ndim != 1:
             raise ValueError(
                 f"SparseVector: indices ({idx.shape}) and values ({val.shape}) must be 1-D of equal length"
             )
-        if idx.size and (idx.min() < 0 or idx.max() >= size):
-            raise ValueError(f"SparseVector: indices must lie in [0, {size}), got {idx.tolist()}")
-        object.__setattr__(self, "size", int(size))
-        object.__setattr__(self, "indices", idx)
+        # strictly increasing, so the ends decide the range; sparse_problem words a refusal
+        if idx.size and not (idx[0] >= 0 and idx[-1] < size and bool((idx[1:] > idx[:-1]).all())):
+            problem = sparse_problem(np.array([size]), np.array([0, idx.size]), idx)
+            raise ValueError(f"SparseVector: {problem[1]}")
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "indices", idx.astype(np.int32, copy=False))
         object.__setattr__(self, "values", val)
 
     @classmethod
     def unchecked(cls, size: int, indices: np.ndarray, values: np.ndarray) -> "SparseVector":
-        """Build without validation, for row kernels whose indices are correct by construction."""
+        """Build without validation, for row kernels whose indices are correct by construction
+        (derived from vectors or columns that were checked); never for data from outside."""
         v = object.__new__(cls)
         d = v.__dict__  # frozen dataclass: write the instance dict directly (fastest)
         d["size"] = size
@@ -222,11 +259,10 @@ def to_csr(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str = "
     if arr.null_count:
         row = int(np.flatnonzero(~np.asarray(arr.is_valid()))[0])
         raise ValueError(f"{where}column '{name}' has a null vector at row {row}; drop or impute it first")
-    st = arr.storage
-    sizes = st.field("size").to_numpy(zero_copy_only=False)
     n = len(arr)
     if n == 0:
         return sps.csr_matrix((0, 0))
+    sizes, indptr, indices, values = sparse_arrays(arr, name, stage)
     size = int(sizes[0])
     if not np.all(sizes == size):
         bad = int(np.flatnonzero(sizes != size)[0])
@@ -234,13 +270,124 @@ def to_csr(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str = "
             f"{where}column '{name}' has vectors of different sizes: row 0 has {size}, "
             f"row {bad} has {int(sizes[bad])}; all vectors in a column must have the same size"
         )
-    ind_list = st.field("indices")
-    val_list = st.field("values")
-    offs = ind_list.offsets.to_numpy()
-    indptr = offs if offs[0] == 0 else offs - offs[0]  # int32 as Arrow stores it: SciPy keeps it, no copy
-    indices = ind_list.flatten().to_numpy(zero_copy_only=False)
-    values = val_list.flatten().to_numpy(zero_copy_only=False)
-    return sps.csr_matrix((values, indices, indptr), shape=(n, size))
+    m = sps.csr_matrix((values, indices, indptr), shape=(n, size))
+    m.has_canonical_format = True  # checked above: SciPy need not look (nor sort the read-only arrays)
+    return m
+
+
+def sparse_problem(sizes: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                   valid: np.ndarray | None = None) -> tuple[int, str] | None:
+    """The first row breaking the rule of sparse vectors, with the rule: ``(row, reason)``, or None.
+
+    Row ``r`` has size ``sizes[r]`` and indices ``indices[indptr[r]:indptr[r + 1]]`` (``indptr``
+    starts at 0); the rule is size in [0, 2**31 - 1] and indices strictly increasing in
+    [0, size). Rows where ``valid`` is False are not looked at. A few NumPy passes over the flat
+    indices, without a Python loop per row.
+    """
+    n = len(sizes)
+    if n == 0:
+        return None
+    sizes = np.asarray(sizes)
+    lengths = None if valid is None else np.diff(indptr)
+    if valid is None:
+        lo, hi = int(sizes.min()), int(sizes.max())
+    else:
+        lo, hi = (int(sizes[valid].min()), int(sizes[valid].max())) if valid.any() else (0, 0)
+    if lo < 0 or hi > INT32_MAX:
+        bad = (sizes < 0) | (sizes > INT32_MAX)
+        r = int(np.flatnonzero(bad if valid is None else bad & valid)[0])
+        return r, _size_problem(int(sizes[r]))
+    nnz = int(indptr[-1])
+    if nnz == 0:
+        return None
+    indices = indices[:nnz]
+    if valid is None and lo == hi:  # the usual column: one size, so two reductions decide the range
+        out = None if indices.min() >= 0 and indices.max() < lo else (indices < 0) | (indices >= lo)
+    else:
+        if lengths is None:
+            lengths = np.diff(indptr)
+        out = (indices < 0) | (indices >= np.repeat(sizes, lengths))
+        if valid is not None:
+            out &= np.repeat(valid, lengths)
+        if not out.any():
+            out = None
+    if out is not None:
+        p = int(np.flatnonzero(out)[0])
+        r = int(np.searchsorted(indptr, p, side="right") - 1)
+        return r, (f"sparse index {int(indices[p])} is out of range for size {int(sizes[r])}; indices must lie in "
+                   f"[0, {int(sizes[r])})")
+    # down[p]: entry p does not follow entry p - 1 upwards; a row's first entry follows nothing
+    down = np.empty(nnz + 1, dtype=bool)
+    down[0] = False
+    np.less_equal(indices[1:], indices[:-1], out=down[1:nnz])
+    down[indptr[:-1]] = False  # row starts (n of them, nnz for trailing empty rows: the spare slot)
+    down = down[:nnz]
+    if valid is not None:
+        down &= np.repeat(valid, lengths)
+    if down.any():
+        p = int(np.flatnonzero(down)[0])
+        r = int(np.searchsorted(indptr, p, side="right") - 1)
+        return r, _order_problem(int(indices[p - 1]), int(indices[p]))
+    return None
+
+
+def _first_invalid(mask: np.ndarray, valid: np.ndarray | None) -> int | None:
+    if valid is not None:
+        mask = mask & valid
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def sparse_arrays(col: pa.Array | pa.ChunkedArray, name: str = "vector",
+                  stage: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(sizes, indptr, indices, values)`` of a sparse vector column, checked once for kernels.
+
+    Every non-null row must have a size, as many indices as values, no null among them and
+    indices strictly increasing in ``[0, size)`` (:func:`sparse_problem`); rows may differ in
+    size. ``indptr`` (int32, from 0) delimits each row's entries in ``indices`` (int32) and
+    ``values`` (float64), which are zero-copy views of the column's buffers; null rows keep
+    whatever their storage holds and are not checked. Raises ``ValueError`` naming the stage,
+    column, row and rule.
+    """
+    arr = _combine(col)
+    where = f"{stage}: " if stage else ""
+    st = arr.storage
+    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool) if arr.null_count else None
+
+    def fail(row: int, reason: str) -> ValueError:
+        return ValueError(f"{where}column '{name}' row {row}: {reason}")
+
+    size_arr, ind_list, val_list = st.field("size"), st.field("indices"), st.field("values")
+    for part, what in ((size_arr, "its size"), (ind_list, "its indices list"), (val_list, "its values list")):
+        if part.null_count:
+            r = _first_invalid(np.asarray(part.is_null().to_numpy(zero_copy_only=False), dtype=bool), valid)
+            if r is not None:
+                raise fail(r, f"sparse vector has a null in place of {what}; a sparse vector has a size, "
+                              f"indices and values")
+    sizes = (size_arr.fill_null(0) if size_arr.null_count else size_arr).to_numpy(zero_copy_only=False)
+    ioff, voff = ind_list.offsets.to_numpy(), val_list.offsets.to_numpy()
+    if not np.shares_memory(ioff, voff) and not np.array_equal(np.diff(ioff), np.diff(voff)):
+        r = int(np.flatnonzero(np.diff(ioff) != np.diff(voff))[0])
+        raise fail(r, f"sparse vector has {int(ioff[r + 1] - ioff[r])} indices but {int(voff[r + 1] - voff[r])} "
+                      f"values; each index needs one value")
+    nnz = int(ioff[-1] - ioff[0])
+    flat_ind = ind_list.values.slice(int(ioff[0]), nnz)
+    flat_val = val_list.values.slice(int(voff[0]), nnz)
+    indptr = ioff if ioff[0] == 0 else ioff - ioff[0]
+    for flat, what in ((flat_ind, "indices"), (flat_val, "values")):
+        if flat.null_count:
+            entry_null = np.asarray(flat.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            rows = np.searchsorted(indptr, np.flatnonzero(entry_null), side="right") - 1
+            rows = rows if valid is None else rows[valid[rows]]
+            if rows.size:
+                raise fail(int(rows[0]), f"sparse vector has a null among its {what}; drop or impute the row "
+                                         f"before it reaches a model")
+    indices = (flat_ind.fill_null(0) if flat_ind.null_count else flat_ind).to_numpy(zero_copy_only=False)
+    values = (flat_val.fill_null(np.nan) if flat_val.null_count else flat_val).to_numpy(zero_copy_only=False)
+    problem = sparse_problem(sizes, indptr, indices, valid)
+    if problem is not None:
+        raise fail(*problem)
+    return sizes, indptr, indices, values
 
 
 def from_numpy(x: np.ndarray) -> pa.FixedSizeListArray:
@@ -252,10 +399,16 @@ def from_numpy(x: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def from_csr(x: sps.spmatrix) -> pa.ExtensionArray:
-    """A SciPy sparse matrix as a sparse vector column (indices sorted per row)."""
+    """A SciPy sparse matrix as a sparse vector column; each row's indices are sorted and the
+    values of duplicate indices added up (SciPy's meaning of duplicates)."""
     x = sps.csr_matrix(x)
-    x.sort_indices()
+    if not x.has_canonical_format:
+        x = x.copy()  # sum_duplicates works in place: leave the caller's matrix as it was
+        x.sum_duplicates()
     n, size = x.shape
+    if size > INT32_MAX or x.nnz > INT32_MAX:
+        raise ValueError(f"from_csr: a matrix of shape {x.shape} with {x.nnz} stored entries does not fit a sparse "
+                         f"vector column (at most 2**31 - 1 columns and entries); convert it in slices of rows")
     # like from_numpy, the column shares memory with arrays already of the Arrow types
     offsets = pa.array(x.indptr.astype(np.int32, copy=False))
     indices = pa.ListArray.from_arrays(offsets, pa.array(x.indices.astype(np.int32, copy=False)))
@@ -272,6 +425,36 @@ def row_to_numpy(v: Any) -> np.ndarray:
     return np.asarray(v, dtype=np.float64)
 
 
+def _dense_value(v: Any) -> np.ndarray:
+    try:
+        d = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        d = None
+    if d is None or d.ndim != 1:
+        raise TypeError(f"{v!r:.60} is not a vector; give a list or array of numbers, a fl.linalg.SparseVector "
+                        f"or None")
+    return d
+
+
+def _sparse_value(v: Any) -> SparseVector:
+    if sps.issparse(v):
+        r = sps.csr_matrix(v, copy=True)
+        if r.shape[0] != 1:
+            raise ValueError(f"a SciPy sparse value must hold one row, got shape {r.shape}")
+        r.sum_duplicates()  # SciPy's duplicates mean their sum
+        return SparseVector(r.shape[1], r.indices, r.data)
+    d = _dense_value(v)
+    nz = np.flatnonzero(d)
+    return SparseVector(len(d), nz, d[nz])
+
+
+def _row_value(convert, v: Any, name: str, row: int):
+    try:
+        return convert(v)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"column '{name}' row {row}: {e}") from None
+
+
 def vectors_to_array(values: Sequence[Any], name: str = "vector") -> pa.Array:
     """Python vector values (lists, arrays, ``SparseVector``, None) as an Arrow vector column.
 
@@ -283,13 +466,8 @@ def vectors_to_array(values: Sequence[Any], name: str = "vector") -> pa.Array:
             if v is None:
                 sizes.append(0), inds.append([]), vals.append([]), valid.append(False)
                 continue
-            if sps.issparse(v):
-                r = sps.csr_matrix(v)
-                v = SparseVector(r.shape[1], r.indices, r.data)
-            elif not isinstance(v, SparseVector):
-                d = np.asarray(v, dtype=np.float64)
-                nz = np.flatnonzero(d)
-                v = SparseVector(len(d), nz, d[nz])
+            if not isinstance(v, SparseVector):
+                v = _row_value(_sparse_value, v, name, i)
             sizes.append(v.size), inds.append(v.indices), vals.append(v.values), valid.append(True)
         storage = pa.StructArray.from_arrays(
             [
@@ -301,10 +479,11 @@ def vectors_to_array(values: Sequence[Any], name: str = "vector") -> pa.Array:
             mask=pa.array([not ok for ok in valid]),
         )
         return pa.ExtensionArray.from_storage(SPARSE_VECTOR, storage)
-    lengths = {len(v) for v in values if v is not None}
+    rows = [None if v is None else _row_value(_dense_value, v, name, i) for i, v in enumerate(values)]
+    lengths = {len(r) for r in rows if r is not None}
     if len(lengths) > 1:
         raise ValueError(f"column '{name}' has dense vectors of different sizes {sorted(lengths)}")
-    data = [None if v is None else np.asarray(v, dtype=np.float64).tolist() for v in values]
+    data = [None if r is None else r.tolist() for r in rows]
     if lengths:
         return pa.array(data, type=dense_vector_type(lengths.pop()))
     return pa.array(data, type=pa.list_(pa.float64()))

@@ -9,18 +9,16 @@ Oracles, none derived from the code under test:
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 import re
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pytest
 import scipy.sparse as sps
 
 import flowlearn as fl
+from flowlearn.trainer import OperatorState
 from online_steps import versions_of_step  # noqa: E402
 from flowlearn.classification.ftrl import (
     OnlineLogisticRegression,
@@ -217,9 +215,12 @@ def test_hashed_sparse_features_2_pow_18():
     assert abs(b - w_ref[D]) < 1e-9
 
 
-def test_duplicate_indices_in_a_sparse_row_are_summed():
-    v = fl.linalg.SparseVector(3, [1, 1, 2], [0.5, 0.5, 1.0])  # not canonical: index 1 twice
-    t = fl.table({"features": [v, v], "label": [1.0, 0.0]})
+def test_duplicate_indices_are_refused_in_vectors_and_summed_from_scipy():
+    with pytest.raises(ValueError, match="index 1 appears twice; sort each vector's indices"):
+        fl.linalg.SparseVector(3, [1, 1, 2], [0.5, 0.5, 1.0])  # as Spark MLlib: strictly increasing indices
+    # a SciPy matrix with index 1 stored twice per row means their sum; fl.table keeps that meaning
+    m = sps.csr_matrix((np.array([0.5, 0.5, 1.0] * 2), np.array([1, 1, 2] * 2), np.array([0, 3, 6])), shape=(2, 3))
+    t = fl.table({"features": m, "label": [1.0, 0.0]})
     dense = fl.table({"features": [[0.0, 1.0, 1.0]] * 2, "label": [1.0, 0.0]})
     est = OnlineLogisticRegression(global_batch_size=1)
     np.testing.assert_allclose(coef_of(est.fit(t))[0], coef_of(est.fit(dense))[0], atol=1e-15)
@@ -490,16 +491,10 @@ def test_snapshot_restore_continues_exactly():
 
     first = est.trainer()
     v1 = first.partial_fit(t.slice(0, 123))  # 123 = 15 * 8 + 3: an open mini-batch
-    snap = first.snapshot_state()
-    # through Arrow IPC, as a checkpoint would store it
-    stored = []
-    for tab in snap:
-        sink = io.BytesIO()
-        with ipc.new_file(sink, tab.schema) as w:
-            w.write_table(tab)
-        stored.append(ipc.open_file(pa.BufferReader(sink.getvalue())).read_all())
-    meta = json.loads(stored[0].schema.metadata[b"flowlearn.ftrl_state"])
-    assert meta["open_batch_rows"] == 3 and meta["rows_seen"] == 123
+    # through bytes (JSON + Arrow IPC), as a checkpoint or an engine's managed state stores it
+    stored = OperatorState.from_bytes(first.snapshot_state().to_bytes())
+    assert stored.data["open_batch_rows"] == 3 and stored.data["rows_seen"] == 123
+    assert stored.data["format"] == "flowlearn.ftrl_state"
     second = est.trainer().restore_state(stored)
     v2 = second.partial_fit(t.slice(123)) + second.finish()
     assert len(v1 + v2) == len(v_straight)

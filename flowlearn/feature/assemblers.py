@@ -32,7 +32,7 @@ from flowlearn.feature.encoders import (
     _one_input,
     _skip_rows,
 )
-from flowlearn.linalg import SPARSE_VECTOR, SparseVector, dense_vector_type, is_dense, is_sparse
+from flowlearn.linalg import SPARSE_VECTOR, SparseVector, dense_vector_type, is_dense, is_sparse, sparse_arrays
 from flowlearn.params import (
     REQUIRED,
     HasCategoricalCols,
@@ -155,28 +155,13 @@ def _read_block(t: pa.Table, name: str, stage: str) -> _Block:
     typ = arr.type
     null = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool) if arr.null_count else None
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ) or pa.types.is_decimal(typ):
-        flat = arr.cast(pa.float64()).to_numpy(zero_copy_only=False) if (arr.null_count or not
-                                                                         pa.types.is_floating(typ)) else \
+        # safe=False: integers beyond 2**53 become the nearest double (as NumPy converts them), not an error
+        flat = arr.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False) if (arr.null_count or not
+                                                                                      pa.types.is_floating(typ)) else \
             arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
         return _Block("dense", n, flat, null, k=1, scalar=True)
     if is_sparse(typ):
-        st = arr.storage
-        size_arr = st.field("size")
-        sizes = (size_arr.fill_null(0) if size_arr.null_count else size_arr).to_numpy(zero_copy_only=False)
-        ind_list, val_list = st.field("indices"), st.field("values")
-        off = ind_list.offsets.to_numpy()
-        idx = ind_list.values.to_numpy(zero_copy_only=False)
-        flat = val_list.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        voff = val_list.offsets.to_numpy()
-        if not np.shares_memory(off, voff) and not np.array_equal(off, voff):
-            # indices and values with offsets of their own: align both, row by row
-            if not np.array_equal(np.diff(off), np.diff(voff)):
-                bad = int(np.flatnonzero(np.diff(off) != np.diff(voff))[0])
-                raise ValueError(f"{stage}: column '{name}' (parameter 'input_cols') holds a sparse vector with "
-                                 f"different numbers of indices and values at row {bad}")
-            idx = idx[off[0]:off[-1]]
-            flat = flat[voff[0]:voff[-1]]
-            off = off - off[0]
+        sizes, off, idx, flat = sparse_arrays(arr, name, stage)
         return _Block("sparse", n, flat, null, off_raw=off, sizes=sizes, idx=idx)
     if is_dense(typ):
         if pa.types.is_fixed_size_list(typ):
@@ -951,7 +936,7 @@ class FeatureHasher(HasInputCols, HasCategoricalCols, HasOutputCol, HasNumFeatur
                 valid[i] = arr.is_valid().to_numpy(zero_copy_only=False)
             if is_num and c not in categorical:
                 idx[i] = _hash_index(c, nf)
-                val[i] = arr.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+                val[i] = arr.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy(zero_copy_only=False)
                 continue
             enc = arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
             dictionary = enc.dictionary
