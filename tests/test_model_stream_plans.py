@@ -16,6 +16,7 @@ from flowlearn.classification.logistic_regression import LogisticRegressionModel
 from flowlearn.engines import run
 from flowlearn.linalg import from_numpy, to_numpy
 from flowlearn.modelstream import ModelStore
+from flowlearn.trainer import Trainer
 
 
 def _data(n: int, d: int = 5, seed: int = 0) -> pa.Table:
@@ -204,34 +205,38 @@ class _MeanShiftModel(fl.Model):
         return t.append_column("centered", pa.compute.subtract(t.column("x"), self.mean))
 
 
-class _MeanTrainer:
-    def __init__(self):
-        self.n, self.total, self.version = 0, 0.0, 0
+class _MeanTrainer(Trainer):
+    stage, state_format = "_MeanTrainer", "tests.mean_state"
 
-    def _pipe(self):
-        self.version += 1
-        m = _MeanShiftModel().set_model_data({"mean": [self.total / self.n], "model_version": [self.version]})
+    def __init__(self, clock=None):
+        super().__init__(None, clock)
+        self.total = 0.0
+
+    def _has_model(self):
+        return self.rows_seen > 0
+
+    def _rows_in_model(self):
+        return self.rows_seen
+
+    def _current_version(self):
+        m = _MeanShiftModel().set_model_data({"mean": [self.total / self.rows_seen], "model_version": [self.version]})
         return PipelineModel([m])
 
     def partial_fit(self, batch):
-        self.n += batch.num_rows
+        self.rows_seen += batch.num_rows
         self.total += float(pa.compute.sum(batch.column("x")).as_py())
-        return [self._pipe()]
+        return [self._emit()]
 
-    def finish(self):
-        return []
+    def _state(self):
+        return fls.OperatorState({"total": self.total})
 
-    def snapshot_state(self):
-        return [pa.table({"n": [self.n], "total": [self.total], "version": [self.version]})]
-
-    def restore_state(self, tables):
-        t = tables[0]
-        self.n, self.total, self.version = t["n"][0].as_py(), t["total"][0].as_py(), t["version"][0].as_py()
+    def _restore(self, state):
+        self.total = state.data["total"]
 
 
 class _OnlineMean(fl.Estimator):
-    def trainer(self):
-        return _MeanTrainer()
+    def trainer(self, clock=None):
+        return _MeanTrainer(clock)
 
 
 def test_generic_trainer_with_whole_pipeline_versions(tmp_path):

@@ -16,12 +16,9 @@ Oracles, none derived from the code under test:
 """
 from __future__ import annotations
 
-import io
-import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pytest
 import scipy.sparse as sps
 from scipy.spatial.distance import cdist
@@ -31,6 +28,7 @@ from sklearn.datasets import load_iris, load_wine
 from sklearn.preprocessing import StandardScaler
 
 import flowlearn as fl
+from flowlearn.trainer import OperatorState
 from online_steps import versions_of_step  # noqa: E402
 from flowlearn.clustering import KMeans, KMeansModel
 from flowlearn.clustering.online_kmeans import OnlineKMeans, OnlineKMeansModel, OnlineKMeansTrainer
@@ -257,16 +255,6 @@ def test_starts_from_batch_kmeans_model_weighted_by_cluster_sizes(tmp_path, iris
     assert ver == [5, 5, 5]
 
 
-def snapshot_through_ipc(tables):
-    out = []
-    for tab in tables:
-        sink = io.BytesIO()
-        with ipc.new_file(sink, tab.schema) as w:
-            w.write_table(tab)
-        out.append(ipc.open_file(pa.BufferReader(sink.getvalue())).read_all())
-    return out
-
-
 @pytest.mark.parametrize("sparse", [False, True])
 def test_snapshot_restore_continues_exactly(wine, sparse):
     t = fl.table({"features": sps.csr_matrix(wine) if sparse else wine})
@@ -275,8 +263,9 @@ def test_snapshot_restore_continues_exactly(wine, sparse):
     v_straight = straight.partial_fit(t) + straight.finish()
     first = est.trainer()
     v1 = first.partial_fit(t.slice(0, 70))  # 70 = 4 * 16 + 6: an open mini-batch
-    stored = snapshot_through_ipc(first.snapshot_state())
-    meta = json.loads(stored[0].schema.metadata[b"flowlearn.online_kmeans_state"])
+    stored = OperatorState.from_bytes(first.snapshot_state().to_bytes())   # as a checkpoint stores it
+    meta = stored.data
+    assert meta["format"] == "flowlearn.online_kmeans_state"
     assert meta["open_batch_rows"] == 6 and meta["rows_seen"] == 70 and meta["version"] == 4
     second = est.trainer().restore_state(stored)
     assert isinstance(second, OnlineKMeansTrainer)
@@ -296,7 +285,9 @@ def test_snapshot_of_a_fresh_trainer_and_restore_errors():
         OnlineKMeans(k=2, global_batch_size=8).trainer().restore_state(state)
     with pytest.raises(ValueError, match="written with k=2"):
         OnlineKMeans(k=3, global_batch_size=4).trainer().restore_state(state)
-    with pytest.raises(ValueError, match="not a trainer state"):
+    with pytest.raises(ValueError, match="it is not this trainer's state"):
+        est.trainer().restore_state(OperatorState({"format": "flowlearn.ftrl_state"}, {"a": pa.table({"a": [1]})}))
+    with pytest.raises(TypeError, match="takes the OperatorState of snapshot_state"):
         est.trainer().restore_state([pa.table({"a": [1]}), pa.table({"b": [1]})])
 
 

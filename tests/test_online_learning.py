@@ -22,7 +22,6 @@ Oracles:
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -31,6 +30,7 @@ import pytest
 import scipy.sparse as sps
 
 import flowlearn as fl
+from flowlearn.trainer import OperatorState
 from online_steps import versions_of_step  # noqa: E402
 from flowlearn.classification.linear_svc import LinearSVCModel
 from flowlearn.classification.logistic_regression import LogisticRegression, LogisticRegressionModel
@@ -576,12 +576,10 @@ def test_snapshot_restore_continues_exactly(phishing, opt, sparse):
     v_whole = whole.partial_fit(t) + whole.finish()
     a = est.trainer()
     v_a = a.partial_fit(t.slice(0, 517))           # 517 = 86 * 6 + 1: an open mini-batch in the snapshot
-    state = a.snapshot_state()
-    assert all(isinstance(s, pa.Table) for s in state)
-    meta = json.loads(state[0].schema.metadata[b"flowlearn.online_learning_state"])
-    assert meta["open_batch_rows"] == 1 and meta["optim_method"] == opt
-    # round-trip the tables through Arrow IPC, as a checkpoint does
-    state = [pa.ipc.open_stream(_ipc(s)).read_all() for s in state]
+    # round-trip the state through bytes (JSON + Arrow IPC), as a checkpoint does
+    state = OperatorState.from_bytes(a.snapshot_state().to_bytes())
+    assert state.data["format"] == "flowlearn.online_learning_state"
+    assert state.data["open_batch_rows"] == 1 and state.data["optim_method"] == opt
     b = est.trainer().restore_state(state)
     v_b = b.partial_fit(t.slice(517)) + b.finish()
     assert [last_version(v) for v in v_a + v_b] == [last_version(v) for v in v_whole]
@@ -631,13 +629,6 @@ def test_stream_engine_drives_the_trainer_and_progressive_validation(phishing):
                                                             global_batch_size=1), raw.slice(200))
     frozen = log_loss(pm, raw.slice(200))
     assert res["log_loss"] < frozen
-
-
-def _ipc(t: pa.Table) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, t.schema) as w:
-        w.write_table(t)
-    return sink.getvalue()
 
 
 # ------------------------------------------------------------------------------------------------

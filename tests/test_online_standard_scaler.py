@@ -8,12 +8,9 @@ choices for event time and ``max_allowed_model_delay_ms``.
 """
 from __future__ import annotations
 
-import io
-import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pytest
 import scipy.sparse as sps
 from sklearn.datasets import load_digits, load_wine
@@ -28,6 +25,7 @@ from flowlearn.feature.online_scalers import (
     OnlineStandardScalerTrainer,
 )
 from flowlearn.linalg import SparseVector
+from flowlearn.trainer import OperatorState
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +46,9 @@ def version_of(v):
     return v.column("model_version")[0].as_py()
 
 
-def ipc_round_trip(tables):
-    out = []
-    for tab in tables:
-        sink = io.BytesIO()
-        with ipc.new_file(sink, tab.schema) as w:
-            w.write_table(tab)
-        out.append(ipc.open_file(pa.BufferReader(sink.getvalue())).read_all())
-    return out
+def ipc_round_trip(state):
+    """A state through bytes (JSON + Arrow IPC), as a checkpoint stores it."""
+    return OperatorState.from_bytes(state.to_bytes())
 
 
 # ------------------------------------------------------------------------------------ params
@@ -266,7 +259,7 @@ def test_snapshot_restore_continues_exactly(digits, sparse):
     first = est.trainer()
     v1 = first.partial_fit(cut[0])
     stored = ipc_round_trip(first.snapshot_state())
-    meta = json.loads(stored[0].schema.metadata[b"flowlearn.online_standard_scaler_state"])
+    meta = stored.data
     assert meta["rows_seen"] == 100 and meta["version"] == 1 and meta["last_emit_rows"] == 64
     second = est.trainer().restore_state(stored)
     assert isinstance(second, OnlineStandardScalerTrainer)
@@ -282,8 +275,8 @@ def test_restore_checks_state():
     tr.partial_fit({"input": [[1.0], [2.0]]})
     with pytest.raises(ValueError, match="same windows"):
         OnlineStandardScaler(window_rows=5).trainer().restore_state(tr.snapshot_state())
-    with pytest.raises(ValueError, match="not a trainer state"):
-        tr.restore_state([pa.table({"mean": [1.0]})])
+    with pytest.raises(ValueError, match="has format None, this trainer reads 'flowlearn.online_standard_scaler_state'"):
+        tr.restore_state(OperatorState({}, {"mean": pa.table({"mean": [1.0]})}))
 
 
 # ------------------------------------------------------------------- event time and model delay
@@ -454,7 +447,7 @@ def test_stream_rows_never_fresh_go_to_unscored_and_waiting_rows_survive_a_check
     state = op.snapshot_state()
     again = ModelStreamOp(model)
     again.open(fls.OperatorContext("scale"))
-    again.restore_state(fls.OperatorState(state.data, dict(zip(state.tables, ipc_round_trip(state.tables.values())))))
+    again.restore_state(ipc_round_trip(state))
     assert again.ctx.metrics["waiting_rows"] == 2
     newer = dict(version, mean=[[12.0]], model_version=[2], timestamp=[2500])
     (released,) = again.process(fls.version_table(fl.table(newer)), 1)

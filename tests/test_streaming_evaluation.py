@@ -1,7 +1,6 @@
 """StreamingEvaluator against scikit-learn's metrics on the same windows."""
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -12,6 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import flowlearn as fl
+from flowlearn.trainer import OperatorState
 from flowlearn.evaluation import StreamingEvaluator
 
 
@@ -143,9 +143,8 @@ def test_evaluate_table_and_stream_agree_and_state_round_trips(binary_scores):
     # snapshot mid-window, restore into a fresh evaluator: identical continuation
     a = StreamingEvaluator("binary", raw_prediction_col="p", window_rows=100)
     a.update(t.slice(0, 150))
-    data, tables = a.snapshot_state()
     b = StreamingEvaluator("binary", raw_prediction_col="p", window_rows=100)
-    b.restore_state(data, tables)
+    b.restore_state(OperatorState.from_bytes(a.snapshot_state().to_bytes()))
     rest = t.slice(150)
     ra, rb = a.update(rest) + a.flush(), b.update(rest) + b.flush()
     assert len(ra) == len(rb) == 5  # windows 2..6: the restored one holds rows 100-199 across the snapshot
@@ -271,23 +270,14 @@ def test_per_version_stream_and_checkpoint_round_trip(versioned_binary_stream):
     # snapshot mid-window (after v2 started), restore into a fresh evaluator: same continuation
     a = StreamingEvaluator("binary", raw_prediction_col="p", window_rows=120, per_version=True)
     first = a.update(t.slice(0, 290))
-    data, tables = a.snapshot_state()
-    json.dumps(data)  # JSON + Arrow tables, no pickle
-    assert {"version_sums", "version_hist", "pending"} <= set(tables)
-    tables = {k: pa.ipc.open_stream(_ipc_bytes(v)).read_all() for k, v in tables.items()}
+    state = a.snapshot_state()
+    assert {"version_sums", "version_hist", "pending"} <= set(state.tables)
     b = StreamingEvaluator("binary", raw_prediction_col="p", window_rows=120, per_version=True)
-    b.restore_state(json.loads(json.dumps(data)), tables)
+    b.restore_state(OperatorState.from_bytes(state.to_bytes()))   # JSON + Arrow IPC, no pickle
     rest = t.slice(290)
     ra, rb = a.update(rest) + a.flush(), b.update(rest) + b.flush()
     assert rb == ra
     _check_per_version_binary(first + rb, y, p, versions, 120)
-
-
-def _ipc_bytes(table):
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    return sink.getvalue()
 
 
 def test_per_version_multiclass_and_regression_match_sklearn():
@@ -388,7 +378,7 @@ def test_out_of_range_scores_name_the_first_bad_row():
     with pytest.raises(ValueError, match=r"column 'p' \(parameter 'raw_prediction_col'\) has score 1\.7 at row 5, "
                                          r"which violates in_range\(0, 1\)"):
         ev.update(t)
-    assert ev.flush() == [] and ev.snapshot_state()[0]["n"] == 0  # the batch was rejected whole
+    assert ev.flush() == [] and ev.snapshot_state().data["n"] == 0  # the batch was rejected whole
     proba = np.full((6, 3), 1 / 3)
     proba[3] = [-0.1, 0.6, 0.5]
     proba[4] = [0.0, 0.0, 1.2]

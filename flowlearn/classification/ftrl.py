@@ -49,7 +49,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterator
@@ -62,9 +61,10 @@ import scipy.sparse as sps
 from scipy.special import expit
 
 from flowlearn.api import Model, with_trained_rows
+from flowlearn.trainer import OperatorState, Trainer
 from flowlearn.data.columns import numeric_column, vector_column, with_column
 from flowlearn.data.table import table as to_table
-from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, initial_model_data,
+from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, initial_model_data,
                                         iter_input_tables, step_rows, train_versions, version_period)
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy, to_numpy
 from flowlearn.params import (
@@ -86,7 +86,7 @@ __all__ = ["OnlineLogisticRegression", "OnlineLogisticRegressionModel", "OnlineL
 _log = logging.getLogger(__name__)
 
 STATE_FORMAT = "flowlearn.ftrl_state"
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2  # 2: an OperatorState (counters in its data) instead of schema metadata
 
 # Columns of the per-coordinate state matrix S (one row per coordinate, the intercept last):
 # weight, FTRL z, FTRL n, sqrt(n) (cached), and the open mini-batch's gradient sum and row count.
@@ -360,7 +360,7 @@ def _parse_model_data(t: pa.Table, stage: str) -> tuple[np.ndarray, float, int]:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineLogisticRegressionTrainer(TimedEmission):
+class OnlineLogisticRegressionTrainer(Trainer):
     """Incremental FTRL-Proximal training state for :class:`OnlineLogisticRegression`.
 
     Made by ``OnlineLogisticRegression.trainer()``. Feed it record batches of any size in order;
@@ -377,9 +377,10 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
       was learned since the last one; ``finish()``: apply a last incomplete mini-batch and emit
       the final version (a bounded input's end);
     * ``model_data()``: the current weights as model data; ``version``, ``rows_seen``;
-    * ``snapshot_state() -> list[pa.Table]`` / ``restore_state(tables)``: the complete state (weights,
-      FTRL ``z`` and ``n``, the open mini-batch, counters) as Arrow tables with JSON metadata, for
-      checkpoints. A restored trainer continues exactly as the original would have.
+    * ``snapshot_state() -> OperatorState`` / ``restore_state(state)``: the complete state (weights,
+      FTRL ``z`` and ``n``, the open mini-batch, counters), for checkpoints (the
+      :class:`~flowlearn.trainer.Trainer` protocol). A restored trainer continues exactly as the
+      original would have.
 
     Model versions are numbered from the initial model's ``model_version`` + 1 (1 without one).
 
@@ -394,9 +395,14 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
         [3]
     """
 
+    stage = _STAGE
+    state_format = STATE_FORMAT
+    state_format_version = STATE_FORMAT_VERSION
+    predicts = True
+
     def __init__(self, estimator: "OnlineLogisticRegression", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
-        self._start_timer(p["emit_every_seconds"], clock)
+        super().__init__(p["emit_every_seconds"], clock)
         self._features_col = p["features_col"]
         self._label_col = p["label_col"]
         self._weight_col = p["weight_col"]
@@ -410,9 +416,6 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
         self._learn_bias = bool(p["fit_intercept"])
         self._dim: int | None = None
         self._S: np.ndarray | None = None
-        self.version = 0
-        self.rows_seen = 0
-        self._last_emit_rows = 0
         self._acc = np.zeros(2, dtype=np.int64)
         init = estimator.get_initial_model_data()
         if init is not None:
@@ -541,11 +544,13 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
         versions += self._versions_due()
         return out_p, versions
 
-    def _emit(self) -> pa.Table:
-        self.version += 1
-        self._last_emit_rows = self.rows_seen - int(self._acc[0])  # rows that are in the weights
-        self._restart_timer()
-        _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
+    def _has_model(self) -> bool:
+        return self._S is not None
+
+    def _rows_in_model(self) -> int:
+        return self.rows_seen - int(self._acc[0])   # rows of the open mini-batch are not in the weights
+
+    def _current_version(self) -> pa.Table:
         return self.model_data()
 
     def partial_fit(self, batch: Any) -> list[pa.Table]:
@@ -567,39 +572,19 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
             return pa.Table.from_batches([batch])
         return to_table(batch)
 
-    def emit(self) -> pa.Table | None:
-        """Emit a version of the current weights now; ``None`` if no row was learned since the last
-        version. Rows of an incomplete mini-batch are not in the weights yet."""
-        if self._S is None or self.rows_seen - int(self._acc[0]) <= self._last_emit_rows:
-            return None
-        return self._emit()
-
-    def finish(self) -> list[pa.Table]:
-        """End of a bounded input: apply the incomplete mini-batch, if any, and emit the final
-        version unless the last one already holds every row (returns ``[]`` or ``[version]``)."""
-        if self._S is None:
-            return []
+    def _apply_open(self) -> None:
         if self._acc[0] > 0:
-            _apply_minibatch(self._S, self._touched, int(self._acc[1]),
-                             self._alpha, self._beta, self._l1, self._l2)
+            _apply_minibatch(self._S, self._touched, int(self._acc[1]), self._alpha, self._beta, self._l1, self._l2)
             self._acc[:] = 0
-        if self.rows_seen > self._last_emit_rows:
-            return [self._emit()]
-        return []
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def snapshot_state(self) -> list[pa.Table]:
-        """The trainer's state as two Arrow tables: ``state`` (one row per coordinate, the intercept
-        last: ``w``, ``z``, ``n``; JSON metadata under ``flowlearn.ftrl_state`` in its schema) and
+    def _state(self) -> OperatorState:
+        """Tables ``state`` (one row per coordinate, the intercept last: ``w``, ``z``, ``n``) and
         ``open_batch`` (the open mini-batch's accumulated gradient per touched coordinate)."""
-        meta = {
-            "format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, "dim": self._dim,
-            "version": self.version, "rows_seen": self.rows_seen, "last_emit_rows": self._last_emit_rows,
-            "open_batch_rows": int(self._acc[0]), "global_batch_size": self._batch,
-            "fit_intercept": self._learn_bias,
-            "alpha": self._alpha, "beta": self._beta, "l1": self._l1, "l2": self._l2,
-        }
+        data = {"dim": self._dim, "open_batch_rows": int(self._acc[0]), "global_batch_size": self._batch,
+                "fit_intercept": self._learn_bias, "alpha": self._alpha, "beta": self._beta, "l1": self._l1,
+                "l2": self._l2}
         if self._S is None:
             state = pa.table({"w": pa.array([], pa.float64()), "z": pa.array([], pa.float64()),
                               "n": pa.array([], pa.float64())})
@@ -609,21 +594,13 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
             state = pa.table({"w": self._S[:, _W].copy(), "z": self._S[:, _Z].copy(), "n": self._S[:, _N].copy()})
             idx = self._touched[: int(self._acc[1])].copy()
             open_batch = pa.table({"index": idx, "gradient_sum": self._S[idx, _G], "count": self._S[idx, _C]})
-        state = state.replace_schema_metadata({STATE_FORMAT: json.dumps(meta)})
-        return [state, open_batch]
+        return OperatorState(data, {"state": state, "open_batch": open_batch})
 
-    def restore_state(self, tables: list[pa.Table]) -> "OnlineLogisticRegressionTrainer":
-        """Restore a state written by :meth:`snapshot_state` (of a trainer with the same mini-batch size)."""
-        if len(tables) != 2:
-            raise ValueError(f"{_STAGE}: a trainer state is 2 tables (state, open_batch), got {len(tables)}")
-        state, open_batch = tables
-        raw = (state.schema.metadata or {}).get(STATE_FORMAT.encode())
-        if raw is None:
-            raise ValueError(f"{_STAGE}: the state table has no '{STATE_FORMAT}' metadata; it is not a trainer state")
-        meta = json.loads(raw)
-        if meta.get("format_version", 0) > STATE_FORMAT_VERSION:
-            raise ValueError(f"{_STAGE}: state format_version {meta['format_version']} is newer than this "
-                             f"flowlearn reads ({STATE_FORMAT_VERSION})")
+    def _restore(self, st: OperatorState) -> None:
+        meta = st.data
+        if set(st.tables) != {"state", "open_batch"}:
+            raise ValueError(f"{_STAGE}: a trainer state has the tables state and open_batch, got {sorted(st.tables)}")
+        state, open_batch = st.tables["state"], st.tables["open_batch"]
         if meta["open_batch_rows"] and meta["global_batch_size"] != self._batch:
             raise ValueError(f"{_STAGE}: the state has an open mini-batch of global_batch_size="
                              f"{meta['global_batch_size']}; restore it into a trainer with the same size "
@@ -648,10 +625,6 @@ class OnlineLogisticRegressionTrainer(TimedEmission):
             S[idx, _G] = open_batch.column("gradient_sum").to_numpy()
             S[idx, _C] = open_batch.column("count").to_numpy()
         self._acc[:] = [int(meta["open_batch_rows"]), 0 if d is None else open_batch.num_rows]
-        self.version = int(meta["version"])
-        self.rows_seen = int(meta["rows_seen"])
-        self._last_emit_rows = int(meta["last_emit_rows"])
-        return self
 
 
 # --------------------------------------------------------------------------------------------

@@ -92,7 +92,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -107,8 +106,9 @@ import scipy.sparse as sps
 from scipy.special import expit, softmax
 
 from flowlearn.api import AlgoOperator, Estimator, Model, _is_stream, with_trained_rows
+from flowlearn.trainer import OperatorState, Trainer
 from flowlearn.builder import PipelineModel
-from flowlearn.iteration.online import (TimedEmission, as_table, initial_model, iter_input_tables, step_rows,
+from flowlearn.iteration.online import (as_table, initial_model, iter_input_tables, step_rows,
                                         train_versions, version_period)
 from flowlearn.data.columns import numeric_column, require_column, vector_column
 from flowlearn.optim import linear_model_table, read_linear_model_table
@@ -121,7 +121,7 @@ _log = logging.getLogger(__name__)
 
 _STAGE = "OnlineLearning"
 STATE_FORMAT = "flowlearn.online_learning_state"
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2  # 2: an OperatorState (counters in its data) instead of schema metadata
 
 OPTIM_METHODS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "ftrl")
 _SGD, _MOMENTUM, _ADAGRAD, _RMSPROP, _ADAM, _FTRL = range(6)
@@ -526,7 +526,7 @@ def _pipeline_from_files(files: pa.Table) -> PipelineModel:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineLearningTrainer(TimedEmission):
+class OnlineLearningTrainer(Trainer):
     """Incremental training state of :class:`OnlineLearning` (made by ``OnlineLearning.trainer()``).
 
     The same protocol as ``OnlineLogisticRegressionTrainer``, with whole pipelines as versions.
@@ -548,9 +548,9 @@ class OnlineLearningTrainer(TimedEmission):
       keep increasing;
     * ``pipeline_model()`` / ``model_data()``: the current pipeline / last-stage model data;
       ``version``, ``rows_seen``, ``dim``, ``coefficient``, ``intercept``;
-    * ``snapshot_state() -> list[pa.Table]`` / ``restore_state(tables)``: the complete state as
-      Arrow tables with JSON metadata (no pickle), for checkpoints. A restored trainer continues
-      exactly as the original would have.
+    * ``snapshot_state() -> OperatorState`` / ``restore_state(state)``: the complete state (no
+      pickle), for checkpoints (the :class:`~flowlearn.trainer.Trainer` protocol). A restored
+      trainer continues exactly as the original would have.
 
     Versions are numbered from the initial last stage's ``model_version`` + 1.
 
@@ -568,9 +568,15 @@ class OnlineLearningTrainer(TimedEmission):
         (0.875, 0.875)
     """
 
+    stage = _STAGE
+    state_format = STATE_FORMAT
+    state_format_version = STATE_FORMAT_VERSION
+    can_rebase = True
+    predicts = True
+
     def __init__(self, estimator: "OnlineLearning", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
-        self._start_timer(p["emit_every_seconds"], clock)
+        super().__init__(p["emit_every_seconds"], clock)
         self._params = p
         self._label_col = p["label_col"]
         self._weight_col = p["weight_col"]
@@ -583,9 +589,6 @@ class OnlineLearningTrainer(TimedEmission):
         self._batch = int(p["global_batch_size"])
         self._emit_every = p["emit_every"]
         self._learn_bias = bool(p["fit_intercept"])
-        self.version = 0
-        self.rows_seen = 0
-        self._last_emit_rows = 0
         model = estimator.get_initial_model()
         if model is None:
             raise ValueError(f"{_STAGE}: no initial pipeline model; pass one as OnlineLearning(pipeline_model, ...) "
@@ -756,11 +759,13 @@ class OnlineLearningTrainer(TimedEmission):
         versions += self._versions_due()
         return out, versions
 
-    def _emit(self) -> PipelineModel:
-        self.version += 1
-        self._last_emit_rows = self.rows_seen - int(self._ctr[_C_POS])  # rows that are in the weights
-        self._restart_timer()
-        _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
+    def _has_model(self) -> bool:
+        return True   # the initial pipeline
+
+    def _rows_in_model(self) -> int:
+        return self.rows_seen - int(self._ctr[_C_POS])   # rows of the open mini-batch are not in the weights
+
+    def _current_version(self) -> PipelineModel:
         return self.pipeline_model()
 
     def partial_fit(self, batch: Any) -> list[PipelineModel]:
@@ -779,26 +784,11 @@ class OnlineLearningTrainer(TimedEmission):
             return softmax(out, axis=1), versions
         return out[:, 0].copy(), versions
 
-    def emit(self) -> PipelineModel | None:
-        """Emit a version of the current weights now; ``None`` if no row was learned since the last
-        version. Rows of an incomplete mini-batch are not in the weights yet."""
-        if self.rows_seen - int(self._ctr[_C_POS]) <= self._last_emit_rows:
-            return None
-        return self._emit()
-
-    def _apply_open_batch(self) -> None:
+    def _apply_open(self) -> None:
         pos = int(self._ctr[_C_POS])
         if pos > 0:
             _step(self._S, self._touched, self._mark, pos, self._opt, self._learn_bias, self._hp, self._ctr,
                   self._fs)
-
-    def finish(self) -> list[PipelineModel]:
-        """End of a bounded input: apply the incomplete mini-batch, if any, and emit the final version
-        unless the last one already holds every row (returns ``[]`` or ``[version]``)."""
-        self._apply_open_batch()
-        if self.rows_seen > self._last_emit_rows:
-            return [self._emit()]
-        return []
 
     def rebase(self, model: Any, version: int | None = None) -> None:
         """Continue from a new model (a batch retrain): a PipelineModel (or a model version holding
@@ -817,23 +807,21 @@ class OnlineLearningTrainer(TimedEmission):
         if version is not None:
             self.version = max(self.version, int(version))
         self._last_emit_rows = self.rows_seen
-        self._restart_timer()  # as a fresh trainer: the rebase model is the newest version
+        if self._emit_seconds is not None:   # as a fresh trainer: the rebase model is the newest version
+            self._last_emit_at = self._clock()
         _log.info("%s: rebased onto a new model after %d rows; versions continue above %d", _STAGE,
                   self.rows_seen, self.version)
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def snapshot_state(self) -> list[pa.Table]:
-        """The trainer's state as three Arrow tables: ``state`` (one row per coordinate and output,
-        coordinate-major, the intercept last: ``param``, ``s1``, ``s2``, ``l1_applied``,
-        ``gradient_sum``; JSON metadata under ``flowlearn.online_learning_state`` in its schema),
-        ``open_batch`` (the coordinates the open mini-batch touched) and ``pipeline`` (the files of
-        the current pipeline in the on-disk stage format, as ``path``/``content`` rows)."""
+    def _state(self) -> OperatorState:
+        """Tables ``state`` (one row per coordinate and output, coordinate-major, the intercept last:
+        ``param``, ``s1``, ``s2``, ``l1_applied``, ``gradient_sum``), ``open_batch`` (the coordinates
+        the open mini-batch touched) and ``pipeline`` (the files of the current pipeline in the
+        on-disk stage format, as ``path``/``content`` rows)."""
         hp = self._hp
-        meta = {
-            "format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION,
+        data = {
             "optim_method": OPTIM_METHODS[self._opt], "kind": self._kind, "dim": self._dim, "outputs": self._K,
-            "version": self.version, "rows_seen": self.rows_seen, "last_emit_rows": self._last_emit_rows,
             "open_batch_rows": int(self._ctr[_C_POS]), "open_batch_dense": int(self._ctr[_C_DENSE]),
             "steps": int(self._ctr[_C_STEPS]), "l1_ledger": float(self._fs[0]),
             "global_batch_size": self._batch, "fit_intercept": self._learn_bias,
@@ -846,23 +834,16 @@ class OnlineLearningTrainer(TimedEmission):
             "param": self._P.reshape(-1).copy(), "s1": self._S1.reshape(-1).copy(), "s2": self._S2.reshape(-1).copy(),
             "l1_applied": self._Q.reshape(-1).copy(), "gradient_sum": self._G.reshape(-1).copy(),
         })
-        state = state.replace_schema_metadata({STATE_FORMAT: json.dumps(meta)})
         open_batch = pa.table({"index": pa.array(self._touched[: int(self._ctr[_C_NT])].copy(), pa.int64())})
-        return [state, open_batch, _pipeline_files(self.pipeline_model())]
+        return OperatorState(data, {"state": state, "open_batch": open_batch,
+                                    "pipeline": _pipeline_files(self.pipeline_model())})
 
-    def restore_state(self, tables: list[pa.Table]) -> "OnlineLearningTrainer":
-        """Restore a state written by :meth:`snapshot_state` (of a trainer with the same optimizer)."""
-        if len(tables) != 3:
-            raise ValueError(f"{_STAGE}: a trainer state is 3 tables (state, open_batch, pipeline), got {len(tables)}")
-        state, open_batch, files = tables
-        raw = (state.schema.metadata or {}).get(STATE_FORMAT.encode())
-        if raw is None:
-            raise ValueError(f"{_STAGE}: the state table has no '{STATE_FORMAT}' metadata; it is not an "
-                             f"OnlineLearning trainer state")
-        meta = json.loads(raw)
-        if meta.get("format_version", 0) > STATE_FORMAT_VERSION:
-            raise ValueError(f"{_STAGE}: state format_version {meta['format_version']} is newer than this "
-                             f"flowlearn reads ({STATE_FORMAT_VERSION})")
+    def _restore(self, st: OperatorState) -> None:
+        meta = st.data
+        if set(st.tables) != {"state", "open_batch", "pipeline"}:
+            raise ValueError(f"{_STAGE}: a trainer state has the tables state, open_batch and pipeline, got "
+                             f"{sorted(st.tables)}")
+        state, open_batch, files = st.tables["state"], st.tables["open_batch"], st.tables["pipeline"]
         mine = OPTIM_METHODS[self._opt]
         if meta["optim_method"] != mine:
             raise ValueError(f"{_STAGE}: the state was written with optim_method='{meta['optim_method']}', this "
@@ -887,10 +868,6 @@ class OnlineLearningTrainer(TimedEmission):
         self._mark[idx] = 1
         self._ctr[:] = [int(meta["open_batch_rows"]), len(idx), int(meta["steps"]), int(meta["open_batch_dense"])]
         self._fs[0] = float(meta["l1_ledger"])
-        self.version = int(meta["version"])
-        self.rows_seen = int(meta["rows_seen"])
-        self._last_emit_rows = int(meta["last_emit_rows"])
-        return self
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -54,7 +53,8 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import RowFn, with_trained_rows
-from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, TimedEmission, as_table,
+from flowlearn.trainer import OperatorState, Trainer
+from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, as_table,
                                         initial_model_data, iter_input_tables, step_rows, train_versions,
                                         version_period)
 from flowlearn.clustering.kmeans import (KMeansModel, _closest, _default_seed, _KMeansModelParams, _row_sq_norms)
@@ -68,7 +68,7 @@ _log = logging.getLogger(__name__)
 
 _STAGE = "OnlineKMeans"
 STATE_FORMAT = "flowlearn.online_kmeans_state"
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2  # 2: an OperatorState (counters in its data) instead of schema metadata
 # Largest k x rows one-hot membership matrix built densely (beyond it, a sparse one).
 _ONEHOT_ELEMENTS = 1 << 16
 
@@ -158,7 +158,7 @@ def _vstack(parts: list) -> np.ndarray | sps.csr_matrix:
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineKMeansTrainer(TimedEmission):
+class OnlineKMeansTrainer(Trainer):
     """Incremental state of :class:`OnlineKMeans`, driven batch by batch by stream engines.
 
     Made by ``OnlineKMeans.trainer()``. Feed it record batches of any size in order; mini-batches
@@ -175,8 +175,8 @@ class OnlineKMeansTrainer(TimedEmission):
       since the last one; ``finish()``: apply a last incomplete mini-batch and emit the final
       version (a bounded input's end);
     * ``model_data()``, ``version``, ``rows_seen``, ``dim``;
-    * ``snapshot_state() -> list[pa.Table]`` / ``restore_state(tables)``: the complete state
-      (centroids, weights, buffered rows, counters) as Arrow tables with JSON metadata.
+    * ``snapshot_state() -> OperatorState`` / ``restore_state(state)``: the complete state
+      (centroids, weights, buffered rows, counters; the :class:`~flowlearn.trainer.Trainer` protocol).
 
     Example:
         >>> from flowlearn.clustering.online_kmeans import OnlineKMeans
@@ -187,9 +187,13 @@ class OnlineKMeansTrainer(TimedEmission):
         [2]
     """
 
+    stage = _STAGE
+    state_format = STATE_FORMAT
+    state_format_version = STATE_FORMAT_VERSION
+
     def __init__(self, estimator: "OnlineKMeans", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
-        self._start_timer(p["emit_every_seconds"], clock)
+        super().__init__(p["emit_every_seconds"], clock)
         self._features_col = p["features_col"]
         self._k = int(p["k"])
         self._measure = p["distance_measure"]
@@ -201,9 +205,6 @@ class OnlineKMeansTrainer(TimedEmission):
         self._weights: np.ndarray | None = None
         self._open: list[np.ndarray | sps.csr_matrix] = []
         self._open_rows = 0
-        self.version = 0
-        self.rows_seen = 0
-        self._last_emit_rows = 0
         init = estimator.get_initial_model_data()
         if init is not None:
             c, w, version = _parse_model_data(init, _STAGE)
@@ -276,11 +277,13 @@ class OnlineKMeansTrainer(TimedEmission):
             return self._emit_seconds is None  # Flink ML: a version per mini-batch
         return self.rows_seen - self._open_rows - self._last_emit_rows >= self._emit_every
 
-    def _emit(self) -> pa.Table:
-        self.version += 1
-        self._last_emit_rows = self.rows_seen - self._open_rows
-        self._restart_timer()
-        _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
+    def _has_model(self) -> bool:
+        return self._centroids is not None
+
+    def _rows_in_model(self) -> int:
+        return self.rows_seen - self._open_rows   # buffered rows of the open mini-batch are not in the centroids
+
+    def _current_version(self) -> pa.Table:
         return self.model_data()
 
     def partial_fit(self, batch: Any) -> list[pa.Table]:
@@ -315,39 +318,20 @@ class OnlineKMeansTrainer(TimedEmission):
                 versions.append(self._emit())
         return versions + self._versions_due()
 
-    def emit(self) -> pa.Table | None:
-        """Emit a version of the current centroids now; ``None`` if no mini-batch was applied since
-        the last version. Buffered rows of an incomplete mini-batch are not in the centroids yet."""
-        if self._centroids is None or self.rows_seen - self._open_rows <= self._last_emit_rows:
-            return None
-        return self._emit()
-
-    def finish(self) -> list[pa.Table]:
-        """End of a bounded input: apply the incomplete mini-batch, if any, as a smaller one and emit
-        the final version unless the last one already holds every row (``[]`` or ``[version]``)."""
-        if self._centroids is None:
-            return []
-        if self._open_rows:
+    def _apply_open(self) -> None:
+        if self._open_rows:   # the end of a bounded input: a smaller last mini-batch
             mini = _vstack(self._open)
             self._open, self._open_rows = [], 0
             self._update(mini)
-        if self.rows_seen > self._last_emit_rows:
-            return [self._emit()]
-        return []
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def snapshot_state(self) -> list[pa.Table]:
-        """The state as two Arrow tables: ``model`` (``centroids``, ``weights``; JSON metadata under
-        ``flowlearn.online_kmeans_state`` in its schema) and ``open_batch`` (the buffered rows of the
+    def _state(self) -> OperatorState:
+        """Tables ``model`` (``centroids``, ``weights``) and ``open_batch`` (the buffered rows of the
         open mini-batch, column ``features``, dense or sparse as they came)."""
         d = self.dim
-        meta = {
-            "format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, "dim": d, "k": self._k,
-            "version": self.version, "rows_seen": self.rows_seen, "last_emit_rows": self._last_emit_rows,
-            "open_batch_rows": self._open_rows, "global_batch_size": self._batch, "decay_factor": self._decay,
-            "distance_measure": self._measure,
-        }
+        data = {"dim": d, "k": self._k, "open_batch_rows": self._open_rows, "global_batch_size": self._batch,
+                "decay_factor": self._decay, "distance_measure": self._measure}
         if self._centroids is None:
             model = pa.table({"centroids": pa.array([], dense_vector_type(0)), "weights": pa.array([], pa.float64())})
             open_batch = pa.table({"features": pa.array([], dense_vector_type(0))})
@@ -360,22 +344,13 @@ class OnlineKMeansTrainer(TimedEmission):
             else:
                 col = from_numpy(np.zeros((0, d)))
             open_batch = pa.table({"features": col})
-        model = model.replace_schema_metadata({STATE_FORMAT: json.dumps(meta)})
-        return [model, open_batch]
+        return OperatorState(data, {"model": model, "open_batch": open_batch})
 
-    def restore_state(self, tables: list[pa.Table]) -> "OnlineKMeansTrainer":
-        """Restore a state written by :meth:`snapshot_state` (of a trainer with the same ``k`` and,
-        when a mini-batch is open, the same ``global_batch_size``)."""
-        if len(tables) != 2:
-            raise ValueError(f"{_STAGE}: a trainer state is 2 tables (model, open_batch), got {len(tables)}")
-        model, open_batch = tables
-        raw = (model.schema.metadata or {}).get(STATE_FORMAT.encode())
-        if raw is None:
-            raise ValueError(f"{_STAGE}: the state table has no '{STATE_FORMAT}' metadata; it is not a trainer state")
-        meta = json.loads(raw)
-        if meta.get("format_version", 0) > STATE_FORMAT_VERSION:
-            raise ValueError(f"{_STAGE}: state format_version {meta['format_version']} is newer than this "
-                             f"flowlearn reads ({STATE_FORMAT_VERSION})")
+    def _restore(self, st: OperatorState) -> None:
+        meta = st.data
+        if set(st.tables) != {"model", "open_batch"}:
+            raise ValueError(f"{_STAGE}: a trainer state has the tables model and open_batch, got {sorted(st.tables)}")
+        model, open_batch = st.tables["model"], st.tables["open_batch"]
         if meta["k"] != self._k:
             raise ValueError(f"{_STAGE}: the state was written with k={meta['k']}, this trainer has k={self._k}")
         if meta["open_batch_rows"] and meta["global_batch_size"] != self._batch:
@@ -385,25 +360,21 @@ class OnlineKMeansTrainer(TimedEmission):
         if meta["dim"] is None:
             self._centroids = self._weights = None
             self._open, self._open_rows = [], 0
-        else:
-            d = int(meta["dim"])
-            if model.num_rows != self._k:
-                raise ValueError(f"{_STAGE}: state table has {model.num_rows} centroids, expected k = {self._k}")
-            self._centroids = np.array(to_numpy(model.column("centroids"), "centroids", _STAGE), dtype=np.float64)
-            self._weights = model.column("weights").to_numpy().astype(np.float64, copy=True)
-            col = open_batch.column("features")
-            rows = to_csr(col) if is_sparse(col.type) else to_numpy(col)
-            if rows.shape[0] != meta["open_batch_rows"]:
-                raise ValueError(f"{_STAGE}: the open_batch table has {rows.shape[0]} rows, the state says "
-                                 f"{meta['open_batch_rows']}")
-            if rows.shape[0] and rows.shape[1] != d:
-                raise ValueError(f"{_STAGE}: the open_batch rows have size {rows.shape[1]}, expected {d}")
-            self._open = [rows] if rows.shape[0] else []
-            self._open_rows = int(rows.shape[0])
-        self.version = int(meta["version"])
-        self.rows_seen = int(meta["rows_seen"])
-        self._last_emit_rows = int(meta["last_emit_rows"])
-        return self
+            return
+        d = int(meta["dim"])
+        if model.num_rows != self._k:
+            raise ValueError(f"{_STAGE}: state table has {model.num_rows} centroids, expected k = {self._k}")
+        self._centroids = np.array(to_numpy(model.column("centroids"), "centroids", _STAGE), dtype=np.float64)
+        self._weights = model.column("weights").to_numpy().astype(np.float64, copy=True)
+        col = open_batch.column("features")
+        rows = to_csr(col) if is_sparse(col.type) else to_numpy(col)
+        if rows.shape[0] != meta["open_batch_rows"]:
+            raise ValueError(f"{_STAGE}: the open_batch table has {rows.shape[0]} rows, the state says "
+                             f"{meta['open_batch_rows']}")
+        if rows.shape[0] and rows.shape[1] != d:
+            raise ValueError(f"{_STAGE}: the open_batch rows have size {rows.shape[1]}, expected {d}")
+        self._open = [rows] if rows.shape[0] else []
+        self._open_rows = int(rows.shape[0])
 
 
 # --------------------------------------------------------------------------------------------

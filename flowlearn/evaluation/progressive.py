@@ -188,7 +188,7 @@ def progressive_validation(estimator: Any, data: Any, metrics: Sequence[str] | s
         raise TypeError(f"progressive_validation needs an online estimator with a trainer() "
                         f"(e.g. OnlineLogisticRegression, OnlineLearning); got {stage}")
     trainer = estimator.trainer()
-    if not hasattr(trainer, "predict_and_partial_fit"):
+    if not getattr(trainer, "predicts", False):   # declared by flowlearn.trainer.Trainer subclasses
         raise TypeError(f"progressive_validation needs an online estimator with a trainer() that predicts rows "
                         f"before learning them (predict_and_partial_fit), e.g. OnlineLogisticRegression or "
                         f"OnlineLearning; {stage}'s trainer does not predict")

@@ -40,6 +40,7 @@ from flowlearn.evaluation.metrics import (
 )
 from flowlearn.data.table import table as to_table
 from flowlearn.linalg import from_numpy, is_vector_type, to_numpy
+from flowlearn.trainer import OperatorState
 
 __all__ = ["StreamingEvaluator"]
 
@@ -199,7 +200,7 @@ class StreamingEvaluator:
         t = data if isinstance(data, pa.Table) else to_table(data)
         return pa.Table.from_pylist(self.update(t) + self.flush())
 
-    def snapshot_state(self) -> tuple[dict, dict[str, pa.Table]]:
+    def snapshot_state(self) -> OperatorState:
         """The evaluator's state as JSON plus Arrow tables (for checkpoints; no pickle)."""
         data = {"window_index": self._window_index, "n": self._total.n, "sums": dict(self._total.sums),
                 "pending_rows": self._pending_rows}
@@ -223,9 +224,10 @@ class StreamingEvaluator:
                     "bin": np.concatenate([a.hist_bins for a in accs]),
                     "neg": np.concatenate([a.hist_counts[0] for a in accs]),
                     "pos": np.concatenate([a.hist_counts[1] for a in accs])})
-        return data, tables
+        return OperatorState(data, tables)
 
-    def restore_state(self, data: dict, tables: dict[str, pa.Table]) -> None:
+    def restore_state(self, state: OperatorState) -> None:
+        data, tables = state.data, state.tables
         self._window_index = int(data["window_index"])
         self._total = _Cumulative(self.kind, self.bins, dense=True)
         self._total.n = int(data["n"])

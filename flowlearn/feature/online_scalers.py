@@ -45,10 +45,8 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import math
-import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -57,6 +55,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Model, RowFn, with_trained_rows
+from flowlearn.trainer import OperatorState, Trainer
 from flowlearn.iteration.online import (OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions)
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.feature.scalers import (_StandardScalerParams, _merge_moments, _model_table, _moments, _row_vector,
@@ -70,7 +69,7 @@ _log = logging.getLogger(__name__)
 
 _STAGE = "OnlineStandardScaler"
 STATE_FORMAT = "flowlearn.online_standard_scaler_state"
-STATE_FORMAT_VERSION = 2  # 2: event-time windows (a second table of open windows)
+STATE_FORMAT_VERSION = 3  # 2: event-time windows (a second table of open windows); 3: an OperatorState
 NO_EVENT_TIME = 2**63 - 1  # Flink ML's Long.MAX_VALUE: a model not trained on event time
 _DELAY_CAP = 2**62  # ms (146 million years): larger delays act as this, so t - delay cannot overflow int64
 
@@ -172,7 +171,7 @@ def _version_table(mean: np.ndarray, std: np.ndarray, version: int, timestamp: i
 # --------------------------------------------------------------------------------------------
 
 
-class OnlineStandardScalerTrainer:
+class OnlineStandardScalerTrainer(Trainer):
     """Incremental state of :class:`OnlineStandardScaler`, driven batch by batch by stream engines.
 
     Made by ``OnlineStandardScaler.trainer(clock=None)`` (``clock() -> seconds`` for
@@ -187,9 +186,9 @@ class OnlineStandardScalerTrainer:
     * ``on_watermark(ms)``: close the event-time windows the watermark has passed (their
       versions, in time order); ``late_rows`` counts rows that came after their window closed;
     * ``model_data()``, ``version``, ``rows_seen``, ``dim``;
-    * ``snapshot_state() -> list[pa.Table]`` / ``restore_state(tables)``: the complete state as
-      Arrow tables with JSON metadata. A restored trainer fed the same batches emits the same
-      versions; differently cut batches give the same statistics up to rounding.
+    * ``snapshot_state() -> OperatorState`` / ``restore_state(state)``: the complete state (the
+      :class:`~flowlearn.trainer.Trainer` protocol). A restored trainer fed the same batches emits
+      the same versions; differently cut batches give the same statistics up to rounding.
 
     Example:
         >>> from flowlearn.feature.online_scalers import OnlineStandardScaler
@@ -200,14 +199,18 @@ class OnlineStandardScalerTrainer:
         [[2.0]]
     """
 
+    stage = _STAGE
+    state_format = STATE_FORMAT
+    state_format_version = STATE_FORMAT_VERSION
+
     def __init__(self, estimator: "OnlineStandardScaler", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
+        super().__init__(None, clock)
         self._input_col = p["input_col"]
         self._time_col = p["time_col"]
         self._windows = p["windows"]
         self._window_rows = int(p["window_rows"])
         self._window_ms = int(round(float(p["window_seconds"]) * 1000))
-        self._clock = clock or time.time
         self._n = 0
         self._mean: np.ndarray | None = None
         self._m2: np.ndarray | None = None
@@ -216,10 +219,6 @@ class OnlineStandardScalerTrainer:
         self._dim: int | None = None
         self._open: dict[int, tuple] = {}      # open event-time windows: start ms -> (count, mean, m2)
         self._watermark: int | None = None     # event time (ms) up to which windows have closed
-        self.late_rows = 0                     # rows that came after their event-time window closed
-        self.version = 0
-        self.rows_seen = 0
-        self._last_emit_rows = 0               # rows in the statistics at the last version
         if self._windows == "event_time" and self._time_col is None:
             raise ValueError(f"{_STAGE}: windows='event_time' needs time_col, the column of event times")
 
@@ -240,10 +239,21 @@ class OnlineStandardScalerTrainer:
         ts = NO_EVENT_TIME if self._max_event_ms is None else self._max_event_ms
         return with_trained_rows(_version_table(mean, std, self.version, ts), self._n)
 
-    def _emit(self) -> pa.Table:
-        self.version += 1
-        self._last_emit_rows = self._n
-        _log.debug("%s: model version %d after %d rows", _STAGE, self.version, self.rows_seen)
+    @property
+    def uses_clock(self) -> bool:   # processing-time windows close on the engine's timer
+        return self._windows == "processing_time"
+
+    @property
+    def uses_watermarks(self) -> bool:   # event-time windows close on watermarks
+        return self._windows == "event_time"
+
+    def _has_model(self) -> bool:
+        return self._mean is not None
+
+    def _rows_in_model(self) -> int:
+        return self._n   # rows of open event-time windows are not in the statistics yet
+
+    def _current_version(self) -> pa.Table:
         return self.model_data()
 
     def _merge(self, x: np.ndarray | sps.csr_matrix, ts: np.ndarray | None) -> None:
@@ -327,12 +337,6 @@ class OnlineStandardScalerTrainer:
             versions.append(self._emit())
         return versions
 
-    def emit(self) -> pa.Table | None:
-        """Emit a version of the statistics now; ``None`` if no row joined them since the last version."""
-        if self._mean is None or self._n <= self._last_emit_rows:
-            return None
-        return self._emit()
-
     def finish(self) -> list[pa.Table]:
         """End of a bounded input: close the open window(s) and emit their versions (``[]`` when every
         row is already in the last version)."""
@@ -343,18 +347,13 @@ class OnlineStandardScalerTrainer:
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def snapshot_state(self) -> list[pa.Table]:
-        """The state as two Arrow tables: ``state``, one row per dimension with the running ``mean``
-        and sum of squared deviations ``m2`` (JSON metadata: counters, open processing-time window,
-        watermark, under ``flowlearn.online_standard_scaler_state`` in its schema), and
-        ``windows``, one row per open event-time window (``start`` ms, ``count``, ``mean``, ``m2``)."""
-        meta = {
-            "format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, "dim": self.dim,
-            "count": self._n, "version": self.version, "rows_seen": self.rows_seen,
-            "last_emit_rows": self._last_emit_rows, "max_event_ms": self._max_event_ms,
-            "window_start_ms": self._window_start, "windows": self._windows, "window_rows": self._window_rows,
-            "window_ms": self._window_ms, "watermark_ms": self._watermark, "late_rows": self.late_rows,
-        }
+    def _state(self) -> OperatorState:
+        """Tables ``state``, one row per dimension with the running ``mean`` and sum of squared
+        deviations ``m2``, and ``windows``, one row per open event-time window (``start`` ms,
+        ``count``, ``mean``, ``m2``); the open processing-time window and the watermark in the data."""
+        data = {"dim": self.dim, "count": self._n, "max_event_ms": self._max_event_ms,
+                "window_start_ms": self._window_start, "windows": self._windows, "window_rows": self._window_rows,
+                "window_ms": self._window_ms, "watermark_ms": self._watermark}
         if self._mean is None:
             state = pa.table({"mean": pa.array([], pa.float64()), "m2": pa.array([], pa.float64())})
         else:
@@ -365,21 +364,13 @@ class OnlineStandardScalerTrainer:
                             "count": pa.array([self._open[s][0] for s in starts], pa.int64()),
                             "mean": pa.array([self._open[s][1].tolist() for s in starts], vec),
                             "m2": pa.array([self._open[s][2].tolist() for s in starts], vec)})
-        return [state.replace_schema_metadata({STATE_FORMAT: json.dumps(meta)}), windows]
+        return OperatorState(data, {"state": state, "windows": windows})
 
-    def restore_state(self, tables: list[pa.Table]) -> "OnlineStandardScalerTrainer":
-        """Restore a state written by :meth:`snapshot_state` (of a trainer with the same windows;
-        format version 1 states are one table, without event-time windows)."""
-        if len(tables) not in (1, 2):
-            raise ValueError(f"{_STAGE}: a trainer state is 2 tables (state, windows), got {len(tables)}")
-        state = tables[0]
-        raw = (state.schema.metadata or {}).get(STATE_FORMAT.encode())
-        if raw is None:
-            raise ValueError(f"{_STAGE}: the state table has no '{STATE_FORMAT}' metadata; it is not a trainer state")
-        meta = json.loads(raw)
-        if meta.get("format_version", 0) > STATE_FORMAT_VERSION:
-            raise ValueError(f"{_STAGE}: state format_version {meta['format_version']} is newer than this "
-                             f"flowlearn reads ({STATE_FORMAT_VERSION})")
+    def _restore(self, st: OperatorState) -> None:
+        meta = st.data
+        if set(st.tables) != {"state", "windows"}:
+            raise ValueError(f"{_STAGE}: a trainer state has the tables state and windows, got {sorted(st.tables)}")
+        state, w = st.tables["state"], st.tables["windows"]
         if meta["windows"] != self._windows or (self._windows == "count" and meta["window_rows"] != self._window_rows) \
                 or (self._windows == "event_time" and meta.get("window_ms") != self._window_ms):
             raise ValueError(f"{_STAGE}: the state was written with windows={meta['windows']!r}, window_rows="
@@ -395,20 +386,13 @@ class OnlineStandardScalerTrainer:
             self._mean = state.column("mean").to_numpy().astype(np.float64, copy=True)
             self._m2 = state.column("m2").to_numpy().astype(np.float64, copy=True)
         self._n = int(meta["count"])
-        self.version = int(meta["version"])
-        self.rows_seen = int(meta["rows_seen"])
-        self._last_emit_rows = int(meta["last_emit_rows"])
         self._max_event_ms = meta["max_event_ms"]
         self._window_start = meta["window_start_ms"]
         self._watermark = meta.get("watermark_ms")
-        self.late_rows = int(meta.get("late_rows", 0))
         self._open = {}
-        if len(tables) == 2:
-            w = tables[1]
-            for s, n, m, q in zip(w.column("start").to_pylist(), w.column("count").to_pylist(),
-                                  w.column("mean").to_pylist(), w.column("m2").to_pylist()):
-                self._open[int(s)] = (int(n), np.array(m, dtype=np.float64), np.array(q, dtype=np.float64))
-        return self
+        for s, n, m, q in zip(w.column("start").to_pylist(), w.column("count").to_pylist(),
+                              w.column("mean").to_pylist(), w.column("m2").to_pylist()):
+            self._open[int(s)] = (int(n), np.array(m, dtype=np.float64), np.array(q, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@ estimator (``OnlineLogisticRegression``, ``OnlineKMeans``, ``OnlineStandardScale
 ``OnlineLearning``): their ``fit_versions`` cut a bounded input into mini-batches that each run
 the trainer's kernel against the shared model state.
 
-The trainer protocol (``partial_fit(batch) -> versions``, ``finish()``, ``model_data()``,
-``dim``, ``snapshot_state()`` / ``restore_state()``) is the one the stream engine drives too.
+The trainers are :class:`flowlearn.trainer.Trainer` subclasses, the protocol the stream engine
+drives too.
 
 Example:
     >>> import flowlearn as fl
@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -27,7 +26,7 @@ from flowlearn.iteration.operators import IterationOperator, OperatorContext
 from flowlearn.iteration.streams import BatchStream
 from flowlearn.iteration.unbounded import iterate_unbounded
 
-__all__ = ["OnlineEstimator", "HasInitialModelData", "TimedEmission", "as_table", "iter_input_tables",
+__all__ = ["OnlineEstimator", "HasInitialModelData", "as_table", "iter_input_tables",
            "initial_model", "initial_model_data", "train_versions", "step_rows", "version_period", "MIN_STEP_ROWS"]
 
 
@@ -122,60 +121,6 @@ def version_period(emit_every: int | None, global_batch_size: int) -> int | None
     if emit_every is None:
         return None
     return -(-int(emit_every) // global_batch_size) * global_batch_size
-
-
-class TimedEmission:
-    """Mix-in for online trainers (with ``emit()`` and ``_emit()``): a model version whenever
-    ``emit_every_seconds`` of processing time have passed since the last version (Alink's
-    ``timeInterval``), on top of the row count of ``emit_every``.
-
-    The trainer calls :meth:`_start_timer` in ``__init__``, :meth:`_restart_timer` in ``_emit``
-    (any version, by count, by time or at the end, restarts the interval) and appends
-    :meth:`_versions_due` to what ``partial_fit`` returns. Engines call :meth:`poll` on their
-    timers, so a quiet stream still gets its version. A due time with nothing new to emit (no
-    mini-batch applied since the last version) stays due: the next applied mini-batch is emitted.
-    The interval is processing time: it is not checkpointed (a restored trainer counts from its
-    start), and the intermediate versions a run emits depend on timing, though the weights do not.
-
-    Example:
-        >>> from flowlearn.classification.ftrl import OnlineLogisticRegression
-        >>> now = [0.0]
-        >>> tr = OnlineLogisticRegression(global_batch_size=2, emit_every_seconds=10.0).trainer(clock=lambda: now[0])
-        >>> tr.partial_fit({"features": [[1.0], [-1.0]], "label": [1.0, 0.0]}), tr.poll()
-        ([], [])
-        >>> now[0] = 10.0
-        >>> [v.column("model_version")[0].as_py() for v in tr.poll()]
-        [1]
-    """
-
-    _emit_seconds: float | None = None
-
-    def _start_timer(self, seconds: float | None, clock: Callable[[], float] | None) -> None:
-        self._emit_seconds = None if seconds is None else float(seconds)
-        self._clock = clock or time.time
-        self._last_emit_at = 0.0
-        self._restart_timer()
-
-    def _restart_timer(self) -> None:
-        if self._emit_seconds is not None:
-            self._last_emit_at = self._clock()
-
-    def _versions_due(self, now: float | None = None) -> list[Any]:
-        if self._emit_seconds is None:
-            return []
-        t = self._clock() if now is None else now
-        if t - self._last_emit_at < self._emit_seconds:
-            return []
-        v = self.emit()  # type: ignore[attr-defined]
-        if v is None:
-            return []
-        self._last_emit_at = t
-        return [v]
-
-    def poll(self, now: float | None = None) -> list[Any]:
-        """The versions due at ``now`` (seconds; the trainer's clock by default): ``[]`` or
-        ``[version]`` when ``emit_every_seconds`` passed since the last version and rows were learned."""
-        return self._versions_due(now)
 
 
 class _PartialFit(IterationOperator):

@@ -179,8 +179,8 @@ class MapOp(Operator):
 class StatefulMapOp(Operator):
     """Runs an object with ``update(table)`` / ``flush()`` (each returning a table, a list of
     row dicts, or None) and
-    ``snapshot_state() -> (dict, {name: table})`` / ``restore_state(dict, tables)``: a stateful
-    per-batch computation whose state goes into checkpoints (streaming evaluators use it)."""
+    ``snapshot_state() -> OperatorState`` / ``restore_state(state)``: a stateful per-batch
+    computation whose state goes into checkpoints (streaming evaluators use it)."""
 
     def __init__(self, obj: Any, name: str) -> None:
         super().__init__()
@@ -199,11 +199,10 @@ class StatefulMapOp(Operator):
         return self._out(self.obj.flush())
 
     def snapshot_state(self) -> OperatorState:
-        data, tables = self.obj.snapshot_state()
-        return OperatorState(data, tables)
+        return self.obj.snapshot_state()
 
     def restore_state(self, state: OperatorState) -> None:
-        self.obj.restore_state(state.data, state.tables)
+        self.obj.restore_state(state)
 
 
 class FilterOp(MapOp):

@@ -38,7 +38,6 @@ Example:
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -54,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowlearn.api import Model, Stage, registered_stage, trained_rows
+from flowlearn.trainer import Trainer
 from flowlearn.stream.core import Sink, Stream
 from flowlearn.stream.operator import MIN_WATERMARK, Operator, OperatorState
 from flowlearn.stream.plan import Spec, register_operator
@@ -269,14 +269,12 @@ def _model_class_for(estimator: Any) -> type | None:
     return cls if isinstance(cls, type) and issubclass(cls, Model) else None
 
 
-def _make_trainer(estimator: Any, clock: Any) -> Any:
-    fn = estimator.trainer
-    try:
-        if "clock" in inspect.signature(fn).parameters:
-            return fn(clock=clock)
-    except (TypeError, ValueError):
-        pass
-    return fn()
+def _make_trainer(estimator: Any, clock: Any) -> Trainer:
+    trainer = estimator.trainer(clock=clock)
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"{type(estimator).__name__}.trainer(clock) must return a flowlearn.trainer.Trainer, got "
+                        f"{type(trainer).__name__}; derive the trainer from Trainer (see its docstring)")
+    return trainer
 
 
 def _set_version(t: pa.Table, version: int) -> pa.Table:
@@ -306,7 +304,7 @@ class TrainerOp(Operator):
         self.model_class = model_class
         self.model_params = model_params
         self.rebase_kinds = tuple(rebase_kinds)
-        self.trainer: Any = None
+        self.trainer: Trainer | None = None
         self.rows = 0
         self.trainer_offset = 0               # input rows read before the current trainer started
         self.done = False
@@ -320,7 +318,7 @@ class TrainerOp(Operator):
 
     @property
     def wants_timer(self) -> bool:  # type: ignore[override]
-        return callable(getattr(self.trainer, "poll", None))
+        return self.trainer.uses_clock
 
     # -- versions ----------------------------------------------------------------------------
     def _wrap(self, v: Any) -> pa.Table:
@@ -334,15 +332,15 @@ class TrainerOp(Operator):
             t = v if isinstance(v, pa.Table) else v[0]
             version = _table_version(t)
             if version is None:
-                version = int(getattr(self.trainer, "version", 0) or 0)
+                version = self.trainer.version
             out = version_table(t, version, md, self.model_class, self.model_params)
         elif isinstance(v, (list, tuple)):
-            version = int(getattr(self.trainer, "version", 0) or 0)
+            version = self.trainer.version
             out = version_table(list(v), version, md, self.model_class, self.model_params)
         else:
             version = _stage_version(v)
             if version is None:
-                version = int(getattr(self.trainer, "version", 0) or 0)
+                version = self.trainer.version
             out = version_table(v, version, md)
         self.ctx.count("versions_emitted")
         self.ctx.metrics["model_version"] = version
@@ -360,7 +358,7 @@ class TrainerOp(Operator):
         versions = self.trainer.partial_fit(table)
         self.rows += table.num_rows
         self.ctx.metrics["trained_rows"] = self.rows
-        if getattr(self.trainer, "late_rows", 0):   # rows after their event-time window closed
+        if self.trainer.late_rows:   # rows after their event-time window closed
             self.ctx.metrics["late_rows"] = self.trainer.late_rows
         return self._wrap_all(versions)
 
@@ -370,10 +368,9 @@ class TrainerOp(Operator):
         return self._wrap_all(self.trainer.poll(now))
 
     def on_watermark(self, watermark: int) -> list[pa.Table]:
-        fn = getattr(self.trainer, "on_watermark", None)   # event-time windows (OnlineStandardScaler)
-        if self.done or not callable(fn):
+        if self.done or not self.trainer.uses_watermarks:   # event-time windows (OnlineStandardScaler)
             return []
-        return self._wrap_all(fn(watermark))
+        return self._wrap_all(self.trainer.on_watermark(watermark))
 
     def end_input(self, input_index: int) -> list[pa.Table]:
         if input_index != 0 or self.done:
@@ -393,7 +390,7 @@ class TrainerOp(Operator):
         if kind not in self.rebase_kinds:
             self.ctx.count("rebase_ignored")
             return []
-        current = int(getattr(self.trainer, "version", 0) or 0)
+        current = self.trainer.version
         version = max(item.version, current)
         self._rebase(item, version)
         self.base, self.base_version, self.rebased_on = table, version, item.version
@@ -408,9 +405,8 @@ class TrainerOp(Operator):
         from flowlearn.builder import PipelineModel
 
         model = item.model() if item.packed is not None or item.model_class is not None else None
-        hook = getattr(self.trainer, "rebase", None)
-        if callable(hook):
-            hook(model if model is not None else item.model_data, version)
+        if self.trainer.can_rebase:
+            self.trainer.rebase(model if model is not None else item.model_data, version)
             return
         est = type(self.estimator)(**self.estimator.get_params())
         if not callable(getattr(est, "set_initial_model_data", None)):
@@ -424,21 +420,20 @@ class TrainerOp(Operator):
             init = _set_version(last._model_data[0], version)
         est.set_initial_model_data(init)
         trainer = _make_trainer(est, self.ctx.clock)
-        if hasattr(trainer, "version") and getattr(trainer, "version") != version:
-            trainer.version = version
+        trainer.version = version
         self.trainer = trainer
         self.trainer_offset = self.rows
 
     # -- checkpoints -------------------------------------------------------------------------
     def snapshot_state(self) -> OperatorState:
-        tables = {f"state_{i:03d}": t for i, t in enumerate(self.trainer.snapshot_state())}
+        st = self.trainer.snapshot_state()
+        tables = {f"trainer/{k}": t for k, t in st.tables.items()}
         if self.base is not None:
             tables["rebase_model"] = self.base
         rebase = {k: self.ctx.metrics[k] for k in ("rebases", "last_rebase_at_row", "last_rebase_version")
                   if k in self.ctx.metrics}
         return OperatorState({"rows": self.rows, "trainer_offset": self.trainer_offset, "done": self.done,
-                              "base_version": self.base_version,
-                              "n_state": len(tables) - (self.base is not None), "rebase": rebase}, tables)
+                              "base_version": self.base_version, "trainer": st.data, "rebase": rebase}, tables)
 
     def restore_state(self, state: OperatorState) -> None:
         self.rows = int(state.data["rows"])
@@ -449,8 +444,9 @@ class TrainerOp(Operator):
             self.rebased_on = item.version
             self._rebase(item, self.base_version)
         self.trainer_offset = int(state.data.get("trainer_offset", 0))
-        n = int(state.data["n_state"])
-        self.trainer.restore_state([state.tables[f"state_{i:03d}"] for i in range(n)])
+        prefix = "trainer/"
+        self.trainer.restore_state(OperatorState(state.data["trainer"], {k[len(prefix):]: t for k, t in
+                                                                          state.tables.items() if k.startswith(prefix)}))
         self.ctx.metrics["trained_rows"] = self.rows
         self.ctx.metrics.update(state.data.get("rebase") or {})
 

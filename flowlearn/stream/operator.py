@@ -53,23 +53,16 @@ Example (a running row count, restorable):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
+
+from flowlearn.trainer import OperatorState  # the one state type of operators and trainers
 
 __all__ = ["Operator", "OperatorState", "OperatorContext", "MIN_WATERMARK", "MAX_WATERMARK"]
 
 MIN_WATERMARK = -(2**62)
 MAX_WATERMARK = 2**62
-
-
-@dataclass
-class OperatorState:
-    """A snapshot: ``data`` (JSON-serializable) and ``tables`` (name -> ``pyarrow.Table``)."""
-
-    data: dict = field(default_factory=dict)
-    tables: dict[str, pa.Table] = field(default_factory=dict)
 
 
 class OperatorContext:
