@@ -1,15 +1,23 @@
 """Readers and writers for CSV, JSON lines and Parquet, with schema strings and vector columns.
 
-Vector values in text formats use Alink's notation: dense ``"1.0 2.0 3.0"`` (or
-``"[1.0, 2.0, 3.0]"``, or a JSON array), sparse ``"$size$index:value index:value"``.
+Vector values in CSV use Alink's notation: dense ``"1.0 2.0 3.0"`` (or ``"[1.0, 2.0, 3.0]"``),
+sparse ``"$size$index:value index:value"``. JSON lines hold dense vectors as arrays and sparse
+ones as ``{"size": n, "indices": [...], "values": [...]}``, and accept Alink strings too
+(one codec: :mod:`flowlearn.data.vector_json`).
+
+A CSV record is one line: a quoted value that spans lines (an unterminated quote would
+otherwise swallow the rows after it) is an error naming the line, unless the reader is told
+``multiline=True``. Errors name the file and line (or row), the column and the rule.
 Writes are atomic: a temporary file is written next to the target and renamed into place.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import uuid
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import fsspec
 import numpy as np
@@ -20,7 +28,8 @@ import pyarrow.parquet as pq
 
 from flowlearn.data.schema import VECTOR_META, parse_schema
 from flowlearn.data.table import table
-from flowlearn.linalg import SparseVector, is_sparse, is_vector_type, to_csr, to_numpy, vectors_to_array
+from flowlearn.data.vector_json import check_vector_column, json_type, parse_vector, vector_column
+from flowlearn.linalg import SparseVector, is_sparse, is_vector_type, to_csr, to_numpy
 
 __all__ = [
     "read_csv",
@@ -35,38 +44,6 @@ __all__ = [
 ]
 
 
-def parse_vector(text: str | None, where: str = "") -> np.ndarray | SparseVector | None:
-    """Parse one vector written in Alink's text notation.
-
-    Example:
-        >>> parse_vector("$4$1:0.5 3:2")
-        SparseVector(4, [1, 3], [0.5, 2.0])
-        >>> parse_vector("1 2 3").tolist()
-        [1.0, 2.0, 3.0]
-    """
-    if text is None:
-        return None
-    s = text.strip()
-    try:
-        if s.startswith("$"):
-            _, size, rest = s.split("$", 2)
-            idx, val = [], []
-            for tok in rest.replace(",", " ").split():
-                i, v = tok.split(":")
-                idx.append(int(i))
-                val.append(float(v))
-            return SparseVector(int(size), idx, val)
-        s = s.strip("[]")
-        if not s:
-            return np.zeros(0)
-        return np.array([float(t) for t in s.replace(",", " ").split()])
-    except ValueError:
-        raise ValueError(
-            f"{where}cannot parse vector {text!r}: write dense vectors as '1.0 2.0 3.0' and sparse ones "
-            f"as '$size$index:value index:value'"
-        ) from None
-
-
 def format_vector(v: Any) -> str:
     if isinstance(v, SparseVector):
         return f"${v.size}$" + " ".join(f"{i}:{x!r}" for i, x in zip(v.indices.tolist(), v.values.tolist()))
@@ -77,26 +54,112 @@ def _vector_fields(sch: pa.Schema) -> list[pa.Field]:
     return [f for f in sch if is_vector_type(f.type) or f.metadata == VECTOR_META]
 
 
-def _text_vectors_to_column(raw: list, field: pa.Field, source: str) -> pa.Array:
-    values = []
-    for i, s in enumerate(raw):
-        if isinstance(s, list):
-            values.append(np.asarray(s, dtype=np.float64))
-        else:
-            values.append(parse_vector(s, f"{source}, row {i}, column '{field.name}': "))
-    if is_sparse(field.type):
-        values = [v if v is None or isinstance(v, SparseVector) else SparseVector(len(v), np.flatnonzero(v), v[v != 0]) for v in values]
-    return vectors_to_array(values, field.name)
-
-
 def _open(path: str, mode: str):
     return fsspec.open(path, mode).open()
 
 
+class _ParseError(ValueError):
+    """pyarrow refused the text, or a CSV value spans lines: no line is known yet (readers locate it)."""
+
+
+def _line_starts(data: bytes) -> np.ndarray:
+    """Offsets where the non-empty lines of ``data`` start; lines end at \\n, \\r\\n or \\r, as in pyarrow."""
+    b = np.frombuffer(data, np.uint8)
+    brk = (b == 10) | (b == 13)
+    return np.flatnonzero(~brk & np.r_[True, brk[:-1]])
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, int(offset)) + 1
+
+
+def _locate(data: bytes, parse: Callable[[bytes], Any], err: Exception, ok_lines: int = 0) -> tuple[int, str]:
+    """The first line (1-based) at which ``parse`` of the lines so far fails, and why: a binary
+    search over prefixes, O(log lines) parses (on the error path only)."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1
+    if not data.endswith(b"\n"):
+        ends = np.r_[ends, len(data)]
+    lo, hi, msg = ok_lines, len(ends), str(err)  # the first lo lines parse; all hi lines fail
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            parse(data[:ends[mid - 1]])
+            lo = mid
+        except ValueError as e:
+            hi, msg = mid, str(e)
+    return hi, msg
+
+
+def _line(data: bytes, n: int) -> bytes:
+    """Line ``n`` (1-based) of ``data``."""
+    lines = data.split(b"\n", n)
+    return lines[n - 1] if len(lines) >= n else b""
+
+
+_SPANS_LINES = ("read multi-line CSV values with multiline=True (fl.read_csv); in streams a CSV record is one line")
+
+
+def _check_csv_lines(buf: bytes, rows: int, header_lines: int, delimiter: str) -> None:
+    """Refuse a quoted CSV value that spans lines. pyarrow lets a quoted value run over line
+    breaks, so one unterminated quote silently swallows the rows after it; without a quote
+    character no value can span lines. Vectorized: a count of the non-empty lines, and a parse
+    of the last line twice over (a quote left open there swallows the copy: one row, not two)."""
+    if b'"' not in buf:
+        return
+    lines = buf.count(b"\n") + (not buf.endswith(b"\n"))  # counts blank lines too: exact count below if short
+    if b"\r" in buf or rows + header_lines < lines:
+        lines = len(_line_starts(buf))
+    if rows + header_lines < lines:
+        raise _ParseError(f"a quoted value spans lines (a quote not closed on its line, or a line break inside "
+                          f"quotes); {_SPANS_LINES}")
+    end = len(buf)
+    while end and buf[end - 1] in b"\r\n":
+        end -= 1
+    if end:
+        last = buf[max(buf.rfind(b"\n", 0, end), buf.rfind(b"\r", 0, end)) + 1:end]
+        text = last + b"\n" + last + b"\n"
+        try:
+            twice = pacsv.read_csv(io.BytesIO(text), read_options=pacsv.ReadOptions(
+                autogenerate_column_names=True, block_size=max(1 << 20, len(text) + 1)),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter)).num_rows
+        except pa.ArrowInvalid:
+            twice = 0
+        if twice != 2:
+            raise _ParseError(f"a quote on this line is not closed; {_SPANS_LINES}")
+
+
+def _csv_table(buf: bytes, read_options: pacsv.ReadOptions, convert_options: pacsv.ConvertOptions | None = None,
+               delimiter: str = ",", multiline: bool = False, header_lines: int = 0) -> pa.Table:
+    """pyarrow's CSV parse of ``buf``; unless ``multiline``, no value may span lines."""
+    if buf and not buf.endswith((b"\n", b"\r")):
+        buf += b"\n"  # a quote left open on the last line then shows as a line break in its value
+    parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=multiline)
+    try:
+        try:
+            t = pacsv.read_csv(io.BytesIO(buf), read_options=read_options, convert_options=convert_options,
+                               parse_options=parse_options)
+        except pa.ArrowInvalid as e:
+            if "straddl" not in str(e):
+                raise
+            # a line longer than pyarrow's block (1 MiB: a long vector): read the buffer as one block
+            read_options = pacsv.ReadOptions(**{k: getattr(read_options, k) for k in (
+                "use_threads", "skip_rows", "skip_rows_after_names", "column_names", "autogenerate_column_names",
+                "encoding")}, block_size=len(buf) + 1)
+            t = pacsv.read_csv(io.BytesIO(buf), read_options=read_options, convert_options=convert_options,
+                               parse_options=parse_options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        raise _ParseError(str(e)) from None
+    if not multiline:
+        _check_csv_lines(buf, t.num_rows, header_lines, delimiter)
+    return t
+
+
 def read_csv(path: str, schema: str | pa.Schema | None = None, delimiter: str = ",", header: bool = True,
-             **opts: Any) -> pa.Table:
+             multiline: bool = False, **opts: Any) -> pa.Table:
     """Read a CSV file into a table. With ``schema`` columns get those types; vector columns
-    are parsed from Alink's text notation.
+    are parsed from Alink's text notation. A record is one line: a quoted value spanning lines
+    is an error naming the line, unless ``multiline=True`` (quoted values may then hold line
+    breaks; errors name the row instead of the line).
 
     Example:
         >>> t = read_csv("data.csv", schema="age double, city string, features vector")  # doctest: +SKIP
@@ -108,67 +171,223 @@ def read_csv(path: str, schema: str | pa.Schema | None = None, delimiter: str = 
     if sch is not None:
         col_types = {f.name: (pa.string() if f in _vector_fields(sch) else f.type) for f in sch}
         convert = pacsv.ConvertOptions(column_types=col_types, include_columns=sch.names, **opts)
+    with _open(path, "rb") as f:
+        data = f.read()
+    header_lines = 1 if header else 0
+
+    def parse(buf: bytes) -> pa.Table:
+        return _csv_table(buf, read_opts, convert, delimiter, multiline, header_lines)
+
     try:
-        with _open(path, "rb") as f:
-            t = pacsv.read_csv(f, read_options=read_opts, parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                               convert_options=convert)
-    except pa.ArrowInvalid as e:
-        raise ValueError(f"read_csv({path!r}): {e}") from None
-    return _finish_text_table(t, sch, path)
+        t = parse(data)
+    except _ParseError as e:
+        if multiline:
+            raise ValueError(f"read_csv({path!r}): {e}") from None
+        line, msg = _locate(data, parse, e, header_lines)
+        m = re.match(r"In CSV column #(\d+): ", msg)
+        names = sch.names if sch is not None and not header else _csv_header(data, delimiter) if header else []
+        if m and int(m.group(1)) < len(names):
+            line, msg = f"{line}, column '{names[int(m.group(1))]}'", msg[m.end():]
+        raise ValueError(f"read_csv({path!r}), line {line}: {msg}") from None
+
+    def row_line(i: int) -> str:
+        if multiline:
+            return f"read_csv({path!r}), row {i}"
+        return f"read_csv({path!r}), line {_line_of(data, _line_starts(data)[i + header_lines])}"
+
+    return _finish_text_table(t, sch, row_line)
 
 
-def _finish_text_table(t: pa.Table, sch: pa.Schema | None, path: str) -> pa.Table:
+def _csv_header(data: bytes, delimiter: str) -> list[str]:
+    """The column names in the header line of ``data``."""
+    try:
+        return pacsv.read_csv(io.BytesIO(data.split(b"\n", 1)[0] + b"\n"),
+                              parse_options=pacsv.ParseOptions(delimiter=delimiter)).column_names
+    except pa.ArrowInvalid:
+        return []
+
+
+def _finish_text_table(t: pa.Table, sch: pa.Schema | None, where: Callable[[int], str] | None = None) -> pa.Table:
+    """Decode the vector columns (read as text) of a parsed table and apply ``sch``."""
     if sch is None:
         return t
     missing = [n for n in sch.names if n not in t.column_names]
     if missing:
-        raise ValueError(f"{path}: columns {missing} named in the schema are missing; the file has {t.column_names}")
-    cols = {}
+        raise ValueError(f"columns {missing} named in the schema are missing; the data has {t.column_names}")
     vec_names = {f.name for f in _vector_fields(sch)}
-    for f in sch:
-        if f.name in vec_names:
-            cols[f.name] = _text_vectors_to_column(t.column(f.name).to_pylist(), f, path)
-        else:
-            cols[f.name] = t.column(f.name)
+    cols = {f.name: vector_column(t.column(f.name).to_pylist(), f, where) if f.name in vec_names else t.column(f.name)
+            for f in sch}
     return table(cols, sch)
 
 
-def read_json(path: str, schema: str | pa.Schema | None = None) -> pa.Table:
-    """Read a JSON-lines file (one object per line). Vectors may be JSON arrays or Alink strings."""
-    sch = parse_schema(schema) if schema is not None else None
-    if sch is not None and _vector_fields(sch):
-        # Vector columns may be arrays or strings; parse rows ourselves to accept both.
-        rows = []
-        with _open(path, "rt") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}, line {lineno}: malformed JSON ({e.msg})") from None
-        cols = {}
-        for fld in sch:
-            vals = [r.get(fld.name) for r in rows]
-            if fld in _vector_fields(sch):
-                cols[fld.name] = _text_vectors_to_column(vals, fld, path)
-            else:
-                cols[fld.name] = vals
-        return table(cols, sch)
-    explicit = pa.schema([f for f in sch]) if sch is not None else None
+_MAX_JSON_DEPTH = 1000  # pyarrow's JSON type inference overflows the stack (SIGSEGV) at some 10^4 levels
+
+
+def _too_deep(buf: bytes) -> bool:
+    """Whether a line of ``buf`` nests JSON arrays/objects deeper than ``_MAX_JSON_DEPTH`` (brackets
+    inside strings count too). Only lines longer than the limit can, and they are few."""
+    if buf.count(b"[") + buf.count(b"{") <= _MAX_JSON_DEPTH:
+        return False
+    nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
+    starts, ends = np.r_[0, nl + 1], np.r_[nl, len(buf)]
+    for i in np.flatnonzero(ends - starts > _MAX_JSON_DEPTH):
+        line = np.frombuffer(buf, np.uint8, count=int(ends[i] - starts[i]), offset=int(starts[i]))
+        step = (line == 91).astype(np.int32) + (line == 123) - (line == 93) - (line == 125)
+        if np.cumsum(step).max() > _MAX_JSON_DEPTH:
+            return True
+    return False
+
+
+def _top_level_null(buf: bytes) -> bool:
+    """Whether ``buf`` may hold a ``null`` that is not inside an object: a line ``null`` (or one
+    after an object on the same line). pyarrow's JSON reader dies with SIGSEGV on it as the first
+    value of a block, and reads it elsewhere as a row of nulls (apache/arrow#47409). Vectorized:
+    each ``null`` whose previous non-blank byte is ``}`` or none; a ``null`` inside a string may
+    match too (then the lines are checked in Python, which decides exactly)."""
+    if b"null" not in buf:
+        return False
+    b = np.frombuffer(buf, np.uint8)
+    p = np.flatnonzero(b[:-3] == ord("n"))
+    p = p[(b[p + 1] == ord("u")) & (b[p + 2] == ord("l")) & (b[p + 3] == ord("l"))]
+    q = p - 1
+    for _ in range(16):  # skip blanks before each null (a longer run of blanks counts as suspect)
+        blank = (q >= 0) & np.isin(b[np.maximum(q, 0)], _BLANKS)
+        if not blank.any():
+            return bool(((q < 0) | (b[np.maximum(q, 0)] == ord("}"))).any())
+        q = q - blank
+    return True
+
+
+_BLANKS = np.frombuffer(b" \t\r\n", np.uint8)
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number")
+
+
+def _json_objects(buf: bytes, where: Callable[[int], str] | None = None) -> tuple[list[dict], list[int]]:
+    """The JSON object of each non-blank line of ``buf`` and its line number (Python's ``json``,
+    one call per line). A line that is not one JSON object raises: ``_ParseError`` without
+    ``where``, else ``ValueError`` naming ``where(line)``."""
+    objs, lines = [], []
+    for n, line in enumerate(buf.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            why = None if isinstance(obj, dict) else f"a line must hold one JSON object, got {_json_kind(obj)}"
+        except json.JSONDecodeError as e:
+            why = f"malformed JSON ({e.msg})"
+        except UnicodeDecodeError as e:
+            why = f"malformed JSON (not UTF-8: {e.reason})"
+        except RecursionError:
+            why = "JSON nested too deeply"
+        if why is not None:
+            if where is None:
+                raise _ParseError(why)
+            raise ValueError(f"{where(n)}: {why}")
+        objs.append(obj)
+        lines.append(n)
+    return objs, lines
+
+
+def _arrow_json(buf: bytes, schema: pa.Schema | None, use_threads: bool = True, lines_checked: bool = False) -> pa.Table:
+    """pyarrow's JSON-lines parse of ``buf``: with ``schema`` (fields not in it are ignored), or
+    inferred. Input pyarrow would crash on (deep nesting while inferring, a top-level null) is
+    refused first, and strings must be valid UTF-8 (pyarrow does not check them)."""
+    if schema is None and _too_deep(buf):
+        raise _ParseError(f"JSON nested deeper than {_MAX_JSON_DEPTH} levels")
+    if not lines_checked and _top_level_null(buf):
+        _json_objects(buf)
     try:
-        with _open(path, "rb") as f:
-            t = pajson.read_json(f, parse_options=pajson.ParseOptions(explicit_schema=explicit))
-    except pa.ArrowInvalid as e:
-        raise ValueError(f"read_json({path!r}): {e}") from None
-    return t.select(sch.names) if sch is not None else t
+        t = pajson.read_json(io.BytesIO(buf), read_options=pajson.ReadOptions(use_threads=use_threads),
+                             parse_options=pajson.ParseOptions(
+                                 explicit_schema=schema, unexpected_field_behavior="infer" if schema is None else "ignore"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        raise _ParseError(str(e)) from None
+    for name, col in zip(t.column_names, t.columns):
+        try:
+            col.validate(full=True)
+        except pa.ArrowInvalid:
+            raise _ParseError(f"column '{name}': a string is not valid UTF-8") from None
+    return t
+
+
+def _json_column_at_fault(record: bytes, schema: pa.Schema) -> str | None:
+    """The column of ``schema`` whose value in the JSON ``record`` pyarrow refuses (for messages
+    like "Failed to convert JSON to int64" that name none): one parse per column, on a bad record
+    only. None when the record itself is no JSON object."""
+    try:
+        _arrow_json(record, pa.schema([]), False)
+    except ValueError:
+        return None
+    for f in schema:
+        try:
+            _arrow_json(record, pa.schema([f]), False)
+        except ValueError:
+            return f.name
+    return None
+
+
+def _parse_json(buf: bytes, schema: pa.Schema | None, where: Callable[[int], str] | None = None,
+                use_threads: bool = True) -> pa.Table:
+    """JSON lines -> table with ``schema`` (types inferred without one). pyarrow parses vectors in
+    the writers' forms (arrays, sparse objects) with no Python per row; when that fails (Alink
+    strings, mixed forms, or a bad record), the vector columns are decoded line by line with the
+    vector codec, so errors name the line (``where(line_number)``) and the rule."""
+    if schema is None:
+        return _arrow_json(buf, None, use_threads)
+    vec = _vector_fields(schema)
+    try:
+        t = _arrow_json(buf, pa.schema([pa.field(f.name, json_type(f)) if f in vec else f for f in schema]),
+                        use_threads)
+        return table({f.name: check_vector_column(t.column(f.name), f) if f in vec else t.column(f.name)
+                      for f in schema}, schema)
+    except ValueError:
+        if not vec:
+            raise
+    objs, lines = _json_objects(buf, where)
+    t = _arrow_json(buf, pa.schema([f for f in schema if f not in vec]), use_threads, lines_checked=True)
+    row_where = (lambda i: where(lines[i])) if where is not None else None
+    return table({f.name: vector_column([o.get(f.name) for o in objs], f, row_where) if f in vec else t.column(f.name)
+                  for f in schema}, schema)
+
+
+def read_json(path: str, schema: str | pa.Schema | None = None) -> pa.Table:
+    """Read a JSON-lines file (one object per line). Vectors may be JSON arrays, sparse objects
+    ``{"size", "indices", "values"}`` or Alink strings; errors name the line and column."""
+    sch = parse_schema(schema) if schema is not None else None
+    with _open(path, "rb") as f:
+        data = f.read()
+    try:
+        return _parse_json(data, sch, lambda n: f"read_json({path!r}), line {n}")
+    except _ParseError as e:
+        plain = None if sch is None else pa.schema([f for f in sch if f not in _vector_fields(sch)])
+        line, msg = _locate(data, lambda b: _arrow_json(b, plain), e)
+        if msg.startswith("column '"):
+            raise ValueError(f"read_json({path!r}), line {line}, {msg}") from None
+        col = _json_column_at_fault(_line(data, line), plain) if plain is not None else None
+        raise ValueError(f"read_json({path!r}), line {line}" + (f", column '{col}'" if col else "") + f": {msg}") from None
 
 
 def read_parquet(path: str, schema: str | pa.Schema | None = None) -> pa.Table:
-    """Read a Parquet file; sparse vector columns come back as ``flowlearn.sparse_vector``."""
+    """Read a Parquet file; sparse vector columns come back as ``flowlearn.sparse_vector``.
+    A truncated or corrupt file is a ``ValueError`` naming the path."""
     with _open(path, "rb") as f:
-        t = pq.read_table(f)
-    return table(t, schema) if schema is not None else t
+        t = parquet_table(f, f"read_parquet({path!r})")
+    try:
+        return table(t, schema) if schema is not None else t
+    except ValueError as e:
+        raise ValueError(f"read_parquet({path!r}): {e}") from None
+
+
+def parquet_table(f: Any, where: str) -> pa.Table:
+    """``pq.read_table`` of an open file; pyarrow's refusal of a corrupt file becomes a ``ValueError`` naming ``where``."""
+    try:
+        return pq.read_table(f)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{where}: not a valid Parquet file ({e})") from None
 
 
 def atomic_write(path: str, write: Any) -> None:
@@ -220,21 +439,15 @@ def write_csv(t: Any, path: str, header: bool = True) -> None:
 
 def _json_lines(t: pa.Table) -> Iterator[bytes]:
     names = t.column_names
-    py = {}
-    for n in names:
-        col = t.column(n)
-        if is_vector_type(col.type) and is_sparse(col.type):
-            py[n] = _vector_texts(col, n)
-        elif is_vector_type(col.type):
-            py[n] = [None if v is None else [float(x) for x in v] for v in col.to_pylist()]
-        else:
-            py[n] = col.to_pylist()
+    # vectors in the codec's JSON forms: dense ones are lists, sparse ones {"size", "indices", "values"}
+    py = {n: t.column(n).to_pylist() for n in names}
     for i in range(t.num_rows):
         yield (json.dumps({n: py[n][i] for n in names}, default=str) + "\n").encode()
 
 
 def write_json(t: Any, path: str) -> None:
-    """Write a table as JSON lines, atomically. Dense vectors become arrays, sparse ones strings."""
+    """Write a table as JSON lines, atomically. Dense vectors become arrays, sparse ones
+    ``{"size": n, "indices": [...], "values": [...]}``."""
     t = table(t)
     atomic_write(path, lambda f: f.writelines(_json_lines(t)))
 

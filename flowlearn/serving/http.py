@@ -58,6 +58,7 @@ import numpy as np
 import pyarrow as pa
 
 from flowlearn._version import __version__
+from flowlearn.data.vector_json import decode_vector
 from flowlearn.linalg import SparseVector, to_numpy
 from flowlearn.serving.predictor import LocalPredictor
 
@@ -145,17 +146,14 @@ def _is_number(x: Any) -> bool:
 
 
 def _decode_value(col: str, v: Any, where: str) -> Any:
-    """JSON value -> row value: numeric lists become float64 arrays, sparse objects ``SparseVector``."""
-    if isinstance(v, list):
-        if v and all(_is_number(x) for x in v):
-            return np.asarray(v, dtype=np.float64)
-        return v
-    if isinstance(v, dict) and set(v) == {"size", "indices", "values"}:
+    """JSON value -> row value: vectors (a numeric array, a ``{"size", "indices", "values"}``
+    object) through the vector codec shared with the file and Kafka readers."""
+    if (isinstance(v, list) and v and all(_is_number(x) for x in v)) or \
+            (isinstance(v, dict) and set(v) == {"size", "indices", "values"}):
         try:
-            return SparseVector(v["size"], v["indices"], v["values"])
-        except (TypeError, ValueError) as e:
-            raise _HTTPError(400, f"{where}column '{col}': not a valid sparse vector "
-                                  f"{{\"size\", \"indices\", \"values\"}}: {e}") from None
+            return decode_vector(v, col)
+        except ValueError as e:
+            raise _HTTPError(400, f"{where}{e}") from None
     return v
 
 
