@@ -485,10 +485,6 @@ class OnlineLogisticRegressionTrainer(Trainer):
                 row = int(np.flatnonzero(neg)[0])
                 raise ValueError(f"{_STAGE}: column '{self._weight_col}' (parameter 'weight_col') has weight "
                                  f"{float(w[row])!r} at row {row}; weights must be >= 0")
-        if sps.issparse(x):
-            if x.shape[0] and not x.has_canonical_format:
-                x = x.copy()
-                x.sum_duplicates()
         return x, np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(w, dtype=np.float64)
 
     # -- training ------------------------------------------------------------------------

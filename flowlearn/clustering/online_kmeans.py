@@ -104,10 +104,8 @@ class _OnlineKMeansParams(_OnlineKMeansModelParams, HasGlobalBatchSize, HasSeed,
 
 def _vectors(t: pa.Table, name: str, stage: str, size: int | None) -> np.ndarray | sps.csr_matrix:
     x = vector_column(t, name, stage, param="features_col", size=size)
-    if sps.issparse(x):
+    if sps.issparse(x):   # checked canonical (sorted, unique indices) by vector_column
         x = sps.csr_matrix(x, dtype=np.float64)
-        if not x.has_canonical_format:
-            x.sum_duplicates()
     else:
         x = np.ascontiguousarray(x, dtype=np.float64)
     return x

@@ -110,12 +110,8 @@ class _OnlineStandardScalerParams(_OnlineStandardScalerModelParams):
 
 
 def _vectors(t: pa.Table, name: str, stage: str, size: int | None) -> np.ndarray | sps.csr_matrix:
-    x = vector_column(t, name, stage, param="input_col", size=size)
-    if sps.issparse(x):
-        x = sps.csr_matrix(x, dtype=np.float64)
-        if not x.has_canonical_format:
-            x.sum_duplicates()
-    return x
+    x = vector_column(t, name, stage, param="input_col", size=size)   # sparse: checked canonical
+    return sps.csr_matrix(x, dtype=np.float64) if sps.issparse(x) else x
 
 
 def _event_time_ms(t: pa.Table, col: str, stage: str) -> np.ndarray:

@@ -55,10 +55,7 @@ def _one_table(tables: tuple, stage: str, what: str) -> pa.Table:
 
 def _partial_input(stage: OnePassEstimator, t: pa.Table) -> np.ndarray | sps.csr_matrix:
     """The input vectors of a fit's part, dense or sparse as stored (possibly no rows)."""
-    x = vector_column(t, stage.input_col, type(stage).__name__, param="input_col")
-    if sps.issparse(x):
-        x.sum_duplicates()
-    return x
+    return vector_column(t, stage.input_col, type(stage).__name__, param="input_col")
 
 
 # Fit states (see OnePassEstimator): one row of per-dimension vectors, or no rows for no input.
@@ -170,8 +167,6 @@ def _transform_input(model: Model, t: pa.Table, size: int, dense: bool | None) -
     x = vector_column(t, model.input_col, type(model).__name__, param="input_col", dense=dense, size=size)
     if x.shape[0] == 0:  # an empty column may not know its vector size
         return sps.csr_matrix((0, size)) if sps.issparse(x) else np.zeros((0, size))
-    if sps.issparse(x):
-        x.sum_duplicates()
     return x
 
 
