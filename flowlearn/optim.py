@@ -7,8 +7,14 @@ Every linear model in flowlearn minimises the same kind of objective (Spark MLli
 
 with ``l2 = reg * (1 - elastic_net)`` and ``l1 = reg * elastic_net``; the intercept ``b`` is never
 penalised. ``loss`` is the logistic loss (binary, labels 0/1), the softmax cross-entropy
-(multinomial, labels 0..K-1) or half the squared error. Features are used as given (no
-standardization inside).
+(multinomial, labels 0..K-1), half the squared error or (SGD only) the hinge loss (labels 0/1).
+Features are used as given (no standardization inside).
+
+Both solvers run in rounds of one kernel, :func:`loss_gradient_sums`: the weighted loss and
+gradient sums over some rows (a partial), added up over parts of the rows (a merge,
+:func:`merge_loss_gradient_sums`), then an update on the driver: an L-BFGS evaluation sums fixed
+row chunks, an SGD step a mini-batch. :class:`LinearRounds` exposes the rounds over Arrow tables,
+so an engine can run the partials in parallel.
 
 * :class:`LinearObjective` evaluates ``F`` and its gradient over a dense ``numpy`` matrix (a fused
   one-pass Numba kernel run on fixed row chunks by a thread pool, so results do not depend on the
@@ -20,8 +26,8 @@ standardization inside).
 * :func:`sgd` runs proximal mini-batch SGD (Flink ML's solver): ``max_iter`` epochs over a
   seeded permutation of the rows, mini-batches of ``batch_size`` rows, a constant learning rate,
   and the penalty applied by its proximal step after each mini-batch. Its epochs run as the
-  rounds of a bounded iteration (:func:`sgd_epochs` on ``flowlearn.iteration.iterate_bounded``),
-  which ``LinearSVC(solver="sgd")`` shares with its hinge-loss epoch kernel.
+  rounds of a bounded iteration (:func:`sgd_epochs` on ``flowlearn.iteration.iterate_bounded``);
+  ``LinearSVC(solver="sgd")`` runs it with the hinge loss.
 
 Example:
     >>> import numpy as np
@@ -52,11 +58,12 @@ from flowlearn.iteration import BatchStream, IterationBodyResult, iterate_bounde
 from flowlearn.linalg import from_numpy
 
 __all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "sgd_epochs", "sgd_training_batch",
-           "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table"]
+           "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table",
+           "loss_gradient_sums", "merge_loss_gradient_sums", "LinearRounds"]
 
 log = logging.getLogger(__name__)
 
-LOSSES = {"logistic": 0, "squared": 1, "multinomial": 2}
+LOSSES = {"logistic": 0, "squared": 1, "multinomial": 2, "hinge": 3}  # hinge: SGD only (not smooth)
 
 _CHUNK_ROWS = 16384  # fixed row chunk: partial sums are added in chunk order whatever the thread count
 
@@ -114,6 +121,11 @@ def _pointwise(z, yi, kind):
         r = z[0] - yi
         z[0] = r
         return 0.5 * r * r
+    if kind == 3:  # hinge, labels 0/1 (subgradient -t at the kink)
+        t = 2.0 * yi - 1.0
+        m = t * z[0]
+        z[0] = -t if m <= 1.0 else 0.0
+        return max(0.0, 1.0 - m)
     # multinomial: softmax cross-entropy, yi is the class index
     c = int(yi)
     m = z[0]
@@ -141,24 +153,29 @@ def _dot1(X, i, w):
 
 @nb.njit(cache=True, nogil=True)
 def _pointwise1(t, yi, kind):
-    """(loss, dloss/dz) of one row with one score ``t`` (logistic or squared)."""
+    """(loss, dloss/dz) of one row with one score ``t`` (logistic, squared or hinge)."""
     if kind == 0:
         if t >= 0.0:
             e = math.exp(-t)
             return math.log1p(e) + t - yi * t, 1.0 / (1.0 + e) - yi
         e = math.exp(t)
         return math.log1p(e) - yi * t, e / (1.0 + e) - yi
+    if kind == 3:
+        u = 2.0 * yi - 1.0
+        m = u * t
+        return max(0.0, 1.0 - m), (-u if m <= 1.0 else 0.0)
     r = t - yi
     return 0.5 * r * r, r
 
 
 @nb.njit(cache=True, nogil=True)
-def _dense_eval1(X, y, s, w, b, kind, lo, hi, g):
+def _dense_eval1(X, y, s, w, b, kind, rows, lo, hi, g):
     """Single-output version of :func:`_dense_eval`: returns (sum s_i loss_i, sum s_i dloss_i)."""
     d = X.shape[1]
     f = 0.0
     gb = 0.0
-    for i in range(lo, hi):
+    for t in range(lo, hi):
+        i = rows[t]
         si = s[i]
         if si == 0.0:
             continue
@@ -172,12 +189,14 @@ def _dense_eval1(X, y, s, w, b, kind, lo, hi, g):
 
 
 @nb.njit(cache=True, nogil=True)
-def _dense_eval(X, y, s, W, b, kind, lo, hi, G, gb):
-    """Sum over rows lo..hi of s_i * loss_i; adds the gradient into G (K, d) and gb (K,)."""
+def _dense_eval(X, y, s, W, b, kind, rows, lo, hi, G, gb):
+    """Sum over the rows ``rows[lo:hi]`` of s_i * loss_i; adds the gradient into G (K, d) and gb (K,).
+    The partial of a round: a chunk of an L-BFGS evaluation, a mini-batch of an SGD epoch."""
     K, d = W.shape
     z = np.empty(K)
     f = 0.0
-    for i in range(lo, hi):
+    for t in range(lo, hi):
+        i = rows[t]
         si = s[i]
         if si == 0.0:
             continue
@@ -213,46 +232,54 @@ def _prox(W, lr, l2, l1):
 
 
 @nb.njit(cache=True, nogil=True)
+def _sgd_step(W, b, G, gb, step, fit_intercept):
+    """The update of an SGD round: ``W -= step * G``, ``b -= step * gb`` (with an intercept)."""
+    K, d = W.shape
+    for k in range(K):
+        if fit_intercept:
+            b[k] -= step * gb[k]
+        for j in range(d):
+            W[k, j] -= step * G[k, j]
+
+
+@nb.njit(cache=True, nogil=True)
 def _sgd_epoch_dense(X, y, s, W, b, kind, fit_intercept, perm, batch, lr, l2, l1):
+    """One epoch; per mini-batch of ``perm``: the round's loss-gradient sums (:func:`_dense_eval`),
+    a step of ``lr`` along their weighted mean, the penalty's proximal step. Returns (sum of s *
+    loss over the rows seen, sum of s)."""
     K, d = W.shape
     n = perm.shape[0]
-    R = np.empty((batch, K))
-    z = np.empty(K)
+    G = np.zeros((K, d))
+    gb = np.zeros(K)
     loss_sum = 0.0
     w_sum = 0.0
     for start in range(0, n, batch):
         stop = min(n, start + batch)
         sw = 0.0
         for t in range(start, stop):
-            i = perm[t]
-            si = s[i]
-            for k in range(K):
-                z[k] = b[k] + _dot_row(X, i, W, k)
-            loss_sum += si * _pointwise(z, y[i], kind)
-            sw += si
-            for k in range(K):
-                R[t - start, k] = si * z[k]
+            sw += s[perm[t]]
+        G[:] = 0.0
+        gb[:] = 0.0
+        if K == 1:
+            f, g0 = _dense_eval1(X, y, s, W[0], b[0], kind, perm, start, stop, G[0])
+            gb[0] = g0
+        else:
+            f = _dense_eval(X, y, s, W, b, kind, perm, start, stop, G, gb)
+        loss_sum += f
         w_sum += sw
         if sw <= 0.0:
             continue
-        step = lr / sw
-        for t in range(start, stop):
-            i = perm[t]
-            for k in range(K):
-                c = step * R[t - start, k]
-                if c != 0.0:
-                    if fit_intercept:
-                        b[k] -= c
-                    for j in range(d):
-                        W[k, j] -= c * X[i, j]
+        _sgd_step(W, b, G, gb, lr / sw, fit_intercept)
         _prox(W, lr, l2, l1)
     return loss_sum, w_sum
 
 
 @nb.njit(cache=True, nogil=True)
 def _sgd_epoch_sparse(indptr, indices, data, y, s, W, b, kind, fit_intercept, perm, batch, lr, l2, l1):
-    """CSR version of :func:`_sgd_epoch_dense`. Without an L1 part the L2 shrinkage is applied
-    lazily (W = scale * V), so a mini-batch costs O(its non-zeros), not O(d)."""
+    """CSR version of :func:`_sgd_epoch_dense`. A mini-batch's step ``W -= lr / sw * G`` is applied
+    row by row (``G`` is the sum of the rows' ``r_i x_i``), and without an L1 part the L2 shrinkage
+    lazily (W = scale * V), so a mini-batch costs O(its non-zeros), not O(d): summing ``G`` at the
+    mini-batch's columns first, as the dense kernel does, costs a third pass over them."""
     K, d = W.shape
     n = perm.shape[0]
     R = np.empty((batch, K))
@@ -306,6 +333,72 @@ def _sgd_epoch_sparse(indptr, indices, data, y, s, W, b, kind, fit_intercept, pe
 # ----------------------------------------------------------------------------------------------
 # Objective
 # ----------------------------------------------------------------------------------------------
+
+def loss_gradient_sums(X: np.ndarray | sps.csr_matrix, y: np.ndarray, s: np.ndarray, W: np.ndarray, b: np.ndarray,
+                       kind: int, lo: int = 0, hi: int | None = None, rows: np.ndarray | None = None,
+                       ) -> tuple[float, np.ndarray, np.ndarray]:
+    """The partial of a linear model's round: over the rows ``lo..hi`` (of ``rows``, an index, when
+    given) of ``X`` (dense C-contiguous float64 or canonical CSR), ``sum_i s_i loss_i`` and its
+    gradient sums ``G`` (K, d) and ``gb`` (K,) at coefficients ``W`` (K, d) and intercepts ``b``.
+    Partials of the parts of the rows add up (:func:`merge_loss_gradient_sums`) to the whole's."""
+    hi = X.shape[0] if hi is None else hi
+    K, d = W.shape
+    if sps.issparse(X):
+        if rows is not None:
+            X, y, s = X[rows[lo:hi]], y[rows[lo:hi]], s[rows[lo:hi]]
+        elif (lo, hi) != (0, X.shape[0]):
+            X, y, s = X[lo:hi], y[lo:hi], s[lo:hi]
+        return _sparse_sums(X, y, s, W, b, kind)
+    G = np.zeros((K, d))
+    gb = np.zeros(K)
+    rows = np.arange(hi, dtype=np.int64) if rows is None else rows
+    if K == 1:
+        f, gb[0] = _dense_eval1(X, y, s, W[0], float(b[0]), kind, rows, lo, hi, G[0])
+    else:
+        f = _dense_eval(X, y, s, W, b, kind, rows, lo, hi, G, gb)
+    return f, G, gb
+
+
+def merge_loss_gradient_sums(parts: list[tuple[float, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray, np.ndarray]:
+    """The merge of a linear model's round: the sums of the partials (added in order)."""
+    if len(parts) == 1:
+        return parts[0]
+    return (float(np.array([p[0] for p in parts]).sum()), np.array([p[1] for p in parts]).sum(axis=0),
+            np.array([p[2] for p in parts]).sum(axis=0))
+
+
+def _sparse_sums(X: sps.csr_matrix, y: np.ndarray, s: np.ndarray, W: np.ndarray, b: np.ndarray, kind: int,
+                 ) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`loss_gradient_sums` of CSR rows, with SciPy's sparse products."""
+    if W.shape[0] == 1:
+        z = X @ W[0]
+        z += b[0]
+        if kind == 0:
+            loss = np.logaddexp(0.0, z) - y * z
+            r = expit(z) - y
+        elif kind == 3:
+            t = 2.0 * y - 1.0
+            m = t * z
+            loss = np.maximum(0.0, 1.0 - m)
+            r = np.where(m <= 1.0, -t, 0.0)
+        else:
+            r = z - y
+            loss = 0.5 * r * r
+        r *= s
+        g = np.asarray(X.T @ r).reshape(1, -1)
+        return _vdot(s, loss), g, np.array([r.sum()])
+    Z = X @ W.T
+    Z += b
+    yi = y.astype(np.int64)
+    lse = logsumexp(Z, axis=1)
+    rows = np.arange(X.shape[0])
+    loss = lse - Z[rows, yi]
+    P = np.exp(Z - lse[:, None])
+    P[rows, yi] -= 1.0
+    P *= s[:, None]
+    G = np.asarray(X.T @ P).T
+    return _vdot(s, loss), np.ascontiguousarray(G), P.sum(axis=0)
+
 
 def _readonly(a: np.ndarray) -> np.ndarray:
     """A read-only C-contiguous float64 view (one Numba specialization for Arrow and NumPy input)."""
@@ -361,6 +454,7 @@ class LinearObjective:
         self.l1 = float(l1)
         self.n_params = self.K * self.d + (self.K if self.fit_intercept else 0)
         self.n_threads = n_threads or _n_threads()
+        self._rows = np.arange(self.n, dtype=np.int64)  # the dense kernels read rows through an index
         self._pool: ThreadPoolExecutor | None = None
         self.n_evals = 0
 
@@ -398,7 +492,7 @@ class LinearObjective:
         return w
 
     def initial(self) -> np.ndarray:
-        """A starting point: zero coefficients, intercepts at the null model's optimum."""
+        """A starting point: zero coefficients, intercepts at the null model's optimum (0 for hinge)."""
         W = np.zeros((self.K, self.d))
         b = np.zeros(self.K)
         if self.fit_intercept:
@@ -407,75 +501,33 @@ class LinearObjective:
             elif self.kind == 0:
                 p = min(max(float(self.s @ self.y), 1e-8), 1 - 1e-8)
                 b[0] = math.log(p / (1 - p))
+            elif self.kind == 3:
+                pass  # hinge: from zero, as Flink ML's LinearSVC
             else:
                 prior = np.bincount(self.y.astype(np.int64), weights=self.s, minlength=self.K)[: self.K]
                 lp = np.log(np.maximum(prior, 1e-8))
                 b = lp - lp.mean()
         return self.pack(W, b)
 
-    # evaluation
+    # evaluation: a round's partials over fixed chunks of rows (in the thread pool), merged in order
     def _data_term(self, W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Weighted mean loss and its gradients with respect to W (K, d) and b (K,)."""
         self.n_evals += 1
-        if self.sparse:
-            return self._data_term_sparse(W, b)
         W = np.ascontiguousarray(W)
         b = np.ascontiguousarray(b, dtype=np.float64)
+        if self.sparse:  # one partial: SciPy's products are the parallel part
+            return loss_gradient_sums(self.X, self.y, self.s, W, b, self.kind)
+
+        def run(lo: int) -> tuple[float, np.ndarray, np.ndarray]:
+            return loss_gradient_sums(self.X, self.y, self.s, W, b, self.kind, lo, min(self.n, lo + _CHUNK_ROWS),
+                                      self._rows)
+
         starts = range(0, self.n, _CHUNK_ROWS)
-        C = len(starts)
-        G = np.zeros((C, self.K, self.d))
-        GB = np.zeros((C, self.K))
-        F = np.zeros(C)
-        X, y, s, kind, n = self.X, self.y, self.s, self.kind, self.n
-
-        if self.K == 1:
-            w0, b0 = W[0], float(b[0])
-
-            def run(c: int) -> None:
-                lo = c * _CHUNK_ROWS
-                F[c], GB[c, 0] = _dense_eval1(X, y, s, w0, b0, kind, lo, min(n, lo + _CHUNK_ROWS), G[c, 0])
-        else:
-            def run(c: int) -> None:
-                lo = c * _CHUNK_ROWS
-                F[c] = _dense_eval(X, y, s, W, b, kind, lo, min(n, lo + _CHUNK_ROWS), G[c], GB[c])
-
-        if C == 1 or self.n_threads == 1:
-            for c in range(C):
-                run(c)
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.n_threads, thread_name_prefix="flowlearn-optim")
-            for _ in self._pool.map(run, range(C)):
-                pass
-        if C == 1:
-            return float(F[0]), G[0], GB[0]
-        return float(F.sum()), G.sum(axis=0), GB.sum(axis=0)
-
-    def _data_term_sparse(self, W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        X, y, s = self.X, self.y, self.s
-        if self.K == 1:
-            z = X @ W[0]
-            z += b[0]
-            if self.kind == 0:
-                loss = np.logaddexp(0.0, z) - y * z
-                r = expit(z) - y
-            else:
-                r = z - y
-                loss = 0.5 * r * r
-            r *= s
-            g = np.asarray(X.T @ r).reshape(1, -1)
-            return _vdot(s, loss), g, np.array([r.sum()])
-        Z = X @ W.T
-        Z += b
-        yi = y.astype(np.int64)
-        lse = logsumexp(Z, axis=1)
-        rows = np.arange(self.n)
-        loss = lse - Z[rows, yi]
-        P = np.exp(Z - lse[:, None])
-        P[rows, yi] -= 1.0
-        P *= s[:, None]
-        G = np.asarray(X.T @ P).T
-        return _vdot(s, loss), np.ascontiguousarray(G), P.sum(axis=0)
+        if len(starts) == 1 or self.n_threads == 1:
+            return merge_loss_gradient_sums([run(lo) for lo in starts])
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.n_threads, thread_name_prefix="flowlearn-optim")
+        return merge_loss_gradient_sums(list(self._pool.map(run, starts)))
 
     def smooth(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss + L2 term and the gradient with respect to ``theta``."""
@@ -722,7 +774,7 @@ def sgd_epochs(epoch: EpochFn, W: np.ndarray, b: np.ndarray, data: pa.RecordBatc
 
 
 def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_size: int = 32,
-        max_iter: int = 100, tol: float = 1e-6, seed: int = 0) -> OptimResult:
+        max_iter: int = 100, tol: float = 1e-6, seed: int = 0, stage: str = "SGD") -> OptimResult:
     """Proximal mini-batch SGD on ``obj`` for ``max_iter`` epochs (Flink ML's solver, run in-process
     on the bounded iteration engine; see :func:`sgd_epochs`).
 
@@ -732,6 +784,9 @@ def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_
     (soft-thresholding by ``learning_rate * l1``, shrinking by ``1 / (1 + learning_rate * l2)``).
     Stops early when the epoch's objective (the batch losses seen during the epoch plus the
     penalty) changes by at most ``tol * max(1, |objective|)``. Deterministic for a fixed seed.
+    Each mini-batch is a round: the loss-gradient sums of its rows (the kernel of
+    :func:`loss_gradient_sums`), then the step and the proximal update. ``stage`` names the caller
+    in errors.
     """
     W, b = obj.unpack(np.array(x0, dtype=np.float64))
     W = np.ascontiguousarray(W).copy()
@@ -747,7 +802,7 @@ def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_
         else:
             loss, wsum = _sgd_epoch_dense(X, y, s, W, b, kind, fit_intercept, perm, batch, lr, l2, l1)
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
-            raise ValueError(f"SGD diverged at epoch {k} (non-finite coefficients); lower learning_rate "
+            raise ValueError(f"{stage}: SGD diverged at epoch {k} (non-finite coefficients); lower learning_rate "
                              f"(now {learning_rate}) or standardize the features")
         cur = loss / wsum + 0.5 * l2 * float(np.vdot(W, W)) + l1 * float(np.abs(W).sum())
         log.debug("sgd epoch %d objective %.10g", k, cur)
@@ -763,13 +818,14 @@ def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_
 # Shared plumbing of linear models: training input and model data tables
 # ----------------------------------------------------------------------------------------------
 
-def read_training_input(t: pa.Table, stage: str, features_col: str, label_col: str,
-                        weight_col: str | None) -> tuple[np.ndarray | sps.csr_matrix, np.ndarray, np.ndarray | None]:
+def read_training_input(t: pa.Table, stage: str, features_col: str, label_col: str, weight_col: str | None,
+                        part: bool = False) -> tuple[np.ndarray | sps.csr_matrix, np.ndarray, np.ndarray | None]:
     """Features (dense array or CSR, as stored), labels and weights of a training table, validated.
 
     Raises ``ValueError`` naming the stage, column and row for an empty table, NaN/infinite
     features or labels, values so large that their squares overflow (the training sums would be
     infinite and the solver would stop at a meaningless model), and negative or non-finite weights.
+    A ``part`` of the input (a round's batch) may have weights that sum to 0.
     """
     if t.num_rows == 0:
         raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
@@ -789,7 +845,7 @@ def read_training_input(t: pa.Table, stage: str, features_col: str, label_col: s
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{stage}: column '{weight_col}' (parameter 'weight_col') has the negative weight "
                              f"{float(s[row])!r} at row {row}; weights must be >= 0")
-        if not s.sum() > 0:
+        if not part and not s.sum() > 0:
             raise ValueError(f"{stage}: the weights in column '{weight_col}' (parameter 'weight_col') sum to 0; "
                              f"at least one row needs a positive weight")
     return X, y, s
@@ -814,6 +870,106 @@ def _check_squares(x: np.ndarray | sps.csr_matrix, col: str, param: str, stage: 
     raise ValueError(f"{stage}: column '{col}' (parameter '{param}') holds {float(flat[k])!r} at row {row}{where}; "
                      f"values this large overflow float64 in the model's sums of squares (they must stay well "
                      f"below 1e154); divide the column by a constant or scale it (e.g. MaxAbsScaler) first")
+
+
+class LinearRounds:
+    """The rounds of a linear model's ``lbfgs`` and ``sgd`` solvers, as an engine runs them (see
+    ``flowlearn.api.IterativeEstimator``); a mix-in of ``LogisticRegression``, ``LinearRegression``
+    and ``LinearSVC``, which name their loss and check a batch's labels in ``_round_loss``.
+
+    * Variables: the model data table (``coefficient``, ``intercept``: one row per output, as
+      :func:`linear_model_table` makes it; ``fit`` starts from zero coefficients and the null
+      model's intercepts).
+    * ``round_partial(variables, batch)``: one row: ``weight`` (the batch's sum of weights),
+      ``loss`` (sum of weighted losses), ``coefficient_gradient`` (K x d, row-major) and
+      ``intercept_gradient`` (K), the sums of the weighted loss gradients (:func:`loss_gradient_sums`),
+      and ``outputs`` (K).
+    * ``round_merge(states)``: their sums.
+    * The driver's update: L-BFGS asks for :meth:`round_objective` (the smooth objective and its
+      gradient, ``minimize_lbfgs``'s ``fun``, with the L1 part as its ``l1`` weights); an SGD round
+      runs over one mini-batch and :meth:`round_update` takes its step.
+    """
+
+    def _round_loss(self, y: np.ndarray, n_outputs: int) -> str:
+        raise NotImplementedError
+
+    def _penalty(self) -> tuple[float, float]:
+        return self.reg * (1.0 - self.elastic_net), self.reg * self.elastic_net  # l2, l1
+
+    def _round_partial(self, variables: pa.Table, batch: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        W, b, _ = read_linear_model_table([variables], stage)
+        K, d = W.shape
+        if batch.num_rows == 0:
+            return _round_table(0.0, 0.0, np.zeros((K, d)), np.zeros(K))
+        X, y, s = read_training_input(batch, stage, self.features_col, self.label_col, self.weight_col, part=True)
+        if X.shape[1] != d:
+            raise ValueError(f"{stage}: column '{self.features_col}' (parameter 'features_col') holds vectors of size "
+                             f"{X.shape[1]}, the round's coefficients have size {d}")
+        kind = LOSSES[self._round_loss(y, K)]
+        s = np.ones(len(y)) if s is None else s
+        if sps.issparse(X):
+            X = sps.csr_matrix(X, dtype=np.float64)
+            X.sum_duplicates()
+        else:
+            X = np.ascontiguousarray(X, dtype=np.float64)
+        f, G, gb = loss_gradient_sums(X, y, s, W, np.ascontiguousarray(b), kind)
+        return _round_table(float(s.sum()), f, G, gb)
+
+    def _round_merge(self, states: list[pa.Table]) -> pa.Table:
+        parts = [_read_round(st, type(self).__name__) for st in states]
+        if len({p[2].shape for p in parts}) != 1:
+            raise ValueError(f"{type(self).__name__}: round states of different shapes "
+                             f"{sorted({p[2].shape for p in parts})} cannot be merged")
+        f, G, gb = merge_loss_gradient_sums([p[1:] for p in parts])
+        return _round_table(float(np.array([p[0] for p in parts]).sum()), f, G, gb)
+
+    def round_objective(self, variables: pa.Table, state: pa.Table) -> tuple[float, np.ndarray]:
+        """The smooth objective (weighted mean loss + L2 term) at ``variables`` and its gradient,
+        packed as ``[coefficients (row-major), intercepts (with fit_intercept)]``, from a round's
+        merged state over the whole input."""
+        stage = type(self).__name__
+        W, _, _ = read_linear_model_table([variables], stage)
+        weight, f, G, gb = _read_round(state, stage)
+        if not weight > 0:
+            raise ValueError(f"{stage}: the round's weights sum to {weight}; the objective needs a positive weight")
+        l2, _ = self._penalty()
+        value = f / weight + 0.5 * l2 * float(np.vdot(W, W))
+        grad = [(G / weight + l2 * W).reshape(-1)] + ([gb / weight] if self.fit_intercept else [])
+        return value, np.concatenate(grad)
+
+    def round_update(self, variables: pa.Table, state: pa.Table) -> pa.Table:
+        """The SGD step of a mini-batch round: ``W -= learning_rate * G / weight`` (and the
+        intercepts, with fit_intercept), then the penalty's proximal step; the new variables."""
+        stage = type(self).__name__
+        W, b, version = read_linear_model_table([variables], stage)
+        weight, _, G, gb = _read_round(state, stage)
+        if weight > 0:
+            lr = float(self.learning_rate)
+            l2, l1 = self._penalty()
+            W, b = W.copy(), b.astype(np.float64, copy=True)
+            _sgd_step(W, b, G, gb, lr / weight, self.fit_intercept)
+            _prox(W, lr, l2, l1)
+        return linear_model_table(W, b, version)
+
+
+def _round_table(weight: float, loss: float, G: np.ndarray, gb: np.ndarray) -> pa.Table:
+    K, d = G.shape
+    vec = lambda v: pa.ListArray.from_arrays(pa.array([0, len(v)], pa.int32()), pa.array(v, pa.float64()))  # noqa
+    return pa.table({"weight": [float(weight)], "loss": [float(loss)], "coefficient_gradient": vec(G.reshape(-1)),
+                     "intercept_gradient": vec(gb), "outputs": pa.array([K], pa.int32())})
+
+
+def _read_round(state: pa.Table, stage: str) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """``(weight, loss, G (K, d), gb (K,))`` of a one-row round state."""
+    names = ["weight", "loss", "coefficient_gradient", "intercept_gradient", "outputs"]
+    if state.column_names != names or state.num_rows != 1:
+        raise ValueError(f"{stage}: a round state is one row with columns {names}, got {state.num_rows} rows with "
+                         f"{state.column_names}; merge states made by round_partial")
+    K = state.column("outputs")[0].as_py()
+    G = np.asarray(state.column("coefficient_gradient")[0].values.to_numpy(), dtype=np.float64).reshape(K, -1)
+    gb = np.asarray(state.column("intercept_gradient")[0].values.to_numpy(), dtype=np.float64)
+    return state.column("weight")[0].as_py(), state.column("loss")[0].as_py(), G, gb
 
 
 def linear_model_table(W: np.ndarray, b: np.ndarray, model_version: int = 0) -> pa.Table:

@@ -353,6 +353,264 @@ def test_states_of_another_configuration_are_refused():
 
 
 # ---------------------------------------------------------------------------------------------
+# iterative estimators: a round is round_partial over batches + round_merge + an update
+
+LINEAR_X = (D["x"] - D["x"].mean(axis=0)) / D["x"].std(axis=0)
+LINEAR = pa.table({
+    "features": fl.linalg.from_numpy(LINEAR_X), "sparse": fl.linalg.from_csr(D["sp"]),
+    "binary": pa.array((D["label"] > 0).astype(float)), "label3": pa.array(D["label"]),
+    "target": pa.array(LINEAR_X @ [1.0, -2.0, 0.5, 0.0] + D["b"]), "w": pa.array(np.linspace(0.0, 2.0, N)),
+})
+C = fl.classification
+# (id, estimator, features column, number of outputs)
+LINEAR_ROUNDS = [
+    ("LogisticRegression", lambda: C.LogisticRegression(label_col="binary", weight_col="w", reg=0.1, elastic_net=0.3),
+     "features", 1),
+    ("LogisticRegression-multinomial", lambda: C.LogisticRegression(label_col="label3", reg=0.05), "features", 3),
+    ("LogisticRegression-sparse", lambda: C.LogisticRegression(features_col="sparse", label_col="binary"), "sparse", 1),
+    ("LinearRegression", lambda: fl.regression.LinearRegression(label_col="target", weight_col="w", reg=0.1), "features",
+     1),
+    ("LinearRegression-sparse", lambda: fl.regression.LinearRegression(features_col="sparse", label_col="target"),
+     "sparse", 1),
+    ("LinearSVC", lambda: C.LinearSVC(label_col="binary", reg=0.1, solver="sgd"), "features", 1),
+    ("LinearSVC-sparse", lambda: C.LinearSVC(features_col="sparse", label_col="binary", weight_col="w"), "sparse", 1),
+]
+LINEAR_IDS = [c[0] for c in LINEAR_ROUNDS]
+
+
+def _coefficients(est, features: str, k: int, seed: int = 0) -> pa.Table:
+    from flowlearn.optim import linear_model_table
+
+    d = 4 if features == "features" else 6
+    rng = np.random.default_rng(seed)
+    return linear_model_table(rng.standard_normal((k, d)) * 0.5, rng.standard_normal(k) * 0.3)
+
+
+def _read_state(state: pa.Table) -> tuple[float, float, np.ndarray, np.ndarray]:
+    row = state.to_pylist()[0]
+    return row["weight"], row["loss"], np.array(row["coefficient_gradient"]), np.array(row["intercept_gradient"])
+
+
+def _numpy_round(est, features: str, W: np.ndarray, b: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Weighted loss and gradient sums of the whole table, written here with NumPy."""
+    X = D["sp"].toarray() if features == "sparse" else LINEAR_X
+    y = LINEAR.column(est.label_col).to_numpy()
+    s = LINEAR.column("w").to_numpy() if est.weight_col else np.ones(N)
+    Z = X @ W.T + b
+    loss_name = {"LogisticRegression": "logistic" if W.shape[0] == 1 else "multinomial",
+                 "LinearRegression": "squared", "LinearSVC": "hinge"}[type(est).__name__]
+    if loss_name == "logistic":
+        z = Z[:, 0]
+        loss, R = np.logaddexp(0.0, z) - y * z, (1.0 / (1.0 + np.exp(-z)) - y)[:, None]
+    elif loss_name == "multinomial":
+        P = np.exp(Z - Z.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        loss = -np.log(P[np.arange(N), y.astype(int)])
+        R = P.copy()
+        R[np.arange(N), y.astype(int)] -= 1.0
+    elif loss_name == "squared":
+        r = Z[:, 0] - y
+        loss, R = 0.5 * r * r, r[:, None]
+    else:
+        t = 2.0 * y - 1.0
+        m = t * Z[:, 0]
+        loss, R = np.maximum(0.0, 1.0 - m), np.where(m <= 1.0, -t, 0.0)[:, None]
+    R = R * s[:, None]
+    return float(s.sum()), float(s @ loss), (R.T @ X).reshape(-1), R.sum(axis=0)
+
+
+def test_every_iterative_estimator_is_covered():
+    covered = {type(make()).__name__ for _, make, _, _ in LINEAR_ROUNDS} | {"KMeans"}
+    assert covered == {"LogisticRegression", "LinearRegression", "LinearSVC", "KMeans"}
+    assert all(isinstance(make(), IterativeEstimator) for _, make, _, _ in LINEAR_ROUNDS)
+    assert isinstance(fl.clustering.KMeans(), IterativeEstimator)
+
+
+@pytest.mark.parametrize("name, make, features, k", LINEAR_ROUNDS, ids=LINEAR_IDS)
+@PROPERTY
+@given(cuts=st.lists(st.integers(0, N), max_size=6), grouping=st.lists(st.integers(0, 10), max_size=8),
+       through_ipc=st.booleans(), seed=st.integers(0, 100))
+def test_linear_round_equals_merged_partials_of_any_split(name, make, features, k, cuts, grouping, through_ipc, seed):
+    est = make()
+    variables = _coefficients(est, features, k, seed)
+    states = [est.round_partial(variables, p) for p in _parts(LINEAR, cuts)]
+    if through_ipc:
+        states = [_ipc(s) for s in states]
+    while len(states) > 1:  # adjacent merges in an order given by grouping
+        i = (grouping.pop() if grouping else 0) % (len(states) - 1)
+        states[i:i + 2] = [est.round_merge(states[i:i + 2])]
+    got = _read_state(states[0])
+    W, b, _ = _wb(variables)
+    want = _numpy_round(est, features, W, b)
+    assert got[0] == pytest.approx(want[0], rel=1e-14)
+    assert got[1] == pytest.approx(want[1], rel=1e-12)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-11, atol=1e-12 * np.abs(want[2]).max())
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-11, atol=1e-12 * max(1.0, np.abs(want[3]).max()))
+
+
+def _wb(variables: pa.Table) -> tuple[np.ndarray, np.ndarray, int]:
+    from flowlearn.optim import read_linear_model_table
+
+    return read_linear_model_table([variables], "test")
+
+
+@pytest.mark.parametrize("name, make, features, k", LINEAR_ROUNDS, ids=LINEAR_IDS)
+def test_linear_round_one_row_and_empty_parts_and_the_fit_objective(name, make, features, k):
+    from flowlearn.optim import LOSSES, LinearObjective
+
+    est = make()
+    variables = _coefficients(est, features, k)
+    whole = est.round_partial(variables, LINEAR)
+    one_row = est.round_merge([est.round_partial(variables, LINEAR.slice(i, 1)) for i in range(N)])
+    empty = est.round_partial(variables, LINEAR.slice(0, 0))
+    assert _read_state(empty)[:2] == (0.0, 0.0)
+    with_empties = est.round_merge([empty, est.round_partial(variables, LINEAR.slice(0, 9)), empty,
+                                    est.round_partial(variables, LINEAR.slice(9)), empty])
+    for state in (one_row, with_empties):
+        for a, b in zip(_read_state(state), _read_state(whole)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    # the driver's value and gradient are the fit's own objective (LinearObjective.smooth)
+    W, b, _ = _wb(variables)
+    X = D["sp"] if features == "sparse" else LINEAR_X
+    y, s = LINEAR.column(est.label_col).to_numpy(), (LINEAR.column("w").to_numpy() if est.weight_col else None)
+    loss = {1: "logistic", 3: "multinomial"}[k] if isinstance(est, C.LogisticRegression) else \
+        ("squared" if isinstance(est, fl.regression.LinearRegression) else "hinge")
+    l2 = est.reg * (1 - est.elastic_net)
+    with LinearObjective(X, y, s, loss, k, est.fit_intercept, l2, est.reg * est.elastic_net) as obj:
+        f, g = obj.smooth(obj.pack(W, b))
+        assert obj.kind == LOSSES[loss]
+    value, grad = est.round_objective(variables, whole)
+    assert value == pytest.approx(f, rel=1e-12)
+    np.testing.assert_allclose(grad, g, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name, make, features, k", [c for c in LINEAR_ROUNDS if "SVC" not in c[0]],
+                         ids=[c[0] for c in LINEAR_ROUNDS if "SVC" not in c[0]])
+def test_an_lbfgs_driver_on_round_partials_reaches_the_fit(name, make, features, k):
+    """An engine's driver: L-BFGS (OWL-QN with an L1 part) asking for rounds whose partials run over
+    three parts of the input reaches the model fit finds (both to tol=1e-10)."""
+    from flowlearn.optim import linear_model_table, minimize_lbfgs
+
+    est = make()
+    est.set(tol=1e-10, max_iter=500, solver="lbfgs")
+    parts = _parts(LINEAR, [10, 30])
+    d = 4 if features == "features" else 6
+
+    def variables_of(theta):
+        return linear_model_table(theta[:k * d].reshape(k, d), theta[k * d:] if est.fit_intercept else np.zeros(k))
+
+    def fun(theta):
+        v = variables_of(theta)
+        return est.round_objective(v, est.round_merge([est.round_partial(v, p) for p in parts]))
+
+    l1 = np.r_[np.full(k * d, est.reg * est.elastic_net), np.zeros(k)]
+    res = minimize_lbfgs(fun, np.zeros(k * d + k), max_iter=500, tol=1e-10, l1=l1)
+    (md,) = est.fit(LINEAR).get_model_data()
+    W, b = fl.linalg.to_numpy(md.column("coefficient")), md.column("intercept").to_numpy()
+    got_W, got_b = res.x[:k * d].reshape(k, d), res.x[k * d:]
+    if k > 1:  # the fit centres the (shift-invariant) multinomial intercepts
+        got_b = got_b - got_b.mean()
+    np.testing.assert_allclose(got_W, W, atol=1e-6)
+    np.testing.assert_allclose(got_b, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, make, features, k", LINEAR_ROUNDS, ids=LINEAR_IDS)
+def test_sgd_round_update_is_a_proximal_step(name, make, features, k):
+    """round_update: W - lr * G / weight, soft-thresholded by lr * l1 and shrunk by 1 / (1 + lr * l2)."""
+    est = make()
+    est.set(learning_rate=0.3)
+    variables = _coefficients(est, features, k, seed=4)
+    batch = LINEAR.slice(5, 8)  # a mini-batch
+    state = est.round_merge([est.round_partial(variables, batch.slice(0, 3)), est.round_partial(variables, batch.slice(3))])
+    weight, _, G, gb = _read_state(state)
+    W, b, _ = _wb(variables)
+    l2, l1 = est.reg * (1 - est.elastic_net), est.reg * est.elastic_net
+    W = W - 0.3 * G.reshape(W.shape) / weight
+    W = np.sign(W) * np.maximum(np.abs(W) - 0.3 * l1, 0.0) / (1.0 + 0.3 * l2)
+    b = b - 0.3 * gb / weight
+    got_W, got_b, _ = _wb(est.round_update(variables, state))
+    np.testing.assert_allclose(got_W, W, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got_b, b, rtol=1e-14, atol=1e-15)
+
+
+def test_linear_round_refuses_labels_and_sizes_the_variables_do_not_fit():
+    est = C.LogisticRegression(label_col="label3")
+    with pytest.raises(ValueError, match=r"LogisticRegression: column 'label3' \(parameter 'label_col'\) has label "
+                                         r"2.0 at row \d+; the round's model has 2 classes"):
+        est.round_partial(_coefficients(est, "features", 2), LINEAR)
+    with pytest.raises(ValueError, match=r"LogisticRegression: column 'label3' .* binomial logistic regression needs "
+                                         r"labels 0 or 1"):
+        est.round_partial(_coefficients(est, "features", 1), LINEAR)
+    with pytest.raises(ValueError, match=r"LinearRegression: column 'features' \(parameter 'features_col'\) holds "
+                                         r"vectors of size 4, the round's coefficients have size 6"):
+        fl.regression.LinearRegression(label_col="target").round_partial(_coefficients(est, "sparse", 1), LINEAR)
+    est = fl.regression.LinearRegression(label_col="target")
+    with pytest.raises(ValueError, match=r"LinearRegression: round states of different shapes"):
+        est.round_merge([est.round_partial(_coefficients(est, "features", 1), LINEAR),
+                         est.round_partial(_coefficients(est, "sparse", 1), LINEAR.slice(0, 0))])
+    with pytest.raises(ValueError, match=r"LinearRegression: the round's weights sum to 0.0"):
+        est.round_objective(_coefficients(est, "features", 1),
+                            est.round_partial(_coefficients(est, "features", 1), LINEAR.slice(0, 0)))
+
+
+KMEANS = [("dense", "x", "euclidean"), ("sparse", "sp", "euclidean"), ("cosine", "x", "cosine"),
+          ("manhattan", "x", "manhattan")]
+
+
+def _numpy_assign(x: np.ndarray, c: np.ndarray, measure: str) -> np.ndarray:
+    if measure == "euclidean":
+        dist = ((x[:, None, :] - c[None, :, :]) ** 2).sum(axis=2)
+    elif measure == "manhattan":
+        dist = np.abs(x[:, None, :] - c[None, :, :]).sum(axis=2)
+    else:
+        nx, nc = np.linalg.norm(x, axis=1)[:, None], np.linalg.norm(c, axis=1)[None, :]
+        dist = 1.0 - np.divide(x @ c.T, nx * nc, out=np.zeros((len(x), len(c))), where=(nx * nc) > 0)
+    return np.argmin(dist, axis=1)
+
+
+@pytest.mark.parametrize("name, col, measure", KMEANS, ids=[k[0] for k in KMEANS])
+@PROPERTY
+@given(cuts=st.lists(st.integers(0, N), max_size=6), through_ipc=st.booleans())
+def test_kmeans_round_equals_merged_partials_of_any_split(name, col, measure, cuts, through_ipc):
+    est = fl.clustering.KMeans(k=4, seed=2, features_col=col, distance_measure=measure)
+    variables = est.initial_centroids(TABLE)
+    states = [est.round_partial(variables, p) for p in _parts(TABLE, cuts)]
+    if through_ipc:
+        states = [_ipc(s) for s in states]
+    state = est.round_merge(states)
+    x = D["sp"].toarray() if col == "sp" else D["x"]
+    c = fl.linalg.to_numpy(variables.column("centroids"))
+    assign = _numpy_assign(x, c, measure)
+    np.testing.assert_array_equal(state.column("counts").to_numpy(), np.bincount(assign, minlength=4))
+    sums = np.array([x[assign == j].sum(axis=0) for j in range(4)])
+    np.testing.assert_allclose(fl.linalg.to_numpy(state.column("sums")), sums, rtol=1e-13, atol=1e-12)
+    new, shift = est.round_update(variables, state)
+    counts = np.bincount(assign, minlength=4)
+    want = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
+    np.testing.assert_allclose(fl.linalg.to_numpy(new.column("centroids")), want, rtol=1e-13, atol=1e-12)
+    assert new.column("weights").to_numpy().tolist() == counts.tolist()
+    assert shift == pytest.approx(np.sqrt(((want - c) ** 2).sum(axis=1)).max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("name, col, measure", KMEANS, ids=[k[0] for k in KMEANS])
+def test_a_kmeans_driver_on_round_partials_reaches_the_fit(name, col, measure):
+    """An engine's driver: rounds of partials over one-row and empty parts, merges and updates until
+    no centroid moves more than tol (or max_iter) give the model fit gives."""
+    est = fl.clustering.KMeans(k=4, seed=5, features_col=col, distance_measure=measure, max_iter=50, tol=1e-9)
+    variables = est.initial_centroids(TABLE)
+    parts = [TABLE.slice(i, 1) for i in range(N)] + [TABLE.slice(0, 0)]
+    for _ in range(est.max_iter):
+        state = est.round_merge([est.round_partial(variables, p) for p in parts])
+        variables, shift = est.round_update(variables, state)
+        if shift <= est.tol:
+            break
+    (md,) = est.fit(TABLE).get_model_data()
+    np.testing.assert_allclose(fl.linalg.to_numpy(variables.column("centroids")), fl.linalg.to_numpy(md.column("centroids")),
+                               rtol=1e-12, atol=1e-12)
+    assert variables.column("weights").equals(md.column("weights"))
+
+
+# ---------------------------------------------------------------------------------------------
 # docs
 
 

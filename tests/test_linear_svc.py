@@ -265,28 +265,26 @@ def numpy_hinge_sgd(X, y, lr, batch, l2, l1, max_iter, tol, seed):
 
 
 def committed_hinge_sgd_loop(X, y, l1, l2, lr, batch, max_iter, tol, seed):
-    """The epoch loop of LinearSVC's SGD as committed before it moved onto the iteration engine: a
-    plain Python loop around the same Numba epoch kernel. Returns (w, b, epochs)."""
-    from flowlearn.classification.linear_svc import _hinge_sgd_epoch
+    """The epoch loop of LinearSVC's SGD as a plain Python loop around the linear models' Numba
+    epoch kernels with the hinge loss (unit weights, from zero). Returns (w, b, epochs)."""
+    from flowlearn import optim
 
-    n, d = X.shape
-    t, s = 2.0 * y - 1.0, np.ones(n)
-    rng = np.random.default_rng(seed)
-    w, bb = np.zeros(d), np.zeros(1)
-    dense = not sps.issparse(X)
-    if dense:
-        Xd, indptr, indices, data = np.ascontiguousarray(X), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0)
-    else:
-        Xd, indptr, indices, data = np.zeros((0, 0)), X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data
-    prev = None
-    for epoch in range(1, max_iter + 1):
-        perm = rng.permutation(n).astype(np.int64)
-        loss, wsum = _hinge_sgd_epoch(dense, Xd, indptr, indices, data, t, s, w, bb, True, perm, batch, lr, l2, l1)
-        cur = loss / wsum + 0.5 * l2 * float(w @ w) + l1 * float(np.abs(w).sum())
-        if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
-            break
-        prev = cur
-    return w, float(bb[0]), epoch
+    with optim.LinearObjective(X, y, None, "hinge", 1, True, l2, l1) as obj:
+        rng = np.random.default_rng(seed)
+        W, b = np.zeros((1, obj.d)), np.zeros(1)
+        prev = None
+        for epoch in range(1, max_iter + 1):
+            perm = rng.permutation(obj.n).astype(np.int64)
+            if obj.sparse:
+                loss, wsum = optim._sgd_epoch_sparse(obj.X.indptr, obj.X.indices, obj.X.data, obj.y, obj.s, W, b, 3,
+                                                     True, perm, batch, lr, l2, l1)
+            else:
+                loss, wsum = optim._sgd_epoch_dense(obj.X, obj.y, obj.s, W, b, 3, True, perm, batch, lr, l2, l1)
+            cur = loss / wsum + 0.5 * l2 * float(np.vdot(W, W)) + l1 * float(np.abs(W).sum())
+            if prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur)):
+                break
+            prev = cur
+    return W[0], float(b[0]), epoch
 
 
 @pytest.mark.parametrize("sparse, en, tol, max_iter, epochs", [

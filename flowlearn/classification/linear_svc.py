@@ -41,12 +41,11 @@ import pyarrow as pa
 import scipy.optimize
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model, RowFn
+from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.linalg import dense_vector_type, from_numpy
-from flowlearn.optim import (
-    row_margin_fn,linear_model_table, read_linear_model_table, read_training_input, sgd_epochs,
-                             sgd_training_batch)
+from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, read_linear_model_table,
+                             read_training_input, row_margin_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasRawPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param,
                               gt, in_array)
@@ -271,93 +270,21 @@ def _solve_lp(X, t: np.ndarray, c: np.ndarray, l1: float, fit_intercept: bool) -
 # Flink ML's mini-batch SGD on the hinge loss
 # ----------------------------------------------------------------------------------------------
 
-@nb.njit(cache=True, nogil=True)
-def _prox(w, lr, l2, l1):
-    for j in range(w.shape[0]):
-        v = w[j]
-        if l1 > 0.0:
-            a = abs(v) - lr * l1
-            v = 0.0 if a <= 0.0 else (a if v > 0.0 else -a)
-        if l2 > 0.0:
-            v /= 1.0 + lr * l2
-        w[j] = v
-
-
-@nb.njit(cache=True, nogil=True)
-def _hinge_sgd_epoch(dense, X, indptr, indices, data, t, s, w, bb, fit_intercept, perm, batch, lr, l2, l1):
-    """One epoch; returns (sum of s * hinge over the rows seen, sum of s)."""
-    n = perm.shape[0]
-    coef = np.empty(batch)
-    loss_sum = 0.0
-    w_sum = 0.0
-    for start in range(0, n, batch):
-        stop = min(n, start + batch)
-        sw = 0.0
-        for q in range(start, stop):
-            i = perm[q]
-            z = bb[0]
-            if dense:
-                for j in range(X.shape[1]):
-                    z += X[i, j] * w[j]
-            else:
-                for p in range(indptr[i], indptr[i + 1]):
-                    z += data[p] * w[indices[p]]
-            marg = t[i] * z
-            loss_sum += s[i] * max(0.0, 1.0 - marg)
-            sw += s[i]
-            coef[q - start] = -t[i] * s[i] if marg <= 1.0 else 0.0
-        w_sum += sw
-        if sw <= 0.0:
-            continue
-        step = lr / sw
-        for q in range(start, stop):
-            cq = step * coef[q - start]
-            if cq != 0.0:
-                i = perm[q]
-                if fit_intercept:
-                    bb[0] -= cq
-                if dense:
-                    for j in range(X.shape[1]):
-                        w[j] -= cq * X[i, j]
-                else:
-                    for p in range(indptr[i], indptr[i + 1]):
-                        w[indices[p]] -= cq * data[p]
-        _prox(w, lr, l2, l1)
-    return loss_sum, w_sum
-
-
-def _solve_sgd(X, t, s, l1, l2, fit_intercept, lr, batch, max_iter, tol, seed) -> tuple[np.ndarray, float, bool, int]:
-    """Flink ML's SGD on the hinge loss: epochs of :func:`_hinge_sgd_epoch` as the rounds of a bounded
-    iteration (``flowlearn.optim.sgd_epochs``, shared with the other linear models' SGD)."""
-    n, d = X.shape
-    batch = int(min(max(1, batch), n))
-    lr, l2, l1 = float(lr), float(l2), float(l1)
-    Xc = sps.csr_matrix(X, dtype=np.float64) if sps.issparse(X) else np.ascontiguousarray(X, dtype=np.float64)
-    no_ptr, no_idx, no_data, no_rows = np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0))
-
-    def epoch(W: np.ndarray, bb: np.ndarray, data: tuple, perm: np.ndarray, k: int) -> float:
-        Xe, te, se = data
-        w = W[0]
-        if isinstance(Xe, tuple):
-            loss, wsum = _hinge_sgd_epoch(False, no_rows, *Xe, te, se, w, bb, fit_intercept, perm, batch, lr, l2, l1)
-        else:
-            loss, wsum = _hinge_sgd_epoch(True, Xe, no_ptr, no_idx, no_data, te, se, w, bb, fit_intercept, perm,
-                                          batch, lr, l2, l1)
-        if not (np.isfinite(w).all() and np.isfinite(bb).all()):
-            raise ValueError(f"LinearSVC: SGD diverged at epoch {k} (non-finite coefficients); lower "
-                             f"learning_rate (now {lr}) or standardize the features")
-        return loss / wsum + 0.5 * l2 * float(w @ w) + l1 * float(np.abs(w).sum())
-
-    data = sgd_training_batch(Xc, np.asarray(t, dtype=np.float64), np.asarray(s, dtype=np.float64))
-    W, bb, n_epochs, converged = sgd_epochs(epoch, np.zeros((1, d)), np.zeros(1), data, max_iter, tol, seed)
-    return W[0], float(bb[0]), converged, n_epochs
+def _solve_sgd(X, y, s, l1, l2, fit_intercept, lr, batch, max_iter, tol, seed) -> tuple[np.ndarray, float, bool, int]:
+    """Flink ML's SGD on the hinge loss: the linear models' SGD (``flowlearn.optim.sgd``, epochs as the
+    rounds of a bounded iteration) with the hinge loss, from zero."""
+    with LinearObjective(X, y, s, "hinge", 1, fit_intercept, l2, l1) as obj:
+        res = sgd(obj, obj.initial(), learning_rate=lr, batch_size=batch, max_iter=max_iter, tol=tol, seed=seed,
+                  stage="LinearSVC")
+        W, b = obj.unpack(res.x)
+        return W[0].copy(), float(b[0]), res.converged, res.n_iter
 
 
 # ----------------------------------------------------------------------------------------------
 # Estimator and model
 # ----------------------------------------------------------------------------------------------
 
-class LinearSVC(_LinearSVCParams, Estimator):
+class LinearSVC(_LinearSVCParams, LinearRounds, IterativeEstimator):
     """Linear SVM for binary classification (labels 0/1) with the hinge loss, as Flink ML's LinearSVC.
 
     Minimizes the weighted mean hinge loss plus ``reg * (elastic_net * |w|_1 + (1 - elastic_net) / 2 *
@@ -368,7 +295,8 @@ class LinearSVC(_LinearSVCParams, Estimator):
     ``"sgd"``; see the module docstring). Dense and sparse features are accepted.
 
     ``fit`` returns a :class:`LinearSVCModel`; ``fl.classification.OnlineLearning`` keeps training
-    one online.
+    one online. ``round_partial``, ``round_merge`` and ``round_update`` are the sgd solver's rounds
+    for engines (``flowlearn.optim.LinearRounds``, with the hinge loss).
 
     Example:
         >>> import flowlearn as fl
@@ -380,6 +308,10 @@ class LinearSVC(_LinearSVCParams, Estimator):
     """
 
     online_counterpart = "OnlineLearning"
+
+    def _round_loss(self, y: np.ndarray, n_outputs: int) -> str:
+        _check_labels(y, self.label_col, type(self).__name__)
+        return "hinge"
 
     def _fit(self, *tables: pa.Table) -> "LinearSVCModel":
         (t,) = tables
@@ -393,7 +325,7 @@ class LinearSVC(_LinearSVCParams, Estimator):
         l1, l2 = reg * en, reg * (1.0 - en)
         if self.solver == "sgd":
             seed = self.seed if self.seed is not None else zlib.crc32(stage.encode())
-            w, b, converged, n_iter = _solve_sgd(X, tt, s, l1, l2, self.fit_intercept, self.learning_rate,
+            w, b, converged, n_iter = _solve_sgd(X, y, s, l1, l2, self.fit_intercept, self.learning_rate,
                                                  self.global_batch_size, self.max_iter, self.tol, seed)
             msg = f"{n_iter} epochs"
         else:

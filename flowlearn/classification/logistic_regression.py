@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 from scipy.special import expit, softmax
 
-from flowlearn.api import Estimator, Model, RowFn
+from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy
-from flowlearn.optim import (LinearObjective, linear_model_table, minimize_lbfgs, read_linear_model_table,
-                             read_training_input, sgd)
+from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
+                             read_linear_model_table, read_training_input, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasRawPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param,
                               gt, in_array)
@@ -74,7 +74,7 @@ def _check_labels(y: np.ndarray, multi_class: str, label_col: str, stage: str) -
     return False, k
 
 
-class LogisticRegression(_LogisticRegressionParams, Estimator):
+class LogisticRegression(_LogisticRegressionParams, LinearRounds, IterativeEstimator):
     """Logistic regression for binary (labels 0/1) and multiclass (labels 0..k-1) classification.
 
     Minimizes the weighted mean log loss plus ``reg * (elastic_net * |W|_1 + (1 - elastic_net) / 2 *
@@ -89,7 +89,8 @@ class LogisticRegression(_LogisticRegressionParams, Estimator):
     ``learning_rate``, deterministic for a ``seed``. Features may be dense or sparse vectors; sparse data stays sparse.
 
     ``fit`` returns a :class:`LogisticRegressionModel`. The online counterpart is
-    ``OnlineLogisticRegression``.
+    ``OnlineLogisticRegression``. ``round_partial``, ``round_merge``, ``round_objective`` and
+    ``round_update`` are the solvers' rounds for engines (``flowlearn.optim.LinearRounds``).
 
     Example:
         >>> import flowlearn as fl
@@ -104,6 +105,18 @@ class LogisticRegression(_LogisticRegressionParams, Estimator):
     """
 
     online_counterpart = "OnlineLogisticRegression"
+
+    def _round_loss(self, y: np.ndarray, n_outputs: int) -> str:
+        stage = type(self).__name__
+        if n_outputs == 1:
+            _check_labels(y, "binomial", self.label_col, stage)
+            return "logistic"
+        _check_labels(y, "multinomial", self.label_col, stage)
+        if y.max() >= n_outputs:
+            row = int(np.flatnonzero(y >= n_outputs)[0])
+            raise ValueError(f"{stage}: column '{self.label_col}' (parameter 'label_col') has label {float(y[row])!r} "
+                             f"at row {row}; the round's model has {n_outputs} classes (0..{n_outputs - 1})")
+        return "multinomial"
 
     def _fit(self, *tables: pa.Table) -> "LogisticRegressionModel":
         (t,) = tables
@@ -120,7 +133,7 @@ class LogisticRegression(_LogisticRegressionParams, Estimator):
             else:
                 seed = self.seed if self.seed is not None else zlib.crc32(stage.encode())
                 res = sgd(obj, x0, learning_rate=self.learning_rate, batch_size=self.global_batch_size,
-                          max_iter=self.max_iter, tol=self.tol, seed=seed)
+                          max_iter=self.max_iter, tol=self.tol, seed=seed, stage=stage)
             W, b = obj.unpack(res.x)
             W, b = W.copy(), np.array(b, dtype=np.float64)
         if not res.converged and self.solver != "sgd":  # SGD runs its max_iter epochs by design

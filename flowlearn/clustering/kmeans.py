@@ -27,8 +27,9 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model, RowFn
+from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.data.table import table as fl_table
 from flowlearn.iteration import (BatchStream, IterationBodyResult, IterationOperator, OperatorContext,
                                  TerminateOnMaxIterOrTol, iterate_bounded)
 from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_csr, to_numpy
@@ -147,27 +148,56 @@ def _init_kmeans_pp(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, k: int, meas
 # --- Lloyd's algorithm on the iteration engine -------------------------------------------------
 
 
-def _assign_and_sum(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, measure: str,
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Assign every row of ``x`` to its closest centroid; per centroid, the number of rows
-    assigned to it and their sum (one sparse membership matrix product; the k x n membership
-    matrix is built directly in CSC form, one entry per column, with no COO conversion)."""
+# A round is a partial over the blocks of rows (per centroid: the number of rows closest to it and
+# their sum, a round state), a merge (adding the states) and the update on the driver (each
+# centroid to the mean of its rows); KMeans.round_partial / round_merge / round_update expose them.
+
+def _round_sums(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, measure: str) -> pa.Table:
+    """The round state of the rows ``x`` (squared norms ``xx``): ``counts`` (double) and ``sums``
+    (dense vectors), one row per centroid. Every row is assigned to its closest centroid with one
+    sparse membership matrix product (the k x n membership matrix built directly in CSC form, one
+    entry per column, with no COO conversion)."""
     n = x.shape[0]
-    k = len(centers)
+    k, d = centers.shape
+    if n == 0:
+        return _round_state(np.zeros(k), np.zeros((k, d)))
     assign, _ = _closest(x, xx, centers, measure)
     counts = np.bincount(assign, minlength=k).astype(np.float64)
     member = sps.csc_matrix((np.ones(n), assign, np.arange(n + 1)), shape=(k, n))
     sums = member @ x
-    return counts, (sums.toarray() if sps.issparse(sums) else np.asarray(sums))
+    return _round_state(counts, sums.toarray() if sps.issparse(sums) else np.asarray(sums))
 
 
-def _move_centroids(centers: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, float]:
-    """Each centroid moved to the mean of its points (an empty cluster keeps its centroid), and
-    the largest distance (euclidean) a centroid moved."""
+def _round_state(counts: np.ndarray, sums: np.ndarray) -> pa.Table:
+    return pa.table({"counts": pa.array(counts, pa.float64()), "sums": from_numpy(sums)})
+
+
+def _merge_round_sums(states: list[pa.Table]) -> pa.Table:
+    """The round state of the rows of all ``states`` (added in order)."""
+    counts = np.zeros(states[0].num_rows)
+    sums = np.zeros((states[0].num_rows, _dim(states[0].column("sums"))))
+    for st in states:
+        if st.num_rows != len(counts):
+            raise ValueError(f"KMeans: round states of {len(counts)} and {st.num_rows} centroids cannot be merged")
+        counts += st.column("counts").to_numpy()
+        sums += to_numpy(st.column("sums"))
+    return _round_state(counts, sums)
+
+
+def _dim(col: pa.ChunkedArray) -> int:
+    return col.type.list_size if pa.types.is_fixed_size_list(col.type) else to_numpy(col).shape[1]
+
+
+def _move_centroids(centroids: pa.Table, state: pa.Table) -> tuple[pa.Table, float]:
+    """The update of a round: each centroid moved to the mean of its points (an empty cluster keeps
+    its centroid), with the round's counts as ``weights``; and the largest distance (euclidean) a
+    centroid moved."""
+    centers = to_numpy(centroids.column("centroids"))
+    counts, sums = state.column("counts").to_numpy(), to_numpy(state.column("sums"))
     new = centers.copy()
     filled = counts > 0
     new[filled] = sums[filled] / counts[filled, None]
-    return new, float(np.sqrt(((new - centers) ** 2).sum(axis=1)).max())
+    return _centroids_table(new, counts), float(np.sqrt(((new - centers) ** 2).sum(axis=1)).max())
 
 
 def _feature_batches(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, rows: int) -> list[pa.RecordBatch]:
@@ -190,17 +220,16 @@ def _centroids_table(centers: np.ndarray, weights: np.ndarray) -> pa.Table:
 
 
 class _CentroidsAccumulator(IterationOperator):
-    """Input 0: the round's centroids (the variable stream); input 1: the data blocks. Assigns
-    each block's points to their closest centroid and accumulates per-centroid counts and sums;
-    at the round's watermark emits them (``counts``, ``sums``: one row per centroid)."""
+    """Input 0: the round's centroids (the variable stream); input 1: the data blocks. The round's
+    partial: a round state per block, merged at the round's watermark and emitted (``counts``,
+    ``sums``: one row per centroid)."""
 
     def __init__(self, measure: str, sparse: bool) -> None:
         self.measure = measure
         self.sparse = sparse
         self._centroid_batches: list[pa.RecordBatch] = []
         self._centers: np.ndarray | None = None
-        self._counts: np.ndarray | None = None
-        self._sums: np.ndarray | None = None
+        self._states: list[pa.Table] = []
 
     def process(self, batch: pa.RecordBatch, ctx: OperatorContext) -> None:
         if ctx.input_index == 0:
@@ -209,23 +238,18 @@ class _CentroidsAccumulator(IterationOperator):
         if self._centers is None:
             self._centers = to_numpy(pa.Table.from_batches(self._centroid_batches).column("centroids"))
         x, xx = _decode_block(batch, self.sparse)
-        counts, sums = _assign_and_sum(x, xx, self._centers, self.measure)
-        if self._counts is None:
-            self._counts, self._sums = counts, sums
-        else:
-            self._counts += counts
-            self._sums += sums
+        self._states.append(_round_sums(x, xx, self._centers, self.measure))
 
     def on_epoch_watermark_incremented(self, epoch: int, ctx: OperatorContext) -> None:
-        if self._counts is not None:
-            ctx.emit(pa.table({"counts": self._counts, "sums": from_numpy(self._sums)}))
-        self._centroid_batches, self._centers, self._counts, self._sums = [], None, None, None
+        if self._states:
+            ctx.emit(_merge_round_sums(self._states))
+        self._centroid_batches, self._centers, self._states = [], None, []
 
 
 class _CentroidsUpdater(IterationOperator):
-    """Input 0: the per-centroid counts and sums of the round; input 1: the round's centroids.
-    At the watermark emits the new centroids with the round's counts as ``weights`` and, on the
-    side output ``"shift"``, the largest distance a centroid moved."""
+    """Input 0: the round states of the accumulators; input 1: the round's centroids. At the
+    watermark merges the states and emits the updated centroids (the round's counts as
+    ``weights``) and, on the side output ``"shift"``, the largest distance a centroid moved."""
 
     def __init__(self) -> None:
         self._inputs: tuple[list[pa.RecordBatch], list[pa.RecordBatch]] = ([], [])
@@ -234,16 +258,11 @@ class _CentroidsUpdater(IterationOperator):
         self._inputs[ctx.input_index].append(batch)
 
     def on_epoch_watermark_incremented(self, epoch: int, ctx: OperatorContext) -> None:
-        partials, centroids = (pa.Table.from_batches(b) for b in self._inputs)
+        partials, centroids = self._inputs
         self._inputs = ([], [])
-        centers = to_numpy(centroids.column("centroids"))
-        counts = np.zeros(len(centers))
-        sums = np.zeros_like(centers)
-        for b in partials.to_batches():  # one record per centroid per accumulator
-            counts += b.column("counts").to_numpy()
-            sums += to_numpy(b.column("sums"))
-        new, shift = _move_centroids(centers, counts, sums)
-        ctx.emit(_centroids_table(new, counts))
+        merged = _merge_round_sums([pa.Table.from_batches([b]) for b in partials])  # one record per accumulator
+        new, shift = _move_centroids(pa.Table.from_batches(centroids), merged)
+        ctx.emit(new)
         ctx.output("shift", pa.table({"shift": [shift]}))
 
 
@@ -266,7 +285,7 @@ def _lloyd(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, 
     return res.variables[0], res.rounds
 
 
-class KMeans(_KMeansParams, Estimator):
+class KMeans(_KMeansParams, IterativeEstimator):
     """K-means clustering (Flink ML ``KMeans``), trained with Lloyd's algorithm.
 
     * ``init_mode="random"`` (default, as Flink ML) picks ``k`` distinct rows uniformly at
@@ -282,6 +301,12 @@ class KMeans(_KMeansParams, Estimator):
     * Dense and sparse features are accepted; centroids are dense.
     * ``k`` larger than the number of rows raises (Flink ML silently builds fewer clusters).
 
+    A round, as an engine runs it (see ``flowlearn.api.IterativeEstimator``): the variables are
+    the centroids table (``centroids``, ``weights``; :meth:`initial_centroids` to start);
+    :meth:`round_partial` gives per centroid the number and the sum of a batch's rows closest
+    to it, :meth:`round_merge` adds such states, and :meth:`round_update` moves the centroids on
+    the driver; rounds stop after ``max_iter`` or once no centroid moves more than ``tol``.
+
     Example:
         >>> import flowlearn as fl
         >>> t = fl.table({"features": [[0.0], [1.0], [10.0], [11.0]]})
@@ -294,25 +319,47 @@ class KMeans(_KMeansParams, Estimator):
 
     def _fit(self, *tables: pa.Table) -> "KMeansModel":
         (t,) = tables
+        x = self._features(t)
+        xx = _row_sq_norms(x)
+        centers = self._initial_centroids(x, xx)
+        model_data, rounds = _lloyd(x, xx, centers, self.distance_measure, self.max_iter, self.tol)
+        _log.debug("KMeans: %d rounds on %d rows, k=%d", rounds, x.shape[0], self.k)
+        model = KMeansModel()
+        self.copy_params_to(model)
+        return model.set_model_data(model_data)
+
+
+    def initial_centroids(self, table: Any) -> pa.Table:
+        """The centroids table ``fit`` starts from (``init_mode``, ``seed``) for the input ``table``."""
+        x = self._features(table if isinstance(table, pa.Table) else fl_table(table))
+        return _centroids_table(self._initial_centroids(x), np.zeros(self.k))
+
+    def _round_partial(self, variables: pa.Table, batch: pa.Table) -> pa.Table:
+        centers = to_numpy(variables.column("centroids"))
+        x = vector_column(batch, self.features_col, type(self).__name__, param="features_col", size=centers.shape[1])
+        if sps.issparse(x):
+            x = sps.csr_matrix(x, dtype=np.float64)
+        return _round_sums(x, _row_sq_norms(x), centers, self.distance_measure)
+
+    def _round_merge(self, states: list[pa.Table]) -> pa.Table:
+        return _merge_round_sums(states)
+
+    def round_update(self, variables: pa.Table, state: pa.Table) -> tuple[pa.Table, float]:
+        """The driver's update of a round: the centroids moved to the means of their rows (``weights``:
+        the round's counts) and the largest distance a centroid moved."""
+        return _move_centroids(variables, state)
+
+    def _features(self, t: pa.Table) -> np.ndarray | sps.csr_matrix:
         stage = type(self).__name__
         if t.num_rows == 0:
             raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
         x = vector_column(t, self.features_col, stage, param="features_col")
         if sps.issparse(x):
             x = sps.csr_matrix(x, dtype=np.float64)
-        n, d = x.shape
-        k = self.k
-        if n < k:
-            raise ValueError(f"{stage}: k={k} clusters need at least {k} rows, the input has {n}; "
+        if x.shape[0] < self.k:
+            raise ValueError(f"{stage}: k={self.k} clusters need at least {self.k} rows, the input has {x.shape[0]}; "
                              f"lower k or add data")
-        xx = _row_sq_norms(x)
-        centers = self._initial_centroids(x, xx)
-        model_data, rounds = _lloyd(x, xx, centers, self.distance_measure, self.max_iter, self.tol)
-        _log.debug("KMeans: %d rounds on %d rows, k=%d", rounds, n, k)
-        model = KMeansModel()
-        self.copy_params_to(model)
-        return model.set_model_data(model_data)
-
+        return x
 
     def _initial_centroids(self, x: np.ndarray | sps.csr_matrix, xx: np.ndarray | None = None) -> np.ndarray:
         """The k initial centroids (k x d) that ``fit`` starts Lloyd's iterations from, for this

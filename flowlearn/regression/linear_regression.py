@@ -18,11 +18,10 @@ import pyarrow as pa
 import scipy.linalg
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model, RowFn
+from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
-from flowlearn.optim import (
-    row_margin_fn,LinearObjective, linear_model_table, minimize_lbfgs, read_linear_model_table,
-                             read_training_input, sgd)
+from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
+                             read_linear_model_table, read_training_input, row_margin_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param, gt, in_array)
 
@@ -90,7 +89,7 @@ def _solve_spd(A: np.ndarray, c: np.ndarray) -> np.ndarray:
     return scipy.linalg.lstsq(A, c, check_finite=False)[0]
 
 
-class LinearRegression(_LinearRegressionParams, Estimator):
+class LinearRegression(_LinearRegressionParams, LinearRounds, IterativeEstimator):
     """Least-squares linear regression with optional elastic-net penalty.
 
     Minimizes the weighted mean of ``1/2 * (y - w . x - b)^2`` plus ``reg * (elastic_net * |w|_1 +
@@ -100,7 +99,9 @@ class LinearRegression(_LinearRegressionParams, Estimator):
     (L-BFGS over the data, OWL-QN with an L1 part; for many or sparse features),
     ``"sgd"`` (Flink ML's mini-batch SGD: ``max_iter`` epochs, ``global_batch_size``,
     ``learning_rate``, ``seed``) and ``"auto"`` (normal up to 4096 features, else lbfgs).
-    Dense and sparse feature vectors are accepted.
+    Dense and sparse feature vectors are accepted. ``round_partial``, ``round_merge``,
+    ``round_objective`` and ``round_update`` are the lbfgs and sgd solvers' rounds for engines
+    (``flowlearn.optim.LinearRounds``).
 
     Example:
         >>> import flowlearn as fl
@@ -112,6 +113,9 @@ class LinearRegression(_LinearRegressionParams, Estimator):
         >>> round(row["coefficient"][0], 6), round(row["intercept"], 6)
         (2.0, 1.0)
     """
+
+    def _round_loss(self, y: np.ndarray, n_outputs: int) -> str:
+        return "squared"
 
     def _fit(self, *tables: pa.Table) -> "LinearRegressionModel":
         (t,) = tables
@@ -148,7 +152,7 @@ class LinearRegression(_LinearRegressionParams, Estimator):
                 else:
                     seed = self.seed if self.seed is not None else zlib.crc32(stage.encode())
                     res = sgd(obj, x0, learning_rate=self.learning_rate, batch_size=self.global_batch_size,
-                              max_iter=self.max_iter, tol=self.tol, seed=seed)
+                              max_iter=self.max_iter, tol=self.tol, seed=seed, stage=stage)
                 W, bb = obj.unpack(res.x)
                 w, b = W[0].copy(), float(bb[0])
                 converged, n_iter, msg = res.converged, res.n_iter, res.message
