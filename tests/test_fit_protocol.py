@@ -426,6 +426,20 @@ def test_every_iterative_estimator_is_covered():
     assert isinstance(fl.clustering.KMeans(), IterativeEstimator)
 
 
+def test_every_batch_estimator_follows_a_fit_protocol():
+    """A new flowlearn estimator is one-pass or iterative (and then belongs in the lists above),
+    unless it trains online or composes other stages."""
+    from flowlearn.api import _REGISTRY
+    from flowlearn.iteration.online import OnlineEstimator
+
+    composite = {"Pipeline", "Graph", "OnlineLearning"}  # OnlineLearning trains a pipeline online
+    for cls in set(_REGISTRY.values()):
+        if (issubclass(cls, fl.Estimator) and cls.__module__.startswith("flowlearn.") and cls.__name__ not in composite
+                and not issubclass(cls, OnlineEstimator) and cls not in (fl.Estimator, OnePassEstimator,
+                                                                           IterativeEstimator)):
+            assert issubclass(cls, (OnePassEstimator, IterativeEstimator)), cls
+
+
 @pytest.mark.parametrize("name, make, features, k", LINEAR_ROUNDS, ids=LINEAR_IDS)
 @PROPERTY
 @given(cuts=st.lists(st.integers(0, N), max_size=6), grouping=st.lists(st.integers(0, 10), max_size=8),
