@@ -338,15 +338,14 @@ def loss_gradient_sums(X: np.ndarray | sps.csr_matrix, y: np.ndarray, s: np.ndar
                        kind: int, lo: int = 0, hi: int | None = None, rows: np.ndarray | None = None,
                        ) -> tuple[float, np.ndarray, np.ndarray]:
     """The partial of a linear model's round: over the rows ``lo..hi`` (of ``rows``, an index, when
-    given) of ``X`` (dense C-contiguous float64 or canonical CSR), ``sum_i s_i loss_i`` and its
-    gradient sums ``G`` (K, d) and ``gb`` (K,) at coefficients ``W`` (K, d) and intercepts ``b``.
+    given; dense ``X`` only) of ``X`` (dense C-contiguous float64 or canonical CSR),
+    ``sum_i s_i loss_i`` and its gradient sums ``G`` (K, d) and ``gb`` (K,) at coefficients ``W``
+    (K, d) and intercepts ``b``.
     Partials of the parts of the rows add up (:func:`merge_loss_gradient_sums`) to the whole's."""
     hi = X.shape[0] if hi is None else hi
     K, d = W.shape
     if sps.issparse(X):
-        if rows is not None:
-            X, y, s = X[rows[lo:hi]], y[rows[lo:hi]], s[rows[lo:hi]]
-        elif (lo, hi) != (0, X.shape[0]):
+        if (lo, hi) != (0, X.shape[0]):
             X, y, s = X[lo:hi], y[lo:hi], s[lo:hi]
         return _sparse_sums(X, y, s, W, b, kind)
     G = np.zeros((K, d))
@@ -454,7 +453,7 @@ class LinearObjective:
         self.l1 = float(l1)
         self.n_params = self.K * self.d + (self.K if self.fit_intercept else 0)
         self.n_threads = n_threads or _n_threads()
-        self._rows = np.arange(self.n, dtype=np.int64)  # the dense kernels read rows through an index
+        self._rows = None if self.sparse else np.arange(self.n, dtype=np.int64)  # dense kernels read rows by index
         self._pool: ThreadPoolExecutor | None = None
         self.n_evals = 0
 

@@ -222,7 +222,13 @@ class Imputer(_ImputerModelParams, OnePassEstimator):
                                  f"value and makes the {strategy} meaningless; filter or clip such rows first")
             row = {"column": c, "count": valid.size}
             if strategy == "mean":
-                row["sum"] = float(valid.sum())
+                with np.errstate(over="ignore"):
+                    row["sum"] = float(valid.sum())
+                if not math.isfinite(row["sum"]):
+                    bad = int(np.argmax(np.where(miss | np.isnan(x), 0.0, np.abs(x))))
+                    raise ValueError(f"{stage}: column '{c}' (parameter 'input_cols') holds {float(x[bad])!r} at row "
+                                     f"{bad}; its values sum beyond float64, so the mean overflows; divide the "
+                                     f"column by a constant first")
             elif strategy == "most_frequent":
                 values, counts = np.unique(valid, return_counts=True)
                 row["values"], row["counts"] = values, counts
@@ -278,8 +284,6 @@ class Imputer(_ImputerModelParams, OnePassEstimator):
         stage = type(self).__name__
         ins, _ = self._check_cols()
         per_column = self._state_columns([state])
-        if any(len(parts) != 1 for parts in per_column):
-            per_column = self._state_columns([self._merge([state])])
         surrogates = []
         for c, (row,) in zip(ins, per_column):
             if row["count"] == 0:
