@@ -330,6 +330,14 @@ def test_merged_scaler_and_naive_bayes_statistics_match_numpy():
                 assert dict(theta[c][j])[v] == pytest.approx(want, rel=1e-14)
 
 
+def test_imputer_mean_refuses_parts_whose_sums_overflow_together():
+    est = F.Imputer(input_cols=["a"], output_cols=["a"])
+    parts = [est.partial({"a": [1e308, 1.0]}), est.partial({"a": [1e308]})]
+    with pytest.raises(ValueError, match=r"Imputer: column 'a' \(parameter 'input_cols'\) sums beyond float64 over the "
+                                         r"parts of the input, so the mean overflows"):
+        est.finish(est.merge(parts))
+
+
 def test_parts_with_different_vector_sizes_are_refused():
     a, b = fl.table({"x": [[1.0, 2.0]], "label": [0.0]}), fl.table({"x": [[1.0, 2.0, 3.0]], "label": [1.0]})
     for est in (F.StandardScaler(input_col="x"), F.MinMaxScaler(input_col="x"), F.MaxAbsScaler(input_col="x")):

@@ -264,7 +264,8 @@ class Imputer(_ImputerModelParams, OnePassEstimator):
             count = sum(p["count"] for p in parts)
             row = {"column": c, "count": count}
             if strategy == "mean":
-                row["sum"] = float(np.sum([p["sum"] for p in parts]))
+                with np.errstate(over="ignore"):
+                    row["sum"] = float(np.sum([p["sum"] for p in parts]))
             elif strategy == "most_frequent":
                 values, inverse = np.unique(np.concatenate([np.asarray(p["values"], np.float64) for p in parts]),
                                             return_inverse=True)
@@ -291,6 +292,9 @@ class Imputer(_ImputerModelParams, OnePassEstimator):
                                  f"values are null, NaN or missing_value={self.missing_value!r}, so no surrogate "
                                  f"can be computed")
             if self.strategy == "mean":
+                if not math.isfinite(row["sum"]):  # parts with finite sums can add up beyond float64
+                    raise ValueError(f"{stage}: column '{c}' (parameter 'input_cols') sums beyond float64 over the "
+                                     f"parts of the input, so the mean overflows; divide the column by a constant first")
                 s = row["sum"] / row["count"]
             elif self.strategy == "most_frequent":
                 s = row["values"][int(np.argmax(row["counts"]))]  # values are sorted: ties go to the smallest
