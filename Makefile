@@ -13,7 +13,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 FLINK_PINS := "numpy>=1.24,<2.2" "pyarrow>=14,<17" "pandas>=1.5,<2.3"
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: demo test test-main test-compat bench clean
+.PHONY: demo test test-main test-compat fuzz bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test-main: $(STAMP)
 
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow"
+
+# The property-based bad-input tests (marker fuzz) with many more examples and a random seed;
+# `make test` runs them too, with a fixed seed and few examples (tests/conftest.py: profiles).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest $(PYTEST_ARGS) -m fuzz
 
 bench: $(BENCH_STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

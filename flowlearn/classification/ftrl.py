@@ -62,7 +62,7 @@ from scipy.special import expit
 
 from flowlearn.api import Model, with_trained_rows
 from flowlearn.trainer import OperatorState, Trainer
-from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.data.columns import check_squares, numeric_column, vector_column, with_column
 from flowlearn.data.table import table as to_table
 from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, initial_model_data,
                                         iter_input_tables, step_rows, train_versions, version_period)
@@ -470,6 +470,7 @@ class OnlineLogisticRegressionTrainer(Trainer):
 
     def _extract(self, t: pa.Table) -> tuple[Any, np.ndarray, np.ndarray]:
         x = _features(t, self._features_col, _STAGE, self._dim)
+        check_squares(x, self._features_col, _STAGE, "features_col", "squared gradients")
         y = numeric_column(t, self._label_col, _STAGE, param="label_col")
         bad = (y != 0.0) & (y != 1.0)
         if bad.any():

@@ -21,7 +21,7 @@ import pyarrow as pa
 from scipy.special import expit, softmax
 
 from flowlearn.api import IterativeEstimator, Model, RowFn
-from flowlearn.data.columns import require_column, vector_column, with_column
+from flowlearn.data.columns import first_bad_row, require_column, vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy
 from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
                              read_linear_model_table, read_training_input, sgd)
@@ -52,6 +52,16 @@ class _LogisticRegressionParams(_LogisticRegressionModelParams, HasLabelCol, Has
                        "global_batch_size.")
 
 
+# A label is a class index and every class up to the largest gets weights: a stray label such as
+# 1e9 would ask for a billion classes (and the memory of them).
+MAX_CLASSES = 1 << 16
+
+
+def _overflow(stage: str, col: str, where: str) -> ValueError:
+    return ValueError(f"{stage}: column '{col}' (parameter 'features_col') holds values so large{where} that the "
+                      f"model's scores overflow float64; scale the features as for fitting (e.g. MaxAbsScaler)")
+
+
 def _check_labels(y: np.ndarray, multi_class: str, label_col: str, stage: str) -> tuple[bool, int]:
     """(binomial?, number of classes) after validating the labels."""
     if multi_class == "binomial":
@@ -67,6 +77,11 @@ def _check_labels(y: np.ndarray, multi_class: str, label_col: str, stage: str) -
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{stage}: column '{label_col}' (parameter 'label_col') has label {float(y[row])!r} "
                          f"at row {row}; labels must be class indices 0, 1, ..., k-1 (0 or 1 for binomial); "
+                         f"map other labels with fl.feature.StringIndexer")
+    if y.max() >= MAX_CLASSES:
+        row = int(np.argmax(y))
+        raise ValueError(f"{stage}: column '{label_col}' (parameter 'label_col') has label {float(y[row])!r} at "
+                         f"row {row}; labels are class indices 0, 1, ..., k-1 and k may be at most {MAX_CLASSES}; "
                          f"map other labels with fl.feature.StringIndexer")
     k = max(int(y.max()) + 1, 2)
     if multi_class == "auto":
@@ -192,15 +207,18 @@ class LogisticRegressionModel(_LogisticRegressionModelParams, Model):
             t = with_column(t, self.prediction_col, pa.array([], pa.float64()))
             return with_column(t, self.raw_prediction_col, pa.array([], dense_vector_type(n_out)))
         X = vector_column(t, self.features_col, stage, param="features_col", size=d)
+        with np.errstate(over="ignore", invalid="ignore"):    # overflowing scores are refused just below
+            Z = np.asarray(X @ W.T).reshape(-1, K) + b
+        if not np.isfinite(Z).all():   # finite features (vector_column checked them), overflowing scores
+            raise _overflow(stage, self.features_col, f" at row {first_bad_row(~np.isfinite(Z).all(axis=1))}")
         if K == 1:
-            z = np.asarray(X @ W[0]).reshape(-1) + b[0]
+            z = Z[:, 0]
             p = expit(z)
             raw = np.empty((z.shape[0], 2))
             raw[:, 1] = p
             raw[:, 0] = 1.0 - p
             pred = (z >= 0).astype(np.float64)
         else:
-            Z = np.asarray(X @ W.T) + b
             raw = softmax(Z, axis=1)
             pred = np.argmax(Z, axis=1).astype(np.float64)
         t = with_column(t, self.prediction_col, pa.array(pred, pa.float64()))
@@ -235,11 +253,12 @@ class LogisticRegressionModel(_LogisticRegressionModelParams, Model):
             return x
 
         def bad(x) -> ValueError:
+            """The error for a row whose scores are not finite."""
             vals = x.values if isinstance(x, sparse_vector) else x
             if not np.isfinite(vals).all():
                 return ValueError(f"{stage}: column '{fc}' has NaN or infinity; impute or filter such rows first "
                                   f"(for example with fl.feature.Imputer)")
-            return None
+            return _overflow(stage, fc, "")
 
         if K == 1:
             w, b0 = W[0], float(b[0])
@@ -257,9 +276,7 @@ class LogisticRegressionModel(_LogisticRegressionModelParams, Model):
                     x = features(row)  # converts, checks, raises
                     z = b0 + float(take(x.indices).dot(x.values) if isinstance(x, sparse_vector) else wdot(x))
                 if not isfinite(z):
-                    err = bad(x)
-                    if err is not None:
-                        raise err
+                    raise bad(x)
                 if z >= 0:
                     p = 1.0 / (1.0 + exp(-z))
                 else:
@@ -277,9 +294,7 @@ class LogisticRegressionModel(_LogisticRegressionModelParams, Model):
             else:
                 z = W @ x + b
             if not np.isfinite(z).all():
-                err = bad(x)
-                if err is not None:
-                    raise err
+                raise bad(x)
             e = np.exp(z - z.max())
             row[pc] = float(z.argmax())
             row[rc] = e / e.sum()

@@ -110,7 +110,7 @@ from flowlearn.trainer import OperatorState, Trainer
 from flowlearn.builder import PipelineModel
 from flowlearn.iteration.online import (as_table, initial_model, iter_input_tables, step_rows,
                                         train_versions, version_period)
-from flowlearn.data.columns import numeric_column, require_column, vector_column
+from flowlearn.data.columns import check_squares, numeric_column, require_column, vector_column
 from flowlearn.optim import linear_model_table, read_linear_model_table
 from flowlearn.params import (HasElasticNet, HasEmitEverySeconds, HasGlobalBatchSize, HasLabelCol, HasLearningRate, HasReg,
                               HasWeightCol, Param, gt, gt_eq, in_array, in_range)
@@ -680,6 +680,7 @@ class OnlineLearningTrainer(Trainer):
             require_column(t, self._label_col, _STAGE, "label_col")
             return np.zeros((0, self._dim)), np.zeros(0), np.zeros(0)
         x = vector_column(t, fc, _STAGE, param="features_col", size=self._dim)
+        check_squares(x, fc, _STAGE, "features_col", "squared gradients")
         y = numeric_column(t, self._label_col, _STAGE, param="label_col")
         lc = self._label_col
         if self._kind in ("logistic", "hinge"):

@@ -28,7 +28,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import IterativeEstimator, Model, RowFn
-from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.data.columns import check_squares, numeric_column, vector_column, with_column
 from flowlearn.data.table import table as fl_table
 from flowlearn.iteration import (BatchStream, IterationBodyResult, IterationOperator, OperatorContext,
                                  TerminateOnMaxIterOrTol, iterate_bounded)
@@ -354,6 +354,7 @@ class KMeans(_KMeansParams, IterativeEstimator):
         if t.num_rows == 0:
             raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
         x = vector_column(t, self.features_col, stage, param="features_col")
+        check_squares(x, self.features_col, stage, "features_col", "squared distances")
         if sps.issparse(x):
             x = sps.csr_matrix(x, dtype=np.float64)
         if x.shape[0] < self.k:

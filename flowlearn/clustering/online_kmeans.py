@@ -58,7 +58,7 @@ from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, as
                                         initial_model_data, iter_input_tables, step_rows, train_versions,
                                         version_period)
 from flowlearn.clustering.kmeans import (KMeansModel, _closest, _default_seed, _KMeansModelParams, _row_sq_norms)
-from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.data.columns import check_squares, numeric_column, vector_column, with_column
 from flowlearn.linalg import dense_vector_type, from_csr, from_numpy, is_sparse, to_csr, to_numpy
 from flowlearn.params import HasEmitEverySeconds, HasGlobalBatchSize, HasSeed, Param, gt, in_array, in_range
 
@@ -291,6 +291,7 @@ class OnlineKMeansTrainer(Trainer):
         if t.num_rows == 0:  # an empty batch changes nothing (and may come without columns)
             return []
         x = _vectors(t, self._features_col, _STAGE, self.dim)
+        check_squares(x, self._features_col, _STAGE, "features_col", "squared distances")
         if self._centroids is None:
             self._random_init(x.shape[1])
         versions: list[pa.Table] = []

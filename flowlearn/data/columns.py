@@ -26,6 +26,7 @@ __all__ = [
     "numeric_column",
     "string_column",
     "check_finite",
+    "check_squares",
     "with_column",
     "first_bad_row",
 ]
@@ -49,8 +50,10 @@ def check_finite(x: np.ndarray | sps.spmatrix, name: str, stage: str) -> None:
     """Raise naming the first row with NaN or infinity."""
     data = x.data if sps.issparse(x) else x
     # One sum is cheaper than an isfinite pass (NaN and inf propagate through it); only a
-    # non-finite sum pays for locating the row.
-    if data.size and not np.isfinite(data.sum()) and not np.isfinite(data).all():
+    # non-finite sum (or one that overflowed: errstate keeps that quiet) pays for locating the row.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = data.sum() if data.size else 0.0
+    if not np.isfinite(total) and not np.isfinite(data).all():
         if sps.issparse(x):
             bad = ~np.isfinite(x.data)
             row = int(np.searchsorted(x.indptr, np.flatnonzero(bad)[0], side="right") - 1)
@@ -61,6 +64,30 @@ def check_finite(x: np.ndarray | sps.spmatrix, name: str, stage: str) -> None:
             f"{stage}: column '{name}' has NaN or infinity at row {row}; impute or filter such rows first "
             f"(for example with fl.feature.Imputer)"
         )
+
+
+def check_squares(x: np.ndarray | sps.spmatrix, name: str, stage: str, param: str | None = None,
+                  sums: str = "sums of squares") -> None:
+    """Refuse finite values whose sum of squares overflows float64, naming the row (and index) of
+    the largest: a fit summing squares or products of them (variances, distances, gradients) would
+    get infinities and return a meaningless model."""
+    data = x.data if sps.issparse(x) else x
+    flat = data.reshape(-1)
+    with np.errstate(over="ignore"):
+        if np.isfinite(np.dot(flat, flat)):
+            return
+    k = int(np.argmax(np.abs(flat)))
+    if sps.issparse(x):
+        row, where = int(np.searchsorted(x.indptr, k, side="right") - 1), f", index {int(x.indices[k])}"
+    elif data.ndim == 2:
+        row, index = divmod(k, data.shape[1])
+        where = f", index {index}"
+    else:
+        row, where = k, ""
+    via = f" (parameter '{param}')" if param else ""
+    raise ValueError(f"{stage}: column '{name}'{via} holds {float(flat[k])!r} at row {row}{where}; values this "
+                     f"large overflow float64 in the model's {sums} (they must stay well below 1e154); divide "
+                     f"the column by a constant or scale it (e.g. MaxAbsScaler) first")
 
 
 def vector_column(t: pa.Table, name: str, stage: str, param: str | None = None, dense: bool | None = None,
@@ -101,7 +128,8 @@ def numeric_column(t: pa.Table, name: str, stage: str, param: str | None = None,
     if col.null_count and not allow_null:
         row = first_bad_row(~np.asarray(pc.is_valid(col).to_numpy(zero_copy_only=False)))
         raise ValueError(f"{stage}: column '{name}' has a null at row {row}; impute or filter nulls first")
-    x = col.cast(pa.float64()).to_numpy() if col.num_chunks != 1 or col.null_count else \
+    # safe=False: integers beyond 2**53 become the nearest double (as NumPy's astype does), not an error
+    x = col.cast(pa.float64(), safe=False).to_numpy() if col.num_chunks != 1 or col.null_count else \
         col.chunk(0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     if not allow_nan:
         check_finite(x, name, stage)

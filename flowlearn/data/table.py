@@ -68,7 +68,14 @@ def _arrow_column(values: Any, name: str, field: pa.Field | None) -> pa.Array | 
                 for v in vals
             ]
         return vectors_to_array(vals, name)
-    return pa.array(values if not isinstance(values, tuple) else list(values))
+    values = values if not isinstance(values, tuple) else list(values)
+    try:
+        return pa.array(values)
+    except pa.ArrowInvalid:
+        # pyarrow refuses ints beyond 2**53 among floats; NumPy (and so fl.table) makes them doubles
+        if isinstance(values, list) and all(type(v) in (int, float) or v is None for v in values):
+            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+        raise
 
 
 def _dense_to_sparse(v: Any) -> SparseVector:

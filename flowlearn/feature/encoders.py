@@ -570,7 +570,7 @@ def _invalid_index_reason(v: Any, n: int | None) -> str:
         return "NaN"
     if v < 0:
         return f"the negative value {v!r}"
-    if v != math.floor(v):
+    if math.isinf(v) or v != math.floor(v):
         return f"{v!r}, which is not an integer index"
     return f"the unseen index {v!r} (fit saw indices 0..{n - 1})" if n is not None else repr(v)
 

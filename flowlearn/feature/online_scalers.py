@@ -57,7 +57,7 @@ import scipy.sparse as sps
 from flowlearn.api import Model, RowFn, with_trained_rows
 from flowlearn.trainer import OperatorState, Trainer
 from flowlearn.iteration.online import (OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions)
-from flowlearn.data.columns import require_column, vector_column, with_column
+from flowlearn.data.columns import check_squares, require_column, vector_column, with_column
 from flowlearn.feature.scalers import (_StandardScalerParams, _merge_moments, _model_table, _moments, _row_vector,
                                        _scale_sparse, _transform_input)
 from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_numpy
@@ -266,6 +266,7 @@ class OnlineStandardScalerTrainer(Trainer):
         x = ts = None
         if t.num_rows:  # validate before any state changes (an empty batch may come without columns)
             x = _vectors(t, self._input_col, _STAGE, self.dim)
+            check_squares(x, self._input_col, _STAGE, "input_col", "variances")
             ts = None if self._time_col is None else _event_time_ms(t, self._time_col, _STAGE)
             self._dim = x.shape[1]
         versions: list[pa.Table] = self.poll() if self._windows == "processing_time" else []

@@ -27,7 +27,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator
-from flowlearn.data.columns import vector_column, with_column
+from flowlearn.data.columns import check_squares, vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, from_csr, from_numpy, to_numpy
 from flowlearn.params import HasInputCol, HasOutputCol, Param
 
@@ -291,6 +291,7 @@ class StandardScaler(_StandardScalerParams, OnePassEstimator):
         x = _partial_input(self, t)
         if x.shape[0] == 0:
             return _empty_state(count=pa.int64(), mean=_VEC, m2=_VEC)
+        check_squares(x, self.input_col, type(self).__name__, "input_col", "variances")
         n, mean, m2 = _moments(x)
         return _state_table(count=n, mean=mean, m2=m2)
 
