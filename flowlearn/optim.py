@@ -53,7 +53,7 @@ import scipy.optimize
 import scipy.sparse as sps
 from scipy.special import expit, logsumexp
 
-from flowlearn.data.columns import check_finite, numeric_column, vector_column
+from flowlearn.data.columns import check_finite, check_squares, numeric_column, vector_column
 from flowlearn.iteration import BatchStream, IterationBodyResult, iterate_bounded
 from flowlearn.linalg import from_numpy
 
@@ -833,9 +833,9 @@ def read_training_input(t: pa.Table, stage: str, features_col: str, label_col: s
     # One summing pass detects any NaN/inf (they propagate); then find the row for the message.
     if data.size and not np.isfinite(np.sum(data)):
         check_finite(X, features_col, stage)
-    _check_squares(X, features_col, "features_col", stage)
+    check_squares(X, features_col, stage, "features_col")
     y = numeric_column(t, label_col, stage, param="label_col")
-    _check_squares(y, label_col, "label_col", stage)
+    check_squares(y, label_col, stage, "label_col")
     s = None
     if weight_col is not None:
         s = numeric_column(t, weight_col, stage, param="weight_col")
@@ -848,27 +848,6 @@ def read_training_input(t: pa.Table, stage: str, features_col: str, label_col: s
             raise ValueError(f"{stage}: the weights in column '{weight_col}' (parameter 'weight_col') sum to 0; "
                              f"at least one row needs a positive weight")
     return X, y, s
-
-
-def _check_squares(x: np.ndarray | sps.csr_matrix, col: str, param: str, stage: str) -> None:
-    """Refuse finite values whose sum of squares overflows float64: every Gram-matrix entry, row norm
-    and squared residual of a linear model is bounded by it, so below it the training sums are finite."""
-    data = x.data if sps.issparse(x) else x
-    flat = data.reshape(-1)
-    with np.errstate(over="ignore"):
-        if np.isfinite(np.dot(flat, flat)):
-            return
-    k = int(np.argmax(np.abs(flat)))
-    if sps.issparse(x):
-        row, where = int(np.searchsorted(x.indptr, k, side="right") - 1), f", index {int(x.indices[k])}"
-    elif data.ndim == 2:
-        row, where = divmod(k, data.shape[1])
-        where = f", index {where}"
-    else:
-        row, where = k, ""
-    raise ValueError(f"{stage}: column '{col}' (parameter '{param}') holds {float(flat[k])!r} at row {row}{where}; "
-                     f"values this large overflow float64 in the model's sums of squares (they must stay well "
-                     f"below 1e154); divide the column by a constant or scale it (e.g. MaxAbsScaler) first")
 
 
 class LinearRounds:
