@@ -10,10 +10,11 @@ Example:
     >>> Scaler(k=0)
     Traceback (most recent call last):
     ...
-    ValueError: Scaler: parameter 'k' = 0 violates gt(0): it must be greater than 0.
+    ValueError: Scaler: parameter 'k' = 0 violates gt(0): it must be greater than 0 (and finite).
 """
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any, Callable, Sequence
 
@@ -56,12 +57,15 @@ class Validator:
         return self.rule
 
 
+# A lower bound admits no infinity: an infinite rate, tolerance, strength or window is never meant
+# (an infinite regularization gave NaN models, an infinite FTRL alpha a ZeroDivisionError).
 def gt(bound: float) -> Validator:
-    return Validator(f"gt({bound})", f"greater than {bound}", lambda v: v > bound)
+    return Validator(f"gt({bound})", f"greater than {bound} (and finite)", lambda v: bound < v < math.inf)
 
 
 def gt_eq(bound: float) -> Validator:
-    return Validator(f"gt_eq({bound})", f"greater than or equal to {bound}", lambda v: v >= bound)
+    return Validator(f"gt_eq({bound})", f"greater than or equal to {bound} (and finite)",
+                     lambda v: bound <= v < math.inf)
 
 
 def lt(bound: float) -> Validator:
@@ -189,6 +193,10 @@ class Param:
                     f"{owner_name}: parameter '{self.name}' = {value!r} violates {self.validator}: "
                     f"it must be {self.validator.explain}."
                 )
+        if int in (self.type, *typing.get_args(self.type)) and \
+                not all(-(1 << 63) <= v < (1 << 63) for v in (value if isinstance(value, list) else [value])):
+            raise ValueError(f"{owner_name}: parameter '{self.name}' = {value!r} is outside the 64-bit integer range "
+                             f"[-2**63, 2**63 - 1] that kernels and Arrow hold")
         return value
 
 
@@ -325,7 +333,8 @@ class HasEmitEverySeconds(HasParams):
 
 
 class HasSeed(HasParams):
-    seed = Param(int, default=None, doc="Random seed; None picks one from the class name (deterministic).")
+    seed = Param(int, default=None, validator=gt_eq(0),
+                 doc="Random seed (>= 0); None picks one from the class name (deterministic).")
 
 
 class HasDistanceMeasure(HasParams):

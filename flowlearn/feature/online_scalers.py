@@ -206,6 +206,9 @@ class OnlineStandardScalerTrainer(Trainer):
         self._time_col = p["time_col"]
         self._windows = p["windows"]
         self._window_rows = int(p["window_rows"])
+        if p["window_seconds"] * 1000 >= 2 ** 63:
+            raise ValueError(f"{_STAGE}: parameter 'window_seconds' = {p['window_seconds']!r} is too large: windows "
+                             f"are kept in int64 milliseconds")
         self._window_ms = int(round(float(p["window_seconds"]) * 1000))
         self._n = 0
         self._mean: np.ndarray | None = None
