@@ -29,6 +29,12 @@ so an engine can run the partials in parallel.
   rounds of a bounded iteration (:func:`sgd_epochs` on ``flowlearn.iteration.iterate_bounded``);
   ``LinearSVC(solver="sgd")`` runs it with the hinge loss.
 
+The kernels every linear model shares live here once: the pointwise losses and their gradients
+(:func:`loss_gradient`, :func:`softmax_loss_gradient`), the FTRL-Proximal coordinate step
+(:func:`ftrl_step`, used by ``OnlineLogisticRegression`` and ``OnlineLearning``), the model data
+format (:func:`linear_model_table` / :func:`read_linear_model_table`) and the single-row margin
+(:func:`row_margin_fn`).
+
 Example:
     >>> import numpy as np
     >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0.0, 0.0, 1.0, 1.0])
@@ -59,11 +65,14 @@ from flowlearn.linalg import from_numpy
 
 __all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "sgd_epochs", "sgd_training_batch",
            "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table",
-           "loss_gradient_sums", "merge_loss_gradient_sums", "LinearRounds"]
+           "loss_gradient_sums", "merge_loss_gradient_sums", "LinearRounds", "sigmoid", "loss_gradient",
+           "softmax_loss_gradient", "pointwise_loss_gradient", "ftrl_step", "ftrl_initial_z", "row_margin_fn"]
 
 log = logging.getLogger(__name__)
 
-LOSSES = {"logistic": 0, "squared": 1, "multinomial": 2, "hinge": 3}  # hinge: SGD only (not smooth)
+_LOGISTIC, _SQUARED, _MULTINOMIAL, _HINGE = range(4)
+LOSSES = {"logistic": _LOGISTIC, "squared": _SQUARED, "multinomial": _MULTINOMIAL,
+          "hinge": _HINGE}  # hinge: SGD only (not smooth)
 
 _CHUNK_ROWS = 16384  # fixed row chunk: partial sums are added in chunk order whatever the thread count
 
@@ -102,32 +111,40 @@ def _vdot(a, b):
     return acc
 
 
-@nb.njit(cache=True, nogil=True)
-def _pointwise(z, yi, kind):
-    """Loss of one row given its scores ``z`` (K,); overwrites ``z`` with dloss/dz."""
-    if kind == 0:  # logistic, labels 0/1
-        t = z[0]
-        if t >= 0.0:
-            e = math.exp(-t)
-            loss = math.log1p(e) + t - yi * t
-            p = 1.0 / (1.0 + e)
-        else:
-            e = math.exp(t)
-            loss = math.log1p(e) - yi * t
-            p = e / (1.0 + e)
-        z[0] = p - yi
-        return loss
-    if kind == 1:  # half squared error
-        r = z[0] - yi
-        z[0] = r
-        return 0.5 * r * r
-    if kind == 3:  # hinge, labels 0/1 (subgradient -t at the kink)
-        t = 2.0 * yi - 1.0
-        m = t * z[0]
-        z[0] = -t if m <= 1.0 else 0.0
-        return max(0.0, 1.0 - m)
-    # multinomial: softmax cross-entropy, yi is the class index
-    c = int(yi)
+# The pointwise losses, their gradients and the FTRL-Proximal coordinate step: the one copy of each
+# that every linear-model kernel inlines (the batch solvers here, OnlineLogisticRegression's FTRL
+# and OnlineLearning's optimizers). Numba caches a compiled caller with what it inlined and does not
+# notice edits in another file: after changing these, delete the callers' __pycache__ *.nbi/*.nbc.
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def sigmoid(t):
+    """``1 / (1 + exp(-t))`` without overflow (only ``exp(-|t|)`` is taken) and without a branch."""
+    e = math.exp(-abs(t))
+    return (1.0 if t >= 0.0 else e) / (1.0 + e)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def loss_gradient(t, yi, kind, with_loss):
+    """``(loss, dloss/dt)`` of one row with the single score ``t``: logistic (labels 0/1), half
+    squared error, hinge (labels 0/1; the subgradient ``-u`` at the kink, ``u = 2y - 1``). With
+    ``with_loss`` False the loss is not computed (0.0): a constant at the call site, so a kernel
+    that only steps (the online trainers) pays no ``log1p``."""
+    if kind == _LOGISTIC:
+        p = sigmoid(t)   # first, so that the loss's exp(-|t|) is the same value, computed once
+        loss = math.log1p(math.exp(-abs(t))) + max(t, 0.0) - yi * t if with_loss else 0.0
+        return loss, p - yi
+    if kind == _HINGE:
+        u = 2.0 * yi - 1.0
+        m = u * t
+        return max(0.0, 1.0 - m) if with_loss else 0.0, (-u if m <= 1.0 else 0.0)
+    r = t - yi
+    return 0.5 * r * r if with_loss else 0.0, r
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def softmax_loss_gradient(z, c):
+    """Softmax cross-entropy of one row with scores ``z`` (K,) and class ``c``; overwrites ``z``
+    with its gradient ``softmax(z) - e_c``."""
     m = z[0]
     for k in range(1, z.shape[0]):
         if z[k] > m:
@@ -143,29 +160,48 @@ def _pointwise(z, yi, kind):
     return loss
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def pointwise_loss_gradient(z, yi, kind, with_loss):
+    """Loss of one row given its scores ``z`` (K,) (0.0 without ``with_loss``, except for the
+    softmax, whose loss costs one subtraction); overwrites ``z`` with dloss/dz. ``kind`` is a value
+    of :data:`LOSSES`; for ``"multinomial"`` ``yi`` is the class index."""
+    if kind == _MULTINOMIAL:
+        return softmax_loss_gradient(z, int(yi))
+    loss, g = loss_gradient(z[0], yi, kind, with_loss)
+    z[0] = g
+    return loss
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def ftrl_step(w, z, n, sqrt_n, g, inv_alpha, beta, l1, l2):
+    """One FTRL-Proximal step (McMahan et al., KDD 2013, Algorithm 1) of a coordinate with weight
+    ``w``, state ``z``, ``n`` (``sqrt_n = sqrt(n)``, which a caller may keep rather than recompute)
+    and gradient ``g``; returns the new ``(w, z, n, sqrt_n)``. A zero gradient changes nothing::
+
+        z += g - (sqrt(n + g^2) - sqrt(n)) / alpha * w;  n += g^2
+        w  = -sign(z) * max(|z| - l1, 0) / ((beta + sqrt(n)) / alpha + l2)
+    """
+    if g == 0.0:
+        return w, z, n, sqrt_n
+    n_new = n + g * g
+    sq_new = math.sqrt(n_new)
+    z = z + g - (sq_new - sqrt_n) * inv_alpha * w
+    # branch-free; "+ 0.0" turns the -0.0 of a clipped negative z into 0.0
+    w = -math.copysign(max(abs(z) - l1, 0.0), z) / ((beta + sq_new) * inv_alpha + l2) + 0.0
+    return w, z, n_new, sq_new
+
+
+def ftrl_initial_z(w: np.ndarray, alpha: float, beta: float, l1: float, l2: float) -> np.ndarray:
+    """FTRL's ``z`` at ``n = 0`` whose weights are exactly ``w`` (a warm start from a model)."""
+    return -w * (beta / alpha + l2) - np.sign(w) * l1
+
+
 @nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _dot1(X, i, w):
     acc = 0.0
     for j in range(X.shape[1]):
         acc += X[i, j] * w[j]
     return acc
-
-
-@nb.njit(cache=True, nogil=True)
-def _pointwise1(t, yi, kind):
-    """(loss, dloss/dz) of one row with one score ``t`` (logistic, squared or hinge)."""
-    if kind == 0:
-        if t >= 0.0:
-            e = math.exp(-t)
-            return math.log1p(e) + t - yi * t, 1.0 / (1.0 + e) - yi
-        e = math.exp(t)
-        return math.log1p(e) - yi * t, e / (1.0 + e) - yi
-    if kind == 3:
-        u = 2.0 * yi - 1.0
-        m = u * t
-        return max(0.0, 1.0 - m), (-u if m <= 1.0 else 0.0)
-    r = t - yi
-    return 0.5 * r * r, r
 
 
 @nb.njit(cache=True, nogil=True)
@@ -179,7 +215,7 @@ def _dense_eval1(X, y, s, w, b, kind, rows, lo, hi, g):
         si = s[i]
         if si == 0.0:
             continue
-        loss, r = _pointwise1(b + _dot1(X, i, w), y[i], kind)
+        loss, r = loss_gradient(b + _dot1(X, i, w), y[i], kind, True)
         f += si * loss
         r *= si
         gb += r
@@ -202,7 +238,7 @@ def _dense_eval(X, y, s, W, b, kind, rows, lo, hi, G, gb):
             continue
         for k in range(K):
             z[k] = b[k] + _dot_row(X, i, W, k)
-        f += si * _pointwise(z, y[i], kind)
+        f += si * pointwise_loss_gradient(z, y[i], kind, True)
         for k in range(K):
             r = si * z[k]
             if r != 0.0:
@@ -300,7 +336,7 @@ def _sgd_epoch_sparse(indptr, indices, data, y, s, W, b, kind, fit_intercept, pe
                 for p in range(indptr[i], indptr[i + 1]):
                     acc += data[p] * W[k, indices[p]]
                 z[k] = b[k] + scale * acc
-            loss_sum += si * _pointwise(z, y[i], kind)
+            loss_sum += si * pointwise_loss_gradient(z, y[i], kind, True)
             sw += si
             for k in range(K):
                 R[t - start, k] = si * z[k]
@@ -368,14 +404,17 @@ def merge_loss_gradient_sums(parts: list[tuple[float, np.ndarray, np.ndarray]]) 
 
 def _sparse_sums(X: sps.csr_matrix, y: np.ndarray, s: np.ndarray, W: np.ndarray, b: np.ndarray, kind: int,
                  ) -> tuple[float, np.ndarray, np.ndarray]:
-    """:func:`loss_gradient_sums` of CSR rows, with SciPy's sparse products."""
+    """:func:`loss_gradient_sums` of CSR rows, with SciPy's sparse products: the losses of
+    :func:`loss_gradient` and :func:`softmax_loss_gradient` vectorized over the rows (kept apart
+    from the Numba row loop, which would add the gradient sums in another order and change the
+    sparse L-BFGS fits)."""
     if W.shape[0] == 1:
         z = X @ W[0]
         z += b[0]
-        if kind == 0:
+        if kind == _LOGISTIC:
             loss = np.logaddexp(0.0, z) - y * z
             r = expit(z) - y
-        elif kind == 3:
+        elif kind == _HINGE:
             t = 2.0 * y - 1.0
             m = t * z
             loss = np.maximum(0.0, 1.0 - m)
@@ -495,12 +534,12 @@ class LinearObjective:
         W = np.zeros((self.K, self.d))
         b = np.zeros(self.K)
         if self.fit_intercept:
-            if self.kind == 1:
+            if self.kind == _SQUARED:
                 b[0] = float(self.s @ self.y)
-            elif self.kind == 0:
+            elif self.kind == _LOGISTIC:
                 p = min(max(float(self.s @ self.y), 1e-8), 1 - 1e-8)
                 b[0] = math.log(p / (1 - p))
-            elif self.kind == 3:
+            elif self.kind == _HINGE:
                 pass  # hinge: from zero, as Flink ML's LinearSVC
             else:
                 prior = np.bincount(self.y.astype(np.int64), weights=self.s, minlength=self.K)[: self.K]
