@@ -205,17 +205,11 @@ def test_predict_one_row(handle_invalid, case):
     _expect(o, rows, bad, False, handle_invalid)
 
 
-# Under handle_invalid="skip" a row whose vector is a number is skipped alone (null) but refuses
-# the whole batch (fl.table cannot build a column of vectors and numbers), naming no row.
-_SKIP_DISAGREES = pytest.mark.xfail(strict=True, reason=(
-    "serving/http.py (single vs batch under skip, issue 8 item 8): with a VectorAssembler(handle_invalid='skip') "
-    "pipeline, the row {'num_a': 1.0, 'vec_in': 5.0} answers 200 null alone but the batch "
-    "[{'num_a': 1.0, 'vec_in': 5.0}, {'num_a': 1.0, 'vec_in': [1.0, 2.0, 3.0]}] answers 400 \"column 'vec_in': "
-    "cannot convert values to an Arrow array (...)\" naming no row"))
+# Under handle_invalid="skip" a row whose vector is a number is skipped alone and in a batch alike.
 _SKIP_EXAMPLE = ([{"num_a": 1.0, "vec_in": 5.0}, {"num_a": 1.0, "vec_in": [1.0, 2.0, 3.0]}], (0, "vec_in"))
 
 
-@pytest.mark.parametrize("handle_invalid", ["error", pytest.param("skip", marks=_SKIP_DISAGREES)])
+@pytest.mark.parametrize("handle_invalid", ["error", "skip"])
 @pytest.mark.parametrize("wrapped", [True, False], ids=["rows-object", "bare-array"])
 @example(case=_SKIP_EXAMPLE)
 @given(rows_with_one_bad_cell())
@@ -236,7 +230,7 @@ def test_predict_batch_rows_with_different_columns(case, data):
     check(o, [f"rows[{i}]", f"'{col}'"], http=True, ok=False, context=rows)
 
 
-@pytest.mark.parametrize("handle_invalid", ["error", pytest.param("skip", marks=_SKIP_DISAGREES)])
+@pytest.mark.parametrize("handle_invalid", ["error", "skip"])
 @example(case=_SKIP_EXAMPLE)
 @given(rows_with_one_bad_cell(2, 4))
 def test_single_row_and_batch_agree(handle_invalid, case):

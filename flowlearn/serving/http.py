@@ -844,12 +844,11 @@ class PredictionServer(ThreadingHTTPServer):
 
         try:
             t = to_table({**body.columns, _ROW_INDEX: pa.array(np.arange(n, dtype=np.int64))})
-        except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as e:
-            raise _HTTPError(400, self._batch_error(body, e)) from None
-        try:
             out, before, same = self._version_around(lambda: self.predictor.predict_batch(t))
-        except _INPUT_ERRORS as e:
-            raise _HTTPError(400, self._batch_error(body, e)) from None
+        except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException, *_INPUT_ERRORS):
+            # a batch the table path refuses (a vector column holding a number, a row a stage rejects):
+            # the row path decides each row as a single request would (skip -> null, else rows[i] 400)
+            return self._rows_one_by_one(body)
         del t
         version = before
         if not same and "model_version" in out.column_names and out.num_rows:
@@ -875,16 +874,25 @@ class PredictionServer(ThreadingHTTPServer):
         self.metrics.count_rows(kept, n - kept)
         return {"predictions": preds, "model_version": version}
 
-    def _batch_error(self, body: PredictBody, e: BaseException) -> str:
-        for i in range(body.num_rows):
-            r = body.batch_row(i)
-            try:
-                self.predictor.predict(r)
-            except _INPUT_ERRORS as e2:
-                return f"rows[{i}]: {self._row_error(r, e2)}"
-            except Exception:  # noqa: BLE001 - only used for a better message
-                break
-        return _message(e)
+    def _rows_one_by_one(self, body: PredictBody) -> dict:
+        """A batch answered by the row path, row by row, with one model version: if a swap lands
+        during the pass, the pass runs again on the new version."""
+        for _ in range(3):
+            before = self.predictor.model_version
+            preds: list[Any] = []
+            for i in range(body.num_rows):
+                r = body.batch_row(i)
+                try:
+                    p = self.predictor.predict(r)
+                except _INPUT_ERRORS as e:
+                    raise _HTTPError(400, f"rows[{i}]: {self._row_error(r, e)}") from None
+                preds.append(None if p is None else to_jsonable(p))
+            if self.predictor.model_version == before:
+                kept = sum(p is not None for p in preds)
+                self.metrics.count_rows(kept, body.num_rows - kept)
+                return {"predictions": preds, "model_version": before}
+        raise _HTTPError(503, "the model was swapped during every pass over this batch; retry",
+                         headers={"Retry-After": "1"})
 
     # ---- lifecycle
     def _track(self, conn: socket.socket, add: bool) -> None:
