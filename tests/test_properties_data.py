@@ -302,9 +302,6 @@ def test_parse_vector_refuses_unsound_sparse_text(text):
         _sound_sparse(o.value)
 
 
-@pytest.mark.xfail(strict=True, reason="data/vector_json.py (JSON vector codec): fl.data.parse_vector(5) and "
-                   "parse_vector({'size': 3, 'indices': [0], 'values': [1.0]}) raise AttributeError: 'int' object has "
-                   "no attribute 'strip' (a TypeError naming what it takes is expected)")
 @pytest.mark.parametrize("value", [5, 2.5, True, {"size": 3, "indices": [0], "values": [1.0]}, {"a": 1}])
 def test_parse_vector_non_text(value):
     check(outcome(parse_vector, value, "where: "), ["where: "], context=value)

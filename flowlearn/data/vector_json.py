@@ -76,6 +76,10 @@ def parse_vector(text: str | None, where: str = "") -> np.ndarray | SparseVector
     """
     if text is None:
         return None
+    if not isinstance(text, str):
+        raise TypeError(f"{where}parse_vector reads a vector written as text ('1.0 2.0' or '$size$index:value'), "
+                        f"got {type(text).__name__} {_short(text)}; JSON arrays and {{size, indices, values}} objects "
+                        f"go through decode_vector")
     s = text.strip()
     try:
         if not s.startswith("$"):
