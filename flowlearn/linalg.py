@@ -395,6 +395,8 @@ def from_numpy(x: np.ndarray) -> pa.FixedSizeListArray:
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
     if x.ndim != 2:
         raise ValueError(f"from_numpy expects a 2-D array, got shape {x.shape}")
+    if x.shape[1] == 0:  # from_arrays cannot tell the number of rows from no values
+        return pa.array([[]] * x.shape[0], dense_vector_type(0))
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
 
 

@@ -617,7 +617,7 @@ def test_bad_input_messages():
     init = {"coefficient": [[0.0, 0.0]], "intercept": [0.0], "model_version": [0]}
     with pytest.raises(ValueError, match="holds vectors of size 3, the model expects size 2"):
         OnlineLogisticRegression().set_initial_model_data(init).fit({"features": [[1.0, 2.0, 3.0]], "label": [1.0]})
-    with pytest.raises(ValueError, match="exactly 1 row"):
+    with pytest.raises(ValueError, match="model data must have exactly one row, got 2"):
         OnlineLogisticRegression().set_initial_model_data(
             {"coefficient": [[0.0], [1.0]], "intercept": [0.0, 0.0], "model_version": [0, 0]})
     with pytest.raises(ValueError, match="model data has not been set"):

@@ -461,6 +461,21 @@ def test_row_fn_bad_rows(cancer):
         fn({"features": bad})
 
 
+def test_zero_width_features_give_the_intercept_only_model():
+    """Was: pyarrow's ArrowInvalid 'list_size needs to be a strict positive integer' writing the
+    model data (optim.linear_model_table of a (1, 0) coefficient matrix). The fit is then the
+    null model: intercept logit(3/4) = log 3, p = 3/4 for every row."""
+    t = fl.table({"features": pa.array([[]] * 4, fl.linalg.dense_vector_type(0)), "label": [0.0, 1.0, 1.0, 1.0]})
+    model = LogisticRegression().fit(t)
+    (md,) = model.get_model_data()
+    assert md.schema.field("coefficient").type == pa.list_(pa.float64(), 0)
+    assert md.column("intercept")[0].as_py() == pytest.approx(np.log(3.0), abs=1e-9)
+    np.testing.assert_allclose(model.transform(t).column("raw_prediction").to_pylist(), [[0.25, 0.75]] * 4,
+                               atol=1e-9)
+    row = fl.LocalPredictor(model).predict({"features": np.zeros(0)})
+    assert row["prediction"] == 1.0 and row["raw_prediction"] == pytest.approx([0.25, 0.75], abs=1e-9)
+
+
 def test_doctests():
     import flowlearn.classification.logistic_regression as mod
     import flowlearn.optim as optim

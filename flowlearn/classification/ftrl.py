@@ -50,7 +50,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -58,7 +57,6 @@ import numba
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
-from scipy.special import expit
 
 from flowlearn.api import Model, with_trained_rows
 from flowlearn.trainer import OperatorState, Trainer
@@ -66,7 +64,9 @@ from flowlearn.data.columns import check_squares, numeric_column, vector_column,
 from flowlearn.data.table import table as to_table
 from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, initial_model_data,
                                         iter_input_tables, step_rows, train_versions, version_period)
-from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy, to_numpy
+from flowlearn.classification.logistic_regression import predict_row_fn, predict_table
+from flowlearn.optim import (LOSSES, ftrl_initial_z, ftrl_step, linear_model_table, loss_gradient,
+                             read_single_output_model, sigmoid)
 from flowlearn.params import (
     HasElasticNet,
     HasFeaturesCol,
@@ -93,6 +93,7 @@ STATE_FORMAT_VERSION = 2  # 2: an OperatorState (counters in its data) instead o
 # One 64-byte row per coordinate puts everything a coordinate needs in one cache line.
 _W, _Z, _N, _SQN, _G, _C = 0, 1, 2, 3, 4, 5
 _STATE_COLS = 8
+_LOGISTIC = LOSSES["logistic"]
 # Rows ahead whose coordinates the sparse kernel prefetches (hashed features hit random lines).
 _PREFETCH_ROWS = 16
 
@@ -169,25 +170,10 @@ def _ensure_prefetch() -> None:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _sigmoid(m):
-    return 1.0 / (1.0 + math.exp(-m))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _coord_step(S, i, g, inv_alpha, beta, l1, l2):
-    """One FTRL-Proximal step of coordinate ``i`` with gradient ``g`` (a zero gradient is a no-op).
-    Branch-free: ``w = -sign(z) * max(|z| - l1, 0) / ((beta + sqrt(n)) / alpha + l2)``."""
-    if g == 0.0:
-        return
-    sq_old = S[i, _SQN]
-    n_new = S[i, _N] + g * g
-    sq_new = math.sqrt(n_new)
-    z = S[i, _Z] + g - (sq_new - sq_old) * inv_alpha * S[i, _W]
-    S[i, _Z] = z
-    S[i, _N] = n_new
-    S[i, _SQN] = sq_new
-    # "+ 0.0" turns the -0.0 of a clipped negative z into 0.0
-    S[i, _W] = -math.copysign(max(abs(z) - l1, 0.0), z) / ((beta + sq_new) * inv_alpha + l2) + 0.0
+    """The FTRL-Proximal step (:func:`flowlearn.optim.ftrl_step`) of coordinate ``i`` with gradient ``g``."""
+    S[i, _W], S[i, _Z], S[i, _N], S[i, _SQN] = ftrl_step(S[i, _W], S[i, _Z], S[i, _N], S[i, _SQN], g, inv_alpha,
+                                                         beta, l1, l2)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -232,9 +218,8 @@ def _ftrl_sparse(indptr, indices, data, y, sw, r0, r1, S, touched, acc, learn_bi
         for k in range(lo, hi):
             m += S[indices[k], _W] * data[k]
         m += S[bias, _W]  # last: the bias, updated by every row, is then off the loads' critical path
-        p = _sigmoid(m)
-        out_p[r] = p
-        gl = sw[r] * (p - y[r])
+        out_p[r] = sigmoid(m)
+        gl = sw[r] * loss_gradient(m, y[r], _LOGISTIC, False)[1]  # sigmoid(m) - y: Numba computes sigmoid once
         if batch == 1:
             for k in range(lo, hi):
                 _coord_step(S, indices[k], gl * data[k], inv_alpha, beta, l1, l2)
@@ -267,9 +252,8 @@ def _ftrl_dense(X, y, sw, r0, r1, S, touched, acc, learn_bias, alpha, beta, l1, 
         for j in range(d):
             m += S[j, _W] * X[r, j]
         m += S[bias, _W]
-        p = _sigmoid(m)
-        out_p[r] = p
-        gl = sw[r] * (p - y[r])
+        out_p[r] = sigmoid(m)
+        gl = sw[r] * loss_gradient(m, y[r], _LOGISTIC, False)[1]  # sigmoid(m) - y: Numba computes sigmoid once
         if batch == 1:
             for j in range(d):
                 _coord_step(S, j, gl * X[r, j], inv_alpha, beta, l1, l2)
@@ -311,48 +295,7 @@ class _OnlineLogisticRegressionParams(_OnlineLogisticRegressionModelParams, HasL
                               "False keeps it at its initial value, as Flink ML (which has no intercept).")
 
 
-# --------------------------------------------------------------------------------------------
-# Model data helpers
-# --------------------------------------------------------------------------------------------
-
 _STAGE = "OnlineLogisticRegression"
-
-
-def _features(t: pa.Table, name: str, stage: str, size: int | None) -> np.ndarray | sps.csr_matrix:
-    return vector_column(t, name, stage, param="features_col", size=size)
-
-
-def _model_data_table(coef: np.ndarray, intercept: float, version: int) -> pa.Table:
-    """One-row model data in the LogisticRegressionModel format."""
-    coef = np.ascontiguousarray(coef, dtype=np.float64)
-    return pa.table({
-        "coefficient": pa.FixedSizeListArray.from_arrays(pa.array(coef), len(coef))
-        if len(coef) else pa.array([[]], type=dense_vector_type(0)),
-        "intercept": pa.array([float(intercept)], pa.float64()),
-        "model_version": pa.array([int(version)], pa.int64()),
-    })
-
-
-def _parse_model_data(t: pa.Table, stage: str) -> tuple[np.ndarray, float, int]:
-    """``(coefficient, intercept, model_version)`` of one-row LogisticRegression model data."""
-    if "coefficient" not in t.column_names:
-        raise ValueError(f"{stage}: model data has columns {t.column_names}; expected the LogisticRegressionModel "
-                         f"format (coefficient, intercept, model_version)")
-    if t.num_rows != 1:
-        raise ValueError(f"{stage}: model data must have exactly 1 row (binary logistic regression), "
-                         f"got {t.num_rows}")
-    coef = to_numpy(t.column("coefficient"), "coefficient", stage)[0].astype(np.float64, copy=True)
-    intercept = 0.0
-    if "intercept" in t.column_names:
-        v = t.column("intercept")[0].as_py()
-        intercept = 0.0 if v is None else float(v)
-    version = 0
-    if "model_version" in t.column_names:
-        v = t.column("model_version")[0].as_py()
-        version = 0 if v is None else int(v)
-    if not (np.isfinite(coef).all() and math.isfinite(intercept)):
-        raise ValueError(f"{stage}: model data has NaN or infinite coefficients")
-    return coef, intercept, version
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,7 +362,7 @@ class OnlineLogisticRegressionTrainer(Trainer):
         self._acc = np.zeros(2, dtype=np.int64)
         init = estimator.get_initial_model_data()
         if init is not None:
-            coef, intercept, version = _parse_model_data(init, _STAGE)
+            coef, intercept, version = read_single_output_model([init], _STAGE)
             self.version = version
             self._allocate(len(coef), coef, intercept)
 
@@ -432,7 +375,7 @@ class OnlineLogisticRegressionTrainer(Trainer):
             S[d, _W] = intercept
             w = S[:, _W]
             # The state whose weights are exactly w0 (see the module docstring, "Warm start").
-            S[:, _Z] = -w * (self._beta / self._alpha + self._l2) - np.sign(w) * self._l1
+            S[:, _Z] = ftrl_initial_z(w, self._alpha, self._beta, self._l1, self._l2)
             if not self._learn_bias:
                 S[d, _Z] = 0.0
         self._S = S
@@ -463,13 +406,14 @@ class OnlineLogisticRegressionTrainer(Trainer):
         """The current weights as model data (``coefficient``, ``intercept``, ``model_version``),
         labelled with the last emitted version."""
         self._require_dim()
-        return with_trained_rows(_model_data_table(self._S[:-1, _W], self._S[-1, _W], self.version),
-                                 self.rows_seen - int(self._acc[0]))
+        # copies: Arrow may wrap a NumPy buffer without copying, and S keeps changing
+        return with_trained_rows(linear_model_table(self._S[None, :-1, _W].copy(), self._S[-1:, _W].copy(),
+                                                    self.version), self.rows_seen - int(self._acc[0]))
 
     # -- input ---------------------------------------------------------------------------
 
     def _extract(self, t: pa.Table) -> tuple[Any, np.ndarray, np.ndarray]:
-        x = _features(t, self._features_col, _STAGE, self._dim)
+        x = vector_column(t, self._features_col, _STAGE, param="features_col", size=self._dim)
         check_squares(x, self._features_col, _STAGE, "features_col", "squared gradients")
         y = numeric_column(t, self._label_col, _STAGE, param="label_col")
         bad = (y != 0.0) & (y != 1.0)
@@ -668,7 +612,7 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelD
 
     def _initial_model_table(self, model_or_table: Any) -> pa.Table:
         t = initial_model_data(model_or_table, _STAGE, "a LogisticRegressionModel or OnlineLogisticRegressionModel")
-        _parse_model_data(t, _STAGE)  # validate now
+        read_single_output_model([t], _STAGE)  # validate now
         return t
 
     def trainer(self, clock: Callable[[], float] | None = None) -> OnlineLogisticRegressionTrainer:
@@ -707,9 +651,7 @@ class OnlineLogisticRegressionModel(_OnlineLogisticRegressionModelParams, Model)
     """
 
     def _load_model_data(self, tables: list[pa.Table]) -> None:
-        if len(tables) != 1:
-            raise ValueError(f"{type(self).__name__}: model data is one table, got {len(tables)}")
-        self._coef, self._intercept, self._version = _parse_model_data(tables[0], type(self).__name__)
+        self._coef, self._intercept, self._version = read_single_output_model(tables, type(self).__name__)
 
     @property
     def model_version(self) -> int:
@@ -718,51 +660,18 @@ class OnlineLogisticRegressionModel(_OnlineLogisticRegressionModelParams, Model)
 
     def _transform(self, t: pa.Table) -> pa.Table:
         self._require_model()
-        name = type(self).__name__
-        d = len(self._coef)
-        x = _features(t, self.features_col, name, d)
-        if x.shape[0] == 0:
-            margin = np.zeros(0)
-        else:
-            margin = np.asarray(x @ self._coef).reshape(-1) + self._intercept
-        p = expit(margin)
-        out = with_column(t, self.prediction_col, pa.array((margin >= 0).astype(np.float64)))
-        out = with_column(out, self.raw_prediction_col, from_numpy(np.column_stack([1.0 - p, p])))
-        return with_column(out, self.model_version_col, pa.array(np.full(len(p), self._version, dtype=np.int64)))
+        out = predict_table(t, type(self).__name__, self.features_col, self.prediction_col, self.raw_prediction_col,
+                            self._coef[None], np.array([self._intercept]))
+        return with_column(out, self.model_version_col, pa.array(np.full(out.num_rows, self._version, dtype=np.int64)))
 
     def row_fn(self):
         self._require_model()
-        coef = self._coef.copy()
-        b = self._intercept
-        d = len(coef)
-        version = self._version
-        fcol, pcol, rcol, vcol = self.features_col, self.prediction_col, self.raw_prediction_col, self.model_version_col
-        name = type(self).__name__
+        predict = predict_row_fn(type(self).__name__, self.features_col, self.prediction_col,
+                                 self.raw_prediction_col, self._coef[None], np.array([self._intercept]))
+        vcol, version = self.model_version_col, self._version
 
         def fn(row: dict) -> None:
-            try:
-                v = row[fcol]
-            except KeyError:
-                raise ValueError(f"{name}: input column '{fcol}' (parameter 'features_col') is missing from the "
-                                 f"row; it has {sorted(row)}") from None
-            if isinstance(v, SparseVector):
-                if v.size != d:
-                    raise ValueError(f"{name}: '{fcol}' has size {v.size}, the model expects {d}")
-                m = float(coef[v.indices] @ v.values) + b
-            else:
-                a = np.asarray(v, dtype=np.float64)
-                if a.shape != (d,):
-                    raise ValueError(f"{name}: '{fcol}' has shape {a.shape}, the model expects ({d},)")
-                m = float(coef @ a) + b
-            if not math.isfinite(m):
-                raise ValueError(f"{name}: '{fcol}' has NaN or infinity")
-            if m >= 0:
-                p = 1.0 / (1.0 + math.exp(-m))
-            else:
-                e = math.exp(m)
-                p = e / (1.0 + e)
-            row[pcol] = 1.0 if m >= 0 else 0.0
-            row[rcol] = np.array([1.0 - p, p])
+            predict(row)
             row[vcol] = version
 
         return fn

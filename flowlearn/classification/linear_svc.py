@@ -44,7 +44,7 @@ import scipy.sparse as sps
 from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.linalg import dense_vector_type, from_numpy
-from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, read_linear_model_table,
+from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, read_single_output_model,
                              read_training_input, row_margin_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasRawPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param,
@@ -367,10 +367,7 @@ class LinearSVCModel(_LinearSVCModelParams, Model):
     raw_prediction_is_margin = True   # not probabilities: evaluators that need them map it (ModelGate)
 
     def _load_model_data(self, tables: list[pa.Table]) -> None:
-        W, b, version = read_linear_model_table(tables, type(self).__name__)
-        if W.shape[0] != 1:
-            raise ValueError(f"{type(self).__name__}: model data must have exactly one row, got {W.shape[0]}")
-        self._w, self._b, self._version = W[0].copy(), float(b[0]), version
+        self._w, self._b, self._version = read_single_output_model(tables, type(self).__name__)
 
     def _transform(self, *tables: pa.Table) -> pa.Table:
         (t,) = tables

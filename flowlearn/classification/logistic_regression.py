@@ -24,7 +24,8 @@ from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import first_bad_row, require_column, vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy
 from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
-                             read_linear_model_table, read_training_input, sgd)
+                             read_linear_model_table, read_training_input, row_features_error, row_margin_fn,
+                             row_vector_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasRawPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param,
                               gt, in_array)
@@ -198,105 +199,82 @@ class LogisticRegressionModel(_LogisticRegressionModelParams, Model):
     def _transform(self, *tables: pa.Table) -> pa.Table:
         (t,) = tables
         self._require_model()
-        stage = type(self).__name__
-        W, b = self._W, self._b
-        K, d = W.shape
-        n_out = 2 if K == 1 else K
-        if t.num_rows == 0:
-            require_column(t, self.features_col, stage, "features_col")
-            t = with_column(t, self.prediction_col, pa.array([], pa.float64()))
-            return with_column(t, self.raw_prediction_col, pa.array([], dense_vector_type(n_out)))
-        X = vector_column(t, self.features_col, stage, param="features_col", size=d)
-        with np.errstate(over="ignore", invalid="ignore"):    # overflowing scores are refused just below
-            Z = np.asarray(X @ W.T).reshape(-1, K) + b
-        if not np.isfinite(Z).all():   # finite features (vector_column checked them), overflowing scores
-            raise _overflow(stage, self.features_col, f" at row {first_bad_row(~np.isfinite(Z).all(axis=1))}")
-        if K == 1:
-            z = Z[:, 0]
-            p = expit(z)
-            raw = np.empty((z.shape[0], 2))
-            raw[:, 1] = p
-            raw[:, 0] = 1.0 - p
-            pred = (z >= 0).astype(np.float64)
-        else:
-            raw = softmax(Z, axis=1)
-            pred = np.argmax(Z, axis=1).astype(np.float64)
-        t = with_column(t, self.prediction_col, pa.array(pred, pa.float64()))
-        return with_column(t, self.raw_prediction_col, from_numpy(raw))
+        return predict_table(t, type(self).__name__, self.features_col, self.prediction_col, self.raw_prediction_col,
+                             self._W, self._b)
 
     def row_fn(self) -> RowFn:
         """Single-row kernel: ``fn(row)`` reads ``features_col`` (1-D array, list or ``SparseVector``)
         and writes ``prediction_col`` (float) and ``raw_prediction_col`` (1-D array)."""
         self._require_model()
-        stage = type(self).__name__
-        W, b = self._W.copy(), self._b.copy()
-        K, d = W.shape
-        fc, pc, rc = self.features_col, self.prediction_col, self.raw_prediction_col
-        ndarray, sparse_vector, isfinite, exp, asarray = np.ndarray, SparseVector, math.isfinite, math.exp, np.asarray
+        return predict_row_fn(type(self).__name__, self.features_col, self.prediction_col, self.raw_prediction_col,
+                              self._W, self._b)
 
-        def features(row: dict):
-            try:
-                x = row[fc]
-            except KeyError:
-                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
-                                 f"it has {sorted(row)}") from None
-            if isinstance(x, sparse_vector):
-                if x.size != d:
-                    raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
-                                     f"size {d}")
-                return x
-            if not (type(x) is ndarray and x.dtype == np.float64):
-                x = asarray(x, dtype=np.float64)
-            if x.shape != (d,):
-                raise ValueError(f"{stage}: column '{fc}' holds a vector of shape {x.shape}, the model expects "
-                                 f"size {d}")
-            return x
 
-        def bad(x) -> ValueError:
-            """The error for a row whose scores are not finite."""
-            vals = x.values if isinstance(x, sparse_vector) else x
-            if not np.isfinite(vals).all():
-                return ValueError(f"{stage}: column '{fc}' has NaN or infinity; impute or filter such rows first "
-                                  f"(for example with fl.feature.Imputer)")
-            return _overflow(stage, fc, "")
+def predict_table(t: pa.Table, stage: str, features_col: str, prediction_col: str, raw_prediction_col: str,
+                  W: np.ndarray, b: np.ndarray) -> pa.Table:
+    """``t`` with the prediction and class probabilities of the logistic regression ``W`` (K, d),
+    ``b`` (K,) (one row: binomial); also ``OnlineLogisticRegressionModel``'s."""
+    K, d = W.shape
+    n_out = 2 if K == 1 else K
+    if t.num_rows == 0:
+        require_column(t, features_col, stage, "features_col")
+        t = with_column(t, prediction_col, pa.array([], pa.float64()))
+        return with_column(t, raw_prediction_col, pa.array([], dense_vector_type(n_out)))
+    X = vector_column(t, features_col, stage, param="features_col", size=d)
+    with np.errstate(over="ignore", invalid="ignore"):    # overflowing scores are refused just below
+        Z = np.asarray(X @ W.T).reshape(-1, K) + b
+    if not np.isfinite(Z).all():   # finite features (vector_column checked them), overflowing scores
+        raise _overflow(stage, features_col, f" at row {first_bad_row(~np.isfinite(Z).all(axis=1))}")
+    if K == 1:
+        z = Z[:, 0]
+        p = expit(z)
+        raw = np.empty((z.shape[0], 2))
+        raw[:, 1] = p
+        raw[:, 0] = 1.0 - p
+        pred = (z >= 0).astype(np.float64)
+    else:
+        raw = softmax(Z, axis=1)
+        pred = np.argmax(Z, axis=1).astype(np.float64)
+    t = with_column(t, prediction_col, pa.array(pred, pa.float64()))
+    return with_column(t, raw_prediction_col, from_numpy(raw))
 
-        if K == 1:
-            w, b0 = W[0], float(b[0])
-            take, wdot = w.take, w.dot  # take + dot: half the cost of fancy indexing + matmul on small vectors
-            f64, shape = np.dtype(np.float64), (d,)
 
-            def fn(row: dict) -> None:
-                x = row.get(fc)
-                tx = type(x)
-                if tx is sparse_vector and x.size == d:  # the common inputs, without the features() call
-                    z = b0 + float(take(x.indices).dot(x.values))
-                elif tx is ndarray and x.dtype is f64 and x.shape == shape:
-                    z = b0 + float(wdot(x))
-                else:
-                    x = features(row)  # converts, checks, raises
-                    z = b0 + float(take(x.indices).dot(x.values) if isinstance(x, sparse_vector) else wdot(x))
-                if not isfinite(z):
-                    raise bad(x)
-                if z >= 0:
-                    p = 1.0 / (1.0 + exp(-z))
-                else:
-                    e = exp(z)
-                    p = e / (1.0 + e)
-                row[pc] = 1.0 if z >= 0 else 0.0
-                row[rc] = np.array([1.0 - p, p])
+def predict_row_fn(stage: str, features_col: str, prediction_col: str, raw_prediction_col: str, W: np.ndarray,
+                   b: np.ndarray) -> RowFn:
+    """The single-row kernel of :func:`predict_table` (also ``OnlineLogisticRegressionModel``'s)."""
+    W, b = np.array(W, dtype=np.float64), np.array(b, dtype=np.float64)
+    K, d = W.shape
+    fc, pc, rc, isfinite, exp = features_col, prediction_col, raw_prediction_col, math.isfinite, math.exp
 
-            return fn
+    if K == 1:
+        margin = row_margin_fn(stage, fc, W[0], b[0])
 
-        def fn_multi(row: dict) -> None:
-            x = features(row)
-            if isinstance(x, sparse_vector):
-                z = W[:, x.indices] @ x.values + b
+        def fn(row: dict) -> None:
+            z = margin(row)
+            if not isfinite(z):   # margin() refused NaN and infinity: finite features whose score overflows
+                raise _overflow(stage, fc, "")
+            if z >= 0:
+                p = 1.0 / (1.0 + exp(-z))
             else:
-                z = W @ x + b
-            if not np.isfinite(z).all():
-                raise bad(x)
-            e = np.exp(z - z.max())
-            row[pc] = float(z.argmax())
-            row[rc] = e / e.sum()
+                e = exp(z)
+                p = e / (1.0 + e)
+            row[pc] = 1.0 if z >= 0 else 0.0
+            row[rc] = np.array([1.0 - p, p])
 
-        return fn_multi
+        return fn
+
+    read = row_vector_fn(stage, fc, d)
+
+    def fn_multi(row: dict) -> None:
+        x = read(row)
+        if isinstance(x, SparseVector):
+            z = W[:, x.indices] @ x.values + b
+        else:
+            z = W @ x + b
+        if not np.isfinite(z).all():
+            raise row_features_error(stage, fc, x) or _overflow(stage, fc, "")
+        e = np.exp(z - z.max())
+        row[pc] = float(z.argmax())
+        row[rc] = e / e.sum()
+
+    return fn_multi

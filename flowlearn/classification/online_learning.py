@@ -111,7 +111,8 @@ from flowlearn.builder import PipelineModel
 from flowlearn.iteration.online import (as_table, initial_model, iter_input_tables, step_rows,
                                         train_versions, version_period)
 from flowlearn.data.columns import check_squares, numeric_column, require_column, vector_column
-from flowlearn.optim import linear_model_table, read_linear_model_table
+from flowlearn.optim import (LOSSES, ftrl_initial_z, ftrl_step, linear_model_table, pointwise_loss_gradient,
+                             read_linear_model_table)
 from flowlearn.params import (HasElasticNet, HasEmitEverySeconds, HasGlobalBatchSize, HasLabelCol, HasLearningRate, HasReg,
                               HasWeightCol, Param, gt, gt_eq, in_array, in_range)
 
@@ -125,8 +126,6 @@ STATE_FORMAT_VERSION = 2  # 2: an OperatorState (counters in its data) instead o
 
 OPTIM_METHODS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "ftrl")
 _SGD, _MOMENTUM, _ADAGRAD, _RMSPROP, _ADAM, _FTRL = range(6)
-_KINDS = ("logistic", "squared", "hinge", "multinomial")
-_LOGISTIC, _SQUARED, _HINGE, _MULTINOMIAL = range(4)
 
 # hyper-parameter vector
 _H_LR, _H_GAMMA, _H_B1, _H_B2, _H_EPS, _H_ALPHA, _H_BETA, _H_L1, _H_L2, _H_ILR = range(10)
@@ -179,23 +178,10 @@ def _coord(S, j, k, g, opt, hp, lr_t, l1, l2):
         S[j, k, _S1] = m
         S[j, k, _S2] = v
         S[j, k, _W] -= lr_t * m / (math.sqrt(v) + hp[_H_EPS])
-    else:  # FTRL-Proximal; S1 = z, S2 = n
-        if g == 0.0:
-            return
-        alpha = hp[_H_ALPHA]
-        n_old = S[j, k, _S2]
-        n_new = n_old + g * g
-        sq_new = math.sqrt(n_new)
-        sigma = (sq_new - math.sqrt(n_old)) / alpha
-        z = S[j, k, _S1] + g - sigma * S[j, k, _W]
-        S[j, k, _S1] = z
-        S[j, k, _S2] = n_new
-        if abs(z) <= l1:
-            S[j, k, _W] = 0.0
-        elif z > 0.0:
-            S[j, k, _W] = -(z - l1) / ((hp[_H_BETA] + sq_new) / alpha + l2)
-        else:
-            S[j, k, _W] = -(z + l1) / ((hp[_H_BETA] + sq_new) / alpha + l2)
+    else:  # FTRL-Proximal (optim.ftrl_step); S1 = z, S2 = n
+        n = S[j, k, _S2]
+        S[j, k, _W], S[j, k, _S1], S[j, k, _S2], _ = ftrl_step(S[j, k, _W], S[j, k, _S1], n, math.sqrt(n), g,
+                                                              1.0 / hp[_H_ALPHA], hp[_H_BETA], l1, l2)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -300,37 +286,6 @@ def _step_row_sparse(S, indices, data, lo, hi, z, opt, learn_bias, hp, ctr, fs):
                     S[j, k, _Q] += nw - w
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _dloss(z, yi, kind):
-    """Overwrite the margins ``z`` (K,) of one row with dloss/dz."""
-    if kind == _LOGISTIC:
-        m = z[0]
-        if m >= 0.0:
-            p = 1.0 / (1.0 + math.exp(-m))
-        else:
-            e = math.exp(m)
-            p = e / (1.0 + e)
-        z[0] = p - yi
-    elif kind == _SQUARED:
-        z[0] = z[0] - yi
-    elif kind == _HINGE:
-        t = 2.0 * yi - 1.0
-        z[0] = -t if t * z[0] <= 1.0 else 0.0
-    else:
-        K = z.shape[0]
-        mx = z[0]
-        for k in range(1, K):
-            if z[k] > mx:
-                mx = z[k]
-        tot = 0.0
-        for k in range(K):
-            z[k] = math.exp(z[k] - mx)
-            tot += z[k]
-        for k in range(K):
-            z[k] /= tot
-        z[int(yi)] -= 1.0
-
-
 @nb.njit(cache=True, nogil=True)
 def _run_dense(X, y, sw, r0, r1, S, touched, mark, opt, kind, batch, learn_bias, hp, ctr, fs, out, z):
     """Predict-then-learn rows r0:r1 of a dense matrix; out[r] gets row r's margins as predicted
@@ -345,7 +300,7 @@ def _run_dense(X, y, sw, r0, r1, S, touched, mark, opt, kind, batch, learn_bias,
             acc += S[d, k, _W]
             z[k] = acc
             out[r, k] = acc
-        _dloss(z, y[r], kind)
+        pointwise_loss_gradient(z, y[r], kind, False)
         wr = sw[r]
         for k in range(K):
             z[k] *= wr
@@ -378,7 +333,7 @@ def _run_sparse(indptr, indices, data, y, sw, r0, r1, S, touched, mark, opt, kin
             acc += S[d, k, _W]
             z[k] = acc
             out[r, k] = acc
-        _dloss(z, y[r], kind)
+        pointwise_loss_gradient(z, y[r], kind, False)
         wr = sw[r]
         for k in range(K):
             z[k] *= wr
@@ -624,8 +579,8 @@ class OnlineLearningTrainer(Trainer):
             alpha, beta, l1, l2 = self._hp[_H_ALPHA], self._hp[_H_BETA], self._hp[_H_L1], self._hp[_H_L2]
             w = P[:d]
             # the FTRL state whose weights are exactly the initial ones (see the module docstring)
-            self._S1[:d] = -w * (beta / alpha + l2) - np.sign(w) * l1
-            self._S1[d] = -P[d] * (beta / alpha)
+            self._S1[:d] = ftrl_initial_z(w, alpha, beta, l1, l2)
+            self._S1[d] = ftrl_initial_z(P[d], alpha, beta, 0.0, 0.0)   # the intercept is not penalized
         self.version = max(self.version, int(version))
 
     @property
@@ -741,7 +696,7 @@ class OnlineLearningTrainer(Trainer):
             x = np.ascontiguousarray(x, dtype=np.float64)
         z = np.empty(self._K)
         state = (self._S, self._touched, self._mark, self._opt,
-                 _KINDS.index(self._kind), self._batch, self._learn_bias, self._hp, self._ctr, self._fs, out, z)
+                 LOSSES[self._kind], self._batch, self._learn_bias, self._hp, self._ctr, self._fs, out, z)
         start = 0
         while start < n:
             stop, due = self._next_stop(start, n)

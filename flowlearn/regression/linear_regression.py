@@ -21,7 +21,7 @@ import scipy.sparse as sps
 from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
-                             read_linear_model_table, read_training_input, row_margin_fn, sgd)
+                             read_single_output_model, read_training_input, row_margin_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param, gt, in_array)
 
@@ -178,10 +178,7 @@ class LinearRegressionModel(_LinearRegressionModelParams, Model):
     """
 
     def _load_model_data(self, tables: list[pa.Table]) -> None:
-        W, b, version = read_linear_model_table(tables, type(self).__name__)
-        if W.shape[0] != 1:
-            raise ValueError(f"{type(self).__name__}: model data must have exactly one row, got {W.shape[0]}")
-        self._w, self._b, self._version = W[0].copy(), float(b[0]), version
+        self._w, self._b, self._version = read_single_output_model(tables, type(self).__name__)
 
     def _transform(self, *tables: pa.Table) -> pa.Table:
         (t,) = tables
