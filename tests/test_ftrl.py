@@ -528,6 +528,19 @@ def test_output_schema_and_conventions():
     assert out.column("model_version").to_pylist() == [3, 3, 3]
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")     # the row path's NumPy dot overflows first
+def test_model_refuses_scores_that_overflow():
+    """Was: NaN probabilities from transform (2e308 - 2e308 in the margin of finite features)
+    while the row path said 'has NaN or infinity'; both now refuse as LogisticRegressionModel does."""
+    model = OnlineLogisticRegressionModel().set_model_data(
+        {"coefficient": [[2.0, 2.0]], "intercept": [0.0], "model_version": [3]})
+    x = [1e308, -1e308]
+    with pytest.raises(ValueError, match=r"column 'features' .*so large at row 1 that the model's scores overflow"):
+        model.transform({"features": [[0.0, 0.0], x]})
+    with pytest.raises(ValueError, match=r"column 'features' .*scores overflow"):
+        fl.LocalPredictor(model).predict({"features": x})
+
+
 def test_model_data_format_and_get_set():
     X, y = data(n=50, seed=16)
     model = OnlineLogisticRegression(global_batch_size=1).fit({"features": X, "label": y})
