@@ -1,8 +1,9 @@
 # The two set-up commands: `make demo` and `make test`. Both create .venv on first use.
 #
-# `make test` runs the suite twice: in .venv (newest NumPy/PyArrow, River and every oracle) and
-# in .venv-compat, pinned to what PyFlink 2.3 allows (numpy < 2.2, pyarrow < 17, pandas < 2.3),
-# where flowlearn's core must work too. Tests needing River skip there.
+# `make test` runs the suite in .venv (newest NumPy/PyArrow, River and every oracle), in
+# .venv-compat, pinned to what PyFlink 2.3 allows (numpy < 2.2, pyarrow < 17, pandas < 2.3),
+# where flowlearn's core must work too (tests needing River skip there), and the Flink engine's
+# tests (marker flink) in .venv-flink, which has apache-flink itself (Java 17 on the machine).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,10 +11,12 @@ STAMP := $(VENV)/.installed
 COMPAT := .venv-compat
 COMPAT_STAMP := $(COMPAT)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+FLINK := .venv-flink
+FLINK_STAMP := $(FLINK)/.installed
 FLINK_PINS := "numpy>=1.24,<2.2" "pyarrow>=14,<17" "pandas>=1.5,<2.3"
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: demo test test-main test-compat fuzz bench clean
+.PHONY: demo test test-main test-compat test-flink fuzz bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,12 @@ $(COMPAT_STAMP): pyproject.toml
 	$(COMPAT)/bin/python -m pip install -q $(FLINK_PINS) -e ".[test-core,demo,kafka]"
 	touch $(COMPAT_STAMP)
 
+$(FLINK_STAMP): pyproject.toml
+	test -x $(FLINK)/bin/python || $(PYTHON) -m venv $(FLINK)
+	$(FLINK)/bin/python -m pip install -q --upgrade pip
+	$(FLINK)/bin/python -m pip install -q -e ".[flink,test-core]"
+	touch $(FLINK_STAMP)
+
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[test,demo,kafka,bench]"
 	touch $(BENCH_STAMP)
@@ -34,13 +43,17 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/flowlearn demo
 
-test: test-main test-compat
+test: test-main test-compat test-flink
 
 test-main: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow"
+
+# One process, so the Flink tests share one JVM and mini-cluster.
+test-flink: $(FLINK_STAMP)
+	$(FLINK)/bin/python -m pytest -q -m flink
 
 # The property-based bad-input tests (marker fuzz) with many more examples and a random seed;
 # `make test` runs them too, with a fixed seed and few examples (tests/conftest.py: profiles).
@@ -51,4 +64,4 @@ bench: $(BENCH_STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(COMPAT) build *.egg-info
+	rm -rf $(VENV) $(COMPAT) $(FLINK) build *.egg-info

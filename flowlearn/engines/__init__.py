@@ -1,4 +1,5 @@
-"""Engines run stream plans. ``local`` (the default) runs them in this process.
+"""Engines run stream plans. ``local`` (the default) runs them in this process; ``FlinkEngine``
+runs them on Apache Flink (the ``flink`` extra).
 
 ``run(*sinks, engine=None, checkpoint_dir=None, checkpoint_interval=10.0)`` starts a job on the
 current engine (``fl.set_engine``) or the one named, and returns its handle (``wait()``,
@@ -20,10 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from flowlearn.engines.base import Engine, Job
+from flowlearn.engines.flink import FlinkEngine, FlinkJob
 from flowlearn.engines.local import LocalEngine, LocalJob
 from flowlearn.stream.plan import current_engine, set_default_engine, set_engine
 
-__all__ = ["run", "Engine", "Job", "LocalEngine", "LocalJob", "set_engine", "current_engine"]
+__all__ = ["run", "Engine", "Job", "LocalEngine", "LocalJob", "FlinkEngine", "FlinkJob", "set_engine", "current_engine"]
 
 set_default_engine(LocalEngine())
 
