@@ -162,6 +162,7 @@ def test_every_registered_stage_has_a_spec():
             covered.add(type(stage.fit(good_table(spec, 12, 0))))
     missing = [name for name, cls in _REGISTRY.items()
                if cls.__module__.startswith("flowlearn.") and cls.__module__ != "flowlearn.api"
+               and not cls.__module__.startswith("flowlearn.testing.")   # test doubles (AddK)
                and cls not in covered and name not in NOT_TABLE_STAGES]
     assert not missing, f"registered stages without a property spec: {missing}"
 
