@@ -184,16 +184,59 @@ def _coord(S, j, k, g, opt, hp, lr_t, l1, l2):
                                                               1.0 / hp[_H_ALPHA], hp[_H_BETA], l1, l2)
 
 
-@nb.njit(cache=True, nogil=True)
-def _step(S, touched, mark, nb_rows, opt, learn_bias, hp, ctr, fs):
-    """Apply the open mini-batch of ``nb_rows`` rows: one optimizer step, then the L1 penalty."""
-    d = S.shape[0] - 1
-    K = S.shape[1]
+@nb.njit(cache=True, nogil=True, inline="always")
+def _begin_step(opt, hp, ctr, fs):
+    """Count a step; return its rate (Adam's bias-corrected one), whether the cumulative L1
+    penalty applies and the penalty accumulated so far, this step's included."""
     ctr[_C_STEPS] += 1
     t = ctr[_C_STEPS]
     lr_t = hp[_H_LR]
     if opt == _ADAM:
         lr_t = hp[_H_LR] * math.sqrt(1.0 - hp[_H_B2] ** t) / (1.0 - hp[_H_B1] ** t)
+    penalize_l1 = opt != _FTRL and hp[_H_L1] > 0.0
+    if penalize_l1:
+        fs[0] += hp[_H_L1] * hp[_H_LR]
+    return lr_t, penalize_l1, fs[0]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _step_intercept(S, k, g, opt, hp, lr_t):
+    """The intercept's step: plain SGD with intercept_lr when set, else the optimizer's, unpenalized."""
+    d = S.shape[0] - 1
+    if hp[_H_ILR] >= 0.0:
+        S[d, k, _W] -= hp[_H_ILR] * g
+    else:
+        _coord(S, d, k, g, opt, hp, lr_t, 0.0, 0.0)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _step_weight(S, j, k, g, opt, hp, lr_t, l1, l2, penalize_l1, u):
+    """The step of weight (j, k): FTRL with its own L1 and L2; otherwise the L2 term added to g, the
+    optimizer's step, then the weight clipped towards zero by the L1 penalty it has not had yet."""
+    if opt == _FTRL:
+        _coord(S, j, k, g, opt, hp, lr_t, l1, l2)
+        return
+    if l2 > 0.0:
+        g += l2 * S[j, k, _W]
+    _coord(S, j, k, g, opt, hp, lr_t, 0.0, 0.0)
+    if penalize_l1:
+        w = S[j, k, _W]
+        if w > 0.0:
+            nw = max(0.0, w - (u + S[j, k, _Q]))
+        elif w < 0.0:
+            nw = min(0.0, w + (u - S[j, k, _Q]))
+        else:
+            nw = w
+        S[j, k, _W] = nw
+        S[j, k, _Q] += nw - w
+
+
+@nb.njit(cache=True, nogil=True)
+def _step(S, touched, mark, nb_rows, opt, learn_bias, hp, ctr, fs):
+    """Apply the open mini-batch of ``nb_rows`` rows: one optimizer step, then the L1 penalty."""
+    d = S.shape[0] - 1
+    K = S.shape[1]
+    lr_t, penalize_l1, u = _begin_step(opt, hp, ctr, fs)
     l1 = hp[_H_L1]
     l2 = hp[_H_L2]
     inv = 1.0 / nb_rows
@@ -204,35 +247,13 @@ def _step(S, touched, mark, nb_rows, opt, learn_bias, hp, ctr, fs):
         g = S[d, k, _G] * inv
         S[d, k, _G] = 0.0
         if learn_bias:
-            if hp[_H_ILR] >= 0.0:
-                S[d, k, _W] -= hp[_H_ILR] * g
-            else:
-                _coord(S, d, k, g, opt, hp, lr_t, 0.0, 0.0)
-    penalize_l1 = opt != _FTRL and l1 > 0.0
-    if penalize_l1:
-        fs[0] += l1 * hp[_H_LR]
-    u = fs[0]
+            _step_intercept(S, k, g, opt, hp, lr_t)
     for q in range(m):
         j = q if dense else touched[q]
         for k in range(K):
             g = S[j, k, _G] * inv
             S[j, k, _G] = 0.0
-            if opt == _FTRL:
-                _coord(S, j, k, g, opt, hp, lr_t, l1, l2)
-            else:
-                if l2 > 0.0:
-                    g += l2 * S[j, k, _W]
-                _coord(S, j, k, g, opt, hp, lr_t, 0.0, 0.0)
-                if penalize_l1:
-                    w = S[j, k, _W]
-                    if w > 0.0:
-                        nw = max(0.0, w - (u + S[j, k, _Q]))
-                    elif w < 0.0:
-                        nw = min(0.0, w + (u - S[j, k, _Q]))
-                    else:
-                        nw = w
-                    S[j, k, _W] = nw
-                    S[j, k, _Q] += nw - w
+            _step_weight(S, j, k, g, opt, hp, lr_t, l1, l2, penalize_l1, u)
     for q in range(ctr[_C_NT]):
         mark[touched[q]] = 0
     ctr[_C_NT] = 0
@@ -244,46 +265,18 @@ def _step(S, touched, mark, nb_rows, opt, learn_bias, hp, ctr, fs):
 def _step_row_sparse(S, indices, data, lo, hi, z, opt, learn_bias, hp, ctr, fs):
     """``_step`` for a one-row mini-batch of CSR entries lo:hi with margin gradients z (the same
     arithmetic, without accumulating into G first)."""
-    d = S.shape[0] - 1
     K = S.shape[1]
-    ctr[_C_STEPS] += 1
-    t = ctr[_C_STEPS]
-    lr_t = hp[_H_LR]
-    if opt == _ADAM:
-        lr_t = hp[_H_LR] * math.sqrt(1.0 - hp[_H_B2] ** t) / (1.0 - hp[_H_B1] ** t)
+    lr_t, penalize_l1, u = _begin_step(opt, hp, ctr, fs)
     l1 = hp[_H_L1]
     l2 = hp[_H_L2]
-    for k in range(K):
-        if learn_bias:
-            if hp[_H_ILR] >= 0.0:
-                S[d, k, _W] -= hp[_H_ILR] * z[k]
-            else:
-                _coord(S, d, k, z[k], opt, hp, lr_t, 0.0, 0.0)
-    penalize_l1 = opt != _FTRL and l1 > 0.0
-    if penalize_l1:
-        fs[0] += l1 * hp[_H_LR]
-    u = fs[0]
+    if learn_bias:
+        for k in range(K):
+            _step_intercept(S, k, z[k], opt, hp, lr_t)
     for p in range(lo, hi):
         j = indices[p]
         xv = data[p]
         for k in range(K):
-            g = z[k] * xv
-            if opt == _FTRL:
-                _coord(S, j, k, g, opt, hp, lr_t, l1, l2)
-            else:
-                if l2 > 0.0:
-                    g += l2 * S[j, k, _W]
-                _coord(S, j, k, g, opt, hp, lr_t, 0.0, 0.0)
-                if penalize_l1:
-                    w = S[j, k, _W]
-                    if w > 0.0:
-                        nw = max(0.0, w - (u + S[j, k, _Q]))
-                    elif w < 0.0:
-                        nw = min(0.0, w + (u - S[j, k, _Q]))
-                    else:
-                        nw = w
-                    S[j, k, _W] = nw
-                    S[j, k, _Q] += nw - w
+            _step_weight(S, j, k, z[k] * xv, opt, hp, lr_t, l1, l2, penalize_l1, u)
 
 
 @nb.njit(cache=True, nogil=True)
