@@ -12,7 +12,8 @@ view from the trenches" (KDD 2013), Algorithm 1, with Flink ML's mini-batch rule
   batch mean; for a sparse vector only the rows storing the index count), and each touched
   coordinate then takes one FTRL-Proximal step with that averaged gradient.
 
-Per coordinate ``i`` with gradient ``g`` (``l1 = reg * elastic_net``, ``l2 = reg * (1 - elastic_net)``)::
+Per coordinate ``i`` with gradient ``g`` (``l1 = reg * elastic_net``, ``l2 = reg * (1 - elastic_net)``;
+:func:`flowlearn.optim.ftrl_step`, the step ``OnlineLearning(optim_method="ftrl")`` takes too)::
 
     sigma = (sqrt(n_i + g^2) - sqrt(n_i)) / alpha
     z_i  += g - sigma * w_i
