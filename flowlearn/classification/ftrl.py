@@ -220,7 +220,7 @@ def _ftrl_sparse(indptr, indices, data, y, sw, r0, r1, S, touched, acc, learn_bi
             m += S[indices[k], _W] * data[k]
         m += S[bias, _W]  # last: the bias, updated by every row, is then off the loads' critical path
         out_p[r] = sigmoid(m)
-        gl = sw[r] * loss_gradient(m, y[r], _LOGISTIC, False)[1]  # sigmoid(m) - y: Numba computes sigmoid once
+        gl = sw[r] * loss_gradient(m, y[r], _LOGISTIC, False)[1]  # sigmoid(m) - y; the two sigmoids compile to one
         if batch == 1:
             for k in range(lo, hi):
                 _coord_step(S, indices[k], gl * data[k], inv_alpha, beta, l1, l2)
@@ -254,7 +254,7 @@ def _ftrl_dense(X, y, sw, r0, r1, S, touched, acc, learn_bias, alpha, beta, l1, 
             m += S[j, _W] * X[r, j]
         m += S[bias, _W]
         out_p[r] = sigmoid(m)
-        gl = sw[r] * loss_gradient(m, y[r], _LOGISTIC, False)[1]  # sigmoid(m) - y: Numba computes sigmoid once
+        gl = sw[r] * loss_gradient(m, y[r], _LOGISTIC, False)[1]  # sigmoid(m) - y; the two sigmoids compile to one
         if batch == 1:
             for j in range(d):
                 _coord_step(S, j, gl * X[r, j], inv_alpha, beta, l1, l2)
