@@ -66,8 +66,8 @@ from flowlearn.linalg import SparseVector, from_numpy
 __all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "sgd_epochs", "sgd_training_batch",
            "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table",
            "loss_gradient_sums", "merge_loss_gradient_sums", "LinearRounds", "sigmoid", "loss_gradient",
-           "softmax_loss_gradient", "pointwise_loss_gradient", "ftrl_step", "ftrl_initial_z", "read_single_output_model",
-           "row_vector_fn", "row_features_error", "row_margin_fn"]
+           "softmax_loss_gradient", "pointwise_loss_gradient", "ftrl_step", "ftrl_initial_z",
+           "read_single_output_model", "row_vector_fn", "row_features_error", "row_margin_fn"]
 
 log = logging.getLogger(__name__)
 
