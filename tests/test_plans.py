@@ -160,3 +160,14 @@ def test_architecture_streams_examples_run():
     assert blocks
     for code in blocks:
         exec(compile(code, str(doc), "exec"), {"__name__": "docs_architecture_streams"})
+
+
+def test_architecture_online_trainers_example_runs():
+    import re
+
+    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+    section = doc.read_text().split("## Online trainers", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, str(doc), "exec"), {"__name__": "docs_architecture_trainers"})
