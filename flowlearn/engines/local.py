@@ -42,6 +42,7 @@ from flowlearn.stream.checkpoint import CheckpointStore
 from flowlearn.stream.core import Sink
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, Operator, OperatorContext
 from flowlearn.stream.plan import PlanNode, build_operator, plan_nodes
+from flowlearn.stream.sinks import CollectSpec
 from flowlearn.stream.source import Source
 
 __all__ = ["LocalEngine", "LocalJob"]
@@ -151,7 +152,7 @@ class LocalJob(Job):
 
     def collected(self, sink: Any) -> list[pa.Table]:
         node = self._engine.by_plan.get(id(getattr(sink, "node", sink)))
-        if node is None or not hasattr(node.op, "tables"):
+        if node is None or not isinstance(node.plan.spec, CollectSpec):
             raise ValueError(f"{sink!r} is not a collect() sink of this job")
         return list(node.op.tables)
 
