@@ -109,6 +109,7 @@ class Trainer:
     stage: ClassVar[str] = "Trainer"
     state_format: ClassVar[str] = ""
     state_format_version: ClassVar[int] = 1
+    state_tables: ClassVar[tuple[str, ...]] = ()
     uses_watermarks: ClassVar[bool] = False
     can_rebase: ClassVar[bool] = False
     predicts: ClassVar[bool] = False
@@ -215,6 +216,9 @@ class Trainer:
         if state.data.get("format_version", 0) > self.state_format_version:
             raise ValueError(f"{self.stage}: state format_version {state.data['format_version']} is newer than this "
                              f"flowlearn reads ({self.state_format_version})")
+        if set(state.tables) != set(self.state_tables):
+            raise ValueError(f"{self.stage}: a trainer state has the tables {list(self.state_tables)}, got "
+                             f"{sorted(state.tables)}")
         self._restore(state)
         self.version = int(state.data["version"])
         self.rows_seen = int(state.data["rows_seen"])

@@ -342,6 +342,7 @@ class OnlineLogisticRegressionTrainer(Trainer):
     stage = _STAGE
     state_format = STATE_FORMAT
     state_format_version = STATE_FORMAT_VERSION
+    state_tables = ("state", "open_batch")
     predicts = True
 
     def __init__(self, estimator: "OnlineLogisticRegression", clock: Callable[[], float] | None = None) -> None:
@@ -540,8 +541,6 @@ class OnlineLogisticRegressionTrainer(Trainer):
 
     def _restore(self, st: OperatorState) -> None:
         meta = st.data
-        if set(st.tables) != {"state", "open_batch"}:
-            raise ValueError(f"{_STAGE}: a trainer state has the tables state and open_batch, got {sorted(st.tables)}")
         state, open_batch = st.tables["state"], st.tables["open_batch"]
         if meta["open_batch_rows"] and meta["global_batch_size"] != self._batch:
             raise ValueError(f"{_STAGE}: the state has an open mini-batch of global_batch_size="

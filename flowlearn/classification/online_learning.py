@@ -519,6 +519,7 @@ class OnlineLearningTrainer(Trainer):
     stage = _STAGE
     state_format = STATE_FORMAT
     state_format_version = STATE_FORMAT_VERSION
+    state_tables = ("state", "open_batch", "pipeline")
     can_rebase = True
     predicts = True
 
@@ -789,9 +790,6 @@ class OnlineLearningTrainer(Trainer):
 
     def _restore(self, st: OperatorState) -> None:
         meta = st.data
-        if set(st.tables) != {"state", "open_batch", "pipeline"}:
-            raise ValueError(f"{_STAGE}: a trainer state has the tables state, open_batch and pipeline, got "
-                             f"{sorted(st.tables)}")
         state, open_batch, files = st.tables["state"], st.tables["open_batch"], st.tables["pipeline"]
         mine = OPTIM_METHODS[self._opt]
         if meta["optim_method"] != mine:

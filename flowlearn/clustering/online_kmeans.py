@@ -188,6 +188,7 @@ class OnlineKMeansTrainer(Trainer):
     stage = _STAGE
     state_format = STATE_FORMAT
     state_format_version = STATE_FORMAT_VERSION
+    state_tables = ("model", "open_batch")
 
     def __init__(self, estimator: "OnlineKMeans", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
@@ -347,8 +348,6 @@ class OnlineKMeansTrainer(Trainer):
 
     def _restore(self, st: OperatorState) -> None:
         meta = st.data
-        if set(st.tables) != {"model", "open_batch"}:
-            raise ValueError(f"{_STAGE}: a trainer state has the tables model and open_batch, got {sorted(st.tables)}")
         model, open_batch = st.tables["model"], st.tables["open_batch"]
         if meta["k"] != self._k:
             raise ValueError(f"{_STAGE}: the state was written with k={meta['k']}, this trainer has k={self._k}")

@@ -198,6 +198,7 @@ class OnlineStandardScalerTrainer(Trainer):
     stage = _STAGE
     state_format = STATE_FORMAT
     state_format_version = STATE_FORMAT_VERSION
+    state_tables = ("state", "windows")
 
     def __init__(self, estimator: "OnlineStandardScaler", clock: Callable[[], float] | None = None) -> None:
         p = estimator.get_params()
@@ -368,8 +369,6 @@ class OnlineStandardScalerTrainer(Trainer):
 
     def _restore(self, st: OperatorState) -> None:
         meta = st.data
-        if set(st.tables) != {"state", "windows"}:
-            raise ValueError(f"{_STAGE}: a trainer state has the tables state and windows, got {sorted(st.tables)}")
         state, w = st.tables["state"], st.tables["windows"]
         if meta["windows"] != self._windows or (self._windows == "count" and meta["window_rows"] != self._window_rows) \
                 or (self._windows == "event_time" and meta.get("window_ms") != self._window_ms):
