@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["Spec", "PlanNode", "register_operator", "build_operator", "plan_nodes", "explain", "plan_to_json",
-           "plan_from_json", "SideOutputSpec", "current_engine", "set_engine"]
+           "plan_from_json", "SideOutputSpec", "current_engine", "set_engine", "set_default_engine"]
 
 _ids = itertools.count()
 
