@@ -286,6 +286,14 @@ class IterativeEstimator(Estimator):
     ``_round_partial`` and ``_round_merge``.
     """
 
+    drives_rounds: bool = False   # fit_rounds drives the rounds (see below); declared by estimators that can
+
+    def fit_rounds(self, map_batches: Callable[[Callable[[pa.Table], pa.Table]], list[pa.Table]]) -> Model:
+        """Fit with the rounds' partials run by an engine: ``map_batches(fn)`` applies ``fn(batch) ->
+        table`` to every batch of the input (in parallel, next to the data) and returns the results;
+        the driver (here) merges them and updates the variables until it converges."""
+        raise NotImplementedError(f"{type(self).__name__} does not drive its rounds for an engine")
+
     def round_partial(self, variables: pa.Table, batch: Any) -> pa.Table:
         """The state of one round over one batch of the input, at ``variables``."""
         return self._round_partial(_as_table(variables), _as_table(batch))

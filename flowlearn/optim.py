@@ -45,12 +45,13 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numba as nb
 import numpy as np
@@ -955,6 +956,55 @@ class LinearRounds:
         value = f / weight + 0.5 * l2 * float(np.vdot(W, W))
         grad = [(G / weight + l2 * W).reshape(-1)] + ([gb / weight] if self.fit_intercept else [])
         return value, np.concatenate(grad)
+
+    @property
+    def drives_rounds(self) -> bool:   # the smooth objective's L-BFGS rounds (not SGD's, nor LinearSVC's exact solver)
+        return getattr(self, "solver", "lbfgs") in ("lbfgs", "auto", "normal")
+
+    def _batch_shape(self, batch: pa.Table) -> pa.Table:
+        X, y, _ = read_training_input(batch, type(self).__name__, self.features_col, self.label_col, self.weight_col,
+                                      part=True)
+        return pa.table({"size": [X.shape[1]], "max_label": [float(y.max())]})
+
+    def fit_rounds(self, map_batches: Callable[..., list[pa.Table]]) -> Any:
+        """L-BFGS (OWL-QN with an L1 part) here, each evaluation one ``map_batches`` of round partials
+        merged here; from zero, stopping as ``fit`` does (``max_iter``, ``tol``), so it reaches the
+        optimum ``fit`` reaches."""
+        stage = type(self).__name__
+        shapes = map_batches(self._batch_shape, "shape")
+        if not shapes:
+            raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
+        shapes = pa.concat_tables(shapes)
+        sizes = set(shapes.column("size").to_pylist())
+        if len(sizes) != 1:
+            raise ValueError(f"{stage}: column '{self.features_col}' (parameter 'features_col') holds vectors of "
+                             f"sizes {sorted(sizes)}; all vectors in a column must have the same size")
+        d, K = sizes.pop(), self.round_outputs(max(shapes.column("max_label").to_pylist()))
+        _, l1 = self._penalty()
+        n = K * d + (K if self.fit_intercept else 0)
+
+        def variables_of(theta: np.ndarray) -> pa.Table:
+            return linear_model_table(theta[:K * d].reshape(K, d), theta[K * d:] if self.fit_intercept else np.zeros(K))
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            v = variables_of(theta)
+            return self.round_objective(v, self.round_merge(map_batches(functools.partial(self.round_partial, v))))
+
+        res = minimize_lbfgs(objective, np.zeros(n), max_iter=self.max_iter, tol=self.tol,
+                             l1=np.r_[np.full(K * d, l1), np.zeros(n - K * d)])
+        return self.round_model(variables_of(res.x))
+
+    def round_outputs(self, max_label: float) -> int:
+        """Rows of the coefficients for labels up to ``max_label`` (1: one output)."""
+        return 1
+
+    def round_model(self, variables: pa.Table) -> Any:
+        """The model ``fit`` returns, at the driver's final variables."""
+        W, b, _ = read_linear_model_table([variables], type(self).__name__)
+        return self._model_of(W, b)
+
+    def _model_of(self, W: np.ndarray, b: np.ndarray) -> Any:  # pragma: no cover - each estimator defines it
+        raise NotImplementedError
 
     def round_update(self, variables: pa.Table, state: pa.Table) -> pa.Table:
         """The SGD step of a mini-batch round: ``W -= learning_rate * G / weight`` (and the

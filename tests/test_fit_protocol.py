@@ -643,3 +643,29 @@ def test_architecture_fits_examples_run():
     assert blocks
     for code in blocks:
         exec(compile(code, str(doc), "exec"), {"__name__": "docs_architecture_fits"})
+
+
+@pytest.mark.parametrize("make, K", [
+    (lambda: fl.classification.LogisticRegression(reg=0.05, elastic_net=0.3, tol=1e-9), 1),
+    (lambda: fl.classification.LogisticRegression(reg=0.05, multi_class="multinomial", tol=1e-9), 3),
+    (lambda: fl.regression.LinearRegression(reg=0.1, tol=1e-9), 1),
+], ids=["binomial-elastic-net", "multinomial", "linear-regression"])
+def test_fit_rounds_on_batch_partials_reaches_the_fit(make, K):
+    """The driver an engine calls: fit_rounds with map_batches over three parts of the input (in
+    process here) gives the model fit gives, to the solver's tolerance."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 4))
+    y = (x @ [1.0, -1.0, 0.5, 0.0] > 0).astype(float) + (x[:, 3] > 1.0) * (K - 1)
+    if isinstance(make(), fl.regression.LinearRegression):
+        y = x @ [1.0, -1.0, 0.5, 0.0] + 0.3 + 0.1 * rng.normal(size=300)
+    t = fl.table({"features": fl.linalg.from_numpy(x), "label": y})
+    parts = [t.slice(0, 100), t.slice(100, 150), t.slice(250)]
+    est = make()
+    assert est.drives_rounds and not fl.classification.LinearSVC().drives_rounds
+    got = est.fit_rounds(lambda fn, name="round": [fn(p) for p in parts])
+    want = make().fit(t)
+    (g,), (w,) = got.get_model_data(), want.get_model_data()
+    np.testing.assert_allclose(fl.linalg.to_numpy(g.column("coefficient")), fl.linalg.to_numpy(w.column("coefficient")),
+                               atol=1e-6)
+    np.testing.assert_allclose(g.column("intercept").to_numpy(), w.column("intercept").to_numpy(), atol=1e-6)
+    assert type(got) is type(want) and got.get_params() == want.get_params()

@@ -141,3 +141,17 @@ def test_the_running_on_flink_examples_run():
     assert blocks
     for code in blocks:
         exec(compile(code, str(doc), "exec"), {"__name__": "docs_flink"})
+
+
+def test_logistic_regression_rounds_run_on_flink_and_reach_the_local_optimum():
+    """A job per L-BFGS evaluation, its partials in parallel on the task managers; the same optimum
+    as the local fit (the acceptance: probabilities within 1e-4)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(400, 3))
+    t = fl.table({"features": fl.linalg.from_numpy(x), "label": (x @ [1.5, -1.0, 0.5] + 0.2 > 0).astype(float)})
+    local = fl.classification.LogisticRegression(reg=0.1).fit(t)
+    with fl.set_engine(FLINK):
+        flink = fl.classification.LogisticRegression(reg=0.1).fit(fls.from_table(t, batch_size=50))
+    p_local = fl.linalg.to_numpy(local.transform(t).column("raw_prediction"))
+    p_flink = fl.linalg.to_numpy(flink.transform(t).column("raw_prediction"))
+    np.testing.assert_allclose(p_flink, p_local, atol=1e-4)

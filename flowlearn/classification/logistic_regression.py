@@ -156,14 +156,22 @@ class LogisticRegression(_LogisticRegressionParams, LinearRounds, IterativeEstim
             log.warning("%s: solver '%s' stopped after %d iterations without reaching tol=%g (%s); "
                         "raise max_iter or tol", stage, self.solver, res.n_iter, self.tol, res.message)
         log.info("%s: %d iterations, objective %.12g", stage, res.n_iter, res.fun)
-        if not binomial:
+        return self._model_of(W, b)
+
+    def _model_of(self, W: np.ndarray, b: np.ndarray) -> "LogisticRegressionModel":
+        if W.shape[0] > 1:
             if self.fit_intercept:
-                b -= b.mean()  # softmax is invariant to a common shift; the intercepts are unpenalized
-            if reg == 0.0:
-                W -= W.mean(axis=0)  # unpenalized multinomial coefficients are identified up to a shift
+                b = b - b.mean()  # softmax is invariant to a common shift; the intercepts are unpenalized
+            if self.reg == 0.0:
+                W = W - W.mean(axis=0)  # unpenalized multinomial coefficients are identified up to a shift
         model = LogisticRegressionModel()
         self.copy_params_to(model)
         return model.set_model_data(linear_model_table(W, b, 0))
+
+    def round_outputs(self, max_label: float) -> int:
+        """Rows of the coefficients (1 for a binomial model, else the classes) for labels up to ``max_label``."""
+        k = max(int(max_label) + 1, 2)
+        return 1 if self.multi_class == "binomial" or (self.multi_class == "auto" and k == 2) else k
 
 
 class LogisticRegressionModel(_LogisticRegressionModelParams, Model):

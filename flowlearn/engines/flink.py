@@ -9,8 +9,10 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
   applied with ``transform``) fused into one Python operator per chain; ``union``;
 - ``collect()`` sinks: the batches come back to the client as Arrow tables;
 - fits: a one-pass estimator (scalers, imputer, indexers, encoders, naive Bayes) runs ``partial``
-  on every batch in parallel on the task managers and ``merge`` + ``finish`` on the client; other
-  estimators get their input read and prepared by Flink and are fitted on the client.
+  on every batch in parallel on the task managers and ``merge`` + ``finish`` on the client; an
+  iterative one that drives its rounds (the L-BFGS linear models) runs its driver on the client
+  and each round's partials as one Flink job; other estimators get their input read and prepared
+  by Flink and are fitted on the client.
 
 Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/flink.md``):
     >>> import flowlearn as fl, flowlearn.stream as fls
@@ -27,7 +29,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from flowlearn.api import OnePassEstimator
+from flowlearn.api import IterativeEstimator, OnePassEstimator
 from flowlearn.engines.base import Engine, Job
 from flowlearn.stream.core import Sink, StatelessSpec, UnionSpec
 from flowlearn.stream.files import FilesSourceSpec
@@ -98,6 +100,16 @@ class _Partial:
 
     def __call__(self, record: bytes) -> bytes:
         return _to_ipc(self.estimator.partial(_from_ipc(record)))
+
+
+class _MapBatch:
+    """``fn(batch) -> table`` of an estimator's driver, on IPC records."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, record: bytes) -> bytes:
+        return _to_ipc(self.fn(_from_ipc(record)))
 
 
 class _Tag:
@@ -300,25 +312,31 @@ class FlinkEngine(Engine):
                 s.job = job
         return job.start()
 
+    def _map_collect(self, stream: Any, fn: Any, name: str) -> list[pa.Table]:
+        """One job: ``fn(record) -> IPC bytes`` over every batch of ``stream`` in parallel; the results."""
+        from pyflink.common import Types
+
+        (ds,) = self._translate(self._env(), [stream.collect().node])
+        with ds.map(fn, output_type=Types.PICKLED_BYTE_ARRAY()).name(name).execute_and_collect() as it:
+            return [_from_ipc(bytes(b)) for b in it]
+
     def fit(self, estimator: Any, *inputs: Any) -> Any:
         """A one-pass estimator: ``partial`` per batch in parallel on Flink, ``merge`` and ``finish``
-        here; other estimators: their inputs read on Flink and the fit run here."""
+        here. An iterative estimator that drives its rounds (``drives_rounds``: the L-BFGS linear
+        models): its driver runs here and each round's partials run in parallel on Flink, a job per
+        round. Other estimators: their inputs read on Flink and the fit run here."""
         import flowlearn.stream as fls
 
-        if not isinstance(estimator, OnePassEstimator) or len(inputs) != 1:
+        rounds = isinstance(estimator, IterativeEstimator) and estimator.drives_rounds
+        if not (isinstance(estimator, OnePassEstimator) or rounds) or len(inputs) != 1:
             return super().fit(estimator, *inputs)
         (data,) = inputs
         stream = data if getattr(data, "_flowlearn_stream", False) else fls.from_table(data)
         if not stream.bounded:
             raise ValueError(f"{type(estimator).__name__} is a batch estimator and cannot train on an unbounded stream")
-        env = self._env()
-        (ds,) = self._translate(env, [stream.collect().node])
-        from pyflink.common import Types
-
-        states = ds.map(_Partial(estimator), output_type=Types.PICKLED_BYTE_ARRAY()).name("partial")
-        with states.execute_and_collect() as it:
-            parts = [_from_ipc(bytes(b)) for b in it]
+        if rounds:
+            return estimator.fit_rounds(lambda fn, name="round": self._map_collect(stream, _MapBatch(fn), name))
+        parts = self._map_collect(stream, _Partial(estimator), "partial")
         if not parts:   # no rows: the estimator's own message for an empty input
             return estimator.fit(stream.schema.empty_table() if stream.schema is not None else pa.table({}))
         return estimator.finish(estimator.merge(parts))
-

@@ -159,9 +159,12 @@ class LinearRegression(_LinearRegressionParams, LinearRounds, IterativeEstimator
         if not converged and solver != "sgd":  # SGD runs its max_iter epochs by design
             log.warning("%s: solver '%s' stopped after %d iterations without reaching tol=%g (%s); "
                         "raise max_iter or tol", stage, solver, n_iter, self.tol, msg)
+        return self._model_of(np.asarray(w).reshape(1, -1), np.array([b], dtype=np.float64))
+
+    def _model_of(self, W: np.ndarray, b: np.ndarray) -> "LinearRegressionModel":
         model = LinearRegressionModel()
         self.copy_params_to(model)
-        return model.set_model_data(linear_model_table(w.reshape(1, -1), np.array([b]), 0))
+        return model.set_model_data(linear_model_table(W, b, 0))
 
 
 class LinearRegressionModel(_LinearRegressionModelParams, Model):
