@@ -266,10 +266,8 @@ class FlinkEngine(Engine):
                     .filter(lambda name: name != "") \
                     .flat_map(_FileBatches(spec, lister._base), output_type=records).name(n.name)
                 out[id(n)] = (ds, [])
-            elif isinstance(spec, StatelessSpec):
+            elif isinstance(spec, StatelessSpec):   # joins its input's chain (a shared input's chain ran below)
                 ds, chain = out[id(n.inputs[0])]
-                if consumers.get(id(n.inputs[0]), 0) > 1:   # shared input: its chain runs once, upstream
-                    ds, chain = materialized(n.inputs[0]), []
                 out[id(n)] = (ds, chain + [spec])
             elif isinstance(spec, UnionSpec):
                 first, *rest = [materialized(i) for i in n.inputs]
@@ -278,7 +276,7 @@ class FlinkEngine(Engine):
                 raise NotImplementedError(f"FlinkEngine: {where} is not translated to Flink yet; the Flink engine runs "
                                           f"sources from_table/from_files, stateless stages, union and collect() so "
                                           f"far (use the local engine for this plan)")
-            if consumers.get(id(n), 0) > 1:
+            if consumers.get(id(n), 0) > 1:   # a shared node's chain runs once, before its consumers
                 materialized(n)
         return [materialized(r.inputs[0]) for r in roots]
 
