@@ -142,6 +142,47 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class FormatFile:
+    """One output file in ``format`` (``parquet``, ``csv`` or ``json`` lines) at ``path``:
+    ``write_table`` appends rows, ``close`` flushes, fsyncs and closes it."""
+
+    def __init__(self, path: str, format: str, sample: pa.Table) -> None:
+        self.format = format
+        self.file = open(path, "wb")
+        self.writer: Any = None
+        if format == "parquet":
+            self.writer = pq.ParquetWriter(self.file, sample.schema)
+        elif format == "csv":
+            self.writer = pacsv.CSVWriter(self.file, _text_schema(sample))
+
+    def write_table(self, table: pa.Table) -> None:
+        if self.format == "parquet":
+            self.writer.write_table(table)
+        elif self.format == "csv":
+            from flowlearn.data.io import _rows_as_text
+
+            self.writer.write_table(_rows_as_text(table))
+        else:
+            from flowlearn.data.io import _json_lines
+
+            self.file.write(b"".join(_json_lines(table)))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+    def abandon(self) -> None:
+        """Close without the fsync (the file is about to be deleted or replayed)."""
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            self.file.close()
+
+
 class _FileWriterOp(Operator):
     def __init__(self, path: str, format: str, rolling_rows: int, rolling_seconds: float | None, prefix: str) -> None:
         super().__init__()
@@ -152,8 +193,7 @@ class _FileWriterOp(Operator):
         self.inprogress = os.path.join(path, ".inprogress")
         self.counter = 0
         self.token = uuid.uuid4().hex[:12]
-        self._file = None
-        self._writer: Any = None
+        self._file: FormatFile | None = None
         self._cur: tuple[str, str] | None = None
         self._rows = 0
         self._opened_at = 0.0
@@ -165,15 +205,11 @@ class _FileWriterOp(Operator):
         super().open(ctx)
         os.makedirs(self.inprogress, exist_ok=True)
 
-    def _start(self, schema: pa.Schema) -> None:
+    def _start(self, sample: pa.Table) -> None:
         final = f"{self.prefix}-{self.counter:06d}.{_EXT[self.format]}"
         tmp = os.path.join(self.inprogress, f"{final}.{self.token}.tmp")
         self.counter += 1
-        self._file = open(tmp, "wb")
-        if self.format == "parquet":
-            self._writer = pq.ParquetWriter(self._file, schema)
-        elif self.format == "csv":
-            self._writer = pacsv.CSVWriter(self._file, schema)
+        self._file = FormatFile(tmp, self.format, sample)
         self._cur = (tmp, final)
         self._rows = 0
         self._opened_at = self.ctx.clock()
@@ -182,17 +218,8 @@ class _FileWriterOp(Operator):
         if table.num_rows == 0:
             return []
         if self._file is None:
-            self._start(table.schema if self.format == "parquet" else _text_schema(table))
-        if self.format == "parquet":
-            self._writer.write_table(table)
-        elif self.format == "csv":
-            from flowlearn.data.io import _rows_as_text
-
-            self._writer.write_table(_rows_as_text(table))
-        else:
-            from flowlearn.data.io import _json_lines
-
-            self._file.write(b"".join(_json_lines(table)))
+            self._start(table)
+        self._file.write_table(table)
         self._rows += table.num_rows
         self.ctx.count("rows_written", table.num_rows)
         if self._rows >= self.rolling_rows:
@@ -214,13 +241,9 @@ class _FileWriterOp(Operator):
     def _roll(self) -> None:
         if self._file is None:
             return
-        if self._writer is not None:
-            self._writer.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
         self.pending.append(self._cur)
-        self._file = self._writer = self._cur = None
+        self._file = self._cur = None
         if not self.ctx.checkpointing:
             self._commit(self.pending)
             self.pending = []
@@ -265,9 +288,7 @@ class _FileWriterOp(Operator):
     def close(self) -> None:
         if self._file is not None:
             try:
-                if self._writer is not None:
-                    self._writer.close()
-                self._file.close()
+                self._file.abandon()   # an in-progress file: a restart discards or replays it
             except Exception:  # noqa: BLE001
                 pass
 
