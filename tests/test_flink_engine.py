@@ -3,6 +3,8 @@ which has apache-flink 2.3 and its pins). Oracle: the local engine on the same p
 scikit-learn for the fitted models; one JVM serves the whole module."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -121,8 +123,8 @@ def test_what_is_not_translated_yet_is_refused_by_node_before_anything_runs(tmp_
     s = fls.from_table(t)
     with pytest.raises(NotImplementedError, match="'window_aggregate' \\(WindowSpec\\) is not translated"):
         FLINK.run(s.window(count=5).aggregate(n=("a", "count")).collect())
-    with pytest.raises(NotImplementedError, match="sink 'to_files.*FilesSinkSpec.*collect\\(\\) sinks are"):
-        FLINK.run(s.to_files(str(tmp_path / "out")))
+    with pytest.raises(NotImplementedError, match="sink 'foreach' \\(ForeachSpec\\).*collect\\(\\) and to_files"):
+        FLINK.run(s.foreach(print))
     (tmp_path / "in").mkdir()
     with pytest.raises(NotImplementedError, match="handle_invalid='skip'; dead letters are not translated"):
         FLINK.run(fls.from_files(str(tmp_path / "in"), schema="a double", handle_invalid="skip").collect())
@@ -155,3 +157,35 @@ def test_logistic_regression_rounds_run_on_flink_and_reach_the_local_optimum():
     p_local = fl.linalg.to_numpy(local.transform(t).column("raw_prediction"))
     p_flink = fl.linalg.to_numpy(flink.transform(t).column("raw_prediction"))
     np.testing.assert_allclose(p_flink, p_local, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "json"])
+def test_to_files_on_flink_commits_the_rows_of_the_local_engine_once(tmp_path, fmt):
+    t = _data(700).select(["id", "a", "city"])
+    plan = lambda out: fls.from_table(t, batch_size=64).filter(pc.field("a") > 0.0).to_files(str(out), format=fmt)  # noqa: E731
+    fl.run(plan(tmp_path / "local"), engine=LocalEngine()).wait()
+    job = FLINK.run(plan(tmp_path / "flink")).wait()
+    read = {"parquet": fl.read_parquet, "csv": fl.read_csv, "json": fl.read_json}[fmt]
+    schema = "id long, a double, city string"
+
+    def rows(folder):
+        parts = sorted(p for p in folder.iterdir() if p.is_file())
+        return pa.concat_tables([read(str(p), schema=schema) if fmt != "parquet" else read(str(p)) for p in parts])
+
+    _same_rows(rows(tmp_path / "flink"), rows(tmp_path / "local"))
+    assert job.metrics["rows_out"] == int((t.column("a").to_numpy() > 0).sum())
+    assert os.listdir(tmp_path / "flink" / ".inprogress") == []
+
+
+def test_a_failed_flink_job_leaves_no_file(tmp_path):
+    t = _data(300).select(["id", "a"])
+    job = FLINK.run(fls.from_table(t, batch_size=50).map_batches(fail_on_a_late_batch).to_files(str(tmp_path)))
+    with pytest.raises(Exception, match="a late batch"):
+        job.wait()
+    assert [p.name for p in tmp_path.iterdir()] == [".inprogress"] and os.listdir(tmp_path / ".inprogress") == []
+
+
+def fail_on_a_late_batch(t: pa.Table) -> pa.Table:
+    if t.column("id")[0].as_py() >= 250:
+        raise RuntimeError("a late batch")
+    return t

@@ -7,7 +7,9 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
   sources, read in parallel by file (or by slice of the table);
 - chains of stateless nodes (``map_batches``, ``filter``, ``select``, every transformer and model
   applied with ``transform``) fused into one Python operator per chain; ``union``;
-- ``collect()`` sinks: the batches come back to the client as Arrow tables;
+- ``collect()`` sinks: the batches come back to the client as Arrow tables; ``to_files()`` sinks:
+  each batch is written to an in-progress file on a task manager and the client moves them into
+  place when the job succeeds (nothing of a failed job is visible; a file per batch);
 - fits: a one-pass estimator (scalers, imputer, indexers, encoders, naive Bayes) runs ``partial``
   on every batch in parallel on the task managers and ``merge`` + ``finish`` on the client; an
   iterative one that drives its rounds (the L-BFGS linear models) runs its driver on the client
@@ -22,9 +24,11 @@ Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+import uuid
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -34,7 +38,7 @@ from flowlearn.engines.base import Engine, Job
 from flowlearn.stream.core import Sink, StatelessSpec, UnionSpec
 from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.plan import PlanNode, build_operator, plan_nodes
-from flowlearn.stream.sinks import CollectSpec
+from flowlearn.stream.sinks import EXTENSIONS, CollectSpec, FilesSinkSpec, FormatFile, fsync_dir
 from flowlearn.stream.source import TableSourceSpec
 
 __all__ = ["FlinkEngine", "FlinkJob"]
@@ -112,6 +116,22 @@ class _MapBatch:
         return _to_ipc(self.fn(_from_ipc(record)))
 
 
+class _WriteFile:
+    """One batch written to its own in-progress file of a ``to_files`` sink; the record is the
+    file's name and row count, for the client to commit after the job succeeds."""
+
+    def __init__(self, spec: FilesSinkSpec, token: str) -> None:
+        self.spec, self.token = spec, token
+
+    def __call__(self, record: bytes) -> bytes:
+        t = _from_ipc(record)
+        name = f"{self.spec.prefix}-flink-{self.token}-{uuid.uuid4().hex}.{EXTENSIONS[self.spec.format]}.tmp"
+        out = FormatFile(os.path.join(self.spec.path, ".inprogress", name), self.spec.format, t)
+        out.write_table(t)
+        out.close()
+        return f"{name}\t{t.num_rows}".encode()
+
+
 class _Tag:
     """A record prefixed with the index of the sink it goes to (4 bytes, little endian)."""
 
@@ -125,10 +145,12 @@ class _Tag:
 class FlinkJob(Job):
     """A job submitted to Flink: its ``collect()`` results arrive on a client thread."""
 
-    def __init__(self, collect: Any, sinks: list[PlanNode]) -> None:
+    def __init__(self, collect: Any, sinks: list[PlanNode], token: str) -> None:
         self._collect = collect            # () -> a closeable iterator of records tagged by _Tag
         self._sinks = sinks
+        self._token = token
         self._results: list[list[pa.Table]] = [[] for _ in sinks]
+        self._written: list[list[tuple[str, int]]] = [[] for _ in sinks]   # in-progress files of file sinks
         self._error: BaseException | None = None
         self._iterator: Any = None
         self._started = time.monotonic()
@@ -140,11 +162,37 @@ class FlinkJob(Job):
             with self._collect() as it:
                 self._iterator = it
                 for record in it:
-                    self._results[int.from_bytes(record[:4], "little")].append(_from_ipc(bytes(record[4:])))
+                    k, payload = int.from_bytes(record[:4], "little"), bytes(record[4:])
+                    if isinstance(self._sinks[k].spec, CollectSpec):
+                        self._results[k].append(_from_ipc(payload))
+                    else:
+                        name, rows = payload.decode().split("\t")
+                        self._written[k].append((name, int(rows)))
+            self._commit_files()
         except BaseException as e:  # noqa: BLE001 - re-raised in wait()
             self._error = e
+            self._discard_files()
         finally:
             self._finished = time.monotonic()
+
+    def _commit_files(self) -> None:
+        """The job succeeded: every in-progress file goes into place (a bounded job's output is
+        committed once, whole, by the client: nothing of a failed or stopped job is visible)."""
+        for node, files in zip(self._sinks, self._written):
+            spec = node.spec
+            for i, (name, _) in enumerate(sorted(files)):
+                final = f"{spec.prefix}-{self._token}-{i:06d}.{EXTENSIONS[spec.format]}"
+                os.replace(os.path.join(spec.path, ".inprogress", name), os.path.join(spec.path, final))
+            if files:
+                fsync_dir(spec.path)
+
+    def _discard_files(self) -> None:
+        for node in self._sinks:
+            folder = os.path.join(node.spec.path, ".inprogress") if isinstance(node.spec, FilesSinkSpec) else None
+            if folder and os.path.isdir(folder):
+                for name in os.listdir(folder):
+                    if f"-flink-{self._token}-" in name:
+                        os.remove(os.path.join(folder, name))
 
     def start(self) -> "FlinkJob":
         self._thread.start()
@@ -172,9 +220,9 @@ class FlinkJob(Job):
     @property
     def metrics(self) -> dict:
         elapsed = (self._finished or time.monotonic()) - self._started
-        rows = sum(t.num_rows for ts in self._results for t in ts)
-        return {"engine": "flink", "rows_out": rows, "elapsed_seconds": elapsed,
-                "sinks": {n.uid or n.name: sum(t.num_rows for t in ts) for n, ts in zip(self._sinks, self._results)}}
+        per_sink = {n.uid or n.name: sum(t.num_rows for t in ts) + sum(r for _, r in fs)
+                    for n, ts, fs in zip(self._sinks, self._results, self._written)}
+        return {"engine": "flink", "rows_out": sum(per_sink.values()), "elapsed_seconds": elapsed, "sinks": per_sink}
 
     def collected(self, sink: Any) -> list[pa.Table]:
         node = getattr(sink, "node", sink)
@@ -295,16 +343,22 @@ class FlinkEngine(Engine):
         for r in roots:
             if not (isinstance(r, PlanNode) and r.kind == "sink"):
                 raise TypeError(f"fl.run takes sinks, got {type(r).__name__}")
-            if not isinstance(r.spec, CollectSpec):
+            if not isinstance(r.spec, (CollectSpec, FilesSinkSpec)):
                 raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} ({type(r.spec).__name__}) is not "
-                                          f"translated to Flink yet; collect() sinks are (use the local engine)")
+                                          f"translated to Flink yet; collect() and to_files() sinks are (use the "
+                                          f"local engine)")
+            if isinstance(r.spec, FilesSinkSpec):
+                os.makedirs(os.path.join(r.spec.path, ".inprogress"), exist_ok=True)
         env = self._env()
         streams = self._translate(env, roots)
         from pyflink.common import Types
 
-        tagged = [ds.map(_Tag(k), output_type=Types.PICKLED_BYTE_ARRAY()) for k, ds in enumerate(streams)]
+        token = uuid.uuid4().hex[:12]
+        records = Types.PICKLED_BYTE_ARRAY()
+        tagged = [(ds if isinstance(r.spec, CollectSpec) else ds.map(_WriteFile(r.spec, token), output_type=records)
+                   ).map(_Tag(k), output_type=records) for k, (r, ds) in enumerate(zip(roots, streams))]
         both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
-        job = FlinkJob(both.execute_and_collect, roots)
+        job = FlinkJob(both.execute_and_collect, roots, token)
         for s in sinks:
             if isinstance(s, Sink):
                 s.job = job

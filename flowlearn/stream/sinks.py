@@ -37,7 +37,7 @@ __all__ = ["CollectSink", "ForeachSink", "FileSink"]
 
 log = logging.getLogger(__name__)
 
-_EXT = {"parquet": "parquet", "csv": "csv", "json": "jsonl"}
+EXTENSIONS = {"parquet": "parquet", "csv": "csv", "json": "jsonl"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -129,7 +129,7 @@ class ForeachSink(Sink):
         self.fn = fn
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -186,8 +186,8 @@ class FormatFile:
 class _FileWriterOp(Operator):
     def __init__(self, path: str, format: str, rolling_rows: int, rolling_seconds: float | None, prefix: str) -> None:
         super().__init__()
-        if format not in _EXT:
-            raise ValueError(f"to_files: format must be one of {sorted(_EXT)}, got {format!r}")
+        if format not in EXTENSIONS:
+            raise ValueError(f"to_files: format must be one of {sorted(EXTENSIONS)}, got {format!r}")
         self.path, self.format, self.prefix = path, format, prefix
         self.rolling_rows, self.rolling_seconds = rolling_rows, rolling_seconds
         self.inprogress = os.path.join(path, ".inprogress")
@@ -206,7 +206,7 @@ class _FileWriterOp(Operator):
         os.makedirs(self.inprogress, exist_ok=True)
 
     def _start(self, sample: pa.Table) -> None:
-        final = f"{self.prefix}-{self.counter:06d}.{_EXT[self.format]}"
+        final = f"{self.prefix}-{self.counter:06d}.{EXTENSIONS[self.format]}"
         tmp = os.path.join(self.inprogress, f"{final}.{self.token}.tmp")
         self.counter += 1
         self._file = FormatFile(tmp, self.format, sample)
@@ -257,7 +257,7 @@ class _FileWriterOp(Operator):
             elif not os.path.exists(dst):
                 log.error("to_files: in-progress file %s vanished before it could be committed as %s", tmp, dst)
         if files:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
 
     def snapshot_state(self) -> OperatorState:
         self._roll()  # pre-commit: every row so far is in a closed file
@@ -275,7 +275,7 @@ class _FileWriterOp(Operator):
         self.counter = int(state.data.get("counter", 0))
         keep = {os.path.basename(t) for t, _ in pending}
         # only this sink's files: another sink writing to the same path restores (and commits) its own
-        mine = re.compile(rf"{re.escape(self.prefix)}-\d{{6,}}\.{_EXT[self.format]}\.[0-9a-f]{{12}}\.tmp")
+        mine = re.compile(rf"{re.escape(self.prefix)}-\d{{6,}}\.{EXTENSIONS[self.format]}\.[0-9a-f]{{12}}\.tmp")
         for name in os.listdir(self.inprogress):
             if name not in keep and mine.fullmatch(name):
                 os.remove(os.path.join(self.inprogress, name))  # written after the checkpoint: replayed
@@ -304,8 +304,8 @@ class FileSink(Sink):
 
     def __init__(self, stream: Stream, path: str, format: str = "parquet", rolling_rows: int = 1_000_000,
                  rolling_seconds: float | None = None, prefix: str = "part") -> None:
-        if format not in _EXT:
-            raise ValueError(f"to_files: format must be one of {sorted(_EXT)}, got {format!r}")
+        if format not in EXTENSIONS:
+            raise ValueError(f"to_files: format must be one of {sorted(EXTENSIONS)}, got {format!r}")
         super().__init__(stream, FilesSinkSpec(path, format, rolling_rows, rolling_seconds, prefix),
                          f"to_files({path})")
 
