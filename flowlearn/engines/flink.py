@@ -24,6 +24,7 @@ Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -312,7 +313,7 @@ class FlinkEngine(Engine):
                 names = list(lister.queue)
                 ds = env.from_collection(names or [""], type_info=Types.STRING()) \
                     .filter(lambda name: name != "") \
-                    .flat_map(_FileBatches(spec, lister._base), output_type=records).name(n.name)
+                    .flat_map(_FileBatches(spec, os.path.abspath(lister._base)), output_type=records).name(n.name)
                 out[id(n)] = (ds, [])
             elif isinstance(spec, StatelessSpec):   # joins its input's chain (a shared input's chain ran below)
                 ds, chain = out[id(n.inputs[0])]
@@ -355,8 +356,11 @@ class FlinkEngine(Engine):
 
         token = uuid.uuid4().hex[:12]
         records = Types.PICKLED_BYTE_ARRAY()
-        tagged = [(ds if isinstance(r.spec, CollectSpec) else ds.map(_WriteFile(r.spec, token), output_type=records)
-                   ).map(_Tag(k), output_type=records) for k, (r, ds) in enumerate(zip(roots, streams))]
+        # paths resolved here: the task managers' Python workers need not share the client's directory
+        tagged = [(ds if isinstance(r.spec, CollectSpec) else
+                   ds.map(_WriteFile(dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path)), token),
+                          output_type=records)).map(_Tag(k), output_type=records)
+                  for k, (r, ds) in enumerate(zip(roots, streams))]
         both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
         job = FlinkJob(both.execute_and_collect, roots, token)
         for s in sinks:
