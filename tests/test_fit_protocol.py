@@ -9,12 +9,11 @@ against NumPy on the whole data.
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from doc_examples import run_doc_examples
 import scipy.sparse as sps
 from hypothesis import given, settings, strategies as st
 
@@ -637,12 +636,7 @@ def test_a_kmeans_driver_on_round_partials_reaches_the_fit(name, col, measure):
 
 
 def test_architecture_fits_examples_run():
-    doc = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
-    section = doc.read_text().split("## Fits", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks
-    for code in blocks:
-        exec(compile(code, str(doc), "exec"), {"__name__": "docs_architecture_fits"})
+    run_doc_examples("architecture.md", "Fits")
 
 
 @pytest.mark.parametrize("make, K", [

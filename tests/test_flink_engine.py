@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from doc_examples import run_doc_examples
 
 pytest.importorskip("pyflink")
 
@@ -135,14 +136,7 @@ def test_what_is_not_translated_yet_is_refused_by_node_before_anything_runs(tmp_
 
 
 def test_the_running_on_flink_examples_run():
-    import pathlib
-    import re
-
-    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "flink.md"
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
-    assert blocks
-    for code in blocks:
-        exec(compile(code, str(doc), "exec"), {"__name__": "docs_flink"})
+    run_doc_examples("flink.md")
 
 
 def test_logistic_regression_rounds_run_on_flink_and_reach_the_local_optimum():

@@ -5,15 +5,14 @@ never from the engine itself.
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from doc_examples import run_doc_examples
 
 from flowlearn.iteration import (
     END_EPOCH,
@@ -787,8 +786,4 @@ def test_unbounded_rejects_criteria_and_closes_cleanly():
 
 # ------------------------------------------------------------------------------ docs
 def test_docs_example_runs():
-    doc = Path(__file__).resolve().parents[1] / "docs" / "iteration.md"
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
-    assert blocks
-    for code in blocks:
-        exec(compile(code, str(doc), "exec"), {"__name__": "docs_iteration"})
+    run_doc_examples("iteration.md")

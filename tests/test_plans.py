@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from doc_examples import run_doc_examples
 
 import flowlearn as fl
 import flowlearn.stream as fls
@@ -152,22 +153,8 @@ def test_two_file_sinks_with_one_prefix_in_one_directory_are_refused(tmp_path):
 
 
 def test_architecture_streams_examples_run():
-    import re
-
-    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
-    section = doc.read_text().split("## Streams", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks
-    for code in blocks:
-        exec(compile(code, str(doc), "exec"), {"__name__": "docs_architecture_streams"})
+    run_doc_examples("architecture.md", "Streams")
 
 
 def test_architecture_online_trainers_example_runs():
-    import re
-
-    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
-    section = doc.read_text().split("## Online trainers", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks
-    for code in blocks:
-        exec(compile(code, str(doc), "exec"), {"__name__": "docs_architecture_trainers"})
+    run_doc_examples("architecture.md", "Online trainers")
