@@ -183,3 +183,8 @@ def fail_on_a_late_batch(t: pa.Table) -> pa.Table:
     if t.column("id")[0].as_py() >= 250:
         raise RuntimeError("a late batch")
     return t
+
+
+def test_an_empty_directory_is_an_empty_result(tmp_path):
+    with fl.set_engine(FLINK):
+        assert fls.from_files(str(tmp_path), format="csv", schema="a double").to_table().num_rows == 0

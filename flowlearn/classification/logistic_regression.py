@@ -170,8 +170,8 @@ class LogisticRegression(_LogisticRegressionParams, LinearRounds, IterativeEstim
 
     def round_outputs(self, max_label: float) -> int:
         """Rows of the coefficients (1 for a binomial model, else the classes) for labels up to ``max_label``."""
-        k = max(int(max_label) + 1, 2)
-        return 1 if self.multi_class == "binomial" or (self.multi_class == "auto" and k == 2) else k
+        binomial, k = _check_labels(np.array([float(max_label)]), self.multi_class, self.label_col, type(self).__name__)
+        return 1 if binomial else k
 
 
 class LogisticRegressionModel(_LogisticRegressionModelParams, Model):

@@ -69,13 +69,11 @@ class _TableSlices:
 class _FileBatches:
     """The batches of one file of a ``from_files`` source, read with the local engine's reader."""
 
-    def __init__(self, spec: FilesSourceSpec, base: str) -> None:
-        self.spec, self.base = spec, base
+    def __init__(self, spec: FilesSourceSpec) -> None:
+        self.spec = spec
 
-    def __call__(self, name: str) -> Iterator[bytes]:
-        src = build_operator(self.spec)
-        src._base = self.base
-        t = src._read_file(name)
+    def __call__(self, path: str) -> Iterator[bytes]:
+        t = build_operator(self.spec).read_table(path)
         for start in range(0, t.num_rows, self.spec.batch_size):
             yield _to_ipc(t.slice(start, self.spec.batch_size))
 
@@ -308,12 +306,9 @@ class FlinkEngine(Engine):
                     raise NotImplementedError(f"FlinkEngine: {where} has handle_invalid={spec.handle_invalid!r}; dead "
                                               f"letters are not translated to Flink yet, so bad records would be lost: "
                                               f"use handle_invalid='error' or the local engine")
-                lister = build_operator(spec)
-                lister._list()
-                names = list(lister.queue)
-                ds = env.from_collection(names or [""], type_info=Types.STRING()) \
-                    .filter(lambda name: name != "") \
-                    .flat_map(_FileBatches(spec, os.path.abspath(lister._base)), output_type=records).name(n.name)
+                paths = build_operator(spec).ready_files()
+                ds = env.from_collection(paths, type_info=Types.STRING()) \
+                    .flat_map(_FileBatches(spec), output_type=records).name(n.name)
                 out[id(n)] = (ds, [])
             elif isinstance(spec, StatelessSpec):   # joins its input's chain (a shared input's chain ran below)
                 ds, chain = out[id(n.inputs[0])]

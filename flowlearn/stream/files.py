@@ -160,6 +160,18 @@ class FileSource(Source):
             check_schema(self.schema, t.schema, f"file {full}")
         return t
 
+    def ready_files(self) -> list[str]:
+        """The absolute paths of the files a read would take now, in reading order (an engine that
+        reads files in parallel lists them with this)."""
+        self._list()
+        return [os.path.abspath(os.path.join(self._base, n)) for n in self.queue]
+
+    def read_table(self, path: str) -> pa.Table:
+        """One whole file, parsed and checked as this source reads it (its dead letters, under
+        ``handle_invalid="skip"``, go to the side output as usual)."""
+        self._base, name = os.path.split(path)
+        return self._read_file(name)
+
     def poll(self, max_rows: int) -> list[pa.Table]:
         if self._cur_table is None and self.cur_name is not None:
             # resumed mid-file: the file's dead letters went out with its first rows, before the checkpoint
