@@ -845,7 +845,7 @@ class PredictionServer(ThreadingHTTPServer):
         try:
             t = to_table({**body.columns, _ROW_INDEX: pa.array(np.arange(n, dtype=np.int64))})
             out, before, same = self._version_around(lambda: self.predictor.predict_batch(t))
-        except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException, *_INPUT_ERRORS):
+        except (*_INPUT_ERRORS, OverflowError, pa.ArrowException):
             # a batch the table path refuses (a vector column holding a number, a row a stage rejects):
             # the row path decides each row as a single request would (skip -> null, else rows[i] 400)
             return self._rows_one_by_one(body)

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-import pyarrow as pa
-
 from flowlearn.data.schema import parse_schema
 from flowlearn.data.table import table as to_table
 from flowlearn.stream.core import Sink, Stream, check_schema
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, Operator, OperatorContext, OperatorState
-from flowlearn.stream.plan import PlanNode, Spec, current_engine, register_operator
-from flowlearn.stream.source import (GenerateSource, GenerateSpec, IterableSource, IterableSourceSpec, Source,
-                                     TableSource, TableSourceSpec, UserSourceSpec)
+from flowlearn.stream.plan import current_engine
+from flowlearn.stream.source import GenerateSpec, IterableSourceSpec, Source, TableSourceSpec, UserSourceSpec
 from flowlearn.stream.models import (
     StreamModel,
     VersionItem,
