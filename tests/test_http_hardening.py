@@ -13,18 +13,15 @@ disconnect leave no traceback on stderr; the CLI passes its limits on."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 
 import pyarrow as pa
 import pytest
+from serve_helper import cli_server
 
 import flowlearn as fl
 from flowlearn.serving.http import MAX_NESTING, body_length, parse_body, serve
@@ -349,16 +346,9 @@ def test_clients_that_disconnect_leave_no_traceback(model, capfd):
 def test_cli_limits(tmp_path, model):
     path = str(tmp_path / "model")
     model.save(path)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "flowlearn.cli.serve", "serve", path, "--port", "0",
-                             "--max-rows", "2", "--max-body-bytes", "1000", "--max-concurrent-predictions", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    try:
-        line = proc.stdout.readline()
-        m = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
-        url = m.group(1) + "/predict"
+    with cli_server(path, "--max-rows", "2", "--max-body-bytes", "1000", "--max-concurrent-predictions", "1") as (
+            proc, base):
+        url = base + "/predict"
         assert request(url, {"rows": make_rows(2, seed=1)}, "POST")[0] == 200
         status, _, doc = request(url, {"rows": make_rows(3, seed=1)}, "POST")
         assert_error(status, doc, 413, "limit is 2 rows")
@@ -367,7 +357,3 @@ def test_cli_limits(tmp_path, model):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from serve_helper import cli_server
 
 import flowlearn as fl
 from flowlearn.linalg import SparseVector
@@ -421,15 +419,7 @@ def test_add_serve_parser():
 def test_cli_serves_until_sigterm(tmp_path, model, predictor):
     path = str(tmp_path / "model")
     model.save(path)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "flowlearn.cli.serve", "serve", path, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    try:
-        line = proc.stdout.readline()
-        m = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
-        url = m.group(1)
+    with cli_server(path) as (proc, url):
         assert request(url + "/healthz")[0] == 200
         row = {"a": -1.0, "b": 2.0}
         assert request(url + "/predict", row, "POST")[2]["prediction"] == as_json(predictor.predict(row))
@@ -437,10 +427,6 @@ def test_cli_serves_until_sigterm(tmp_path, model, predictor):
         out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, err
         assert "stopped" in out and "Traceback" not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_cli_reports_a_bad_target(tmp_path):
