@@ -68,7 +68,7 @@ __all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "
            "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table",
            "loss_gradient_sums", "merge_loss_gradient_sums", "LinearRounds", "sigmoid", "loss_gradient",
            "softmax_loss_gradient", "pointwise_loss_gradient", "ftrl_step", "ftrl_initial_z",
-           "read_single_output_model", "row_vector_fn", "row_features_error", "row_margin_fn"]
+           "read_single_output_model", "row_vector_fn", "row_features_error", "row_margin_fn", "LinearModelResults"]
 
 log = logging.getLogger(__name__)
 
@@ -1076,6 +1076,36 @@ def read_linear_model_table(tables: list[pa.Table], stage: str) -> tuple[np.ndar
         v = t.column("model_version")[0].as_py()
         version = int(v) if v is not None else 0
     return W, b, version
+
+
+class LinearModelResults:
+    """Mix-in of the linear models (``LogisticRegressionModel``, ``LinearSVCModel``,
+    ``LinearRegressionModel``, ``OnlineLogisticRegressionModel``): their weights as NumPy.
+
+    ``coefficients`` is a copy of the coefficients, 1-D ``(d,)`` for a model with one output (binary
+    logistic regression: the coefficients of class 1) and 2-D ``(k, d)`` for a multinomial one;
+    ``intercept`` is a float, or ``(k,)`` for a multinomial model.
+
+    Example:
+        >>> from flowlearn.regression.linear_regression import LinearRegressionModel
+        >>> m = LinearRegressionModel().set_model_data({"coefficient": [[2.0, -1.0]], "intercept": [0.5]})
+        >>> m.coefficients, m.intercept
+        (array([ 2., -1.]), 0.5)
+    """
+
+    def _linear_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        W, b, _ = read_linear_model_table(self.get_model_data(), type(self).__name__)
+        return W, b
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        W, _ = self._linear_weights()
+        return W[0].copy() if W.shape[0] == 1 else W.copy()
+
+    @property
+    def intercept(self) -> float | np.ndarray:
+        _, b = self._linear_weights()
+        return float(b[0]) if b.shape[0] == 1 else b.copy()
 
 
 def read_single_output_model(tables: list[pa.Table], stage: str) -> tuple[np.ndarray, float, int]:

@@ -235,3 +235,14 @@ def test_bad_input_messages():
                        match=r"column 'w' \(parameter 'weight_col'\) has the negative weight -1.0 at row 1"):
         BinaryClassificationEvaluator(weight_col="w").transform(
             {"label": [1.0, 0.0], "raw_prediction": [0.5, 0.1], "w": [1.0, -1.0]})
+
+
+def test_evaluate_returns_plain_floats_equal_to_the_oracle(cancer):
+    y, proba, w = cancer
+    t = fl.table({"label": y, "raw_prediction": proba, "weight": w})
+    got = BinaryClassificationEvaluator(metrics_names=["ks", "areaUnderROC"], weight_col="weight").evaluate(t)
+    assert list(got) == ["ks", "areaUnderROC"] and all(type(v) is float for v in got.values())
+    expected = oracle(y, proba[:, 1], w)
+    assert got == pytest.approx({k: expected[k] for k in got}, abs=1e-12)
+    with pytest.raises(TypeError, match="evaluate takes a table"):
+        BinaryClassificationEvaluator().evaluate(fl.stream.from_table(t))

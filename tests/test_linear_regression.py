@@ -103,8 +103,11 @@ def test_ols_matches_numpy_lstsq(diabetes):
     A = np.c_[X, np.ones(len(y))]
     expected = np.linalg.lstsq(A, y, rcond=None)[0]
     for solver in SOLVERS:
-        w, b = coef(LinearRegression(solver=solver, tol=1e-12, max_iter=5000).fit(table(X, y)))
+        model = LinearRegression(solver=solver, tol=1e-12, max_iter=5000).fit(table(X, y))
+        w, b = coef(model)
         np.testing.assert_allclose(np.r_[w, b], expected, rtol=1e-5, atol=1e-3)
+        assert model.coefficients.shape == (X.shape[1],) and isinstance(model.intercept, float)
+        np.testing.assert_allclose(np.r_[model.coefficients, model.intercept], expected, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)

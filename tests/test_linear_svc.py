@@ -111,6 +111,8 @@ def test_matches_sklearn_liblinear_without_intercept(cancer, reg):
     assert ours <= theirs + 1e-10
     assert ours == pytest.approx(theirs, rel=1e-6)
     np.testing.assert_allclose(w, sk.coef_[0], atol=2e-3 * np.abs(w).max())
+    np.testing.assert_allclose(model.coefficients, sk.coef_[0], atol=2e-3 * np.abs(w).max())
+    assert model.intercept == 0.0
     assert kkt_residual(X, y, w, 0.0, reg, 0.0, fit_intercept=False) < 1e-8
 
 

@@ -198,6 +198,9 @@ def test_no_intercept_matches_sklearn(cancer):
     w, b = coef(model)
     assert b.tolist() == [0.0]
     np.testing.assert_allclose(w[0], sk.coef_[0], atol=1e-5)
+    # the NumPy view of the weights: 1-D coefficients and a float intercept for a binary model
+    assert model.coefficients.shape == (30,) and model.intercept == 0.0
+    np.testing.assert_allclose(model.coefficients, sk.coef_[0], atol=1e-5)
     np.testing.assert_allclose(probs(model, t)[:, 1], sk.predict_proba(X)[:, 1], atol=1e-4)
 
 
@@ -209,6 +212,10 @@ def test_multinomial_matches_sklearn(iris, reg):
     sk = sk_fit(X, y, reg)
     W, b = coef(model)
     assert W.shape == (3, 4) and b.shape == (3,)
+    assert model.coefficients.shape == (3, 4) and model.intercept.shape == (3,)
+    # an L2 penalty makes the softmax weights unique (centered per feature), so they equal scikit-learn's
+    np.testing.assert_allclose(model.coefficients, sk.coef_, atol=2e-3)
+    np.testing.assert_allclose(model.intercept, sk.intercept_ - sk.intercept_.mean(), atol=2e-3)
     np.testing.assert_allclose(probs(model, t), sk.predict_proba(X), atol=1e-4)
     f_fl = multinomial_objective(X, y, W, b, reg)
     f_sk = multinomial_objective(X, y, sk.coef_, sk.intercept_, reg)

@@ -66,7 +66,7 @@ from flowlearn.data.table import table as to_table
 from flowlearn.iteration.online import (HasInitialModelData, OnlineEstimator, initial_model_data,
                                         iter_input_tables, step_rows, train_versions, version_period)
 from flowlearn.classification.logistic_regression import predict_row_fn, predict_table
-from flowlearn.optim import (LOSSES, ftrl_initial_z, ftrl_step, linear_model_table, loss_gradient,
+from flowlearn.optim import (LOSSES, LinearModelResults, ftrl_initial_z, ftrl_step, linear_model_table, loss_gradient,
                              read_single_output_model, sigmoid)
 from flowlearn.params import (
     HasElasticNet,
@@ -630,7 +630,7 @@ class OnlineLogisticRegression(_OnlineLogisticRegressionParams, HasInitialModelD
             raise ValueError(f"{_STAGE}.fit: the input has no rows; it needs at least one row")
 
 
-class OnlineLogisticRegressionModel(_OnlineLogisticRegressionModelParams, Model):
+class OnlineLogisticRegressionModel(_OnlineLogisticRegressionModelParams, LinearModelResults, Model):
     """Applies the latest weights of :class:`OnlineLogisticRegression` (or of a batch LogisticRegression).
 
     Model data: one table with one row, the ``LogisticRegressionModel`` format:

@@ -44,7 +44,7 @@ import scipy.sparse as sps
 from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.linalg import dense_vector_type, from_numpy
-from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, read_single_output_model,
+from flowlearn.optim import (LinearModelResults, LinearObjective, LinearRounds, linear_model_table, read_single_output_model,
                              read_training_input, row_margin_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasRawPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param,
@@ -348,7 +348,7 @@ class LinearSVC(_LinearSVCParams, LinearRounds, IterativeEstimator):
         return model.set_model_data(linear_model_table(np.asarray(w).reshape(1, -1), np.array([b]), 0))
 
 
-class LinearSVCModel(_LinearSVCModelParams, Model):
+class LinearSVCModel(_LinearSVCModelParams, LinearModelResults, Model):
     """A fitted linear SVM: appends ``prediction`` (1.0 when ``coefficient . x + intercept >= threshold``,
     else 0.0) and ``raw_prediction`` (``[-margin, margin]``, the positive-class score last).
 

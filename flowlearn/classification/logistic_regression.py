@@ -23,7 +23,7 @@ from scipy.special import expit, softmax
 from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import first_bad_row, require_column, vector_column, with_column
 from flowlearn.linalg import SparseVector, dense_vector_type, from_numpy
-from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
+from flowlearn.optim import (LinearModelResults, LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
                              read_linear_model_table, read_training_input, row_features_error, row_margin_fn,
                              row_vector_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
@@ -174,7 +174,7 @@ class LogisticRegression(_LogisticRegressionParams, LinearRounds, IterativeEstim
         return 1 if binomial else k
 
 
-class LogisticRegressionModel(_LogisticRegressionModelParams, Model):
+class LogisticRegressionModel(_LogisticRegressionModelParams, LinearModelResults, Model):
     """A fitted logistic regression: appends ``prediction`` (double class index) and
     ``raw_prediction`` (dense vector of class probabilities, ``[p0, p1]`` for binary).
 

@@ -18,6 +18,7 @@ import scipy.sparse as sps
 
 from flowlearn.api import AlgoOperator
 from flowlearn.data.columns import check_finite, numeric_column, require_column, vector_column
+from flowlearn.evaluation.metrics import Evaluator
 from flowlearn.linalg import is_vector_type
 from flowlearn.params import HasLabelCol, HasRawPredictionCol, HasWeightCol, Param, in_array
 
@@ -32,11 +33,11 @@ def _trapezoid(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1])) / 2.0)
 
 
-class BinaryClassificationEvaluator(HasLabelCol, HasRawPredictionCol, HasWeightCol, AlgoOperator):
+class BinaryClassificationEvaluator(HasLabelCol, HasRawPredictionCol, HasWeightCol, Evaluator, AlgoOperator):
     """Metrics of a binary classifier's scores (Flink ML ``BinaryClassificationEvaluator``).
 
     ``transform(table)`` returns a one-row table with one double column per name in
-    ``metrics_names``, in that order. A row is positive when its label equals 1.0 (any other
+    ``metrics_names``, in that order; ``evaluate(table)`` returns them as ``{name: float}``. A row is positive when its label equals 1.0 (any other
     value is negative). Its score is ``raw_prediction_col`` itself when that is a numeric
     column, or element 1 of the vector when it is a vector column (``[p0, p1]``). Rows weigh
     ``weight_col`` (non-negative), or 1.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "Evaluator",
     "binary_auc",
     "binary_ks",
     "log_loss",
@@ -23,6 +24,26 @@ __all__ = [
     "MULTICLASS_METRICS",
     "REGRESSION_METRICS",
 ]
+
+class Evaluator:
+    """Mix-in of the batch evaluators: ``evaluate(table) -> {metric: float}``, plain Python numbers,
+    besides ``transform(table)``, Flink ML's one-row table of metrics (one double column each).
+
+    Example:
+        >>> import flowlearn as fl
+        >>> ev = fl.evaluation.BinaryClassificationEvaluator(raw_prediction_col="score")
+        >>> ev.evaluate({"label": [0, 0, 1, 1], "score": [0.1, 0.4, 0.35, 0.8]})
+        {'areaUnderROC': 0.75, 'areaUnderPR': 0.7916666666666666}
+    """
+
+    def evaluate(self, table) -> dict[str, float]:
+        """The metrics of ``table`` as ``{name: float}``, in the order of the output columns."""
+        out = self.transform(table)
+        if getattr(out, "_flowlearn_stream", False):
+            raise TypeError(f"{type(self).__name__}.evaluate takes a table; for a stream use "
+                            f"fl.evaluation.StreamingEvaluator, or transform(stream) for one table per input")
+        return {name: float(out.column(name)[0].as_py()) for name in out.column_names}
+
 
 BINARY_METRICS = ("auc", "log_loss", "accuracy", "precision", "recall", "f1", "ks")
 MULTICLASS_METRICS = ("accuracy", "macro_f1", "log_loss")

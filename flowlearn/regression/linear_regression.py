@@ -20,7 +20,7 @@ import scipy.sparse as sps
 
 from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import require_column, vector_column, with_column
-from flowlearn.optim import (LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
+from flowlearn.optim import (LinearModelResults, LinearObjective, LinearRounds, linear_model_table, minimize_lbfgs,
                              read_single_output_model, read_training_input, row_margin_fn, sgd)
 from flowlearn.params import (HasElasticNet, HasFeaturesCol, HasGlobalBatchSize, HasLabelCol, HasLearningRate,
                               HasPredictionCol, HasReg, HasSeed, HasTol, HasWeightCol, Param, gt, in_array)
@@ -167,7 +167,7 @@ class LinearRegression(_LinearRegressionParams, LinearRounds, IterativeEstimator
         return model.set_model_data(linear_model_table(W, b, 0))
 
 
-class LinearRegressionModel(_LinearRegressionModelParams, Model):
+class LinearRegressionModel(_LinearRegressionModelParams, LinearModelResults, Model):
     """A fitted linear regression: appends ``prediction = coefficient . features + intercept`` (double).
 
     Model data: one table, one row, with columns ``coefficient`` (``fixed_size_list<double>[d]``),
