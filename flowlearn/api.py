@@ -22,7 +22,8 @@ from flowlearn.data.table import table as to_table
 from flowlearn.params import HasParams
 
 __all__ = ["Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "OnePassEstimator", "IterativeEstimator",
-           "register_stage", "registered_stage", "RowFn", "SkipRow", "with_trained_rows", "trained_rows"]
+           "register_stage", "registered_stage", "RowFn", "SkipRow", "SchemaError", "with_trained_rows",
+           "trained_rows"]
 
 # A row kernel: reads input columns from a row dict and writes its output columns into it.
 RowFn = Callable[[dict], None]
@@ -32,6 +33,28 @@ _REGISTRY: dict[str, type] = {}
 
 class SkipRow(Exception):
     """Raised by a row kernel when ``handle_invalid="skip"`` drops the row."""
+
+
+class SchemaError(ValueError, TypeError):
+    """An input schema a stage cannot take (a missing column, a column of the wrong type), found
+    before any row is read. It is a ``ValueError`` and, as the kernels' own type errors are, a
+    ``TypeError``."""
+
+
+# Params naming the columns a Transformer reads (checked against the input schema before running).
+_INPUT_COL_PARAMS = ("input_col", "input_cols", "features_col")
+
+
+def _as_schema(x: Any, stage: str) -> pa.Schema:
+    if isinstance(x, pa.Schema):
+        return x
+    if isinstance(x, str):
+        from flowlearn.data.schema import parse_schema
+
+        return parse_schema(x)
+    if isinstance(x, (pa.Table, pa.RecordBatch)):
+        return x.schema
+    raise TypeError(f"{stage}.output_schema expects a pyarrow Schema (or a schema string), got {type(x).__name__}")
 
 
 def _public_name(cls: type) -> str:
@@ -131,6 +154,54 @@ class AlgoOperator(Stage):
 
     def _transform(self, *tables: pa.Table) -> Any:
         raise NotImplementedError
+
+    def input_columns(self) -> list[str]:
+        """The columns of the first input this stage reads (from its column params)."""
+        cols: list[str] = []
+        values = self.get_params()
+        for p in _INPUT_COL_PARAMS:
+            v = values.get(p)
+            if v is not None and p in self.params():
+                cols += v if isinstance(v, list) else [v]
+        return cols
+
+    def _check_input_schema(self, schema: pa.Schema) -> None:
+        stage = type(self).__name__
+        values = self.get_params()
+        for p in _INPUT_COL_PARAMS:
+            v = values.get(p) if p in self.params() else None
+            for c in (v if isinstance(v, list) else [v] if v is not None else []):
+                if c not in schema.names:
+                    raise SchemaError(f"{stage}: input column '{c}' (parameter '{p}') is missing; the input has "
+                                      f"columns {schema.names}. Set {p} to one of them or add the column.")
+
+    def output_schema(self, input_schema: Any, *other_schemas: Any) -> Any:
+        """The schema ``transform`` returns for inputs of these schemas (a tuple for several
+        outputs), declared without reading any row: vector sizes as the ``fixed_size_list`` size or
+        as field metadata ``{b"flowlearn.size": b"<n>"}``, feature names as ``flowlearn.features``
+        (see :mod:`flowlearn.data.schema`). A missing input column, or one of the wrong type, raises
+        :class:`SchemaError` (a ``ValueError``) naming the stage and the column.
+
+        The default runs the stage's table kernels on zero-row tables of these schemas, so it is
+        exactly what ``transform`` returns (the kernels write the metadata on their outputs).
+
+        Example:
+            >>> import flowlearn as fl
+            >>> va = fl.feature.VectorAssembler(input_cols=["a", "v"], output_col="f")
+            >>> va.output_schema(fl.parse_schema("a double, v vector(3)")).field("f").type
+            FixedSizeListType(fixed_size_list<item: double>[4])
+        """
+        stage = type(self).__name__
+        schemas = [_as_schema(s, stage) for s in (input_schema, *other_schemas)]
+        self._check_input_schema(schemas[0])
+        try:
+            out = self._transform(*[s.empty_table() for s in schemas])
+        except SchemaError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as e:
+            msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            raise SchemaError(msg if msg.startswith(stage) else f"{stage}: {msg}") from e
+        return tuple(o.schema for o in out) if isinstance(out, tuple) else out.schema
 
 
 class Transformer(AlgoOperator):

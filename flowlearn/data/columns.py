@@ -143,9 +143,15 @@ def string_column(t: pa.Table, name: str, stage: str, param: str | None = None) 
     return col
 
 
-def with_column(t: pa.Table, name: str, values: Any) -> pa.Table:
-    """``t`` with column ``name`` set to ``values`` (replaced if it exists, else appended)."""
+def with_column(t: pa.Table, name: str | pa.Field, values: Any) -> pa.Table:
+    """``t`` with column ``name`` set to ``values`` (replaced if it exists, else appended). ``name``
+    may be a field, whose metadata (a vector's declared size and feature names) the column gets."""
     arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    if isinstance(name, pa.Field):
+        field = name.with_type(arr.type) if name.type != arr.type else name
+        name = field.name
+    else:
+        field = pa.field(name, arr.type)
     if name in t.column_names:
-        return t.set_column(t.column_names.index(name), name, arr)
-    return t.append_column(name, arr)
+        return t.set_column(t.column_names.index(name), field, arr)
+    return t.append_column(field, arr)

@@ -1,17 +1,97 @@
 """Alink-style schema strings: ``"age double, city string, label int, features vector"``."""
 from __future__ import annotations
 
+import json
 import re
+from typing import Sequence
 
 import pyarrow as pa
 
-from flowlearn.linalg import SPARSE_VECTOR
+from flowlearn.linalg import SPARSE_VECTOR, is_vector_type
 
-__all__ = ["parse_schema", "schema_to_string", "VECTOR_META"]
+__all__ = ["parse_schema", "schema_to_string", "VECTOR_META", "SIZE_KEY", "FEATURES_KEY", "column_size",
+           "vector_field", "feature_names", "is_numeric_type", "is_string_type"]
 
 # Field metadata marking a column declared as generic ``vector``: its values may be dense
 # or sparse, decided by the data.
 VECTOR_META = {b"flowlearn.vector": b"any"}
+
+# Field metadata of a vector column whose size its type does not carry (sparse or variable-length
+# vectors): ``{SIZE_KEY: b"<n>"}``. Stages declare it in ``output_schema`` and write it on their outputs.
+SIZE_KEY = b"flowlearn.size"
+# Field metadata naming the features of a vector column: a JSON list of names (one per element), or a
+# JSON object {"<index>": name} naming some elements only (the others are "<column>[<index>]").
+FEATURES_KEY = b"flowlearn.features"
+
+
+def is_numeric_type(t: pa.DataType) -> bool:
+    """Integers, floats, decimals and booleans: the types a kernel reads as one double."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
+
+
+def is_string_type(t: pa.DataType) -> bool:
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def column_size(field: pa.Field) -> int | None:
+    """How many features a column contributes to a vector: 1 for a numeric column, the size of a
+    fixed-size list, the declared ``flowlearn.size`` of other vector columns; ``None`` when neither
+    the type nor the metadata says (a variable list, a sparse column without a declared size).
+
+    Example:
+        >>> column_size(pa.field("v", pa.list_(pa.float64(), 3))), column_size(pa.field("x", pa.int32()))
+        (3, 1)
+        >>> column_size(vector_field("s", SPARSE_VECTOR, size=10)), column_size(pa.field("s", SPARSE_VECTOR))
+        (10, None)
+    """
+    t = field.type
+    if is_numeric_type(t):
+        return 1
+    if pa.types.is_fixed_size_list(t):
+        return t.list_size
+    meta = field.metadata or {}
+    if is_vector_type(t) and SIZE_KEY in meta:
+        return int(meta[SIZE_KEY])
+    return None
+
+
+def vector_field(name: str, type: pa.DataType, size: int | None = None,
+                 names: Sequence[str] | dict[int, str] | None = None) -> pa.Field:
+    """A vector field declaring its ``size`` (as metadata when the type does not carry it) and the
+    names of its features (a list, one per element, or ``{index: name}`` for some elements)."""
+    meta: dict[bytes, bytes] = {}
+    if size is not None and not pa.types.is_fixed_size_list(type):
+        meta[SIZE_KEY] = str(int(size)).encode()
+    if names is not None:
+        doc = list(names) if not isinstance(names, dict) else {str(int(k)): v for k, v in names.items()}
+        meta[FEATURES_KEY] = json.dumps(doc).encode()
+    return pa.field(name, type, metadata=meta or None)
+
+
+def feature_names(field: pa.Field) -> list[str] | None:
+    """The name of each feature a column contributes: the column's name for a numeric column, the
+    declared names of a vector column (``"<column>[<i>]"`` for an element without one); ``None``
+    when the column's size is unknown.
+
+    Example:
+        >>> feature_names(vector_field("city", SPARSE_VECTOR, size=2, names=["city=Oslo", "city=Rome"]))
+        ['city=Oslo', 'city=Rome']
+        >>> feature_names(pa.field("v", pa.list_(pa.float64(), 2)))
+        ['v[0]', 'v[1]']
+    """
+    size = column_size(field)
+    if size is None:
+        return None
+    if is_numeric_type(field.type):
+        return [field.name]
+    raw = (field.metadata or {}).get(FEATURES_KEY)
+    doc = json.loads(raw) if raw else {}
+    if isinstance(doc, list) and len(doc) == size:
+        return [str(x) for x in doc]
+    named = {int(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+    return [named.get(i, f"{field.name}[{i}]") for i in range(size)]
+
 
 _SCALARS: dict[str, pa.DataType] = {
     "string": pa.string(),
