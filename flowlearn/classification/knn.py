@@ -1,0 +1,269 @@
+"""K-nearest-neighbours classification as in Flink ML 2.x: ``Knn`` / ``KnnModel``.
+
+Fitting keeps the training rows (features, their squared norms, labels) as model data; predicting
+finds, for every row, the ``k`` training rows nearest in euclidean distance and takes a majority
+vote of their labels. Distances of a block of query rows to all training rows are one matrix
+product (``|x|^2 + |t|^2 - 2 x.t``, Flink ML's formula), dense or sparse.
+
+Example:
+    >>> import flowlearn as fl
+    >>> train = fl.table({"features": [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [9.0, 9.0], [9.0, 8.0], [8.0, 9.0]],
+    ...                   "label": [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]})
+    >>> model = fl.classification.Knn(k=3).fit(train)
+    >>> model.transform({"features": [[0.5, 0.5], [8.5, 8.5]]}).column("prediction").to_pylist()
+    [0.0, 1.0]
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sps
+
+from flowlearn.api import Model, OnePassEstimator, RowFn
+from flowlearn.data.columns import check_squares, numeric_column, vector_column, with_column
+from flowlearn.linalg import SparseVector, from_csr, from_numpy, is_sparse, is_vector_type, to_csr, to_numpy
+from flowlearn.params import HasFeaturesCol, HasLabelCol, HasPredictionCol, Param, gt
+
+__all__ = ["Knn", "KnnModel"]
+
+# Bound on the elements of one block's temporaries (query rows x training rows, or x labels).
+_BLOCK_ELEMENTS = 1 << 22
+
+
+class _KnnModelParams(HasFeaturesCol, HasPredictionCol):
+    k = Param(int, default=5, validator=gt(0), doc="The number of nearest neighbors.")
+
+
+class _KnnParams(_KnnModelParams, HasLabelCol):
+    pass
+
+
+def _sq_norms(x: np.ndarray | sps.csr_matrix) -> np.ndarray:
+    if sps.issparse(x):
+        return np.asarray(x.multiply(x).sum(axis=1), dtype=np.float64).reshape(-1)
+    return np.einsum("ij,ij->i", x, x)
+
+
+def _model_table(x: np.ndarray | sps.csr_matrix, labels: np.ndarray) -> pa.Table:
+    return pa.table({"features": from_csr(x) if sps.issparse(x) else from_numpy(x),
+                     "feature_norm_squares": pa.array(_sq_norms(x), pa.float64()),
+                     "labels": pa.array(labels, pa.float64())})
+
+
+# --- Flink ML's vote, written out ---------------------------------------------------------------
+#
+# KnnModel.PredictLabelFunction keeps the k nearest rows in a max-heap (a row replaces the farthest
+# only when strictly closer, so among equal distances the earlier training rows stay), then polls
+# the heap (farthest first) into a java.util.HashMap<Double, Double> (label -> count, initial
+# capacity: the heap's size) with HashMap.merge, and returns the first label with the largest count
+# in the map's iteration order. That order is by bucket (the label's spread hash masked by the table
+# capacity), and inside a bucket the reverse of insertion order: merge() puts a new key at the head
+# of its bin. A label is inserted when its farthest neighbour is polled, so inside a bucket the label
+# whose farthest neighbour is nearest comes first. merge() doubles the capacity before inserting
+# into a map whose size is above 3/4 of it. Bins of 8 or more labels (treeified) are not modelled.
+
+def _java_spread_hash(labels: np.ndarray) -> np.ndarray:
+    """``HashMap.hash(Double.valueOf(label))`` of each label, as int64 in [0, 2**32)."""
+    bits = np.asarray(labels, dtype=np.float64).view(np.uint64)
+    h = (bits ^ (bits >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    return (h ^ (h >> np.uint64(16))).astype(np.int64)
+
+
+def _table_size_for(c: int) -> int:
+    return 1 if c <= 1 else 1 << (int(c) - 1).bit_length()
+
+
+def _vote(nbr: np.ndarray, dist: np.ndarray, codes: np.ndarray, spread: np.ndarray, k: int) -> np.ndarray:
+    """The label code Flink ML's vote picks for each row: ``nbr`` (rows x k) are the neighbours'
+    training indices (ascending), ``dist`` their squared distances, ``codes`` the label code of every
+    training row and ``spread`` the Java hash of every label code."""
+    b = nbr.shape[0]
+    num_labels = len(spread)
+    lab = codes[nbr]                                                          # rows x k
+    rows = np.repeat(np.arange(b), k)
+    counts = np.bincount(rows * num_labels + lab.reshape(-1), minlength=b * num_labels).reshape(b, num_labels)
+    # poll order: farthest first; equal distances in an order the heap leaves open (later rows first here)
+    order = np.lexsort((-nbr, -dist), axis=1)
+    poll_rank = np.empty_like(order)
+    np.put_along_axis(poll_rank, order, np.arange(k)[None, :], axis=1)
+    first = np.full((b, num_labels), k, dtype=np.int64)
+    np.minimum.at(first, (rows, lab.reshape(-1)), poll_rank.reshape(-1))
+    before_last = (counts > 0).sum(axis=1) - 1       # the map's size when its last label is inserted
+    cap = np.full(b, _table_size_for(k), dtype=np.int64)
+    while True:
+        grow = before_last > (cap * 3) // 4
+        if not grow.any():
+            break
+        cap[grow] *= 2
+    bucket = spread[None, :] & (cap[:, None] - 1)
+    order_key = bucket * (k + 1) + (k - first)                               # smaller iterates earlier
+    span = int(cap.max()) * (k + 1) + k + 1
+    return np.argmax(counts * span - order_key, axis=1)
+
+
+def _nearest(d2: np.ndarray, k: int) -> np.ndarray:
+    """Indices (ascending) of the ``k`` smallest entries of each row of ``d2``; among equal
+    distances at the k-th place the earlier training rows are taken (as Flink ML's heap keeps them)."""
+    b, n = d2.shape
+    kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
+    less = d2 < kth[:, None]
+    eq = d2 == kth[:, None]
+    need = k - less.sum(axis=1)
+    sel = less | (eq & (np.cumsum(eq, axis=1) <= need[:, None]))
+    return np.nonzero(sel)[1].reshape(b, k)
+
+
+class Knn(_KnnParams, OnePassEstimator):
+    """K-nearest-neighbours classifier (Flink ML ``Knn``).
+
+    The model keeps every training row. ``KnnModel`` predicts, for each row, the majority label of
+    its ``k`` nearest training rows under euclidean distance (all of them when the model holds fewer
+    than ``k`` rows). Ties follow Flink ML's ``KnnModel`` exactly where it is deterministic:
+
+    * among training rows at the same distance on the ``k``-th place, the earlier rows are taken;
+    * among labels with the same count, the first in the iteration order of Flink ML's Java
+      ``HashMap`` wins: by the label's hash bucket, then the label whose farthest neighbour is the
+      nearest. Small integral labels often share a bucket (0, 1, 2, 3 at ``k`` <= 7, for example):
+      then the label whose neighbours are all nearer wins, where scikit-learn picks the smallest label.
+
+    Features may be dense or sparse (kept sparse in the model data); labels are numbers
+    (predicted as double, as Flink ML). A one-pass estimator: the fit state is the rows themselves.
+
+    Example:
+        >>> import flowlearn as fl
+        >>> train = fl.table({"features": [[0.0], [1.0], [10.0], [11.0]], "label": [1, 1, 2, 2]})
+        >>> fl.classification.Knn(k=1).fit(train).transform({"features": [[2.0]]}).column("prediction").to_pylist()
+        [1.0]
+    """
+
+    def _partial(self, t: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        x = vector_column(t, self.features_col, stage, param="features_col")
+        check_squares(x, self.features_col, stage, "features_col", "squared distances")
+        y = numeric_column(t, self.label_col, stage, param="label_col") + 0.0   # -0.0 -> 0.0: one label
+        if sps.issparse(x):
+            x = sps.csr_matrix(x, dtype=np.float64)
+        return _model_table(x, y)
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        stage = type(self).__name__
+        sizes = {_vector_size(s) for s in states if s.num_rows}
+        if len(sizes) > 1:
+            raise ValueError(f"{stage}: the parts hold feature vectors of sizes {sorted(sizes)}; all rows must "
+                             f"have the same size")
+        kept = [s for s in states if s.num_rows] or states[:1]
+        if any(is_sparse(s.column("features").type) for s in kept) and len(kept) > 1:
+            kept = [s if is_sparse(s.column("features").type) else
+                    s.set_column(0, "features", from_csr(to_csr(s.column("features")))) for s in kept]
+        return pa.concat_tables(kept)
+
+    def _finish(self, state: pa.Table) -> "KnnModel":
+        model = KnnModel()
+        self.copy_params_to(model)
+        return model.set_model_data(state)
+
+
+def _vector_size(t: pa.Table) -> int:
+    col = t.column("features")
+    return col.type.list_size if pa.types.is_fixed_size_list(col.type) else to_csr(col).shape[1]
+
+
+class KnnModel(_KnnModelParams, Model):
+    """A fitted :class:`Knn`: appends ``prediction_col`` (double), the majority label of the ``k``
+    nearest training rows (ties as documented on :class:`Knn`).
+
+    Model data: one table with one row per training row:
+
+    ====================  ==========================  =================================
+    column                type                        meaning
+    ====================  ==========================  =================================
+    features              dense or sparse vector      the training row's features
+    feature_norm_squares  double                      its squared euclidean norm
+    labels                double                      its label
+    ====================  ==========================  =================================
+
+    Example:
+        >>> import flowlearn as fl
+        >>> m = fl.classification.KnnModel(k=1).set_model_data(
+        ...     {"features": [[0.0, 0.0], [5.0, 5.0]], "feature_norm_squares": [0.0, 50.0], "labels": [3.0, 7.0]})
+        >>> m.transform({"features": [[4.0, 4.0]]}).column("prediction").to_pylist()
+        [7.0]
+    """
+
+    def _load_model_data(self, tables: list[pa.Table]) -> None:
+        stage = f"{type(self).__name__} model data"
+        if len(tables) != 1:
+            raise ValueError(f"{type(self).__name__}: model data is one table, got {len(tables)}")
+        (t,) = tables
+        x = vector_column(t, "features", stage)
+        labels = numeric_column(t, "labels", stage) + 0.0
+        norms = numeric_column(t, "feature_norm_squares", stage)
+        if x.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: model data has no training rows")
+        self._x = sps.csr_matrix(x, dtype=np.float64) if sps.issparse(x) else np.ascontiguousarray(x, np.float64)
+        self._xt = self._x.T.tocsr() if sps.issparse(self._x) else np.ascontiguousarray(self._x.T)
+        self._norms = norms
+        self._labels, self._codes = np.unique(labels, return_inverse=True)
+        self._codes = self._codes.reshape(-1)
+        self._spread = _java_spread_hash(self._labels)
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        stage = type(self).__name__
+        if self.features_col not in input_schema.names:
+            raise ValueError(f"{stage}: input column '{self.features_col}' (parameter 'features_col') is missing; "
+                             f"the input has columns {input_schema.names}")
+        ftype = input_schema.field(self.features_col).type
+        if not is_vector_type(ftype):
+            raise ValueError(f"{stage}: column '{self.features_col}' has type {ftype}, expected a vector column")
+        fields = [f for f in input_schema if f.name != self.prediction_col]
+        return pa.schema(fields + [pa.field(self.prediction_col, pa.float64())])
+
+    def predict(self, x: np.ndarray | sps.csr_matrix) -> np.ndarray:
+        """Predicted labels of the rows of ``x`` (2-D array or CSR matrix of the model's width)."""
+        n = self._x.shape[0]
+        k = min(self.k, n)
+        out = np.empty(x.shape[0])
+        xx = _sq_norms(x)
+        block = max(1, _BLOCK_ELEMENTS // max(n, len(self._labels), k * 4))
+        for s in range(0, x.shape[0], block):
+            xb = x[s:s + block]
+            dot = xb @ self._xt
+            dot = dot.toarray() if sps.issparse(dot) else np.asarray(dot)
+            d2 = np.abs(xx[s:s + block, None] + self._norms[None, :] - 2.0 * dot)
+            nbr = _nearest(d2, k)
+            code = _vote(nbr, np.take_along_axis(d2, nbr, axis=1), self._codes, self._spread, k)
+            out[s:s + len(code)] = self._labels[code]
+        return out
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        (t,) = tables
+        self._require_model()
+        stage = type(self).__name__
+        x = vector_column(t, self.features_col, stage, param="features_col", size=self._x.shape[1])
+        if t.num_rows == 0:
+            return with_column(t, self.prediction_col, pa.array([], pa.float64()))
+        check_squares(x, self.features_col, stage, "features_col", "squared distances")
+        if sps.issparse(x):
+            x = sps.csr_matrix(x, dtype=np.float64)
+        return with_column(t, self.prediction_col, pa.array(self.predict(x), pa.float64()))
+
+    def row_fn(self) -> RowFn:
+        self._require_model()
+        fc, pc, stage = self.features_col, self.prediction_col, type(self).__name__
+        d = self._x.shape[1]
+
+        def fn(row: dict) -> None:
+            v: Any = row[fc]
+            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
+            if x.shape != (d,):
+                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
+                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
+            if not np.isfinite(x).all():
+                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
+                                 f"rows first (for example with fl.feature.Imputer)")
+            row[pc] = float(self.predict(x[None, :])[0])
+
+        return fn
+
