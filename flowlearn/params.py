@@ -11,10 +11,21 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: Scaler: parameter 'k' = 0 violates gt(0): it must be greater than 0 (and finite).
+
+Every class's docstring gets a generated ``Parameters:`` section (so ``help(Scaler)`` lists
+them), each parameter has a readable ``repr``, and ``explain_params()`` describes them with
+their current values, as Spark's ``explainParams``:
+
+    >>> Scaler.k
+    Param('k', int, default=2, rule=gt(0), doc='Number of things.')
+    >>> print(Scaler(k=3).explain_params())
+    input_col: Column of vectors to scale. (type: str, default: 'input')
+    k: Number of things. (type: int, default: 2, rule: gt(0), current: 3)
 """
 from __future__ import annotations
 
 import math
+import textwrap
 import typing
 from typing import Any, Callable, Sequence
 
@@ -157,6 +168,21 @@ class Param:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
+    def _default_text(self) -> str:
+        return "required" if self.default is REQUIRED else repr(self.default)
+
+    def __repr__(self) -> str:
+        rule = "" if self.validator is None else f", rule={self.validator}"
+        default = ", required" if self.default is REQUIRED else f", default={self.default!r}"
+        return f"Param({self.name!r}, {_type_name(self.type)}{default}{rule}, doc={self.doc!r})"
+
+    def describe(self) -> str:
+        """One line for docstrings: ``name (type, default ..., rule ...): doc``."""
+        parts = [_type_name(self.type), "required" if self.default is REQUIRED else f"default {self.default!r}"]
+        if self.validator is not None:
+            parts.append(f"rule {self.validator}")
+        return f"{self.name} ({', '.join(parts)}): {self.doc}".rstrip(": ")
+
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
@@ -200,8 +226,32 @@ class Param:
         return value
 
 
+def _params_section(cls: type) -> str:
+    """The generated ``Parameters:`` section of ``cls``'s docstring (indented like the docstring)."""
+    doc = cls.__dict__.get("__doc__") or ""
+    lines = doc.expandtabs().splitlines()[1:]
+    indents = [len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()]
+    pad = " " * (min(indents) if indents else 4)
+    out = [f"{pad}Parameters (generated from the declared Params):"]
+    for _, p in sorted(cls.params().items()):
+        wrapped = textwrap.wrap(p.describe(), width=100, initial_indent=pad + "    ",
+                                subsequent_indent=pad + "        ", break_on_hyphens=False)
+        out.extend(wrapped)
+    return "\n".join(out)
+
+
 class HasParams:
-    """Mix-in giving a class its declared :class:`Param` s, ``set(**params)`` and ``get_params()``."""
+    """Mix-in giving a class its declared :class:`Param` s, ``set(**params)``, ``get_params()`` and
+    ``explain_params()``. Each subclass's docstring gets a generated ``Parameters`` section."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.params():
+            return
+        doc = cls.__dict__.get("__doc__")
+        section = _params_section(cls)
+        # a blank line first, so the section never reads as the expected output of a doctest
+        cls.__doc__ = f"{doc.rstrip()}\n\n{section}\n" if doc else section.strip() + "\n"
 
     def __init__(self, **params: Any) -> None:
         self._param_values: dict[str, Any] = {}
@@ -246,6 +296,19 @@ class HasParams:
             elif p.default is not REQUIRED:
                 out[k] = p.__get__(self)
         return out
+
+    def explain_params(self) -> str:
+        """Every parameter, one a line, as Spark's ``explainParams``: name, doc, type, default, rule
+        and the current value when it was set."""
+        lines = []
+        for k, p in sorted(self.params().items()):
+            extra = [f"type: {_type_name(p.type)}", f"default: {p._default_text()}"]
+            if p.validator is not None:
+                extra.append(f"rule: {p.validator}")
+            if k in self._param_values:
+                extra.append(f"current: {self._param_values[k]!r}")
+            lines.append(f"{k}: {p.doc} ({', '.join(extra)})")
+        return "\n".join(lines)
 
     def copy_params_to(self, other: "HasParams") -> None:
         """Copy the parameters that ``other`` also declares (estimator -> model)."""
