@@ -30,115 +30,34 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+import zlib
+from typing import Any
 
 import pyarrow as pa
 
 from flowlearn.api import IterativeEstimator, OnePassEstimator
+from flowlearn.engines import flink_functions as fn
 from flowlearn.engines.base import Engine, Job
-from flowlearn.stream.core import Sink, StatelessSpec, UnionSpec
+from flowlearn.engines.flink_functions import from_ipc
+from flowlearn.stream.core import Sink, StatefulMapSpec, StatelessSpec, UnionSpec
 from flowlearn.stream.files import FilesSourceSpec
+from flowlearn.stream.models import ModelStoreSinkSpec, ModelStoreSourceSpec, ModelStreamSpec, TrainerSpec
 from flowlearn.stream.plan import PlanNode, build_operator, plan_nodes
-from flowlearn.stream.sinks import EXTENSIONS, CollectSpec, FilesSinkSpec, FormatFile, fsync_dir
+from flowlearn.stream.sinks import EXTENSIONS, CollectSpec, FilesSinkSpec, fsync_dir
 from flowlearn.stream.source import TableSourceSpec
 
+# Plan nodes that run flowlearn's own stateful operator on one key, their state in Flink's keyed state.
+_KEYED = (TrainerSpec, StatefulMapSpec, ModelStoreSinkSpec)
+
+
+def _one_key(record: bytes) -> int:
+    return 0
+
+
+def _spread_key(record: bytes) -> int:
+    return zlib.crc32(record[-256:]) % 1024
+
 __all__ = ["FlinkEngine", "FlinkJob"]
-
-
-def _to_ipc(t: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, t.schema) as w:
-        w.write_table(t)
-    return sink.getvalue().to_pybytes()
-
-
-def _from_ipc(b: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(b)).read_all()
-
-
-class _TableSlices:
-    """Slice ``i`` of a table as one record (a ``from_table`` source, read by slice in parallel)."""
-
-    def __init__(self, table: pa.Table, batch_size: int) -> None:
-        self.table, self.batch_size = table, batch_size
-
-    def __call__(self, i: int) -> Iterator[bytes]:
-        yield _to_ipc(self.table.slice(i * self.batch_size, self.batch_size))
-
-
-class _FileBatches:
-    """The batches of one file of a ``from_files`` source, read with the local engine's reader."""
-
-    def __init__(self, spec: FilesSourceSpec) -> None:
-        self.spec = spec
-
-    def __call__(self, path: str) -> Iterator[bytes]:
-        t = build_operator(self.spec).read_table(path)
-        for start in range(0, t.num_rows, self.spec.batch_size):
-            yield _to_ipc(t.slice(start, self.spec.batch_size))
-
-
-class _Chain:
-    """A chain of stateless specs applied to each batch in one Python operator; empty batches are
-    dropped."""
-
-    def __init__(self, specs: list[StatelessSpec]) -> None:
-        self.specs = specs
-
-    def __call__(self, record: bytes) -> Iterator[bytes]:
-        t: pa.Table | None = _from_ipc(record)
-        for s in self.specs:
-            t = s.apply(t)
-            if t is None:
-                return
-        if t.num_rows:
-            yield _to_ipc(t)
-
-
-class _Partial:
-    """A one-pass estimator's ``partial`` of one batch, as its state's IPC bytes."""
-
-    def __init__(self, estimator: OnePassEstimator) -> None:
-        self.estimator = estimator
-
-    def __call__(self, record: bytes) -> bytes:
-        return _to_ipc(self.estimator.partial(_from_ipc(record)))
-
-
-class _MapBatch:
-    """``fn(batch) -> table`` of an estimator's driver, on IPC records."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def __call__(self, record: bytes) -> bytes:
-        return _to_ipc(self.fn(_from_ipc(record)))
-
-
-class _WriteFile:
-    """One batch written to its own in-progress file of a ``to_files`` sink; the record is the
-    file's name and row count, for the client to commit after the job succeeds."""
-
-    def __init__(self, spec: FilesSinkSpec, token: str) -> None:
-        self.spec, self.token = spec, token
-
-    def __call__(self, record: bytes) -> bytes:
-        t = _from_ipc(record)
-        name = f"{self.spec.prefix}-flink-{self.token}-{uuid.uuid4().hex}.{EXTENSIONS[self.spec.format]}.tmp"
-        out = FormatFile(os.path.join(self.spec.path, ".inprogress", name), self.spec.format, t)
-        out.write_table(t)
-        out.close()
-        return f"{name}\t{t.num_rows}".encode()
-
-
-class _Tag:
-    """A record prefixed with the index of the sink it goes to (4 bytes, little endian)."""
-
-    def __init__(self, k: int) -> None:
-        self.prefix = k.to_bytes(4, "little")
-
-    def __call__(self, record: bytes) -> bytes:
-        return self.prefix + record
 
 
 class FlinkJob(Job):
@@ -163,7 +82,7 @@ class FlinkJob(Job):
                 for record in it:
                     k, payload = int.from_bytes(record[:4], "little"), bytes(record[4:])
                     if isinstance(self._sinks[k].spec, CollectSpec):
-                        self._results[k].append(_from_ipc(payload))
+                        self._results[k].append(from_ipc(payload))
                     else:
                         name, rows = payload.decode().split("\t")
                         self._written[k].append((name, int(rows)))
@@ -231,6 +150,10 @@ class FlinkJob(Job):
         raise ValueError(f"{sink!r} is not a collect() sink of this job")
 
 
+def _uri(path: str) -> str:
+    return path if "://" in path else "file://" + os.path.abspath(path)
+
+
 class FlinkEngine(Engine):
     """Runs plans on Apache Flink through PyFlink's DataStream API (see the module docstring).
 
@@ -252,7 +175,8 @@ class FlinkEngine(Engine):
         return f"FlinkEngine(parallelism={self.parallelism}, mode={self.mode!r})"
 
     # -- the environment -----------------------------------------------------------------------
-    def _env(self) -> Any:
+    def _env(self, streaming: bool = False, checkpoint_dir: str | None = None,
+             checkpoint_interval: float = 10.0) -> Any:
         try:
             from pyflink.common import Configuration
             from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
@@ -262,17 +186,27 @@ class FlinkEngine(Engine):
         conf.set_string("python.execution-mode", self.mode)
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
+        if checkpoint_dir is not None:
+            conf.set_string("execution.checkpointing.dir", _uri(checkpoint_dir))
+            conf.set_string("execution.checkpointing.interval", f"{int(checkpoint_interval * 1000)} ms")
+            conf.set_string("restart-strategy.type", "fixed-delay")
+            conf.set_string("restart-strategy.fixed-delay.attempts", "3")
+            conf.set_string("restart-strategy.fixed-delay.delay", "500 ms")
         for k, v in self.config.items():
             conf.set_string(k, str(v))
         env = StreamExecutionEnvironment.get_execution_environment(conf)
-        env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+        env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)
         env.set_parallelism(self.parallelism)
+        if checkpoint_dir is not None:
+            env.enable_checkpointing(int(checkpoint_interval * 1000))
         return env
 
     # -- translation ---------------------------------------------------------------------------
     def _translate(self, env: Any, roots: list[PlanNode]) -> list[Any]:
-        """DataStreams of IPC records for ``roots``' inputs; stateless chains fused."""
-        from pyflink.common import Types
+        """DataStreams of IPC records for ``roots`` (sinks: their input; model store sinks: the
+        sink itself, which emits nothing); stateless chains fused."""
+        from pyflink.common import Types, WatermarkStrategy
+        from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
         records = Types.PICKLED_BYTE_ARRAY()
         nodes = plan_nodes(roots)
@@ -280,82 +214,127 @@ class FlinkEngine(Engine):
         for n in nodes:
             for i in n.inputs:
                 consumers[id(i)] = consumers.get(id(i), 0) + 1
-        out: dict[int, tuple[Any, list[StatelessSpec]]] = {}
+        followed = {id(n.inputs[1]) for n in nodes if isinstance(n.spec, ModelStreamSpec)
+                    and isinstance(n.inputs[1].spec, ModelStoreSourceSpec) and consumers[id(n.inputs[1])] == 1}
+        out: dict[int, tuple[Any, list[Any]]] = {}
 
         def materialized(n: PlanNode) -> Any:
             ds, chain = out[id(n)]
             if chain:
-                ds = ds.flat_map(_Chain(chain), output_type=records).name(f"chain({n.name})")
+                ds = ds.flat_map(fn.Chain(chain), output_type=records).name(f"chain({n.name})")
                 out[id(n)] = (ds, [])
             return ds
 
+        def indexes(k: int, name: str) -> Any:
+            """Batch numbers 0..k-1 from a checkpointed source: a restored job reads on from its
+            checkpoint instead of from the start."""
+            return env.from_source(NumberSequenceSource(0, max(k, 1) - 1), WatermarkStrategy.no_watermarks(),
+                                   f"{name} batches").filter(lambda i, k=k: i < k)
+
         for n in nodes:
             spec, where = n.spec, f"plan node {n.name!r} ({type(n.spec).__name__})"
-            if n.kind == "sink":
+            if id(n) in followed:
                 continue
-            if not n.bounded:
-                raise NotImplementedError(f"FlinkEngine: {where} is unbounded; the Flink engine runs bounded plans so "
-                                          f"far (use the local engine for streams that do not end)")
+            if n.kind == "sink" and not isinstance(spec, ModelStoreSinkSpec):
+                continue
+            if not n.bounded and not isinstance(spec, (ModelStreamSpec, ModelStoreSinkSpec)):
+                raise NotImplementedError(f"FlinkEngine: {where} is unbounded; the Flink engine runs bounded inputs "
+                                          f"so far (use the local engine for streams that do not end)")
             if isinstance(spec, TableSourceSpec):
                 k = -(-spec.table.num_rows // spec.batch_size)
-                ds = env.from_collection(list(range(k)), type_info=Types.INT()) \
-                    .flat_map(_TableSlices(spec.table, spec.batch_size), output_type=records).name(n.name)
-                out[id(n)] = (ds, [])
+                out[id(n)] = (indexes(k, n.name).flat_map(fn.TableSlices(spec.table, spec.batch_size),
+                                                          output_type=records).name(n.name), [])
             elif isinstance(spec, FilesSourceSpec):
                 if spec.handle_invalid != "error":
                     raise NotImplementedError(f"FlinkEngine: {where} has handle_invalid={spec.handle_invalid!r}; dead "
                                               f"letters are not translated to Flink yet, so bad records would be lost: "
                                               f"use handle_invalid='error' or the local engine")
                 paths = build_operator(spec).ready_files()
-                ds = env.from_collection(paths, type_info=Types.STRING()) \
-                    .flat_map(_FileBatches(spec), output_type=records).name(n.name)
-                out[id(n)] = (ds, [])
+                out[id(n)] = (indexes(len(paths), n.name).flat_map(fn.FileBatches(spec, paths),
+                                                                   output_type=records).name(n.name), [])
             elif isinstance(spec, StatelessSpec):   # joins its input's chain (a shared input's chain ran below)
                 ds, chain = out[id(n.inputs[0])]
                 out[id(n)] = (ds, chain + [spec])
+            elif isinstance(spec, ModelStreamSpec) and id(n.inputs[1]) in followed:
+                src = n.inputs[1].spec
+                if src.start != "latest" or src.stop_at_end:
+                    raise NotImplementedError(f"FlinkEngine: {where} follows a model store from start={src.start!r}"
+                                              f"{', stop_at_end' if src.stop_at_end else ''}; on Flink every worker "
+                                              f"follows the store from its latest version (start='latest')")
+                ds, chain = out[id(n.inputs[0])]
+                out[id(n)] = (ds, chain + [fn.FollowStore(spec.stage, src.store, src.poll_interval, src.kinds)])
+            elif isinstance(spec, ModelStreamSpec):   # versions made in this job: broadcast to the scorers
+                data, versions = materialized(n.inputs[0]), materialized(n.inputs[1])
+
+                scorer = fn.broadcast_model_function()
+                bc = versions.broadcast(scorer.VERSIONS)
+                out[id(n)] = (data.key_by(_spread_key, key_type=Types.INT()).connect(bc)
+                              .process(scorer(spec.stage), output_type=records).name(n.name), [])
+            elif isinstance(spec, _KEYED):
+                if len(n.inputs) != 1:
+                    raise NotImplementedError(f"FlinkEngine: {where} has {len(n.inputs)} inputs; a trainer rebased "
+                                              f"by a second input is not translated to Flink yet")
+                op = fn.keyed_operator_function()(spec, n.uid or n.name)
+                out[id(n)] = (materialized(n.inputs[0]).key_by(_one_key, key_type=Types.INT())
+                              .process(op, output_type=records).name(n.name).uid(n.uid or n.name), [])
             elif isinstance(spec, UnionSpec):
                 first, *rest = [materialized(i) for i in n.inputs]
                 out[id(n)] = (first.union(*rest) if rest else first, [])
             else:
                 raise NotImplementedError(f"FlinkEngine: {where} is not translated to Flink yet; the Flink engine runs "
-                                          f"sources from_table/from_files, stateless stages, union and collect() so "
-                                          f"far (use the local engine for this plan)")
+                                          f"from_table/from_files sources, stateless stages, model streams (trained in "
+                                          f"the job or followed from a model store), online trainers, streaming "
+                                          f"evaluators, union and collect()/to_files()/to_model_store() sinks so far "
+                                          f"(use the local engine for this plan)")
             if consumers.get(id(n), 0) > 1:   # a shared node's chain runs once, before its consumers
                 materialized(n)
-        return [materialized(r.inputs[0]) for r in roots]
+        return [materialized(r) if isinstance(r.spec, ModelStoreSinkSpec) else materialized(r.inputs[0])
+                for r in roots]
 
     def run(self, *sinks: Any, checkpoint_dir: str | None = None, checkpoint_interval: float = 10.0,
             **options: Any) -> FlinkJob:
-        """Submit a bounded plan ending in ``collect()`` sinks; returns at once (``wait()`` for the end)."""
+        """Submit a plan; returns at once (``wait()`` for the end).
+
+        Plans with stateful nodes (online trainers, model streams, streaming evaluators, model
+        store sinks) run in Flink's streaming mode, others in batch mode. ``checkpoint_dir`` (a
+        path or URI that every task manager reaches) turns on Flink's checkpoints every
+        ``checkpoint_interval`` seconds and restarts a failed job from its last checkpoint (up to
+        3 times): sources read on from their checkpointed batch, operators resume from their
+        checkpointed state, and ``collect()`` results are exactly once."""
         if options:
             raise TypeError(f"FlinkEngine.run: unknown option(s) {sorted(options)}; configure Flink with "
                             f"FlinkEngine(config={{...}})")
-        if checkpoint_dir is not None:
-            raise NotImplementedError("FlinkEngine.run: bounded Flink jobs rerun from the start on failure; "
-                                      "checkpoint_dir is for the local engine")
+        if checkpoint_interval <= 0:
+            raise ValueError(f"FlinkEngine.run: checkpoint_interval = {checkpoint_interval!r} violates gt(0)")
         roots = [s.node if isinstance(s, Sink) else s for s in sinks]
         if not roots:
             raise ValueError("fl.run needs at least one sink (stream.collect(), ...)")
         for r in roots:
             if not (isinstance(r, PlanNode) and r.kind == "sink"):
                 raise TypeError(f"fl.run takes sinks, got {type(r).__name__}")
-            if not isinstance(r.spec, (CollectSpec, FilesSinkSpec)):
+            if not isinstance(r.spec, (CollectSpec, FilesSinkSpec, ModelStoreSinkSpec)):
                 raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} ({type(r.spec).__name__}) is not "
-                                          f"translated to Flink yet; collect() and to_files() sinks are (use the "
-                                          f"local engine)")
+                                          f"translated to Flink yet; collect(), to_files() and to_model_store() "
+                                          f"sinks are (use the local engine)")
             if isinstance(r.spec, FilesSinkSpec):
+                if checkpoint_dir is not None:
+                    raise NotImplementedError("FlinkEngine: to_files() sinks commit when the job succeeds, not on "
+                                              "checkpoints; with checkpoint_dir use collect() or to_model_store()")
                 os.makedirs(os.path.join(r.spec.path, ".inprogress"), exist_ok=True)
-        env = self._env()
+        stateful = any(isinstance(n.spec, _KEYED + (ModelStreamSpec,)) for n in plan_nodes(roots))
+        env = self._env(stateful or checkpoint_dir is not None, checkpoint_dir, checkpoint_interval)
         streams = self._translate(env, roots)
         from pyflink.common import Types
 
         token = uuid.uuid4().hex[:12]
         records = Types.PICKLED_BYTE_ARRAY()
-        # paths resolved here: the task managers' Python workers need not share the client's directory
-        tagged = [(ds if isinstance(r.spec, CollectSpec) else
-                   ds.map(_WriteFile(dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path)), token),
-                          output_type=records)).map(_Tag(k), output_type=records)
-                  for k, (r, ds) in enumerate(zip(roots, streams))]
+        tagged = []
+        for k, (r, ds) in enumerate(zip(roots, streams)):
+            if isinstance(r.spec, FilesSinkSpec):
+                # paths resolved here: the task managers' Python workers need not share the client's directory
+                spec = dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path))
+                ds = ds.map(fn.WriteFile(spec, token), output_type=records)
+            tagged.append(ds.map(fn.Tag(k), output_type=records))
         both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
         job = FlinkJob(both.execute_and_collect, roots, token)
         for s in sinks:
@@ -363,13 +342,13 @@ class FlinkEngine(Engine):
                 s.job = job
         return job.start()
 
-    def _map_collect(self, stream: Any, fn: Any, name: str) -> list[pa.Table]:
-        """One job: ``fn(record) -> IPC bytes`` over every batch of ``stream`` in parallel; the results."""
+    def _map_collect(self, stream: Any, func: Any, name: str) -> list[pa.Table]:
+        """One job: ``func(record) -> IPC bytes`` over every batch of ``stream`` in parallel; the results."""
         from pyflink.common import Types
 
         (ds,) = self._translate(self._env(), [stream.collect().node])
-        with ds.map(fn, output_type=Types.PICKLED_BYTE_ARRAY()).name(name).execute_and_collect() as it:
-            return [_from_ipc(bytes(b)) for b in it]
+        with ds.map(func, output_type=Types.PICKLED_BYTE_ARRAY()).name(name).execute_and_collect() as it:
+            return [from_ipc(bytes(b)) for b in it]
 
     def fit(self, estimator: Any, *inputs: Any) -> Any:
         """A one-pass estimator: ``partial`` per batch in parallel on Flink, ``merge`` and ``finish``
@@ -386,8 +365,8 @@ class FlinkEngine(Engine):
         if not stream.bounded:
             raise ValueError(f"{type(estimator).__name__} is a batch estimator and cannot train on an unbounded stream")
         if rounds:
-            return estimator.fit_rounds(lambda fn, name="round": self._map_collect(stream, _MapBatch(fn), name))
-        parts = self._map_collect(stream, _Partial(estimator), "partial")
+            return estimator.fit_rounds(lambda f, name="round": self._map_collect(stream, fn.MapBatch(f), name))
+        parts = self._map_collect(stream, fn.Partial(estimator), "partial")
         if not parts:   # no rows: the estimator's own message for an empty input
             return estimator.fit(stream.schema.empty_table() if stream.schema is not None else pa.table({}))
         return estimator.finish(estimator.merge(parts))

@@ -35,6 +35,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -490,6 +491,12 @@ class KafkaModelStore:
         return f"KafkaModelStore({self.topic!r}, {self.bootstrap_servers!r}, keep_last={self.keep_last!r})"
 
     # ---- clients
+    def __reduce__(self) -> tuple:
+        # a copy in another process (a Flink task manager) connects afresh; the topic exists by now
+        return (functools.partial(KafkaModelStore, chunk_size=self.chunk_size, partition=self.partition,
+                                  create_topic=False, timeout=self.timeout, config=self._config),
+                (self.topic, self.bootstrap_servers, self.keep_last))
+
     def _base_conf(self) -> dict:
         return {"bootstrap.servers": self.bootstrap_servers, **self._config}
 

@@ -462,6 +462,10 @@ class ModelStore:
     def __repr__(self) -> str:
         return f"ModelStore({self.url!r}, keep_last={self.keep_last!r})"
 
+    def __reduce__(self) -> tuple:
+        # a copy in another process (a Flink task manager) opens the same store afresh
+        return (ModelStore, (self.url, self.keep_last))
+
     # ---- paths and listing
     def _vpath(self, version: int) -> str:
         return posixpath.join(self._vdir, f"{version:012d}")

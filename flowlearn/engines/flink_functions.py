@@ -1,0 +1,301 @@
+"""The Python functions a Flink job of :mod:`flowlearn.engines.flink` runs on the task managers.
+
+A record is one Arrow record batch as IPC bytes (``to_ipc`` / ``from_ipc``). Stateless work is
+a plain callable; stateful plan nodes run flowlearn's own operator (``build_operator(spec)``, the
+one the local engine runs) inside a Flink keyed function whose keyed state holds the operator's
+``snapshot_state()`` bytes, rewritten after every batch, so Flink's checkpoints carry it and a
+restarted job resumes exactly where its last checkpoint was.
+
+Example (no Flink needed for the codec):
+    >>> import pyarrow as pa
+    >>> from_ipc(to_ipc(pa.table({"x": [1, 2]}))).column("x").to_pylist()
+    [1, 2]
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from flowlearn.stream.plan import build_operator
+from flowlearn.trainer import OperatorState
+
+__all__ = ["to_ipc", "from_ipc"]
+
+# Fires once a bounded input has ended (Flink's end-of-input watermark is Long.MAX_VALUE).
+END_OF_INPUT = 2 ** 63 - 2
+
+
+def to_ipc(t: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, t.schema) as w:
+        w.write_table(t)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(b: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(b)).read_all()
+
+
+# -- sources ------------------------------------------------------------------------------------
+class TableSlices:
+    """Slice ``i`` of a table as one record (a ``from_table`` source, read by slice)."""
+
+    def __init__(self, table: pa.Table, batch_size: int) -> None:
+        self.table, self.batch_size = table, batch_size
+
+    def __call__(self, i: int) -> Iterator[bytes]:
+        yield to_ipc(self.table.slice(int(i) * self.batch_size, self.batch_size))
+
+
+class FileBatches:
+    """The batches of file ``i`` of a ``from_files`` source, read with the local engine's reader."""
+
+    def __init__(self, spec: Any, paths: list[str]) -> None:
+        self.spec, self.paths = spec, paths
+
+    def __call__(self, i: int) -> Iterator[bytes]:
+        t = build_operator(self.spec).read_table(self.paths[int(i)])
+        for start in range(0, t.num_rows, self.spec.batch_size):
+            yield to_ipc(t.slice(start, self.spec.batch_size))
+
+
+# -- stateless work ----------------------------------------------------------------------------
+class Chain:
+    """A chain of stateless specs applied to each batch in one Python operator; empty batches are
+    dropped."""
+
+    def __init__(self, specs: list[Any]) -> None:
+        self.specs = specs
+
+    def __call__(self, record: bytes) -> Iterator[bytes]:
+        t: pa.Table | None = from_ipc(record)
+        for s in self.specs:
+            t = s.apply(t)
+            if t is None:
+                return
+        if t.num_rows:
+            yield to_ipc(t)
+
+
+class Partial:
+    """A one-pass estimator's ``partial`` of one batch, as its state's IPC bytes."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def __call__(self, record: bytes) -> bytes:
+        return to_ipc(self.estimator.partial(from_ipc(record)))
+
+
+class MapBatch:
+    """``fn(batch) -> table`` of an estimator's driver, on IPC records."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, record: bytes) -> bytes:
+        return to_ipc(self.fn(from_ipc(record)))
+
+
+class WriteFile:
+    """One batch written to its own in-progress file of a ``to_files`` sink; the record is the
+    file's name and row count, for the client to commit after the job succeeds."""
+
+    def __init__(self, spec: Any, token: str) -> None:
+        self.spec, self.token = spec, token
+
+    def __call__(self, record: bytes) -> bytes:
+        from flowlearn.stream.sinks import EXTENSIONS, FormatFile
+
+        t = from_ipc(record)
+        name = f"{self.spec.prefix}-flink-{self.token}-{uuid.uuid4().hex}.{EXTENSIONS[self.spec.format]}.tmp"
+        out = FormatFile(os.path.join(self.spec.path, ".inprogress", name), self.spec.format, t)
+        out.write_table(t)
+        out.close()
+        return f"{name}\t{t.num_rows}".encode()
+
+
+class Tag:
+    """A record prefixed with the index of the sink it goes to (4 bytes, little endian)."""
+
+    def __init__(self, k: int) -> None:
+        self.prefix = k.to_bytes(4, "little")
+
+    def __call__(self, record: bytes) -> bytes:
+        return self.prefix + record
+
+
+class FollowStore:
+    """A model following a model store (a link of a :class:`Chain`), applied to each batch on every task manager: the store
+    is polled at most every ``poll_interval`` seconds and the newest version (of the kinds asked
+    for) replaces the model, so all workers swap within a poll interval; each row gets the
+    ``model_version`` that scored it. A batch that arrives before the store has any version
+    waits for the first one (as rows wait for version 1 on the local engine)."""
+
+    def __init__(self, model: Any, store: Any, poll_interval: float, kinds: tuple[str, ...] | None) -> None:
+        self.model, self.store, self.poll_interval, self.kinds = model, store, poll_interval, kinds
+        self._op: Any = None
+        self._source: Any = None
+
+    def _poll(self) -> None:
+        from flowlearn.stream.models import ModelStoreSource, ModelStreamOp
+
+        if self._op is None:
+            self._op = ModelStreamOp(self.model)
+            self._source = ModelStoreSource(self.store, self.poll_interval, "latest", False, self.kinds)
+        for version in self._source.poll(16):   # throttled to one look at the store per poll_interval
+            self._op.process(version, 1)
+
+    def apply(self, table: pa.Table) -> pa.Table | None:
+        self._poll()
+        while self._op.version is None:
+            time.sleep(self.poll_interval)
+            self._poll()
+        outs = self._op.process(table, 0)
+        return outs[0] if outs else None
+
+
+# -- stateful plan nodes -------------------------------------------------------------------------
+def keyed_operator_function() -> Any:
+    """The class of Flink keyed function that runs one flowlearn operator (made on first use, so
+    this module imports without PyFlink)."""
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedProcessFunction, TimeDomain
+    from pyflink.datastream.state import ValueStateDescriptor
+
+    class OperatorFunction(KeyedProcessFunction):
+        """A stateful plan node (an online trainer, a streaming evaluator, a model store sink) on
+        one key: every batch goes through the flowlearn operator in arrival order, and after each
+        the operator's state is written to keyed state, which Flink checkpoints. End of a bounded
+        input (an event-time timer at Long.MAX_VALUE - 1) calls the operator's ``on_end``; an
+        operator that ``wants_timer`` is polled every second of processing time."""
+
+        def __init__(self, spec: Any, uid: str) -> None:
+            self.spec, self.uid = spec, uid
+            self.op: Any = None
+
+        def open(self, runtime_context: Any) -> None:
+            from flowlearn.stream.operator import OperatorContext
+
+            self.state = runtime_context.get_state(ValueStateDescriptor("operator", Types.PICKLED_BYTE_ARRAY()))
+            self.ctx = OperatorContext(self.uid)
+            self.ctx.checkpointing = True
+            self.op = None
+
+        def _operator(self, ctx: Any) -> Any:
+            if self.op is None:   # first record or timer of this worker: restore what Flink restored
+                op = build_operator(self.spec)
+                op.open(self.ctx)
+                saved = self.state.value()
+                if saved is not None:
+                    op.restore_state(OperatorState.from_bytes(bytes(saved)))
+                self.op = op
+                ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+                if op.wants_timer:
+                    ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 1000)
+            return self.op
+
+        def _emit(self, outs: list[pa.Table]) -> Iterator[bytes]:
+            snap = self.op.snapshot_state()
+            if snap is not None:
+                self.state.update(snap.to_bytes())
+            for t in outs:
+                yield to_ipc(t)
+
+        def process_element(self, record: bytes, ctx: Any) -> Iterator[bytes]:
+            op = self._operator(ctx)
+            yield from self._emit(op.process(from_ipc(record), 0))
+
+        def on_timer(self, timestamp: int, ctx: Any) -> Iterator[bytes]:
+            op = self._operator(ctx)
+            if ctx.time_domain() == TimeDomain.EVENT_TIME:
+                yield from self._emit(op.on_end())
+                return
+            ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 1000)
+            yield from self._emit(op.on_timer(time.time()))
+
+    return OperatorFunction
+
+
+def broadcast_model_function() -> Any:
+    """The class of Flink keyed-broadcast function that scores batches with the newest version
+    of a model stream produced in the same job (made on first use)."""
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedBroadcastProcessFunction, TimeDomain
+    from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor
+
+    class BroadcastModel(KeyedBroadcastProcessFunction):
+        """``stage`` applied to data batches (keyed across the workers) with the newest version of
+        the broadcast model stream. The newest version sits in Flink's broadcast state (so it is
+        checkpointed and restored); a batch that arrives before any version waits in keyed list
+        state and is scored by the first version to arrive (checked every 100 ms, and when the
+        inputs end)."""
+
+        VERSIONS = MapStateDescriptor("versions", Types.INT(), Types.PICKLED_BYTE_ARRAY())
+
+        def __init__(self, stage: Any) -> None:
+            self.stage = stage
+
+        def open(self, runtime_context: Any) -> None:
+            self.waiting = runtime_context.get_list_state(ListStateDescriptor("waiting", Types.PICKLED_BYTE_ARRAY()))
+            self.op: Any = None
+            self.applied: bytes | None = None
+
+        def _model(self, ctx: Any) -> Any:
+            """The scoring operator on the newest broadcast version, or None before the first."""
+            from flowlearn.stream.models import ModelStreamOp
+
+            current = ctx.get_broadcast_state(self.VERSIONS).get(0)
+            if current is None:
+                return None
+            current = bytes(current)
+            if current != self.applied:
+                if self.op is None:
+                    self.op = ModelStreamOp(self.stage)
+                self.op.process(from_ipc(current), 1)
+                self.applied = current
+            return self.op
+
+        def _score(self, op: Any, record: bytes) -> Iterator[bytes]:
+            for out in op.process(from_ipc(record), 0):
+                yield to_ipc(out)
+            if op.waiting:
+                raise NotImplementedError("FlinkEngine: rows that wait for a fresher version (event-time model "
+                                          "freshness) are not translated to Flink yet; use the local engine")
+
+        def process_element(self, record: bytes, ctx: Any) -> Iterator[bytes]:
+            op = self._model(ctx)
+            if op is None:
+                self.waiting.add(record)
+                ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 100)
+                ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+                return
+            yield from self._score(op, record)
+
+        def process_broadcast_element(self, record: bytes, ctx: Any) -> None:
+            from flowlearn.stream.models import read_version
+
+            state = ctx.get_broadcast_state(self.VERSIONS)
+            old = state.get(0)
+            if old is None or read_version(from_ipc(bytes(old))).version < read_version(from_ipc(record)).version:
+                state.put(0, record)
+
+        def on_timer(self, timestamp: int, ctx: Any) -> Iterator[bytes]:
+            op = self._model(ctx)
+            if op is None:
+                if ctx.time_domain() == TimeDomain.EVENT_TIME:   # both inputs ended without a version
+                    n = sum(from_ipc(bytes(r)).num_rows for r in self.waiting.get())
+                    raise RuntimeError(f"FlinkEngine: {n} rows never got a model version: the model stream "
+                                       f"ended without one")
+                ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 100)
+                return
+            waiting = [bytes(r) for r in self.waiting.get()]
+            self.waiting.clear()
+            for record in waiting:
+                yield from self._score(op, record)
+
+    return BroadcastModel
