@@ -1,0 +1,148 @@
+"""Helpers shared by the text and vector feature stages (``text.py``, ``vectors.py``): output fields
+with declared vector sizes, schema checks for ``output_schema``, and list-of-string columns.
+
+Example:
+    >>> f = out_field("v", SPARSE_VECTOR, 8)
+    >>> f.metadata
+    {b'flowlearn.size': b'8'}
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from flowlearn.linalg import SPARSE_VECTOR, dense_vector_type, is_dense, is_sparse, is_vector_type
+
+try:  # the conformance work adds SchemaError (a ValueError and a TypeError) to the api
+    from flowlearn.api import SchemaError
+except ImportError:  # pragma: no cover - older api
+    class SchemaError(ValueError, TypeError):  # type: ignore[no-redef]
+        pass
+
+__all__ = ["SIZE_KEY", "SchemaError", "one_table", "out_field", "put_column", "put_field", "schema_field",
+           "declared_size", "vector_out_type", "combined", "string_array", "string_list_array", "is_string_list",
+           "list_from_parts", "SPARSE_VECTOR"]
+
+SIZE_KEY = b"flowlearn.size"
+
+
+def one_table(tables: tuple, stage: str, what: str = "transform") -> pa.Table:
+    if len(tables) != 1:
+        raise TypeError(f"{stage}.{what} takes exactly one input table, got {len(tables)}")
+    return tables[0]
+
+
+def out_field(name: str, type: pa.DataType, size: int | None = None) -> pa.Field:
+    """An output field; a vector whose type does not carry its size declares it as metadata."""
+    if size is not None and is_vector_type(type) and not pa.types.is_fixed_size_list(type):
+        return pa.field(name, type, metadata={SIZE_KEY: str(int(size)).encode()})
+    return pa.field(name, type)
+
+
+def put_column(t: pa.Table, field: pa.Field, arr: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``t`` with column ``field.name`` set to ``arr`` (replaced in place if it exists, else appended)."""
+    if field.type != arr.type:
+        field = field.with_type(arr.type)
+    if field.name in t.column_names:
+        return t.set_column(t.column_names.index(field.name), field, arr)
+    return t.append_column(field, arr)
+
+
+def put_field(schema: pa.Schema, field: pa.Field) -> pa.Schema:
+    """``schema`` with ``field`` (replacing a field of that name in place, else appended)."""
+    i = schema.get_field_index(field.name)
+    return schema.set(i, field) if i >= 0 else schema.append(field)
+
+
+def schema_field(schema: pa.Schema, name: str, stage: str, param: str) -> pa.Field:
+    i = schema.get_field_index(name)
+    if i < 0:
+        raise SchemaError(f"{stage}: input column '{name}' (parameter '{param}') is missing; the input has columns "
+                          f"{schema.names}. Set {param} to one of them or add the column.")
+    return schema.field(i)
+
+
+def declared_size(field: pa.Field) -> int | None:
+    """The vector size a field's type or metadata declares (None if neither does)."""
+    if pa.types.is_fixed_size_list(field.type):
+        return field.type.list_size
+    meta = field.metadata or {}
+    return int(meta[SIZE_KEY]) if SIZE_KEY in meta else None
+
+
+def vector_out_type(field: pa.Field, stage: str, param: str, sparse: bool | None = None,
+                    size: int | None = None) -> tuple[pa.DataType, int | None]:
+    """The type and size of a vector output computed from vector input ``field``: sparse for sparse
+    input (or as ``sparse`` says), else dense of ``size`` (default: the input's size). A dense output
+    whose size the schema does not tell is declared as a variable ``list<double>``."""
+    if not is_vector_type(field.type):
+        raise SchemaError(f"{stage}: column '{field.name}' (parameter '{param}') has type {field.type}, expected a "
+                          f"vector column (dense fixed_size_list<double> or sparse); build one with "
+                          f"fl.feature.VectorAssembler")
+    if size is None:
+        size = declared_size(field)
+    if sparse is None:
+        sparse = is_sparse(field.type)
+    if sparse:
+        return SPARSE_VECTOR, size
+    return (dense_vector_type(size) if size is not None else pa.list_(pa.float64())), size
+
+
+def combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks == 1:
+            return col.chunk(0)
+        return pa.concat_arrays(col.chunks) if col.num_chunks else pa.array([], col.type)
+    return col
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def is_string_list(t: pa.DataType) -> bool:
+    return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
+        _is_string(t.value_type) or pa.types.is_null(t.value_type))
+
+
+def string_array(t: pa.Table, name: str, stage: str, param: str = "input_col") -> pa.Array:
+    """A string column as one ``string`` array (nulls kept); other types raise naming the column."""
+    if name not in t.column_names:
+        schema_field(t.schema, name, stage, param)
+    arr = combined(t.column(name))
+    if pa.types.is_dictionary(arr.type) and _is_string(arr.type.value_type):
+        arr = arr.cast(arr.type.value_type)
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.string())
+    if not _is_string(arr.type):
+        raise TypeError(f"{stage}: column '{name}' (parameter '{param}') has type {arr.type}, expected a string "
+                        f"column")
+    return arr.cast(pa.string()) if pa.types.is_large_string(arr.type) else arr
+
+
+def string_list_array(t: pa.Table, name: str, stage: str, param: str = "input_col") -> pa.ListArray:
+    """A column of string lists as one ``list<string>`` array (null lists and null strings kept)."""
+    if name not in t.column_names:
+        schema_field(t.schema, name, stage, param)
+    arr = combined(t.column(name))
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.list_(pa.string()))
+    if not is_string_list(arr.type):
+        raise TypeError(f"{stage}: column '{name}' (parameter '{param}') has type {arr.type}, expected a column of "
+                        f"string lists (list<string>), such as Tokenizer's output")
+    if arr.type != pa.list_(pa.string()):
+        arr = arr.cast(pa.list_(pa.string()))
+    return arr
+
+
+def list_from_parts(counts: np.ndarray, values: pa.Array, valid: pa.Array | None) -> pa.ListArray:
+    """A list array whose row ``i`` holds the next ``counts[i]`` entries of ``values``; rows where
+    ``valid`` is False are null (and hold no entries)."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    mask = None
+    if valid is not None:
+        m = np.asarray(valid.to_numpy(zero_copy_only=False), dtype=bool)
+        if not m.all():
+            mask = pa.array(~m)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
