@@ -325,7 +325,7 @@ class CrossValidator(_Tuning):
             bad = (f != np.floor(f)) | (f < 0) | (f >= k)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{owner}: column '{self.fold_col}' (parameter 'fold_col') holds {f[row]!r} at row "
+                raise ValueError(f"{owner}: column '{self.fold_col}' (parameter 'fold_col') holds {float(f[row])!r} at row "
                                  f"{row}; folds must be integers in [0, {k - 1}] (num_folds = {k})")
             fold = f.astype(np.int64)
             empty = [i for i in range(k) if not (fold == i).any()]
