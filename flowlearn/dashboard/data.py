@@ -47,8 +47,9 @@ __all__ = ["DashboardData", "CHART_METRICS"]
 
 #: The window metrics charted, in this order, when the evaluation rows have them.
 CHART_METRICS = ("auc", "log_loss", "accuracy", "rmse")
-_OUTPUT_PARAMS = ("output_col", "output_cols", "prediction_col", "raw_prediction_col", "prediction_detail_col")
-_FIT_ONLY_PARAMS = ("label_col", "weight_col", "version_col")
+_OUTPUT_PARAMS = ("output_col", "output_cols", "prediction_col", "raw_prediction_col", "prediction_detail_col",
+                  "model_version_col")
+_FIT_ONLY_PARAMS = ("label_col", "weight_col", "version_col", "fold_col", "time_col")
 _MAX_STAGES = 10_000
 _MAX_EVAL_ROWS = 20_000
 

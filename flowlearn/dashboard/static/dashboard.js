@@ -143,7 +143,7 @@ function renderMetrics(doc) {
       const byKey = {};
       for (const r of ev.versions) byKey[r.window + ":" + r.model_version] = r["window_" + m];
       shown.forEach((v, i) => {
-        series.push({label: "model_version " + v, color: PALETTE[i % PALETTE.length], width: 1, points: {show: true, size: 4}});
+        series.push({label: "mv " + v, color: PALETTE[i % PALETTE.length], width: 1, points: {show: true, size: 4}});
         data.push(xs.map(w => (byKey[w + ":" + v] === undefined ? null : byKey[w + ":" + v])));
       });
       chart(id, box, `${name}: ${METRIC_LABELS[m] || m} per window`, false, series, data, 220);
@@ -161,7 +161,7 @@ function renderVersionTotals(group, name, ev) {
   const last = {};
   for (const r of ev.versions) last[r.model_version] = r;
   const t = el("table", {id: `totals-${name}`}, el("thead", {}, el("tr", {},
-    ...["model_version (as scored)", "rows", "last window"].concat(ev.metrics.map(m => (METRIC_LABELS[m] || m) + ", cumulative"))
+    ...["mv (model_version as scored)", "rows", "last window"].concat(ev.metrics.map(m => (METRIC_LABELS[m] || m) + ", cumulative"))
       .map(h => el("th", {text: h})))));
   const tb = el("tbody");
   for (const r of Object.values(last).sort((a, b) => b.model_version - a.model_version)) {
