@@ -3,11 +3,15 @@ against servers on free ports.
 
 Proves: /predict answers equal LocalPredictor.predict (one row) and predict_batch (rows) for a
 fitted VectorAssembler -> StandardScaler -> KMeans pipeline, dense vectors as lists and sparse
-ones as {"size", "indices", "values"}, skipped rows as null in place; bad input is a 400 whose
-message names the column (and rows[i]), never a traceback; /metrics is valid Prometheus text
-whose counters and histograms move with the traffic; concurrent clients get correct answers and
-are all counted; saved-model paths and model stores are served (a store's new version is swapped
-in); close() is clean with open keep-alive connections; the CLI serves and stops on SIGTERM."""
+ones as {"size", "indices", "values"}, skipped rows as null in place; by default an answer holds
+the output columns only (the pipeline's last column, not its assembled or scaled vectors), the
+request's columns with ?include_inputs=true, the intermediate ones with
+?include_intermediates=true; /model lists the input columns and their types; bad input is a 400
+whose message names the column (and rows[i]), never a traceback; /metrics is valid Prometheus
+text whose counters and histograms move with the traffic; concurrent clients get correct answers
+and are all counted; saved-model paths and model stores are served (a store's new version is
+swapped in); close() is clean with open keep-alive connections; the CLI serves and stops on
+SIGTERM."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from serve_helper import cli_server
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+
+from serve_helper import cli_server  # noqa: E402
 
 import flowlearn as fl
 from flowlearn.linalg import SparseVector
@@ -31,6 +40,7 @@ from flowlearn.modelstream import ModelStore
 from flowlearn.serving.http import serve, to_jsonable
 
 TIMEOUT = 10.0
+ALL = "?include_inputs=true&include_intermediates=true"      # every column, as LocalPredictor returns it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,8 +61,8 @@ def request(url, body=None, method=None, raw=False):
     return status, headers, json.loads(text)
 
 
-def post(server, body):
-    return request(server.url + "/predict", body, "POST")
+def post(server, body, query=""):
+    return request(server.url + "/predict" + query, body, "POST")
 
 
 def get(server, path):
@@ -140,17 +150,40 @@ def server(model):
 def test_single_rows_equal_local_predictor(server, predictor):
     rows = make_rows(20, seed=7) + [{"a": 1, "b": -2}, {"a": 0.0, "b": 0.0, "extra": "kept"}]
     for row in rows:
-        status, headers, doc = post(server, row)
+        status, headers, doc = post(server, row, ALL)
         assert status == 200 and headers["Content-Type"] == "application/json"
         expected = predictor.predict(row)
         assert doc == {"prediction": as_json(expected), "model_version": None}
         assert doc["prediction"]["features"] == expected["features"].tolist()    # dense vector -> list
         assert isinstance(doc["prediction"]["cluster"], int)
+        # by default the output column only; the request's columns on request
+        assert post(server, row)[2] == {"prediction": {"cluster": expected["cluster"]}, "model_version": None}
+        doc = post(server, row, "?include_inputs=true")[2]
+        assert doc["prediction"] == as_json({**row, "cluster": expected["cluster"]})
+        doc = post(server, row, "?include_intermediates=true")[2]
+        assert doc["prediction"] == as_json({k: expected[k] for k in ("raw", "features", "cluster")})
+
+
+def test_batches_answer_the_output_columns_by_default(server, predictor):
+    rows = make_rows(5, seed=12)
+    expected = predictor.predict_batch(rows)
+    status, _, doc = post(server, {"rows": rows})
+    assert status == 200
+    assert doc == {"predictions": [{"cluster": c} for c in expected.column("cluster").to_pylist()],
+                   "model_version": None}
+    doc = post(server, {"rows": rows}, "?include_inputs=1")[2]
+    assert doc["predictions"] == as_json(expected.select(["a", "b", "cluster"]).to_pylist())
+
+
+@pytest.mark.parametrize("query", ["?include_inputs=maybe", "?colour=red", "?include_inputs"])
+def test_bad_query_parameters_are_400(server, query):
+    status, _, doc = post(server, {"a": 1.0, "b": 2.0}, query)
+    assert status == 400 and "include_inputs" in doc["error"], doc
 
 
 def test_batches_equal_predict_batch(server, predictor):
     rows = make_rows(64, seed=11)
-    status, _, doc = post(server, {"rows": rows})
+    status, _, doc = post(server, {"rows": rows}, ALL)
     assert status == 200 and doc["model_version"] is None
     assert doc["predictions"] == as_json(predictor.predict_batch(rows).to_pylist())
     # the batch path and the row path agree
@@ -159,7 +192,7 @@ def test_batches_equal_predict_batch(server, predictor):
         assert pred["cluster"] == one["cluster"]
         np.testing.assert_allclose(pred["features"], one["features"], rtol=1e-12)
     # a bare JSON array is a batch too; an empty batch is fine
-    assert post(server, rows[:3])[2]["predictions"] == doc["predictions"][:3]
+    assert post(server, rows[:3], ALL)[2]["predictions"] == doc["predictions"][:3]
     assert post(server, {"rows": []})[2] == {"predictions": [], "model_version": None}
 
 
@@ -173,7 +206,7 @@ def test_sparse_vectors_and_skipped_rows():
     p = fl.LocalPredictor(model)
     with serve(model, port=0) as s:
         row = {"v": {"size": 3, "indices": [0, 2], "values": [2.0, 1.0]}, "x": 1.0}
-        status, _, doc = post(s, row)
+        status, _, doc = post(s, row, ALL)
         assert status == 200
         expected = p.predict({"v": SparseVector(3, [0, 2], [2.0, 1.0]), "x": 1.0})
         assert doc["prediction"] == as_json(expected)
@@ -181,7 +214,7 @@ def test_sparse_vectors_and_skipped_rows():
         # handle_invalid="skip": a null drops the row -> null, in place within a batch
         assert post(s, {"v": None, "x": 1.0})[2] == {"prediction": None, "model_version": None}
         rows = [row, {"v": None, "x": 2.0}, {"v": {"size": 3, "indices": [1], "values": [8.0]}, "x": 2.0}]
-        status, _, doc = post(s, {"rows": rows})
+        status, _, doc = post(s, {"rows": rows}, ALL)
         assert status == 200 and doc["predictions"][1] is None
         kept = p.predict_batch([rows[0] | {"v": SparseVector(3, [0, 2], [2.0, 1.0])},
                                 rows[2] | {"v": SparseVector(3, [1], [8.0])}]).to_pylist()
@@ -224,12 +257,16 @@ def test_unknown_path_and_wrong_method(server):
     status, _, _ = request(server.url + "/metrics", b"{}", "POST")
     assert status == 405
     assert post(server, {"a": 1.0, "b": 2.0})[0] == 200          # still serving
-    # on one keep-alive connection, an error answer to a request with an unread body closes it
+    # on one keep-alive connection, the body of a request answered without reading it is dropped by
+    # the server's HTTP parser, never read as the next request
     conn = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
-    conn.request("POST", "/nope", body=b'{"a": 1.0, "b": 2.0}')
+    conn.request("POST", "/nope", body=b'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
     resp = conn.getresponse()
-    assert resp.status == 404 and resp.getheader("Connection") == "close"
+    assert resp.status == 404
     resp.read()
+    conn.request("POST", "/predict", body=b'{"a": 1.0, "b": 2.0}')
+    resp = conn.getresponse()
+    assert resp.status == 200 and "cluster" in json.loads(resp.read())["prediction"]
     conn.close()
     conn = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
     for _ in range(3):                                            # a 400 with its body read keeps it open
@@ -264,6 +301,10 @@ def test_model_and_healthz(server):
                                                     "flowlearn.clustering.KMeansModel"]
     assert doc["stages"][2]["params"]["k"] == 3 and doc["stages"][0]["params"]["input_cols"] == ["a", "b"]
     assert doc["stages"][2]["model_data"][0]["rows"] == 3
+    # the columns a row needs, with their types, and what the model answers
+    assert doc["inputs"] == [{"name": "a", "type": "number", "stage": "VectorAssembler"},
+                             {"name": "b", "type": "number", "stage": "VectorAssembler"}]
+    assert doc["outputs"] == ["cluster"]
     assert get(server, "/healthz")[:3:2] == (200, {"status": "ok", "model_version": None})
 
 
@@ -305,18 +346,22 @@ def test_concurrent_requests(server, predictor):
     rows = make_rows(40, seed=5)
     expected = [as_json(predictor.predict(r)) for r in rows]
     expected_batch = as_json(predictor.predict_batch(rows[:10]).to_pylist())
+    expected_clusters = [{"cluster": e["cluster"]} for e in expected]
     before, _ = parse_metrics(get(server, "/metrics")[2])
 
     def client(i):
         bad = 0
         for j in range(20):
+            r = (i * 20 + j) % len(rows)
             if j % 5 == 4:
-                status, _, doc = post(server, {"rows": rows[:10]})
+                status, _, doc = post(server, {"rows": rows[:10]}, ALL)
                 bad += status != 200 or doc["predictions"] != expected_batch
-            else:
-                r = (i * 20 + j) % len(rows)
-                status, _, doc = post(server, rows[r])
+            elif j % 2:
+                status, _, doc = post(server, rows[r], ALL)
                 bad += status != 200 or doc["prediction"] != expected[r]
+            else:
+                status, _, doc = post(server, rows[r])
+                bad += status != 200 or doc["prediction"] != expected_clusters[r]
         return bad
 
     with ThreadPoolExecutor(8) as pool:
@@ -337,7 +382,7 @@ def test_serve_saved_model_path(tmp_path, model, predictor):
     model.save(path)
     row = {"a": 1.5, "b": -0.5}
     with serve(path, port=0) as s:
-        assert post(s, row)[2]["prediction"] == as_json(predictor.predict(row))
+        assert post(s, row, ALL)[2]["prediction"] == as_json(predictor.predict(row))
         assert get(s, "/model")[2]["source"] == path
 
 
@@ -347,7 +392,7 @@ def test_serve_model_store_follows_new_versions(tmp_path):
     store.publish(m1)
     row = {"a": 2.0, "b": 1.0}
     with serve(str(tmp_path / "store"), port=0, poll_interval=0.05) as s:
-        status, _, doc = post(s, row)
+        status, _, doc = post(s, row, ALL)
         assert status == 200 and doc["model_version"] == 1
         assert doc["prediction"] == as_json(fl.LocalPredictor(m1).predict(row) | {"model_version": 1})
         assert get(s, "/model")[2]["model_version"] == 1
@@ -356,7 +401,7 @@ def test_serve_model_store_follows_new_versions(tmp_path):
         while get(s, "/healthz")[2]["model_version"] != 2:
             assert time.monotonic() < deadline, "version 2 was never served"
             time.sleep(0.02)
-        status, _, doc = post(s, {"rows": [row, row]})
+        status, _, doc = post(s, {"rows": [row, row]}, ALL)
         assert doc["model_version"] == 2
         p2 = fl.LocalPredictor(m2)
         p2.swap(m2, 2)
@@ -422,7 +467,7 @@ def test_cli_serves_until_sigterm(tmp_path, model, predictor):
     with cli_server(path) as (proc, url):
         assert request(url + "/healthz")[0] == 200
         row = {"a": -1.0, "b": 2.0}
-        assert request(url + "/predict", row, "POST")[2]["prediction"] == as_json(predictor.predict(row))
+        assert request(url + "/predict" + ALL, row, "POST")[2]["prediction"] == as_json(predictor.predict(row))
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, err

@@ -3,8 +3,9 @@
 PATH_OR_STORE_URL is a saved model (a directory with ``metadata.json``; a path or fsspec URL),
 a model store directory (served at its newest valid version, each new version swapped in),
 or ``kafka://HOST:PORT[,HOST:PORT...]/TOPIC`` for a Kafka model store. Endpoints:
-``POST /predict``, ``GET /model``, ``GET /healthz``, ``GET /metrics`` (see
-:mod:`flowlearn.serving.http`). Ctrl-C or SIGTERM shuts the server down cleanly.
+``POST /predict``, ``GET /model``, ``GET /healthz``, ``GET /metrics``, ``GET /openapi.json`` and the
+Open Inference Protocol under ``/v2`` (see :mod:`flowlearn.serving.http`; Starlette on uvicorn,
+the ``serve`` extra). Ctrl-C or SIGTERM shuts the server down cleanly.
 
 Examples::
 
@@ -13,6 +14,7 @@ Examples::
     flowlearn serve ./models/churn --max-rows 50000 --max-body-bytes 33554432   # bigger batches
     flowlearn serve kafka://127.0.0.1:9092/churn-models
     curl -s localhost:8080/predict -d '{"age": 41, "plan": "pro"}'
+    curl -s 'localhost:8080/predict?include_inputs=true' -d '{"age": 41, "plan": "pro"}'
 
 Wiring (``flowlearn/cli/main.py``)::
 
@@ -52,11 +54,18 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrent-predictions", type=int, default=DEFAULT_MAX_CONCURRENT_PREDICTIONS,
                    help=f"requests decoded and predicted at once; others wait (default: "
                         f"{DEFAULT_MAX_CONCURRENT_PREDICTIONS})")
+    p.add_argument("--request-timeout", type=float, default=60.0,
+                   help="seconds a request body may take to arrive, a request may wait for a prediction job, "
+                        "and an idle keep-alive connection stays open (default: 60)")
+    p.add_argument("--model-name", default=None,
+                   help="the model's name in the Open Inference Protocol paths /v2/models/NAME (default: the "
+                        "last part of PATH_OR_STORE_URL)")
     p.set_defaults(func=run_serve)
 
 
 _DESCRIPTION = ("Serve a saved model or a model store over HTTP: POST /predict, GET /model, GET /healthz, "
-                "GET /metrics (Prometheus). A model store is followed: each new valid version is swapped in.")
+                "GET /metrics (Prometheus), GET /openapi.json and the Open Inference Protocol (KServe V2) under "
+                "/v2. A model store is followed: each new valid version is swapped in.")
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -69,12 +78,18 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT / SIGTERM; 0 on a clean shutdown, 2 when the model cannot be opened."""
-    from flowlearn.serving.http import serve
-
     try:
+        from flowlearn.serving.http import serve
+
         server = serve(args.target, host=args.host, port=args.port, poll_interval=args.poll_interval,
                        max_rows=args.max_rows, max_body_bytes=args.max_body_bytes,
-                       max_concurrent_predictions=args.max_concurrent_predictions)
+                       max_concurrent_predictions=args.max_concurrent_predictions,
+                       request_timeout=getattr(args, "request_timeout", 60.0),
+                       model_name=getattr(args, "model_name", None))
+    except ImportError as e:
+        print(f"flowlearn serve: error: {e}; install the server with `pip install 'flowlearn[serve]'`",
+              file=sys.stderr)
+        return 2
     except (ValueError, TypeError, LookupError, OSError) as e:
         print(f"flowlearn serve: error: {e}", file=sys.stderr)
         return 2
