@@ -402,6 +402,25 @@ def test_bad_labels_name_row_and_value():
         LogisticRegression().fit(fl.table({"features": X[:2], "label": pa.array([1.0, None])}))
 
 
+def test_labels_one_to_k_are_refused_with_the_way_to_index_them(iris):
+    X, y = iris
+    with pytest.raises(ValueError, match=r"has labels up to 3 but class\(es\) 0 never occur; labels must be the class "
+                                         r"indices 0, 1, ..., k-1, each occurring. Index the labels with "
+                                         r"fl.feature.StringIndexer"):
+        LogisticRegression().fit(table(X, y + 1.0))
+    with pytest.raises(ValueError, match=r"class\(es\) 1 never occur"):
+        LogisticRegression().fit(table(X, np.where(y == 1, 2.0, y)))
+    # indexed by StringIndexer (alphabetical order keeps 1 < 2 < 3), the same labels train 3 classes like scikit-learn
+    t = fl.table({"features": X, "label": (y + 1.0).astype(str)})
+    idx = fl.feature.StringIndexer(input_cols=["label"], output_cols=["label_idx"], string_order_type="alphabetAsc")
+    indexed = idx.fit(t).transform(t)
+    model = LogisticRegression(reg=0.01, label_col="label_idx", tol=1e-10).fit(indexed)
+    assert model.num_classes == 3
+    np.testing.assert_allclose(probs(model, indexed), sk_fit(X, y, 0.01).predict_proba(X), atol=1e-4)
+    # binary data with one class only stays a (binomial) model: 0/1 labels are class indices
+    assert LogisticRegression(reg=0.1).fit(table(X[:5], np.ones(5))).num_classes == 2
+
+
 def test_bad_features_and_weights():
     X = np.ones((4, 2))
     X[2, 1] = np.nan

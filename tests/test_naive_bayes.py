@@ -1,6 +1,9 @@
-"""NaiveBayes / NaiveBayesModel (Flink ML multinomial naive Bayes over categorical values).
+"""NaiveBayes / NaiveBayesModel: model_type 'categorical' (Flink ML's naive Bayes over categorical
+values), 'multinomial' and 'gaussian' (Spark MLlib's definitions).
 
-Oracles: Flink ML's published NaiveBayesTest vectors, scikit-learn's CategoricalNB configured
+Oracles for 'multinomial' and 'gaussian': scikit-learn's MultinomialNB (feature_log_prob_, with
+Spark's smoothed class prior given as class_prior, in closed form) on the digits pixel counts and
+GaussianNB (theta_, var_, class_prior_) on iris and breast cancer. Oracles for 'categorical': Flink ML's published NaiveBayesTest vectors, scikit-learn's CategoricalNB configured
 to the same definition (ordinal-encoded categories = the values seen in training, alpha =
 smoothing, class prior = Flink ML's smoothed prior computed here in closed form) on the
 digits data set (pixel intensities 0..16 are categorical values), and closed forms.
@@ -9,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import scipy.sparse as sps
-from sklearn.datasets import load_digits
-from sklearn.naive_bayes import CategoricalNB
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris
+from sklearn.naive_bayes import CategoricalNB, GaussianNB, MultinomialNB
 from sklearn.preprocessing import OrdinalEncoder
 
 import flowlearn as fl
@@ -50,18 +53,19 @@ def theta_dicts(model):
 def test_param_defaults_and_set():
     nb = NaiveBayes()
     assert (nb.features_col, nb.label_col, nb.prediction_col, nb.smoothing, nb.model_type) == (
-        "features", "label", "prediction", 1.0, "multinomial")
+        "features", "label", "prediction", 1.0, "categorical")
     nb.set(features_col="f", label_col="y", prediction_col="p", smoothing=2)
     assert (nb.features_col, nb.label_col, nb.prediction_col, nb.smoothing) == ("f", "y", "p", 2.0)
     m = NaiveBayesModel()
-    assert (m.features_col, m.prediction_col, m.model_type) == ("features", "prediction", "multinomial")
+    assert (m.features_col, m.prediction_col, m.model_type) == ("features", "prediction", "categorical")
     assert "smoothing" not in m.get_params() and "label_col" not in m.get_params()
 
 
 def test_bad_params():
     with pytest.raises(ValueError, match=r"NaiveBayes: parameter 'smoothing' = -0.5 violates gt_eq\(0\)"):
         NaiveBayes(smoothing=-0.5)
-    with pytest.raises(ValueError, match=r"'model_type' = 'bernoulli' violates in_array\(\['multinomial'\]\)"):
+    with pytest.raises(ValueError, match=r"'model_type' = 'bernoulli' violates in_array\(\['categorical', "
+                                         r"'multinomial', 'gaussian'\]\)"):
         NaiveBayes(model_type="bernoulli")
     with pytest.raises(TypeError, match="NaiveBayesModel has no parameter 'smoothing'"):
         NaiveBayesModel(smoothing=1.0)
@@ -277,3 +281,93 @@ def test_row_fn_errors():
         fn({"features": [0.0, 5.0]})
     with pytest.raises(ValueError, match="expects size 2"):
         fn({"features": [0.0]})
+
+
+# --- model_type='multinomial' and 'gaussian' (Spark MLlib) ----------------------------------
+
+
+def dense_model(model):
+    t = model.get_model_data()[0]
+    get = lambda c: np.array(t.column(c).to_pylist())  # noqa: E731
+    return get("label"), get("pi"), get("theta"), (get("sigma") if "sigma" in t.column_names else None)
+
+
+@pytest.mark.parametrize("smoothing", [1.0, 0.25])
+def test_multinomial_matches_sklearn_multinomial_nb_on_digits(digits, smoothing):
+    x, y = digits
+    model = NaiveBayes(model_type="multinomial", smoothing=smoothing).fit({"features": x, "label": y})
+    _, n_c = np.unique(y, return_counts=True)
+    spark_prior = (n_c + smoothing) / (len(y) + len(n_c) * smoothing)   # Spark: log(n_c + s) - log(n + L s)
+    oracle = MultinomialNB(alpha=smoothing, force_alpha=True, class_prior=spark_prior).fit(x, y)
+    labels, pi, theta, sigma = dense_model(model)
+    assert sigma is None and labels.tolist() == oracle.classes_.tolist()
+    np.testing.assert_allclose(theta, oracle.feature_log_prob_, rtol=1e-12)
+    np.testing.assert_allclose(pi, oracle.class_log_prior_, rtol=1e-12)
+    assert predictions(model, {"features": x}) == oracle.predict(x).tolist()
+    # sparse input: same model, same predictions
+    sp = fl.table({"features": fl.linalg.from_csr(sps.csr_matrix(x)), "label": y})
+    sparse_model = NaiveBayes(model_type="multinomial", smoothing=smoothing).fit(sp)
+    np.testing.assert_allclose(dense_model(sparse_model)[2], theta, rtol=1e-12)
+    assert predictions(sparse_model, sp) == oracle.predict(x).tolist()
+
+
+@pytest.mark.parametrize("load", [load_iris, load_breast_cancer])
+def test_gaussian_matches_sklearn_gaussian_nb(load):
+    x, y = load(return_X_y=True)
+    y = y.astype(np.float64)
+    model = NaiveBayes(model_type="gaussian").fit({"features": x, "label": y})
+    oracle = GaussianNB().fit(x, y)
+    labels, pi, theta, sigma = dense_model(model)
+    np.testing.assert_allclose(theta, oracle.theta_, rtol=1e-12)
+    np.testing.assert_allclose(sigma, oracle.var_, rtol=1e-10)
+    np.testing.assert_allclose(pi, np.log(oracle.class_prior_), rtol=1e-12)
+    assert predictions(model, {"features": x}) == oracle.predict(x).tolist()
+    shifted = x[::7] * 1.1 + 0.3      # real values never seen in training are fine for Gaussian
+    assert predictions(model, {"features": shifted}) == oracle.predict(shifted).tolist()
+
+
+@pytest.mark.parametrize("model_type", ["multinomial", "gaussian"])
+def test_fit_over_parts_save_load_and_row_kernel(tmp_path, digits, model_type):
+    x, y = digits
+    t = fl.table({"features": x, "label": y})
+    est = NaiveBayes(model_type=model_type, smoothing=0.5)
+    whole = est.fit(t)
+    parts = [t.slice(0, 700), t.slice(700, 1), t.slice(701, 0), t.slice(701)]
+    merged = est.finish(est.merge([est.partial(p) for p in parts]))
+    for a, b in zip(dense_model(whole), dense_model(merged)):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    whole.save(str(tmp_path / "nb"))
+    loaded = fl.load(str(tmp_path / "nb"))
+    assert loaded.model_type == model_type
+    batch = predictions(whole, t)
+    assert predictions(loaded, t) == batch
+    fn = loaded.row_fn()
+    rows = [{"features": x[i]} for i in range(0, len(x), 37)]
+    for r in rows:
+        fn(r)
+    assert [r["prediction"] for r in rows] == batch[::37]
+
+
+def test_multinomial_refuses_negative_values_and_gaussian_takes_them():
+    t = {"features": [[1.0, 2.0], [0.0, -3.0]], "label": [0, 1]}
+    with pytest.raises(ValueError, match=r"NaiveBayes: column 'features' \(parameter 'features_col'\) has the negative "
+                                         r"value -3.0 at row 1, index 1; model_type='multinomial' needs non-negative"):
+        NaiveBayes(model_type="multinomial").fit(t)
+    model = NaiveBayes(model_type="multinomial").fit({"features": [[1.0, 2.0], [3.0, 0.0]], "label": [0, 1]})
+    with pytest.raises(ValueError, match=r"NaiveBayesModel: column 'features' .* negative value -1.0 at row 0, index 0"):
+        model.transform({"features": [[-1.0, 0.0]]})
+    assert predictions(NaiveBayes(model_type="gaussian").fit(t), {"features": [[1.0, 2.0], [0.1, -2.5]]}) == [0.0, 1.0]
+
+
+def test_model_data_of_another_model_type_is_refused(digits):
+    x, y = digits
+    cat = NaiveBayes().fit({"features": x[:50], "label": y[:50]})
+    with pytest.raises(ValueError, match=r"NaiveBayesModel: model data of model_type='gaussian' lacks columns "
+                                         r"\['label', 'pi', 'sigma'\]"):
+        NaiveBayesModel(model_type="gaussian").set_model_data(*cat.get_model_data())
+    with pytest.raises(ValueError, match=r"NaiveBayes: a fit state has schema"):
+        NaiveBayes(model_type="gaussian").finish(NaiveBayes().partial({"features": x[:5], "label": y[:5]}))
+    with pytest.raises(ValueError, match="NaiveBayes: fit needs at least one row"):
+        NaiveBayes(model_type="gaussian").fit({"features": pa.array([], fl.linalg.dense_vector_type(2)),
+                                               "label": pa.array([], pa.float64())})

@@ -85,6 +85,16 @@ def _check_labels(y: np.ndarray, multi_class: str, label_col: str, stage: str) -
                          f"row {row}; labels are class indices 0, 1, ..., k-1 and k may be at most {MAX_CLASSES}; "
                          f"map other labels with fl.feature.StringIndexer")
     k = max(int(y.max()) + 1, 2)
+    if k > 2:
+        # labels 1..3 would otherwise train a 4th class 0 that never occurs: refuse, and say how to index
+        missing = np.flatnonzero(np.bincount(y.astype(np.int64), minlength=k) == 0)
+        if len(missing):
+            shown = ", ".join(str(int(c)) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            raise ValueError(f"{stage}: column '{label_col}' (parameter 'label_col') has labels up to {k - 1} but "
+                             f"class(es) {shown} never occur; labels must be the class indices 0, 1, ..., k-1, "
+                             f"each occurring. Index the labels with fl.feature.StringIndexer(input_cols="
+                             f"['{label_col}'], output_cols=['{label_col}_idx']) and set label_col, or renumber "
+                             f"them (e.g. labels 1..{k - 1}: subtract 1)")
     if multi_class == "auto":
         return k == 2, k
     return False, k

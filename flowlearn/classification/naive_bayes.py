@@ -1,9 +1,15 @@
-"""Naive Bayes classification as in Flink ML 2.x: ``NaiveBayes`` / ``NaiveBayesModel``.
+"""Naive Bayes classification: ``NaiveBayes`` / ``NaiveBayesModel``, three model types.
 
-The only model type is Flink ML's ``"multinomial"``: every element of the features vector
-is a categorical feature whose *values* are the categories (``[0.0, 2.0, 1.0]`` means
-feature 0 has category 0.0, feature 1 category 2.0, ...). For every label and feature the
-estimator counts how often each category occurs and applies Laplace (additive) smoothing.
+* ``"categorical"`` (default; Flink ML 2.x's ``NaiveBayes``, which Flink ML calls "multinomial"):
+  every element of the features vector is a categorical feature whose *values* are the
+  categories (``[0.0, 2.0, 1.0]`` means feature 0 has category 0.0, feature 1 category 2.0, ...).
+  For every label and feature the estimator counts how often each category occurs and applies
+  Laplace (additive) smoothing; the per-feature probabilities are scikit-learn's ``CategoricalNB``
+  (``alpha = smoothing``) over the categories seen. A value never seen for a feature is an error.
+* ``"multinomial"`` (Spark MLlib's and scikit-learn's ``MultinomialNB``): features are
+  non-negative counts or frequencies (e.g. term frequencies).
+* ``"gaussian"`` (Spark MLlib's and scikit-learn's ``GaussianNB``): real-valued features, one
+  normal distribution per label and feature.
 
 Example:
     >>> import flowlearn as fl
@@ -19,22 +25,31 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator, RowFn
-from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.data.columns import check_finite, numeric_column, vector_column, with_column
+from flowlearn.feature.scalers import _merge_moments, _moments
 from flowlearn.linalg import SparseVector, dense_vector_type, to_numpy
 from flowlearn.params import HasFeaturesCol, HasLabelCol, HasPredictionCol, Param, gt_eq, in_array
 
 __all__ = ["NaiveBayes", "NaiveBayesModel"]
+
+MODEL_TYPES = ["categorical", "multinomial", "gaussian"]
+# GaussianNB's variance smoothing: this fraction of the largest feature variance is added to every
+# variance (Spark's and scikit-learn's 1e-9), so a constant feature does not divide by zero.
+VAR_SMOOTHING = 1e-9
 
 # Rows per block in the batch kernels (bounds the n x d temporaries).
 _BLOCK_ELEMENTS = 1 << 20
 
 
 class _NaiveBayesModelParams(HasFeaturesCol, HasPredictionCol):
-    model_type = Param(str, default="multinomial", validator=in_array(["multinomial"]),
-                       doc="The model type. Supported options: 'multinomial'.")
+    model_type = Param(str, default="categorical", validator=in_array(MODEL_TYPES),
+                       doc="'categorical' (feature values are categories; Flink ML's NaiveBayes), 'multinomial' "
+                           "(non-negative counts; Spark's and scikit-learn's MultinomialNB) or 'gaussian' (real "
+                           "values; Spark's and scikit-learn's GaussianNB).")
 
 
 class _NaiveBayesParams(_NaiveBayesModelParams, HasLabelCol):
@@ -101,9 +116,20 @@ class _Categories:
 
 
 class NaiveBayes(_NaiveBayesParams, OnePassEstimator):
-    """Multinomial naive Bayes over categorical feature values (Flink ML ``NaiveBayes``).
+    """Naive Bayes: categorical (Flink ML ``NaiveBayes``), multinomial or Gaussian (Spark MLlib).
 
-    Training, with ``n`` rows, ``d`` features, ``L`` distinct labels, ``n_c`` rows of label
+    ``model_type="multinomial"``, with ``S_cj`` the sum of feature ``j`` over the rows of label
+    ``c`` (features must be non-negative): ``theta[c][j] = log(S_cj + s) - log(sum_j S_cj + d * s)``
+    and ``pi[c] = log(n_c + s) - log(n + L * s)`` (Spark's smoothed prior; scikit-learn's
+    ``MultinomialNB`` has the same ``feature_log_prob_``). A row scores ``pi[c] + x . theta[c]``.
+
+    ``model_type="gaussian"``: per label and feature the mean ``theta[c][j]`` and the population
+    variance ``sigma[c][j]`` plus ``1e-9`` times the largest population variance of a feature over
+    all rows; ``pi[c] = log(n_c / n)`` (Spark's and scikit-learn's ``GaussianNB``; ``smoothing`` is
+    not used). A row scores ``pi[c] - 1/2 sum_j (log(2 pi sigma[c][j]) + (x_j - theta[c][j])^2 /
+    sigma[c][j])``.
+
+    ``model_type="categorical"`` (default), with ``n`` rows, ``d`` features, ``L`` distinct labels, ``n_c`` rows of label
     ``c``, ``s = smoothing``, ``K_j`` the number of distinct values of feature ``j`` over the
     whole input and ``N_cjv`` the number of rows of label ``c`` whose feature ``j`` equals ``v``:
 
@@ -111,8 +137,8 @@ class NaiveBayes(_NaiveBayesParams, OnePassEstimator):
       feature ``j`` (under any label);
     * ``pi[c] = log(n_c * d + s) - log(n * d + L * s)`` (Flink ML's class prior).
 
-    Prediction picks the label maximizing ``pi[c] + sum_j theta[c][j][x_j]`` (the first
-    label, in ascending order, on ties). A feature value never seen for that feature during
+    Prediction picks the label maximizing ``pi[c] + sum_j theta[c][j][x_j]`` for the
+    categorical type (the first label, in ascending order, on ties, for every type). A feature value never seen for that feature during
     training raises an error (Flink ML has no probability for it either).
 
     Labels must be numbers with integer values ("indexed" labels, as Flink ML requires);
@@ -124,12 +150,34 @@ class NaiveBayes(_NaiveBayesParams, OnePassEstimator):
         >>> m = fl.classification.NaiveBayes().fit(t)
         >>> m.transform({"features": [[1.0], [0.0]]}).column("prediction").to_pylist()
         [1.0, 0.0]
+        >>> g = fl.table({"features": [[1.0, 2.1], [1.2, 1.9], [3.0, 0.2], [3.3, 0.1]], "label": [0, 0, 1, 1]})
+        >>> m = fl.classification.NaiveBayes(model_type="gaussian").fit(g)
+        >>> m.transform({"features": [[1.1, 2.5], [2.9, 0.4]]}).column("prediction").to_pylist()
+        [0.0, 1.0]
     """
 
-    # Fit state: one row per (label, feature, value) seen, with its row count: ``label`` (double),
+    # Fit state of the categorical type: one row per (label, feature, value) seen, with its row count: ``label`` (double),
     # ``feature`` (int64), ``value`` (double), ``count`` (int64); no rows for an empty input.
 
+    # Fit state of the multinomial and Gaussian types: one row per label, ``label`` (double), ``count``
+    # (int64), ``sum`` and ``m2`` (list<double>: the per-feature sums and sums of squared deviations
+    # from the label's mean; m2 is empty for multinomial). Sums add; m2 merges with Chan's rule.
+
+    def _labels(self, t: pa.Table, stage: str) -> np.ndarray:
+        y = numeric_column(t, self.label_col, stage, param="label_col")
+        frac = y != np.floor(y)
+        if frac.any():
+            row = int(np.flatnonzero(frac)[0])
+            raise ValueError(
+                f"{stage}: column '{self.label_col}' (parameter 'label_col') has the non-integer label "
+                f"{float(y[row])!r} at row {row}; labels must be indexed numbers (0, 1, 2, ...); "
+                f"index string or fractional labels first (for example with fl.feature.StringIndexer)"
+            )
+        return y
+
     def _partial(self, t: pa.Table) -> pa.Table:
+        if self.model_type != "categorical":
+            return self._partial_moments(t)
         stage = type(self).__name__
         x = vector_column(t, self.features_col, stage, param="features_col")
         y = numeric_column(t, self.label_col, stage, param="label_col")
@@ -174,7 +222,30 @@ class NaiveBayes(_NaiveBayesParams, OnePassEstimator):
         key = keys[cat]
         return _state_table(labels[lab], key // len(values), values[key % len(values)], counts[lab, cat])
 
+    def _partial_moments(self, t: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        x = vector_column(t, self.features_col, stage, param="features_col")
+        y = self._labels(t, stage)
+        n, d = x.shape
+        if n and d == 0:
+            raise ValueError(f"{stage}: column '{self.features_col}' holds empty vectors; "
+                             f"NaiveBayes needs at least one feature")
+        if self.model_type == "multinomial":
+            _check_nonnegative(x, self.features_col, stage)
+        labels, lab_index = np.unique(y + 0.0, return_inverse=True)
+        lab_index = lab_index.reshape(-1)
+        counts = np.bincount(lab_index, minlength=len(labels))
+        onehot = sps.csr_matrix((np.ones(n), lab_index, np.arange(n + 1)), shape=(n, len(labels))).T.tocsr()
+        sums = np.asarray((onehot @ x).todense() if sps.issparse(x) else onehot @ x).reshape(len(labels), d)
+        if self.model_type == "gaussian":
+            m2 = np.stack([_moments(x[lab_index == c])[2] for c in range(len(labels))]) if n else np.zeros((0, d))
+        else:
+            m2 = np.zeros((len(labels), 0))
+        return _moments_state(labels, counts, sums, m2)
+
     def _merge(self, states: list[pa.Table]) -> pa.Table:
+        if self.model_type != "categorical":
+            return _merge_moment_states(type(self).__name__, states)
         t = pa.concat_tables([_checked_state(type(self).__name__, st) for st in states])
         t = t.group_by(["label", "feature", "value"], use_threads=False).aggregate([("count", "sum")])
         t = t.sort_by([("label", "ascending"), ("feature", "ascending"), ("value", "ascending")])
@@ -182,6 +253,8 @@ class NaiveBayes(_NaiveBayesParams, OnePassEstimator):
 
     def _finish(self, state: pa.Table) -> "NaiveBayesModel":
         stage = type(self).__name__
+        if self.model_type != "categorical":
+            return self._finish_moments(_merge_moment_states(stage, [state]))
         st = _checked_state(stage, state)
         label, feat, vals, weights = (st.column(c).to_numpy() for c in ("label", "feature", "value", "count"))
         d = int(feat.max()) + 1
@@ -206,6 +279,113 @@ class NaiveBayes(_NaiveBayesParams, OnePassEstimator):
         model = NaiveBayesModel()
         self.copy_params_to(model)
         return model.set_model_data(_model_table(theta, cats, pi, labels))
+
+
+    def _finish_moments(self, st: pa.Table) -> "NaiveBayesModel":
+        stage = type(self).__name__
+        labels = st.column("label").to_numpy()
+        n_c = st.column("count").to_numpy().astype(np.float64)
+        if len(labels) == 0 or n_c.sum() == 0:
+            raise ValueError(f"{stage}: the input has no rows; NaiveBayes needs at least one row to fit")
+        sums = _matrix(st.column("sum"))
+        L, d = sums.shape
+        n = n_c.sum()
+        if self.model_type == "multinomial":
+            s = float(self.smoothing)
+            with np.errstate(divide="ignore"):
+                theta = np.log(sums + s) - np.log(sums.sum(axis=1, keepdims=True) + d * s)
+                pi = np.log(n_c + s) - np.log(n + L * s)
+            sigma = None
+        else:
+            theta = sums / n_c[:, None]
+            m2 = _matrix(st.column("m2"))
+            total = (0, np.zeros(d), np.zeros(d))
+            for c in range(L):
+                total = _merge_moments(total, (n_c[c], theta[c], m2[c]))
+            epsilon = VAR_SMOOTHING * float(np.max(total[2] / n)) if d else 0.0
+            sigma = m2 / n_c[:, None] + epsilon
+            pi = np.log(n_c) - np.log(n)
+        model = NaiveBayesModel()
+        self.copy_params_to(model)
+        return model.set_model_data(_dense_model_table(labels, pi, theta, sigma))
+
+
+def _check_nonnegative(x: np.ndarray | sps.csr_matrix, col: str, stage: str) -> None:
+    data = x.data if sps.issparse(x) else x
+    neg = data < 0
+    if neg.any():
+        if sps.issparse(x):
+            e = int(np.flatnonzero(neg)[0])
+            row, j = int(np.searchsorted(x.indptr, e, side="right") - 1), int(x.indices[e])
+        else:
+            row, j = (int(v) for v in np.argwhere(neg)[0])
+        raise ValueError(f"{stage}: column '{col}' (parameter 'features_col') has the negative value "
+                         f"{float(x[row, j])!r} at row {row}, index {j}; model_type='multinomial' needs non-negative "
+                         f"counts or frequencies (use model_type='gaussian' for real values)")
+
+
+_MOMENTS_SCHEMA = pa.schema([("label", pa.float64()), ("count", pa.int64()), ("sum", pa.list_(pa.float64())),
+                             ("m2", pa.list_(pa.float64()))])
+
+
+def _matrix(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A list<double> column of equal-length rows as a 2-D array."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if len(arr) == 0:
+        return np.zeros((0, 0))
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    return flat.reshape(len(arr), -1)
+
+
+def _moments_state(labels: np.ndarray, counts: np.ndarray, sums: np.ndarray, m2: np.ndarray) -> pa.Table:
+    def lists(m: np.ndarray) -> pa.Array:
+        offsets = np.arange(len(m) + 1, dtype=np.int32) * m.shape[1]
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(m.reshape(-1), pa.float64()))
+
+    return pa.Table.from_arrays([pa.array(labels, pa.float64()), pa.array(np.asarray(counts, dtype=np.int64)),
+                                 lists(sums), lists(m2)], schema=_MOMENTS_SCHEMA)
+
+
+def _merge_moment_states(stage: str, states: list[pa.Table]) -> pa.Table:
+    """One state row per label: counts and sums added, m2 merged with Chan's rule."""
+    for st in states:
+        if st.schema.remove_metadata() != _MOMENTS_SCHEMA:
+            raise ValueError(f"{stage}: a fit state has schema {st.schema}; expected (label double, count int64, "
+                             f"sum list<double>, m2 list<double>) as made by {stage}.partial of this model_type")
+    t = pa.concat_tables(states)
+    label, count = t.column("label").to_numpy(), t.column("count").to_numpy()
+    keep = count > 0
+    if not keep.any():
+        return _moments_state(np.empty(0), np.empty(0, np.int64), np.zeros((0, 0)), np.zeros((0, 0)))
+    sizes = pc.list_value_length(t.column("sum")).to_numpy(zero_copy_only=False)[keep]
+    if len(np.unique(sizes)) > 1:
+        raise ValueError(f"{stage}: the parts of the input hold feature vectors of different sizes; every row "
+                         f"of one input needs vectors of one size")
+    sums, m2 = _matrix(t.column("sum").filter(pa.array(keep))), _matrix(t.column("m2").filter(pa.array(keep)))
+    label, count = label[keep], count[keep]
+    labels, inv = np.unique(label, return_inverse=True)
+    inv = inv.reshape(-1)
+    out_n = np.bincount(inv, weights=count, minlength=len(labels)).astype(np.int64)
+    out_sum = np.zeros((len(labels), sums.shape[1]))
+    np.add.at(out_sum, inv, sums)          # one row per (part, label): a handful of rows
+    out_m2 = np.zeros((len(labels), m2.shape[1]))
+    if m2.shape[1]:
+        for c in range(len(labels)):
+            acc = (0, np.zeros(m2.shape[1]), np.zeros(m2.shape[1]))
+            for r in np.flatnonzero(inv == c):
+                acc = _merge_moments(acc, (int(count[r]), sums[r] / count[r], m2[r]))
+            out_m2[c] = acc[2]
+    return _moments_state(labels, out_n, out_sum, out_m2)
+
+
+def _dense_model_table(labels: np.ndarray, pi: np.ndarray, theta: np.ndarray, sigma: np.ndarray | None) -> pa.Table:
+    """Model data of the multinomial and Gaussian types: one row per label (Spark's pi, theta, sigma)."""
+    d = theta.shape[1]
+    cols = {"label": pa.array(labels, pa.float64()), "pi": pa.array(pi, pa.float64()),
+            "theta": pa.FixedSizeListArray.from_arrays(pa.array(theta.reshape(-1), pa.float64()), d)}
+    if sigma is not None:
+        cols["sigma"] = pa.FixedSizeListArray.from_arrays(pa.array(sigma.reshape(-1), pa.float64()), d)
+    return pa.table(cols)
 
 
 def _category_counts(labs: np.ndarray, feat: np.ndarray, vals: np.ndarray, weights: np.ndarray | None,
@@ -259,7 +439,13 @@ def _model_table(theta: np.ndarray, cats: _Categories, pi: np.ndarray, labels: n
 class NaiveBayesModel(_NaiveBayesModelParams, Model):
     """A fitted :class:`NaiveBayes`: appends ``prediction_col`` (double, the predicted label).
 
-    Model data: one Arrow table with one row, shaped as Flink ML's ``NaiveBayesModelData``:
+    Model data of ``model_type="multinomial"`` and ``"gaussian"``: one Arrow table with one row per
+    label, ascending (Spark MLlib's ``pi``, ``theta``, ``sigma``): ``label`` (double), ``pi`` (double,
+    log prior), ``theta`` (dense vector of ``d``: log P(feature | label) for multinomial, the means
+    for Gaussian) and, for Gaussian, ``sigma`` (dense vector of ``d``: the variances).
+
+    Model data of ``model_type="categorical"``: one Arrow table with one row, shaped as Flink ML's
+    ``NaiveBayesModelData``:
 
     =========  ====================================  =============================================
     column     type                                  meaning
@@ -289,6 +475,9 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
         stage = type(self).__name__
         if len(tables) != 1:
             raise ValueError(f"{stage}: model data is one table, got {len(tables)}")
+        if self.model_type != "categorical":
+            self._load_dense(tables[0], stage)
+            return
         (t,) = tables
         missing = [c for c in ("theta", "pi_array", "labels") if c not in t.column_names]
         if missing:
@@ -345,6 +534,54 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
         # Sparse path: log P(feature j = 0 | c), with 0 where 0.0 is not a known value of feature j.
         zero_idx, self._zero_known = cats.lookup(np.arange(d, dtype=np.int64), np.zeros(d))
         self._theta0 = np.where(self._zero_known[None, :], self._theta[:, zero_idx], 0.0)
+
+    def _load_dense(self, t: pa.Table, stage: str) -> None:
+        need = ["label", "pi", "theta"] + (["sigma"] if self.model_type == "gaussian" else [])
+        missing = [c for c in need if c not in t.column_names]
+        if missing:
+            raise ValueError(f"{stage}: model data of model_type={self.model_type!r} lacks columns {missing}; it needs "
+                             f"{need} (one row per label); got {t.column_names}")
+        if t.num_rows == 0:
+            raise ValueError(f"{stage}: model data has no rows; it needs one row per label")
+        labels = numeric_column(t, "label", f"{stage} model data")
+        pi = numeric_column(t, "pi", f"{stage} model data", allow_nan=False)
+        theta = vector_column(t, "theta", f"{stage} model data", dense=True, finite=False)
+        if np.any(np.diff(labels) <= 0):
+            raise ValueError(f"{stage}: model data labels must be distinct and ascending, got {labels.tolist()}")
+        self._labels, self._pi, self._d = labels, pi, theta.shape[1]
+        if self.model_type == "multinomial":
+            if np.isnan(theta).any() or np.isposinf(theta).any():
+                raise ValueError(f"{stage}: model data 'theta' holds NaN or +inf; log probabilities are <= 0")
+            self._theta = np.ascontiguousarray(theta)
+            return
+        sigma = vector_column(t, "sigma", f"{stage} model data", dense=True)
+        check_finite(theta, "theta", f"{stage} model data")
+        if sigma.shape != theta.shape or not (sigma > 0).all():
+            raise ValueError(f"{stage}: model data 'sigma' (variances) must be positive and shaped as 'theta'")
+        self._theta, self._sigma = np.ascontiguousarray(theta), np.ascontiguousarray(sigma)
+        # log N(x | mean, var) summed over j = const_c - 1/2 sum_j (x_j - mean_cj)^2 / var_cj
+        self._gauss_const = pi - 0.5 * np.log(2.0 * np.pi * sigma).sum(axis=1)
+
+    def _dense_scores(self, x: np.ndarray | sps.csr_matrix, first_row: int) -> np.ndarray:
+        """The joint log likelihoods (L x n) of the multinomial or Gaussian type."""
+        stage = type(self).__name__
+        if self.model_type == "multinomial":
+            _check_nonnegative(x, self.features_col, stage)
+            return np.asarray((x @ self._theta.T).T) + self._pi[:, None]
+        xd = x.toarray() if sps.issparse(x) else x
+        scores = np.empty((len(self._labels), xd.shape[0]))
+        for c in range(len(self._labels)):       # a pass per label, vectorized over the rows
+            scores[c] = self._gauss_const[c] - 0.5 * (((xd - self._theta[c]) ** 2) / self._sigma[c]).sum(axis=1)
+        return scores
+
+    def _predict_moments(self, x: np.ndarray | sps.csr_matrix) -> np.ndarray:
+        n = x.shape[0]
+        out = np.empty(n)
+        block = max(1, _BLOCK_ELEMENTS // max(self._d, 1))
+        for start in range(0, n, block):
+            xb = x[start:start + block]
+            out[start:start + xb.shape[0]] = self._pick(self._dense_scores(xb, start), start)
+        return out
 
     # --- kernels ---------------------------------------------------------------------------
 
@@ -418,11 +655,16 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
         x = vector_column(t, self.features_col, type(self).__name__, param="features_col", size=self._d)
         if t.num_rows == 0:
             return with_column(t, self.prediction_col, pa.array([], pa.float64()))
-        pred = self._predict_sparse(x) if sps.issparse(x) else self._predict_dense(x)
+        if self.model_type != "categorical":
+            pred = self._predict_moments(x)
+        else:
+            pred = self._predict_sparse(x) if sps.issparse(x) else self._predict_dense(x)
         return with_column(t, self.prediction_col, pa.array(pred, pa.float64()))
 
     def row_fn(self) -> RowFn:
         self._require_model()
+        if self.model_type != "categorical":
+            return self._row_fn_moments()
         fc, pc, d, stage = self.features_col, self.prediction_col, self._d, type(self).__name__
         cats, theta, pi, labels = self._cats, self._theta, self._pi, self._labels
         feats = np.arange(d, dtype=np.int64)
@@ -447,5 +689,22 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
                 raise ValueError(f"{stage}: row 0 has zero probability under every label "
                                  f"(smoothing=0 and unseen label/value combinations); fit with smoothing > 0")
             row[pc] = float(labels[best])
+
+        return fn
+
+    def _row_fn_moments(self) -> RowFn:
+        fc, pc, d, stage = self.features_col, self.prediction_col, self._d, type(self).__name__
+        scores_of, pick = self._dense_scores, self._pick
+
+        def fn(row: dict) -> None:
+            v: Any = row[fc]
+            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
+            if x.shape != (d,):
+                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
+                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
+            if not np.isfinite(x).all():
+                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
+                                 f"rows first (for example with fl.feature.Imputer)")
+            row[pc] = float(pick(scores_of(x[None, :], 0), 0)[0])
 
         return fn
