@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.api import AlgoOperator
+from flowlearn.api import AlgoOperator, SchemaError
 from flowlearn.data.columns import numeric_column, require_column, vector_column
 from flowlearn.data.table import table as to_table
 from flowlearn.linalg import is_vector_type
@@ -73,8 +73,8 @@ class _MetricsEvaluator(AlgoOperator):
         stage = type(self).__name__
         for param, col in self._input_cols():
             if col not in schema.names:
-                raise ValueError(f"{stage}: input column '{col}' (parameter '{param}') is missing; the input has "
-                                 f"columns {schema.names}")
+                raise SchemaError(f"{stage}: input column '{col}' (parameter '{param}') is missing; the input has "
+                                  f"columns {schema.names}")
 
     def _input_cols(self) -> list[tuple[str, str]]:
         raise NotImplementedError

@@ -167,6 +167,14 @@ def _candidate(estimator: Stage, entries: list[tuple[int, str, Any]]) -> Stage:
     return est
 
 
+def _renamed(e: Exception, msg: str) -> Exception:
+    """An error of ``e``'s class (a ValueError or TypeError) with the message ``msg``."""
+    try:
+        return type(e)(msg)
+    except Exception:  # noqa: BLE001 - an error class with another constructor
+        return (ValueError if isinstance(e, ValueError) else TypeError)(msg)
+
+
 def _metric(evaluator: AlgoOperator, t: pa.Table) -> float:
     name = evaluator.metrics_names[0]
     evaluate = getattr(evaluator, "evaluate", None)
@@ -227,8 +235,12 @@ class _Tuning(_TuningParams, Estimator):
         def run(task: tuple[int, int]) -> float:
             s, j = task
             train, valid = splits[s]
-            model = _candidate(self.estimator, self._maps[j]).fit(train)
-            return _metric(self.evaluator, model.transform(valid))
+            try:
+                model = _candidate(self.estimator, self._maps[j]).fit(train)
+                return _metric(self.evaluator, model.transform(valid))
+            except (ValueError, TypeError) as e:   # bad input or params: say which candidate and split met it
+                params = _readable(self.estimator, [self._maps[j]])[0]
+                raise _renamed(e, f"{owner}: candidate {j} {params} on split {s}: {e}") from e
 
         if self.parallelism > 1 and len(tasks) > 1:
             with ThreadPoolExecutor(max_workers=min(self.parallelism, len(tasks))) as pool:
@@ -437,6 +449,11 @@ class _TuningModel(Model):
         self._best = int(np.flatnonzero(t.column("best").to_numpy(zero_copy_only=False))[0])
 
     @property
+    def stages(self) -> list[Stage]:
+        """``[best_model]``: the model runs as a one-stage chain (predictors, streams, model versions)."""
+        return [self.best_model]
+
+    @property
     def best_index(self) -> int:
         """Index of the chosen candidate in the param maps (recorded at fit time)."""
         self._require_model()
@@ -448,7 +465,10 @@ class _TuningModel(Model):
         return dict(self.param_maps[self.best_index]) if self.param_maps else {}
 
     def _transform(self, *tables: pa.Table) -> Any:
-        return self.best_model.transform(*tables)
+        try:
+            return self.best_model.transform(*tables)
+        except (ValueError, TypeError) as e:
+            raise _renamed(e, f"{type(self).__name__} (best model): {e}") from e
 
     def row_fn(self) -> RowFn | None:
         return self.best_model.row_fn() if isinstance(self.best_model, Transformer) else None
