@@ -60,7 +60,9 @@ def _vectors(stage: Transformer, t: pa.Table, col: str | None = None, param: str
 def _column_of(x: np.ndarray | sps.csr_matrix) -> pa.Array:
     if sps.issparse(x):
         x = sps.csr_matrix(x)
-        x.eliminate_zeros()
+        if not x.data.all():  # stored zeros are dropped (on a copy: the arrays may be Arrow's read-only buffers)
+            x = x.copy()
+            x.eliminate_zeros()
         return from_csr(x)
     return from_numpy(x)
 
@@ -564,8 +566,7 @@ class Binarizer(HasInputCols, HasOutputCols, Transformer):
                     y = sps.csr_matrix(dense)
                 else:
                     y = sps.csr_matrix(((x.data > th).astype(np.float64), x.indices, x.indptr), shape=x.shape)
-                    y.eliminate_zeros()
-                arr = from_csr(y)
+                arr = _column_of(y)
             else:
                 arr = from_numpy((x > th).astype(np.float64))
             results.append((out_field(o, arr.type, x.shape[1]), arr))
