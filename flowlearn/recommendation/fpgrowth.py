@@ -1,0 +1,381 @@
+"""Frequent itemsets and association rules as Spark MLlib's ``FPGrowth`` / ``FPGrowthModel``.
+
+Fitting finds every itemset contained in at least ``ceil(min_support * n)`` of the ``n``
+transactions (rows of ``items_col``, arrays of distinct items); the model derives the association
+rules ``antecedent => consequent`` (one-item consequents) with confidence at least
+``min_confidence`` and predicts, for each row, the consequents of the rules whose antecedent the
+row contains, minus the row's own items (Spark's ``transform``).
+
+Example:
+    >>> import pyarrow as pa, flowlearn as fl
+    >>> t = pa.table({"items": pa.array([[1, 2, 5], [1, 2, 3, 5], [1, 2]], pa.list_(pa.int64()))})
+    >>> model = fl.recommendation.FPGrowth(min_support=0.5, min_confidence=0.6).fit(t)
+    >>> model.freq_itemsets.num_rows
+    7
+    >>> model.transform(t).column("prediction").to_pylist()
+    [[], [], [5]]
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sps
+
+from flowlearn.api import Estimator, Model
+from flowlearn.data.columns import first_bad_row, require_column, with_column
+from flowlearn.params import HasPredictionCol, Param, gt, in_range
+
+__all__ = ["FPGrowth", "FPGrowthModel"]
+
+
+class _FPGrowthModelParams(HasPredictionCol):
+    items_col = Param(str, default="items", doc="Column of transactions: arrays of distinct items.")
+    min_confidence = Param(float, default=0.8, validator=in_range(0, 1),
+                           doc="Minimal confidence of the association rules (used by the model, not the fit).")
+    min_support = Param(float, default=0.3, validator=in_range(0, 1),
+                        doc="Minimal support of a frequent itemset: the fraction of transactions holding it.")
+
+
+class _FPGrowthParams(_FPGrowthModelParams):
+    num_partitions = Param(int, default=None, validator=gt(0),
+                           doc="Spark's number of partitions of the parallel FP-growth; the results do not "
+                               "depend on it, and an in-process fit has a single partition.")
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits of each row of a uint64 array, summed over the row."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
+    return _POP8[words.view(np.uint8)].sum(axis=-1, dtype=np.int64)
+
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _transactions(t: pa.Table, col_name: str, stage: str) -> tuple[pa.ChunkedArray, pa.Array, np.ndarray, np.ndarray]:
+    """The items column, its sorted vocabulary, and per item occurrence its row and item code
+    (rows whose array is null hold no occurrence)."""
+    col = require_column(t, col_name, stage, "items_col")
+    if not _is_list(col.type):
+        raise TypeError(f"{stage}: column '{col_name}' (parameter 'items_col') has type {col.type}; expected "
+                        f"arrays of items (list<...>), one transaction per row")
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], col.type)
+    values = arr.flatten()
+    if values.null_count:
+        rows = pc.list_parent_indices(arr).to_numpy()
+        row = int(rows[first_bad_row(~np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False)))])
+        raise ValueError(f"{stage}: column '{col_name}' has a null item at row {row}; items must not be null")
+    rows = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
+    vocab = pc.unique(values)
+    vocab = vocab.take(pc.array_sort_indices(vocab))
+    codes = pc.index_in(values, value_set=vocab).to_numpy().astype(np.int64) if len(values) else \
+        np.zeros(0, np.int64)
+    return arr, vocab, rows, codes
+
+
+def _check_unique(arr: pa.Array, rows: np.ndarray, codes: np.ndarray, n_items: int, stage: str, col: str) -> None:
+    key = rows * max(n_items, 1) + codes
+    if len(np.unique(key)) != len(key):
+        s = np.sort(key)
+        dup = s[np.flatnonzero(s[1:] == s[:-1])[0]]
+        row = int(dup // max(n_items, 1))
+        raise ValueError(f"{stage}: column '{col}' row {row} holds the item {_dup_item(arr, row)!r} more than once; "
+                         f"items in a transaction must be unique (as Spark requires)")
+
+
+def _dup_item(arr: pa.Array, row: int) -> Any:
+    seen = set()
+    for v in arr[row].as_py():
+        if v in seen:
+            return v
+        seen.add(v)
+    return None
+
+
+def _mine(rows: np.ndarray, codes: np.ndarray, n: int, n_items: int, min_count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """All itemsets held by at least ``min_count`` of ``n`` transactions, by size: a list of
+    (itemsets as a count x size array of item codes, each row ascending; their counts).
+
+    Depth-first over prefixes (Eclat): a prefix's transactions are a bitset of n bits; the
+    extensions of a prefix by the later frequent items are counted at once, as one AND and one
+    popcount over (extensions x words)."""
+    freq1 = np.bincount(codes, minlength=n_items)
+    frequent = np.flatnonzero(freq1 >= max(min_count, 1))
+    by_size: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    if len(frequent) == 0:
+        return []
+    words = (n + 63) // 64
+    keep = np.isin(codes, frequent)
+    pos = np.searchsorted(frequent, codes[keep])
+    tr = rows[keep]
+    bits = np.zeros((len(frequent), words), dtype=np.uint64)
+    np.bitwise_or.at(bits, (pos, tr >> 6), np.left_shift(np.uint64(1), (tr & 63).astype(np.uint64)))
+    by_size[1] = ([frequent[:, None]], [freq1[frequent]])
+    # stack of (prefix codes, candidate positions in `frequent`, the candidates' bitsets within the prefix)
+    stack = [(frequent[i:i + 1], np.arange(i + 1, len(frequent)), bits[i + 1:] & bits[i])
+             for i in range(len(frequent) - 1, -1, -1)]
+    while stack:
+        prefix, cand, cbits = stack.pop()
+        if len(cand) == 0:
+            continue
+        counts = _popcount(cbits)
+        ok = counts >= min_count
+        if not ok.any():
+            continue
+        cand, cbits, counts = cand[ok], cbits[ok], counts[ok]
+        size = len(prefix) + 1
+        sets = np.empty((len(cand), size), dtype=np.int64)
+        sets[:, :-1] = prefix
+        sets[:, -1] = frequent[cand]
+        lists = by_size.setdefault(size, ([], []))
+        lists[0].append(sets)
+        lists[1].append(counts)
+        for j in range(len(cand) - 2, -1, -1):
+            stack.append((sets[j], cand[j + 1:], cbits[j + 1:] & cbits[j]))
+    return [(np.concatenate(by_size[s][0]), np.concatenate(by_size[s][1]).astype(np.int64))
+            for s in sorted(by_size)]
+
+
+def _rows_key(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    return a.view(np.dtype((np.void, 8 * a.shape[1]))).reshape(-1)
+
+
+def _list_column(sets: list[np.ndarray], vocab: pa.Array) -> pa.Array:
+    """Itemsets (arrays of codes) as a list column of the vocabulary's type."""
+    lengths = np.array([len(s) for s in sets], dtype=np.int64)
+    flat = np.concatenate(sets) if sets else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), vocab.take(pa.array(flat, pa.int64())))
+
+
+class FPGrowth(_FPGrowthParams, Estimator):
+    """Frequent itemsets and association rules (Spark MLlib ``FPGrowth``).
+
+    Input: ``items_col`` holds one transaction per row, an array of distinct items (strings or
+    numbers); rows whose array is null are not transactions (as Spark). An itemset is frequent when
+    at least ``ceil(min_support * n)`` of the ``n`` transactions hold it. The fitted model exposes
+    ``freq_itemsets`` (``items``, ``freq``) and ``association_rules`` (``antecedent``,
+    ``consequent``, ``confidence``, ``lift``, ``support``), Spark's tables, and its ``transform``
+    appends ``prediction_col``: the items the rules predict for each row.
+
+    The mining is exact (every frequent itemset with its count, as Spark's FP-growth finds them),
+    done depth-first over vertical bitsets of the transactions (Eclat), which vectorizes the
+    counting of all extensions of an itemset into one AND and popcount. Items inside an itemset,
+    antecedent and prediction are listed in ascending order; Spark lists them in its FP-tree's
+    order, so compare them as sets.
+
+    Example:
+        >>> import flowlearn as fl
+        >>> t = fl.table({"items": [["a", "b"], ["a", "b", "c"], ["a"]]})
+        >>> m = fl.recommendation.FPGrowth(min_support=0.6, min_confidence=0.9).fit(t)
+        >>> m.freq_itemsets.to_pydict()
+        {'items': [['a'], ['b'], ['a', 'b']], 'freq': [3, 2, 2]}
+        >>> m.association_rules.select(["antecedent", "consequent", "confidence"]).to_pydict()
+        {'antecedent': [['b']], 'consequent': [['a']], 'confidence': [1.0]}
+    """
+
+    def _fit(self, *tables: pa.Table) -> "FPGrowthModel":
+        stage = type(self).__name__
+        if len(tables) != 1:
+            raise TypeError(f"{stage}.fit takes one input table, got {len(tables)}")
+        (t,) = tables
+        arr, vocab, rows, codes = _transactions(t, self.items_col, stage)
+        _check_unique(arr, rows, codes, len(vocab), stage, self.items_col)
+        n = len(arr) - arr.null_count
+        if n == 0:
+            raise ValueError(f"{stage}: fit needs at least one transaction; column '{self.items_col}' has no "
+                             f"non-null rows")
+        # null rows are no transactions: renumber the others 0..n-1
+        valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False))
+        rows = (np.cumsum(valid) - 1)[rows]
+        min_count = math.ceil(self.min_support * n)
+        levels = _mine(rows, codes, n, len(vocab), min_count)
+        sets = [s for lvl, _ in levels for s in lvl]
+        freq = np.concatenate([f for _, f in levels]) if levels else np.zeros(0, np.int64)
+        itemsets = pa.table({"items": _list_column(sets, vocab) if sets else pa.array([], pa.list_(vocab.type)),
+                             "freq": pa.array(freq, pa.int64())})
+        model = FPGrowthModel()
+        self.copy_params_to(model)
+        return model.set_model_data(itemsets, pa.table({"num_training_records": pa.array([n], pa.int64())}))
+
+
+class FPGrowthModel(_FPGrowthModelParams, Model):
+    """A fitted :class:`FPGrowth` (Spark MLlib ``FPGrowthModel``).
+
+    * ``freq_itemsets``: ``items`` (array), ``freq`` (int64), by itemset size;
+    * ``association_rules``: for every frequent itemset ``S`` of two items or more and every item
+      ``c`` in it, the rule ``S - {c} => {c}`` when ``confidence = freq(S) / freq(S - {c})`` is at
+      least ``min_confidence``; ``lift = confidence / (freq({c}) / n)``, ``support = freq(S) / n``;
+    * ``transform`` appends ``prediction_col`` (an array of the items' type): the distinct
+      consequents of the rules whose antecedent the row holds, without the row's own items, in the
+      order of the rules table. A null row predicts an empty array (Spark).
+
+    Model data: the ``freq_itemsets`` table and a one-row table ``num_training_records`` (int64).
+
+    Example:
+        >>> import flowlearn as fl
+        >>> m = fl.recommendation.FPGrowthModel(min_confidence=0.5).set_model_data(
+        ...     {"items": [["x"], ["y"], ["x", "y"]], "freq": [4, 2, 2]}, {"num_training_records": [4]})
+        >>> m.transform({"items": [["x"], ["y"], ["z"]]}).column("prediction").to_pylist()
+        [['y'], ['x'], []]
+    """
+
+    def _load_model_data(self, tables: list[pa.Table]) -> None:
+        stage = type(self).__name__
+        if len(tables) != 2:
+            raise ValueError(f"{stage}: model data is two tables (freq_itemsets, num_training_records), got "
+                             f"{len(tables)}")
+        sets, meta = tables
+        for name, t, cols in (("freq_itemsets", sets, ("items", "freq")), ("num_training_records", meta,
+                                                                             ("num_training_records",))):
+            for c in cols:
+                require_column(t, c, f"{stage} model data ({name})")
+        if meta.num_rows != 1:
+            raise ValueError(f"{stage}: model data table num_training_records must have one row, got {meta.num_rows}")
+        self._n = int(meta.column("num_training_records")[0].as_py())
+        _, vocab, rows, codes = _transactions(sets, "items", f"{stage} model data")
+        self._vocab = vocab
+        self._freq = sets.column("freq").to_numpy().astype(np.int64)
+        lengths = np.bincount(rows, minlength=sets.num_rows) if len(rows) else np.zeros(sets.num_rows, np.int64)
+        order = np.lexsort((codes, rows))
+        self._sets = np.split(codes[order], np.cumsum(lengths)[:-1]) if sets.num_rows else []
+        self._rules_cache: tuple[float, Any] | None = None
+
+    def _rules(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(antecedents, consequent codes, confidence, lift, support) at ``min_confidence``."""
+        if self._rules_cache is not None and self._rules_cache[0] == self.min_confidence:
+            return self._rules_cache[1]
+        by_size: dict[int, list[int]] = {}
+        for i, s in enumerate(self._sets):
+            by_size.setdefault(len(s), []).append(i)
+        single = {int(self._sets[i][0]): self._freq[i] for i in by_size.get(1, [])}
+        item_support = np.zeros(len(self._vocab))
+        for c, f in single.items():
+            item_support[c] = f / self._n
+        antecedents, cons, conf, lift, support = [], [], [], [], []
+        for size in sorted(by_size):
+            if size < 2 or size - 1 not in by_size:
+                continue
+            idx = np.array(by_size[size])
+            sets = np.stack([self._sets[i] for i in idx])
+            prev_idx = np.array(by_size[size - 1])
+            prev_keys = _rows_key(np.stack([self._sets[i] for i in prev_idx]))
+            order = np.argsort(prev_keys)
+            sorted_keys = prev_keys[order]
+            for p in range(size):
+                ante = np.delete(sets, p, axis=1)
+                keys = _rows_key(ante)
+                at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+                found = sorted_keys[at] == keys
+                if not found.all():
+                    raise ValueError(f"{type(self).__name__}: model data is not closed under subsets (an itemset's "
+                                     f"subset is missing); it was not made by FPGrowth")
+                f_ante = self._freq[prev_idx[order[at]]]
+                f_union = self._freq[idx]
+                c = f_union.astype(np.float64) / f_ante
+                ok = c >= self.min_confidence
+                antecedents += list(ante[ok])
+                cons.append(sets[ok, p])
+                conf.append(c[ok])
+                lift.append(c[ok] / item_support[sets[ok, p]])
+                support.append(f_union[ok].astype(np.float64) / self._n)
+        cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
+        out = (antecedents, cat(cons, np.int64), cat(conf, np.float64), cat(lift, np.float64),
+               cat(support, np.float64))
+        self._rules_cache = (self.min_confidence, out)
+        return out
+
+    @property
+    def freq_itemsets(self) -> pa.Table:
+        """The frequent itemsets: ``items``, ``freq``."""
+        self._require_model()
+        return self.get_model_data()[0]
+
+    @property
+    def association_rules(self) -> pa.Table:
+        """The association rules at ``min_confidence``: ``antecedent``, ``consequent``, ``confidence``,
+        ``lift``, ``support``."""
+        self._require_model()
+        ante, cons, conf, lift, support = self._rules()
+        ltype = pa.list_(self._vocab.type)
+        return pa.table({
+            "antecedent": _list_column(ante, self._vocab) if ante else pa.array([], ltype),
+            "consequent": _list_column([np.array([c]) for c in cons], self._vocab) if len(cons) else
+            pa.array([], ltype),
+            "confidence": pa.array(conf, pa.float64()), "lift": pa.array(lift, pa.float64()),
+            "support": pa.array(support, pa.float64())})
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        stage = type(self).__name__
+        if self.items_col not in input_schema.names:
+            raise ValueError(f"{stage}: input column '{self.items_col}' (parameter 'items_col') is missing; the "
+                             f"input has columns {input_schema.names}")
+        t = input_schema.field(self.items_col).type
+        if not _is_list(t):
+            raise ValueError(f"{stage}: column '{self.items_col}' has type {t}; expected arrays of items")
+        fields = [f for f in input_schema if f.name != self.prediction_col]
+        return pa.schema(fields + [pa.field(self.prediction_col, pa.list_(t.value_type))])
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        (t,) = tables
+        self._require_model()
+        stage = type(self).__name__
+        col = require_column(t, self.items_col, stage, "items_col")
+        out_type = self.output_schema(t.schema).field(self.prediction_col).type
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks() if arr.num_chunks else pa.array([], col.type)
+        n_rows = len(arr)
+        values = arr.flatten()
+        if values.null_count:
+            rows = pc.list_parent_indices(arr).to_numpy()
+            row = int(rows[first_bad_row(~np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False)))])
+            raise ValueError(f"{stage}: column '{self.items_col}' has a null item at row {row}; items must not be null")
+        vocab = self._vocab
+        if len(values) and values.type != vocab.type:
+            try:
+                values = values.cast(vocab.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise TypeError(f"{stage}: column '{self.items_col}' holds items of type {values.type}, the model's "
+                                f"items are {vocab.type}") from None
+        rows = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
+        idx = pc.index_in(values, value_set=vocab)
+        known = np.asarray(idx.is_valid().to_numpy(zero_copy_only=False))  # items never seen in training: no rule
+        rows, codes = rows[known], pc.fill_null(idx, 0).to_numpy().astype(np.int64)[known]
+        n_vocab = len(vocab)
+        x = sps.csr_matrix((np.ones(len(rows)), (rows, codes)), shape=(n_rows, n_vocab))
+        x.data[:] = 1.0
+        ante, cons, *_ = self._rules()
+        if len(cons) == 0 or n_rows == 0:
+            empty = pa.ListArray.from_arrays(pa.array(np.zeros(n_rows + 1, np.int32)), pa.array([], vocab.type))
+            return with_column(t, self.prediction_col, empty.cast(out_type))
+        a_len = np.array([len(a) for a in ante])
+        a = sps.csr_matrix((np.ones(int(a_len.sum())), np.concatenate(ante), np.concatenate([[0], np.cumsum(a_len)])),
+                           shape=(len(ante), n_vocab))
+        hits = (x @ a.T).tocoo()                                        # row x rule: antecedent items held
+        fire = hits.data == a_len[hits.col]
+        r, rule = hits.row[fire], hits.col[fire]
+        item = cons[rule]
+        new = np.asarray(x[r, item]).reshape(-1) == 0                   # not already in the row
+        r, rule, item = r[new], rule[new], item[new]
+        order = np.lexsort((rule, item, r))
+        r, rule, item = r[order], rule[order], item[order]
+        first = np.ones(len(r), bool)
+        first[1:] = (r[1:] != r[:-1]) | (item[1:] != item[:-1])
+        r, rule, item = r[first], rule[first], item[first]
+        order = np.lexsort((rule, r))                                   # by row, then rule order
+        r, item = r[order], item[order]
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=n_rows))]).astype(np.int32)
+        pred = pa.ListArray.from_arrays(pa.array(offsets), vocab.take(pa.array(item, pa.int64()))).cast(out_type)
+        return with_column(t, self.prediction_col, pred)
