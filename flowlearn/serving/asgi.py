@@ -49,6 +49,7 @@ __all__ = ["build_app", "run_uvicorn", "JSONErrorProtocol"]
 logger = logging.getLogger("flowlearn.serving.http")
 
 _JSON = b"application/json"
+_LINGER_SECONDS = 2.0
 _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -99,7 +100,7 @@ async def read_body(scope: dict, receive: Any, server: "PredictionServer") -> tu
     ``100 Continue``: it will not send the body)."""
     cl: list[str] = []
     te: list[str] = []
-    expect = False
+    expect = closing = False
     for k, v in scope["headers"]:
         if k == b"content-length":
             cl.append(v.decode("latin-1"))
@@ -107,10 +108,14 @@ async def read_body(scope: dict, receive: Any, server: "PredictionServer") -> tu
             te.append(v.decode("latin-1"))
         elif k == b"expect":
             expect = v.lower() == b"100-continue"
+        elif k == b"connection":
+            closing = b"close" in v.lower()
     try:
         n = body_length(cl, te, server.max_body_bytes)
     except HTTPError as e:
         e.close = e.status != 413 or expect
+        if e.status == 413 and not expect and (closing or scope.get("http_version") == "1.0"):
+            await _drop_body(receive)
         raise
     chunks: list[bytes] = []
     got = 0
@@ -133,6 +138,21 @@ async def read_body(scope: dict, receive: Any, server: "PredictionServer") -> tu
     if got < n:
         raise HTTPError(400, f"the body ended after {got} of {n} bytes", close=True)
     return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), expect
+
+
+async def _drop_body(receive: Any) -> None:
+    """Receive and drop a refused body for up to ``_LINGER_SECONDS`` before a connection the
+    client asked to close is closed: closing with unread bytes would reset the connection before
+    the client reads the answer. (On a keep-alive connection uvicorn's parser drops them after
+    the answer.)"""
+    try:
+        async with asyncio.timeout(_LINGER_SECONDS):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 async def run_job(server: "PredictionServer", fn: Any, *args: Any, size: int = 0) -> Any:
@@ -303,9 +323,9 @@ _CL_VALUE = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*)", re.IGNORECASE)
 
 class JSONErrorProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol whose answers to requests the parser refuses are JSON errors
-    naming the header, counted in the server's metrics (``server`` is set on a subclass)."""
+    naming the header, counted in the server's metrics (``flowlearn_server`` is set on a subclass)."""
 
-    server: "PredictionServer"
+    flowlearn_server: "PredictionServer"
 
     def data_received(self, data: bytes) -> None:
         import httptools
@@ -328,19 +348,25 @@ class JSONErrorProtocol(HttpToolsProtocol):
         elif reason in _PARSER_ERRORS:
             status, msg = _PARSER_ERRORS[reason]
         elif reason == "Content-Length overflow":
-            status, msg = 413, (f"the body has more than 2**64 bytes; the limit is {self.server.max_body_bytes} "
+            status, msg = 413, (f"the body has more than 2**64 bytes; the limit is {self.flowlearn_server.max_body_bytes} "
                                 f"(max_body_bytes: raise it with `flowlearn serve --max-body-bytes N` or "
                                 f"serve(..., max_body_bytes=N))")
         elif "Content-Length" in reason:
             m = _CL_VALUE.search(data)
-            shown = repr(m.group(1).decode("latin-1")[:20]) if m else "value"
-            status, msg = 400, f"invalid Content-Length {shown}: it must be a decimal number of bytes"
+            value = m.group(1).decode("latin-1").strip() if m else ""
+            values = sorted({v.strip()[:20] for v in value.split(",")})
+            if "," in value and len(values) > 1:
+                status, msg = 400, f"conflicting Content-Length values {values}; send exactly one Content-Length"
+            elif "," in value:
+                status, msg = 400, f"a list of Content-Length values {value[:40]!r}; send exactly one Content-Length"
+            else:
+                status, msg = 400, f"invalid Content-Length {value[:20]!r}: it must be a decimal number of bytes"
         else:
             status, msg = 400, f"invalid HTTP request: {reason}"
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True           # the app's answer, if any, is not written
             cycle.message_event.set()
-        self.server.metrics.observe("other", "", status, 0.0)
+        self.flowlearn_server.metrics.observe("other", "", status, 0.0)
         body = _error_body(msg)
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n".encode()]
         for name, value in self.server_state.default_headers:
@@ -365,7 +391,7 @@ def run_uvicorn(server: "PredictionServer", started: Any, errors: list) -> None:
     except ImportError:  # pragma: no cover - uvloop is part of uvicorn[standard]
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    protocol = type("ServerProtocol", (JSONErrorProtocol,), {"server": server})
+    protocol = type("ServerProtocol", (JSONErrorProtocol,), {"flowlearn_server": server})
     config = uvicorn.Config(build_app(server), http=protocol, lifespan="off", access_log=False, log_config=None,
                             timeout_keep_alive=max(1, int(server.request_timeout)), server_header=False,
                             headers=[("server", f"flowlearn/{__version__}")], timeout_graceful_shutdown=5)

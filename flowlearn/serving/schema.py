@@ -14,8 +14,9 @@ columns it writes from ``output_col``, ``output_cols``, ``prediction_col`` and
 ``raw_prediction_col``. The kind comes from the stage: ``VectorAssembler`` declares each input's
 size (1: a number), ``StringIndexerModel`` and ``FeatureHasher`` read categories, the
 numeric feature stages (``Bucketizer``, ``ImputerModel``, ``OneHotEncoderModel``,
-``IndexToStringModel``) numbers, and a ``features_col`` / scaler ``input_col`` a vector. A stage
-that declares none of these makes the model's outputs unknown (every added column is returned).
+``IndexToStringModel``) numbers, a ``features_col`` and a scaler's ``input_col`` a vector; any
+other column is of kind ``any`` (left to the stage). A stage that declares none of these params
+makes the model's outputs unknown (every added column is returned).
 
 Example:
     >>> import flowlearn as fl
@@ -132,8 +133,10 @@ def _kinds(stage: Any, reads: list[str]) -> list[tuple[str, int | None]]:
         return [("category", None)] * len(reads)
     if bases & set(_NUMBER_STAGES):
         return [("number", None)] * len(reads)
-    single = _param(stage, "features_col") or _param(stage, "input_col")
-    if single is not None and reads == [single]:
+    features = _param(stage, "features_col")
+    if features is not None and reads == [features]:
+        return [("vector", _dim(stage))]
+    if any("Scaler" in b for b in bases) and reads == [_param(stage, "input_col")]:
         return [("vector", _dim(stage))]
     return [("any", None)] * len(reads)
 
