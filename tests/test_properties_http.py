@@ -25,6 +25,9 @@ from hypothesis import example, given, settings, strategies as st
 
 from strategies import ISOLATED, REPO_DIR, check, huge_ints
 
+for _module in ("starlette", "uvicorn", "prometheus_client"):      # the serve extra
+    pytest.importorskip(_module)
+
 pytestmark = pytest.mark.fuzz
 
 # ---------------------------------------------------------------------------------------------
