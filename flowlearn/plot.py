@@ -81,7 +81,8 @@ def _binary_inputs(data: Any, label_col: str, raw_prediction_col: str, fn: str) 
         bad = ~np.isfinite(s) | ~np.isfinite(y)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{stage}: row {row} has label {y[row]!r} and score {s[row]!r}; both must be finite")
+            raise ValueError(f"{stage}: row {row} has label {float(y[row])!r} and score {float(s[row])!r}; both must "
+                             f"be finite")
     else:
         t = data if isinstance(data, pa.Table) else to_table(data)
         y = numeric_column(t, label_col, stage, param="label_col")
@@ -99,7 +100,7 @@ def _binary_inputs(data: Any, label_col: str, raw_prediction_col: str, fn: str) 
     off = (y != 0) & (y != 1)
     if off.any():
         row = int(np.flatnonzero(off)[0])
-        raise ValueError(f"{stage}: label {y[row]!r} at row {row} (column '{label_col}') is not 0 or 1; binary "
+        raise ValueError(f"{stage}: label {float(y[row])!r} at row {row} (column '{label_col}') is not 0 or 1; binary "
                          f"curves need 0/1 labels")
     return y, s
 
@@ -117,8 +118,8 @@ def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def pr_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """``(recall, precision, thresholds, average_precision)`` from recall 0 (precision 1) up to the
-    first threshold reaching full recall, as scikit-learn's ``precision_recall_curve`` (reversed)
+    """``(recall, precision, thresholds, average_precision)``: from recall 0 (precision 1), one
+    point per distinct score, descending, as scikit-learn's ``precision_recall_curve`` (reversed)
     and ``average_precision_score`` (``sum((R_n - R_{n-1}) P_n)``). Needs a positive label."""
     y = np.asarray(y, dtype=np.float64)
     s = np.asarray(score, dtype=np.float64)
@@ -126,13 +127,10 @@ def pr_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     fp, tp = fp[1:], tp[1:]
     if tp[-1] == 0:
         raise ValueError("fl.plot: a precision-recall curve needs positive labels; there are none")
-    last = int(np.searchsorted(tp, tp[-1]))          # the first threshold with full recall
-    fp, tp = fp[:last + 1], tp[:last + 1]
     precision = tp / (tp + fp)
     recall = tp / tp[-1]
-    thresholds = np.unique(s)[::-1][:last + 1]
     ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    return np.r_[0.0, recall], np.r_[1.0, precision], thresholds, ap
+    return np.r_[0.0, recall], np.r_[1.0, precision], np.unique(s)[::-1], ap
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +181,7 @@ def pr_curve(data: Any, *, label_col: str = "label", raw_prediction_col: str = "
         >>> ax.get_legend().get_texts()[0].get_text()
         'AP 0.833'
         >>> ax.lines[0].get_xdata().tolist(), ax.lines[0].get_ydata().round(3).tolist()
-        ([0.0, 0.5, 0.5, 1.0], [1.0, 1.0, 0.5, 0.667])
+        ([0.0, 0.5, 0.5, 1.0, 1.0], [1.0, 1.0, 0.5, 0.667, 0.5])
     """
     y, s = _binary_inputs(data, label_col, raw_prediction_col, "pr_curve")
     recall, precision, _, ap = pr_points(y, s)
