@@ -18,6 +18,7 @@ import pyarrow as pa
 from flowlearn.api import AlgoOperator, SchemaError
 from flowlearn.data.columns import numeric_column, require_column, vector_column
 from flowlearn.data.table import table as to_table
+from flowlearn.evaluation.metrics import Evaluator
 from flowlearn.linalg import is_vector_type
 from flowlearn.params import (HasLabelCol, HasPredictionCol, HasRawPredictionCol, HasWeightCol, Param, gt, gt_eq,
                               in_array, in_range)
@@ -32,10 +33,11 @@ MULTICLASS_METRICS_NAMES = [
 _SMALLER_BETTER = {"weightedFalsePositiveRate", "falsePositiveRateByLabel", "logLoss", "hammingLoss"}
 
 
-class _MetricsEvaluator(AlgoOperator):
-    """Shared frame of the evaluators: ``metrics_names`` chooses the output columns, ``transform``
-    returns them as a one-row table, ``evaluate`` as a dict of floats (subclasses implement
-    ``_metrics(table, names) -> dict``)."""
+class _MetricsEvaluator(Evaluator, AlgoOperator):
+    """Shared frame of the multiclass, regression and clustering evaluators: ``metrics_names``
+    chooses the output columns, ``transform`` returns them as a one-row table, ``evaluate`` as a
+    dict of floats computed from arrays (no table in between), ``is_larger_better`` the direction
+    of each metric (subclasses implement ``_metrics(table, names) -> dict``)."""
 
     _ALL: list[str] = []
     _SMALLER: set[str] = set()
@@ -52,6 +54,9 @@ class _MetricsEvaluator(AlgoOperator):
 
     def evaluate(self, table: Any) -> dict[str, float]:
         """The metrics of ``metrics_names`` on ``table``, in that order, as plain floats."""
+        if getattr(table, "_flowlearn_stream", False):
+            raise TypeError(f"{type(self).__name__}.evaluate takes a table; for a stream use "
+                            f"fl.evaluation.StreamingEvaluator, or transform(stream) for one table per input")
         t = table if isinstance(table, pa.Table) else to_table(table)
         names = self._names()
         values = self._metrics(t, names)
