@@ -268,7 +268,7 @@ class MinHashLSHModel(_MinHashParams, Model):
                 raise ValueError(f"{stage}: column '{col}' has no non-zero entry in this row; MinHash needs a "
                                  f"non-empty set (at least one non-zero entry) per vector")
             h = (((idx.astype(np.int64) + 1)[:, None] * a[None, :] + b[None, :]) % HASH_PRIME).min(axis=0)
-            row[out] = h.astype(np.float64).reshape(nt, nf)
+            row[out] = h.astype(np.float64).reshape(nt, nf).tolist()
 
         return fn
 

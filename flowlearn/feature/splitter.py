@@ -10,25 +10,15 @@ Example:
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.api import AlgoOperator
+from flowlearn.api import AlgoOperator, _is_stream
 from flowlearn.params import HasSeed, Param, gt
 
 __all__ = ["RandomSplitter"]
-
-
-def _fingerprint(t: pa.Table) -> int:
-    """A CRC-32 of the table's row count and column buffers: equal tables give equal numbers."""
-    crc = zlib.crc32(str(t.num_rows).encode())
-    for col in t.columns:
-        for chunk in col.chunks:
-            for buf in chunk.buffers():
-                if buf is not None:
-                    crc = zlib.crc32(memoryview(buf), crc)
-    return crc
 
 
 class RandomSplitter(HasSeed, AlgoOperator):
@@ -37,12 +27,13 @@ class RandomSplitter(HasSeed, AlgoOperator):
     Flink ML's ``RandomSplitter`` draws a uniform number per row. Every row lands in exactly one
     output, in input order; the outputs have the input's schema.
 
-    The draws come from NumPy's PCG64 seeded with ``seed`` and a CRC-32 of the table's contents,
-    so the split of a table is deterministic given the seed (and the table), and different tables
-    (or stream batches) get independent draws. On a stream, ``transform`` splits each batch
-    alike: the first output is the returned stream, the others its side outputs
-    ``output_1``, ``output_2``, ... (``stream.side_output("output_1")``). A stream's split
-    therefore depends on how its rows are cut into batches; the proportions do not.
+    The draws come from NumPy's PCG64 seeded with ``seed``, one per row in input order, so the
+    split of a table is deterministic given the seed and the number of rows. On a stream,
+    ``transform`` splits batch by batch with one generator continued across the batches (as Flink
+    ML keeps one ``Random`` per operator), so batches get fresh draws and the whole stream's split
+    equals the split of its rows as one table; the first output is the returned stream, the others
+    its side outputs ``output_1``, ``output_2``, ... (``stream.side_output("output_1")``). The
+    generator's position is not checkpointed: rows replayed after a restore may go elsewhere.
 
     ``seed=None`` uses a seed derived from the class name, as Flink ML's default.
 
@@ -69,6 +60,15 @@ class RandomSplitter(HasSeed, AlgoOperator):
     def _seed(self) -> int:
         return self.seed if self.seed is not None else zlib.crc32(b"flowlearn.feature.RandomSplitter")
 
+    _stream_rng: np.random.Generator | None = None
+
+    def transform(self, *inputs: Any) -> Any:
+        if inputs and _is_stream(inputs[0]):
+            stage = RandomSplitter(**self.get_params())  # its own generator, continued batch after batch
+            stage._stream_rng = np.random.default_rng(self._seed())
+            return AlgoOperator.transform(stage, *inputs)
+        return super().transform(*inputs)
+
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         """The schema of each output: the input's."""
         self._fractions()
@@ -80,7 +80,7 @@ class RandomSplitter(HasSeed, AlgoOperator):
         (t,) = tables
         fractions = self._fractions()
         k = len(fractions)
-        rng = np.random.default_rng([self._seed(), _fingerprint(t)])
+        rng = self._stream_rng if self._stream_rng is not None else np.random.default_rng(self._seed())
         which = np.minimum(np.searchsorted(fractions, rng.random(t.num_rows), side="right"), k - 1)
         order = np.argsort(which, kind="stable")
         grouped = t.take(pa.array(order)) if t.num_rows else t

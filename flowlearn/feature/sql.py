@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
@@ -29,6 +30,8 @@ _STATEMENT_RULE = Validator("mentions_this()", f"a SQL statement that reads the 
 # these gives the same rows batch by batch as on the whole input.
 _ROW_WISE = {"PROJECTION", "FILTER", "UNNEST"}
 _SCAN = "PYTHON_ARROW_SCAN"
+
+_MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 
 _local = threading.local()
 
@@ -124,8 +127,10 @@ class SQLTransformer(AlgoOperator):
         try:
             return con.sql(prefix + self.statement)
         except duckdb.Error as e:
-            raise ValueError(f"{stage}: statement {self.statement!r} failed on an input with columns "
-                             f"{t.column_names}: {e}") from None
+            missing = _MISSING_COLUMN.search(str(e))
+            what = f"input column '{missing.group(1)}' is missing" if missing else "it failed"
+            raise ValueError(f"{stage}: statement {self.statement!r} cannot run on an input with columns "
+                             f"{t.column_names}: {what} ({str(e).splitlines()[0]})") from None
 
     def _query(self, t: pa.Table) -> pa.Table:
         con = _connection()
