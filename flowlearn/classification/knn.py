@@ -23,7 +23,7 @@ import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator, RowFn
 from flowlearn.data.columns import check_squares, numeric_column, vector_column, with_column
-from flowlearn.linalg import SparseVector, from_csr, from_numpy, is_sparse, is_vector_type, to_csr, to_numpy
+from flowlearn.linalg import SparseVector, from_csr, from_numpy, is_sparse, to_csr
 from flowlearn.params import HasFeaturesCol, HasLabelCol, HasPredictionCol, Param, gt
 
 __all__ = ["Knn", "KnnModel"]
@@ -208,17 +208,6 @@ class KnnModel(_KnnModelParams, Model):
         self._labels, self._codes = np.unique(labels, return_inverse=True)
         self._codes = self._codes.reshape(-1)
         self._spread = _java_spread_hash(self._labels)
-
-    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
-        stage = type(self).__name__
-        if self.features_col not in input_schema.names:
-            raise ValueError(f"{stage}: input column '{self.features_col}' (parameter 'features_col') is missing; "
-                             f"the input has columns {input_schema.names}")
-        ftype = input_schema.field(self.features_col).type
-        if not is_vector_type(ftype):
-            raise ValueError(f"{stage}: column '{self.features_col}' has type {ftype}, expected a vector column")
-        fields = [f for f in input_schema if f.name != self.prediction_col]
-        return pa.schema(fields + [pa.field(self.prediction_col, pa.float64())])
 
     def predict(self, x: np.ndarray | sps.csr_matrix) -> np.ndarray:
         """Predicted labels of the rows of ``x`` (2-D array or CSR matrix of the model's width)."""

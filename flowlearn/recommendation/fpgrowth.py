@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sps
 
-from flowlearn.api import Estimator, Model
+from flowlearn.api import Estimator, Model, SchemaError, _as_schema
 from flowlearn.data.columns import first_bad_row, require_column, with_column
 from flowlearn.params import HasPredictionCol, Param, gt, in_range
 
@@ -316,14 +316,16 @@ class FPGrowthModel(_FPGrowthModelParams, Model):
             "confidence": pa.array(conf, pa.float64()), "lift": pa.array(lift, pa.float64()),
             "support": pa.array(support, pa.float64())})
 
-    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+    def output_schema(self, input_schema: Any, *other_schemas: Any) -> pa.Schema:
         stage = type(self).__name__
+        input_schema = _as_schema(input_schema, stage)
         if self.items_col not in input_schema.names:
-            raise ValueError(f"{stage}: input column '{self.items_col}' (parameter 'items_col') is missing; the "
+            raise SchemaError(f"{stage}: input column '{self.items_col}' (parameter 'items_col') is missing; the "
                              f"input has columns {input_schema.names}")
         t = input_schema.field(self.items_col).type
         if not _is_list(t):
-            raise ValueError(f"{stage}: column '{self.items_col}' has type {t}; expected arrays of items")
+            raise SchemaError(f"{stage}: column '{self.items_col}' (parameter 'items_col') has type {t}; expected "
+                              f"arrays of items")
         fields = [f for f in input_schema if f.name != self.prediction_col]
         return pa.schema(fields + [pa.field(self.prediction_col, pa.list_(t.value_type))])
 

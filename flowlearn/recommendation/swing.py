@@ -141,22 +141,12 @@ class Swing(_SwingParams, AlgoOperator):
         {'item': [7, 8], 'output': ['8,0.125', '7,0.125']}
     """
 
-    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
-        stage = type(self).__name__
-        for col, param in ((self.user_col, "user_col"), (self.item_col, "item_col")):
-            if col not in input_schema.names:
-                raise ValueError(f"{stage}: input column '{col}' (parameter '{param}') is missing; the input has "
-                                 f"columns {input_schema.names}")
-            if not pa.types.is_integer(input_schema.field(col).type):
-                raise ValueError(f"{stage}: column '{col}' (parameter '{param}') has type "
-                                 f"{input_schema.field(col).type}; user and item ids must be integers")
-        return pa.schema([pa.field(self.item_col, pa.int64()), pa.field(self.output_col, pa.string())])
-
     def transform(self, *inputs: Any) -> Any:
         if len(inputs) == 1 and getattr(inputs[0], "_flowlearn_stream", False):
-            self.output_schema(inputs[0].schema)
-            return inputs[0].window(count=_ALL_ROWS).apply(_SwingWindow(self), name="Swing")\
-                .select(self.item_col, self.output_col)
+            stream = inputs[0]
+            schema = self.output_schema(stream.schema) if stream.schema is not None else None
+            return stream.window(count=_ALL_ROWS).apply(_SwingWindow(self), name="Swing")\
+                .map_batches(_SwingColumns(self.item_col, self.output_col), name="swing_columns", schema=schema)
         return super().transform(*inputs)
 
     def _transform(self, *tables: pa.Table) -> pa.Table:
@@ -241,3 +231,14 @@ class _SwingWindow:
 
     def __call__(self, t: pa.Table) -> pa.Table:
         return self.stage.transform(t)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SwingColumns:
+    """A window's output without the window bounds."""
+
+    item_col: str
+    output_col: str
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        return t.select([self.item_col, self.output_col])
