@@ -760,3 +760,38 @@ def test_starts_from_the_latest_version_in_a_store(tmp_path):
     pm = est.fit(fl.table({"features": [[1.0]] * 4, "label": [2.0] * 4}))
     w, b = last_weights(pm)
     np.testing.assert_allclose([w[0][0], b[0]], [1 - 0.5 ** 5] * 2, rtol=1e-15)
+
+
+# ------------------------------------------------------------------------------------------------
+# starting from zero weights (no model data)
+# ------------------------------------------------------------------------------------------------
+
+def test_an_unfitted_last_stage_starts_from_zero_weights_like_river(phishing):
+    """OnlineLearning(LogisticRegressionModel()) needs no model data: the first batch sizes zero weights.
+    Oracle: River's LogisticRegression, which starts from zero weights, row by row."""
+    keys, X, y = phishing
+    t = fl.table({**{k: X[:, i] for i, k in enumerate(keys)}, "label": y})
+    asm = fl.feature.VectorAssembler(input_cols=keys, input_sizes=[1] * len(keys), output_col="features")
+    est = OnlineLearning(fl.PipelineModel([asm, LogisticRegressionModel()]), optim_method="sgd", learning_rate=0.01,
+                         intercept_lr=0.01, global_batch_size=1)
+    tr = est.trainer()
+    assert tr.dim is None
+    fresh = OnlineLearningTrainer.restore_state(est.trainer(), tr.snapshot_state())   # a state before any row
+    ours_p = np.concatenate([tr.predict_and_partial_fit(t.slice(s, 300))[0] for s in range(0, t.num_rows, 300)])
+    rv = rlinear.LogisticRegression(optimizer=roptim.SGD(0.01), intercept_lr=0.01)
+    river_p = []
+    for x, label in zip(X, y):
+        row = dict(zip(keys, x))
+        river_p.append(rv.predict_proba_one(row)[True])
+        rv.learn_one(row, bool(label))
+    np.testing.assert_allclose(ours_p, river_p, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(tr.coefficient, [rv.weights[k] for k in keys], rtol=0, atol=1e-9)
+    # the restored pre-data state trains exactly as the original
+    fresh.partial_fit(t)
+    np.testing.assert_array_equal(fresh.coefficient, tr.coefficient)
+    # num_features sizes the zero weights up front; the final pipeline's model exposes them as NumPy
+    sized = OnlineLearning(LinearRegressionModel(), num_features=3).trainer()
+    assert sized.dim == 3 and sized.coefficient.tolist() == [0.0, 0.0, 0.0]
+    model = est.fit(t)
+    np.testing.assert_allclose(model.stages[-1].coefficients, tr.coefficient, rtol=0, atol=1e-12)
+    assert model.stages[-1].intercept == pytest.approx(tr.intercept, abs=1e-12)

@@ -377,6 +377,9 @@ class _OnlineLearningParams(HasLabelCol, HasWeightCol, HasLearningRate, HasReg, 
     emit_every = Param(int, default=None, validator=gt(0),
                        doc="Emit a new model version after every this many rows (at the next mini-batch "
                            "boundary); None emits one version when a bounded input ends.")
+    num_features = Param(int, default=None, validator=gt(0),
+                         doc="Size of the features vector when the last stage has no model data (training starts "
+                             "from zero weights); None takes it from the first batch.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,15 +425,22 @@ def _split_pipeline(pm: PipelineModel) -> tuple[list[AlgoOperator], Model, str]:
         raise ValueError(f"{_STAGE}: the last stage of the pipeline model (stage {len(pm.stages) - 1}) is a "
                          f"{type(last).__name__}, which OnlineLearning cannot train; the last stage must be a "
                          f"linear model ({names}). Fit the pipeline with one of their estimators last")
-    last._require_model()
-    W, _, _ = read_linear_model_table(last.get_model_data(), type(last).__name__)
-    if kind == "logistic" and W.shape[0] > 1:
-        kind = "multinomial"
+    if last._model_data is not None:   # without model data: zero weights, one output
+        W, _, _ = read_linear_model_table(last.get_model_data(), type(last).__name__)
+        if kind == "logistic" and W.shape[0] > 1:
+            kind = "multinomial"
     for i, s in enumerate(pm.stages[:-1]):
         if isinstance(s, Model) and not isinstance(s, PipelineModel) and getattr(s, "_model_data", 1) is None:
             raise ValueError(f"{_STAGE}: feature stage {i} ({type(s).__name__}) has no model data; pass a fitted "
                              f"pipeline model")
     return list(pm.stages[:-1]), last, kind
+
+
+def _zero_pipeline(pm: PipelineModel, d: int) -> PipelineModel:
+    """``pm`` with a copy of its last stage holding zero weights for ``d`` features (one output)."""
+    last = pm.stages[-1]
+    zero = type(last)(**last.get_params()).set_model_data(linear_model_table(np.zeros((1, d)), np.zeros(1), 0))
+    return PipelineModel(list(pm.stages[:-1]) + [zero])
 
 
 def _pipeline_files(pm: PipelineModel) -> pa.Table:
@@ -541,8 +551,20 @@ class OnlineLearningTrainer(Trainer):
         model = estimator.get_initial_model()
         if model is None:
             raise ValueError(f"{_STAGE}: no initial pipeline model; pass one as OnlineLearning(pipeline_model, ...) "
-                             f"or with set_initial_model(...)")
-        self._set_base(model)
+                             f"or with set_initial_model(...), or an unfitted last stage such as "
+                             f"OnlineLearning(LogisticRegressionModel()) to start from zero weights")
+        pm = _as_pipeline_model(model, "the initial model")
+        # an unfitted last stage starts from zero weights, sized by num_features or the first batch
+        self._pending: PipelineModel | None = None
+        if pm.stages and isinstance(pm.stages[-1], Model) and pm.stages[-1]._model_data is None:
+            if p["num_features"] is None:
+                self._pending = pm
+                self._features, self._last, self._dim, self._K = list(pm.stages[:-1]), pm.stages[-1], None, 1
+                self._features_col = self._last.features_col
+                self._kind = _split_pipeline(pm)[2]
+                return
+            pm = _zero_pipeline(pm, p["num_features"])
+        self._set_base(pm)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -627,7 +649,11 @@ class OnlineLearningTrainer(Trainer):
         if t.num_rows == 0:
             require_column(t, fc, _STAGE, "features_col")
             require_column(t, self._label_col, _STAGE, "label_col")
-            return np.zeros((0, self._dim)), np.zeros(0), np.zeros(0)
+            return np.zeros((0, self._dim or 0)), np.zeros(0), np.zeros(0)
+        if self._pending is not None:   # the first rows size the zero weights
+            d = vector_column(t, fc, _STAGE, param="features_col").shape[1]
+            self._set_base(_zero_pipeline(self._pending, d))
+            self._pending = None
         x = vector_column(t, fc, _STAGE, param="features_col", size=self._dim)
         check_squares(x, fc, _STAGE, "features_col", "squared gradients")
         y = numeric_column(t, self._label_col, _STAGE, param="label_col")
@@ -710,7 +736,7 @@ class OnlineLearningTrainer(Trainer):
         return out, versions
 
     def _has_model(self) -> bool:
-        return True   # the initial pipeline
+        return self._pending is None   # the initial pipeline, or zero weights once the first batch sized them
 
     def _rows_in_model(self) -> int:
         return self.rows_seen - int(self._ctr[_C_POS])   # rows of the open mini-batch are not in the weights
@@ -754,6 +780,7 @@ class OnlineLearningTrainer(Trainer):
                 type(self._last)(**self._last.get_params()).set_model_data(as_table(model))
             model = PipelineModel(list(self._features) + [last])
         self._set_base(model)
+        self._pending = None
         if version is not None:
             self.version = max(self.version, int(version))
         self._last_emit_rows = self.rows_seen
@@ -769,6 +796,12 @@ class OnlineLearningTrainer(Trainer):
         ``param``, ``s1``, ``s2``, ``l1_applied``, ``gradient_sum``), ``open_batch`` (the coordinates
         the open mini-batch touched) and ``pipeline`` (the files of the current pipeline in the
         on-disk stage format, as ``path``/``content`` rows)."""
+        if self._pending is not None:   # nothing learned yet: a fresh trainer of the same estimator is this state
+            return OperatorState({"pending": True, "optim_method": OPTIM_METHODS[self._opt]},
+                                 {"state": pa.table({"param": pa.array([], pa.float64())}),
+                                  "open_batch": pa.table({"index": pa.array([], pa.int64())}),
+                                  "pipeline": pa.table({"path": pa.array([], pa.string()),
+                                                        "content": pa.array([], pa.binary())})})
         hp = self._hp
         data = {
             "optim_method": OPTIM_METHODS[self._opt], "kind": self._kind, "dim": self._dim, "outputs": self._K,
@@ -790,6 +823,11 @@ class OnlineLearningTrainer(Trainer):
 
     def _restore(self, st: OperatorState) -> None:
         meta = st.data
+        if meta.get("pending"):
+            if self._pending is None:
+                raise ValueError(f"{_STAGE}: the state was written before the first batch sized the zero weights; "
+                                 f"restore it into a trainer of an estimator with an unfitted last stage")
+            return
         state, open_batch, files = st.tables["state"], st.tables["open_batch"], st.tables["pipeline"]
         mine = OPTIM_METHODS[self._opt]
         if meta["optim_method"] != mine:
@@ -827,7 +865,9 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
 
     ``OnlineLearning(pipeline_model, **params)``. The last stage is a ``LogisticRegressionModel``
     (binary or softmax), ``LinearRegressionModel``, ``LinearSVCModel`` or
-    ``OnlineLogisticRegressionModel``; the stages before it transform every batch and stay fixed
+    ``OnlineLogisticRegressionModel``. Without model data (``OnlineLearning(LogisticRegressionModel())``,
+    or a pipeline ending in one) training starts from zero weights (one output: binary, regression
+    or SVM) sized by ``num_features`` or by the first batch; the stages before it transform every batch and stay fixed
     (they change only through ``trainer.rebase``). Parameters: ``optim_method`` ('ftrl' as Alink,
     'sgd', 'momentum', 'adagrad', 'rmsprop', 'adam'), ``learning_rate``, ``gamma`` (momentum /
     RMSProp decay), ``beta1``, ``beta2``, ``epsilon`` (Adam, AdaGrad, RMSProp), ``alpha``, ``beta``
@@ -850,6 +890,14 @@ class OnlineLearning(_OnlineLearningParams, Estimator):
         >>> drifted = fl.table({"features": [[0.0], [1.0], [2.0]] * 200, "label": [2.0, 4.0, 6.0] * 200})
         >>> new = OnlineLearning(pm, optim_method="sgd", learning_rate=0.1, global_batch_size=3).fit(drifted)
         >>> [round(v, 2) for v in new.transform(t).column("prediction").to_pylist()]
+        [2.0, 4.0, 6.0]
+
+        From zero weights, given only the model type (the first batch gives the number of features):
+
+        >>> from flowlearn.regression.linear_regression import LinearRegressionModel
+        >>> fresh = OnlineLearning(LinearRegressionModel(), optim_method="sgd", learning_rate=0.1,
+        ...                        global_batch_size=3).fit(drifted)
+        >>> [round(v, 2) for v in fresh.transform(t).column("prediction").to_pylist()]
         [2.0, 4.0, 6.0]
     """
 

@@ -30,6 +30,18 @@ or the predictions (scikit-learn's and River's ``MacroF1``); ``rmse``, ``mae`` a
 (``1 - SS_res / SS_tot``, NaN when the labels are constant) are the usual ones. A margin is not
 a probability, so ``log_loss`` is refused for a linear SVM; ``auc`` only ranks, so it is fine.
 
+**Pipelines of online stages.** ``estimator`` may also be a ``fl.Pipeline`` whose last stage is
+such an online learner and whose other stages are transformers, fitted models (both fixed) or
+online feature estimators with a ``trainer()`` (``OnlineStandardScaler``), which learn as the
+rows go by. Each row is predicted before *any* stage learns from it: the rows are taken in
+chunks of the learner's ``global_batch_size`` (one row at a time with ``global_batch_size=1``);
+a chunk is transformed by every stage as it is (an online feature stage by its statistics of
+the rows before the chunk; before its first row an ``OnlineStandardScaler`` outputs zeros, as
+River's), predicted and learned by the learner, and only then learned by the feature stages.
+
+**Data.** Besides tables and streams, ``data`` may be an iterable of ``(x, y)`` pairs with ``x``
+a dict of feature values, as River's datasets yield (``y`` goes to ``label_col``).
+
 Example:
     >>> import flowlearn as fl
     >>> from flowlearn.classification.ftrl import OnlineLogisticRegression
@@ -49,6 +61,17 @@ Example:
     >>> res = progressive_validation(reg, {"features": [[1.0]] * 3, "label": [2.0] * 3})
     >>> list(res), round(res["mae"], 4)
     (['rmse', 'mae', 'r2'], 0.6667)
+
+    A pipeline whose scaler learns online too, and River-style ``(x, y)`` pairs:
+
+    >>> from flowlearn.classification.logistic_regression import LogisticRegressionModel
+    >>> from flowlearn.feature.online_scalers import OnlineStandardScaler
+    >>> pipe = fl.Pipeline([fl.feature.VectorAssembler(input_cols=["a"], output_col="x", input_sizes=[1]),
+    ...                     OnlineStandardScaler(input_col="x", output_col="features", with_mean=True),
+    ...                     OnlineLearning(LogisticRegressionModel(), optim_method="sgd", global_batch_size=1)])
+    >>> pairs = [({"a": 10.0 + i % 2}, i % 2) for i in range(400)]
+    >>> round(progressive_validation(pipe, pairs, metrics="accuracy")["accuracy"], 3)
+    0.99
 """
 from __future__ import annotations
 
@@ -58,7 +81,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.api import _is_stream
+from flowlearn.api import Estimator, _is_stream
+from flowlearn.builder import Pipeline, PipelineModel
 from flowlearn.data.columns import numeric_column
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
@@ -92,7 +116,41 @@ _PREDICTS = {
 _THRESHOLD_METRICS = ("accuracy", "precision", "recall", "f1")
 
 
-def _tables(data: Any, batch_size: int | None) -> Iterator[pa.Table]:
+_PAIR_CHUNK = 4096   # (x, y) pairs per table built from them
+
+
+def _pair_tables(first: tuple, rest: Iterator[Any], label_col: str) -> Iterator[pa.Table]:
+    """Tables of ``_PAIR_CHUNK`` rows from River-style ``(x dict, y)`` pairs."""
+    def table(pairs: list) -> pa.Table:
+        rows = [dict(x) for x, _ in pairs]
+        for r, (_, y) in zip(rows, pairs):
+            r[label_col] = float(y)
+        return to_table(rows)
+
+    chunk = [first]
+    for item in rest:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], dict)):
+            raise TypeError(f"progressive_validation: an iterable of (x, y) pairs holds {type(item).__name__} after "
+                            f"{len(chunk)} pairs; every item must be an (x dict, y) pair")
+        chunk.append(item)
+        if len(chunk) == _PAIR_CHUNK:
+            yield table(chunk)
+            chunk = []
+    if chunk:
+        yield table(chunk)
+
+
+def _tables(data: Any, batch_size: int | None, label_col: str = "label") -> Iterator[pa.Table]:
+    if isinstance(data, Iterable) and not _is_stream(data) and not isinstance(data, (pa.Table, pa.RecordBatch, str, bytes)) \
+            and not is_table_like(data):
+        it = iter(data)
+        first = next(it, None)
+        if first is None:
+            return
+        if isinstance(first, tuple) and len(first) == 2 and isinstance(first[0], dict):
+            data = _pair_tables(first, it, label_col)
+        else:
+            data = _chain(first, it)
     if _is_stream(data):
         items: Iterable[Any] = data.iter_batches() if hasattr(data, "iter_batches") else iter(data)
     elif isinstance(data, (pa.Table, pa.RecordBatch)) or is_table_like(data):
@@ -110,6 +168,11 @@ def _tables(data: Any, batch_size: int | None) -> Iterator[pa.Table]:
         else:
             for start in range(0, t.num_rows, batch_size):
                 yield t.slice(start, batch_size)
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
 
 
 def _prediction_kind(trainer: Any, stage: str) -> str:
@@ -157,6 +220,128 @@ def _labels(t: pa.Table, label_col: str, trainer: Any, stage: str) -> np.ndarray
     return numeric_column(t, label_col, stage, param="label_col")
 
 
+class _FeatureStage:
+    """A stage before the learner in a pipeline given to progressive_validation: fixed (a
+    transformer or fitted model) or online (an estimator with ``trainer()``, whose current
+    statistics transform a chunk before it learns from the chunk)."""
+
+    def __init__(self, stage: Any, index: int) -> None:
+        self.stage, self.index = stage, index
+        self.trainer = stage.trainer() if isinstance(stage, Estimator) else None
+        self._model: Any = None
+        self._model_rows = -1
+
+    def _current_model(self, x: pa.Table) -> Any:
+        tr, est = self.trainer, self.stage
+        if self._model is not None and self._model_rows == tr.rows_seen:
+            return self._model
+        model = est.model_class()
+        est.copy_params_to(model)
+        if tr._has_model():
+            model.set_model_data(tr._current_version())
+        else:
+            model.set_model_data(_zero_state(est, x, self.index))
+        self._model, self._model_rows = model, tr.rows_seen
+        return model
+
+    def transform(self, x: pa.Table) -> pa.Table:
+        if self.trainer is None:
+            return self.stage.transform(x)
+        return self._current_model(x).transform(x)
+
+    def learn(self, x: pa.Table) -> None:
+        if self.trainer is not None:
+            self.trainer.partial_fit(x)
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether :meth:`progressive` transforms a whole table at once (no chunk loop needed)."""
+        if self.trainer is None:
+            return True
+        from flowlearn.feature.online_scalers import OnlineStandardScaler
+
+        est = self.stage
+        # statistics that take in every row at once (event-time windows hold rows back)
+        return isinstance(est, OnlineStandardScaler) and est.windows != "event_time" and est.time_col is None
+
+    def progressive(self, x: pa.Table, chunk: int) -> pa.Table:
+        """``x`` transformed as the chunk loop would: row ``i`` by the statistics of every row learned
+        before plus the rows of ``x`` before its chunk (``chunk`` rows each). One vectorized pass:
+        prefix sums (shifted by the prior mean, against cancellation) merged with the prior
+        statistics by Chan's rule."""
+        if self.trainer is None:
+            return self.stage.transform(x)
+        from flowlearn.data.columns import vector_column, with_column
+        from flowlearn.linalg import from_numpy
+
+        est, tr = self.stage, self.trainer
+        X = vector_column(x, est.input_col, type(est).__name__, param="input_col", dense=True)
+        n, d = X.shape
+        n0 = tr.rows_seen if tr._has_model() else 0
+        if n0:
+            prior = tr.model_data()
+            mean0 = np.asarray(prior.column("mean")[0].as_py(), dtype=np.float64)
+            std0 = np.asarray(prior.column("std")[0].as_py(), dtype=np.float64)
+            m2_0 = std0 ** 2 * (n0 - 1)
+        shift = mean0 if n0 else (X[0] if n else np.zeros(d))
+        Y = X - shift
+        starts = (np.arange(n) // chunk) * chunk          # rows of x each row's statistics include
+        P1 = np.vstack([np.zeros((1, d)), np.cumsum(Y, axis=0)])[starts]
+        P2 = np.vstack([np.zeros((1, d)), np.cumsum(Y * Y, axis=0)])[starts]
+        cnt = starts[:, None].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mb = np.where(cnt > 0, P1 / cnt, 0.0)
+            m2b = np.maximum(P2 - P1 * mb, 0.0)
+            if n0:
+                total = n0 + cnt
+                delta = mb - (mean0 - shift)
+                mean = np.where(cnt > 0, (mean0 - shift) + delta * cnt / total, mean0 - shift)
+                m2 = np.where(cnt > 0, m2_0 + m2b + delta ** 2 * n0 * cnt / total, m2_0)
+            else:
+                total, mean, m2 = cnt, mb, m2b
+            std = np.where(total > 1, np.sqrt(m2 / (total - 1)), 0.0)
+            scale = np.divide(1.0, std, out=np.zeros_like(std), where=std != 0)
+        out = (Y - mean) if est.with_mean else X
+        if est.with_std:
+            out = out * scale
+        return with_column(x, est.output_col, from_numpy(np.ascontiguousarray(out)))
+
+
+def _zero_state(est: Any, x: pa.Table, index: int) -> pa.Table:
+    """The model data an online feature stage transforms with before its first row."""
+    from flowlearn.feature.online_scalers import OnlineStandardScaler
+
+    if isinstance(est, OnlineStandardScaler):   # zero mean and deviation: outputs zeros, as River's scaler
+        from flowlearn.data.columns import vector_column
+        from flowlearn.linalg import dense_vector_type
+
+        d = vector_column(x, est.input_col, type(est).__name__, param="input_col").shape[1]
+        zeros = pa.array([[0.0] * d], dense_vector_type(d))
+        return pa.table({"mean": zeros, "std": zeros, "model_version": pa.array([0], pa.int64())})
+    raise ValueError(f"progressive_validation: pipeline stage {index} ({type(est).__name__}) has no model before "
+                     f"its first rows, so the first rows cannot be predicted before it learns them; give it an "
+                     f"initial model (set_initial_model_data) or put a fitted model in the pipeline")
+
+
+def _split_online_pipeline(pipe: Any) -> tuple[list[_FeatureStage], Any]:
+    stages = list(pipe.stages)
+    if not stages:
+        raise ValueError("progressive_validation: the pipeline has no stages; its last stage must be an online "
+                         "learner (e.g. OnlineLogisticRegression, OnlineLearning)")
+    features = []
+    for i, s in enumerate(stages[:-1]):
+        if isinstance(s, Estimator) and not hasattr(s, "trainer"):
+            raise TypeError(f"progressive_validation: pipeline stage {i} ({type(s).__name__}) is a batch estimator, "
+                            f"which cannot learn row by row; use its online counterpart "
+                            f"({s.online_counterpart or 'an estimator with trainer()'}) or fit it on other data and "
+                            f"put the fitted model in the pipeline")
+        if isinstance(s, Estimator) and getattr(s, "model_class", None) is None:
+            raise TypeError(f"progressive_validation: pipeline stage {i} ({type(s).__name__}) learns online but "
+                            f"has no model_class to transform with; only the last stage may be such a learner")
+        features.append(_FeatureStage(s, i))
+    return features, stages[-1]
+
+
 def progressive_validation(estimator: Any, data: Any, metrics: Sequence[str] | str | None = None,
                            batch_size: int | None = None) -> dict[str, float]:
     """Evaluate an online estimator by predicting each row before learning from it.
@@ -164,9 +349,11 @@ def progressive_validation(estimator: Any, data: Any, metrics: Sequence[str] | s
     Args:
         estimator: an online estimator whose ``trainer()`` has ``predict_and_partial_fit``
             (``OnlineLogisticRegression``, ``OnlineLearning``); its parameters and initial model
-            are used, the estimator is not changed.
+            are used, the estimator is not changed. Or a ``Pipeline`` of online stages ending in
+            one (see the module docstring).
         data: a table (or anything ``fl.table`` accepts), a record batch, an iterable of them,
-            or a bounded stream, in arrival order.
+            a bounded stream, or an iterable of ``(x dict, y)`` pairs (River's datasets), in
+            arrival order.
         metrics: names valid for what the trainer predicts (see the module docstring):
             binary ``log_loss``, ``auc``, ``accuracy``, ``precision``, ``recall``, ``f1``;
             multiclass ``log_loss``, ``accuracy``, ``macro_f1``; regression ``rmse``, ``mae``,
@@ -184,6 +371,10 @@ def progressive_validation(estimator: Any, data: Any, metrics: Sequence[str] | s
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0):
         raise ValueError(f"progressive_validation: batch_size = {batch_size!r} must be a positive int or None")
     stage = type(estimator).__name__
+    features: list[_FeatureStage] = []
+    if isinstance(estimator, (Pipeline, PipelineModel)):
+        features, estimator = _split_online_pipeline(estimator)
+        stage = f"{type(estimator).__name__} (last stage of the pipeline)"
     if not hasattr(estimator, "trainer"):
         raise TypeError(f"progressive_validation needs an online estimator with a trainer() "
                         f"(e.g. OnlineLogisticRegression, OnlineLearning); got {stage}")
@@ -197,12 +388,36 @@ def progressive_validation(estimator: Any, data: Any, metrics: Sequence[str] | s
     label_col = estimator.label_col
     preds: list[np.ndarray] = []
     ys: list[np.ndarray] = []
-    for t in _tables(data, batch_size):
+    # with online feature stages, a chunk is one mini-batch of the learner (the rows it predicts alike);
+    # stages that transform progressively in one vectorized pass need no loop over the chunks
+    online = any(f.trainer is not None for f in features)
+    chunk = int(getattr(estimator, "global_batch_size", 1)) if online else None
+    vectorized = all(f.vectorized for f in features)
+    for t in _tables(data, batch_size, label_col):
         if t.num_rows == 0:
             continue
-        p, _ = trainer.predict_and_partial_fit(t)
-        preds.append(np.asarray(p, dtype=np.float64))
-        ys.append(_labels(t, label_col, trainer, stage))
+        if vectorized:
+            ys.append(_labels(t, label_col, trainer, stage))
+            inputs, x = [], t
+            for f in features:
+                inputs.append(x)
+                x = f.progressive(x, chunk or 1)
+            p, _ = trainer.predict_and_partial_fit(x)
+            preds.append(np.asarray(p, dtype=np.float64))
+            for f, x_in in zip(features, inputs):
+                f.learn(x_in)
+            continue
+        for part in ([t] if chunk is None else (t.slice(i, chunk) for i in range(0, t.num_rows, chunk))):
+            ys.append(_labels(part, label_col, trainer, stage))
+            inputs = []
+            x = part
+            for f in features:   # every stage as it is before this chunk
+                inputs.append(x)
+                x = f.transform(x)
+            p, _ = trainer.predict_and_partial_fit(x)
+            preds.append(np.asarray(p, dtype=np.float64))
+            for f, x_in in zip(features, inputs):   # then the feature stages learn the chunk
+                f.learn(x_in)
     if not preds:
         raise ValueError(f"progressive_validation: the input has no rows; {stage} needs at least one row")
     p, y = np.concatenate(preds), np.concatenate(ys)
