@@ -400,3 +400,21 @@ def test_command_rejects_a_folder_that_is_not_a_store(tmp_path, capsys):
 
     assert main([str(tmp_path)]) == 2
     assert "is not a model store (no versions/ folder)" in capsys.readouterr().err
+
+
+def test_metrics_reread_after_appends_and_kafka_store_refused(tmp_path):
+    metrics_dir = str(tmp_path / "m")
+    ev = StreamingEvaluator("binary", window_rows=2)
+    log = EvalLog(metrics_dir, "live")
+    data = DashboardData(str(tmp_path / "s"), metrics_dir)
+    log(ev.update(fl.table({"label": [0, 1], "raw_prediction": [0.3, 0.7]})))
+    assert [r["window"] for r in data.metrics()["evaluations"]["live"]["windows"]] == [0]
+    assert data.metrics() == data.metrics()        # unchanged files: the same answer
+    log(ev.update(fl.table({"label": [1, 0], "raw_prediction": [0.3, 0.7]})))
+    w = data.metrics()["evaluations"]["live"]["windows"]
+    assert [(r["window"], r["window_auc"]) for r in w] == [(0, 1.0), (1, 0.0)]
+    with pytest.raises(ValueError, match="Kafka model store"):
+        DashboardData("kafka://127.0.0.1:9092/models")
+    from flowlearn.cli.dashboard import main
+
+    assert main(["kafka://127.0.0.1:9092/models"]) == 2

@@ -58,6 +58,10 @@ def add_dashboard_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_dashboard(args: argparse.Namespace) -> int:
     """Serve until SIGINT / SIGTERM; 0 on a clean shutdown, 2 when the store or server cannot be opened."""
     store = args.store
+    if store.startswith("kafka://"):
+        print(f"flowlearn dashboard: error: {store} is a Kafka model store; the dashboard reads filesystem model "
+              f"stores (a path or fsspec URL)", file=sys.stderr)
+        return 2
     if "://" not in store and not os.path.isdir(os.path.join(store, "versions")):
         print(f"flowlearn dashboard: error: {store} is not a model store (no versions/ folder); publish into it "
               f"with ModelStore({store!r}).publish(...) or a job's to_model_store", file=sys.stderr)

@@ -90,7 +90,14 @@ class DashboardData:
 
     def __init__(self, store: Any, metrics_dir: str | None = None, stale_after: float = 10.0,
                  history_bytes: int = 256 * 1024) -> None:
-        self.store = store if isinstance(store, ModelStore) else ModelStore(str(store))
+        if not isinstance(store, ModelStore):
+            if str(store).startswith("kafka://"):
+                raise ValueError(f"dashboard: {store} is a Kafka model store; the dashboard reads filesystem model "
+                                 f"stores (a path or fsspec URL)")
+            if not isinstance(store, (str, os.PathLike)):
+                raise TypeError(f"dashboard: store must be a ModelStore or its path, got {type(store).__name__}")
+            store = ModelStore(os.fspath(store))
+        self.store = store
         self.metrics_dir = metrics_dir
         self.stale_after = float(stale_after)
         self.history_bytes = int(history_bytes)
@@ -98,6 +105,7 @@ class DashboardData:
         self._vdir = posixpath.join(root.rstrip("/") or "/", "versions")
         self._lock = threading.Lock()
         self._pipelines: OrderedDict[int, dict] = OrderedDict()
+        self._eval_cache: dict[str, tuple[tuple, dict]] = {}   # folder -> (its files' sizes and mtimes, result)
 
     # -- versions --------------------------------------------------------------------------
     def versions(self) -> dict:
@@ -145,10 +153,22 @@ class DashboardData:
         return json_safe({"evaluations": evals})
 
     def _evaluation(self, folder: str) -> dict:
-        rows: dict[tuple, dict] = {}
+        files = []
         for fname in sorted(os.listdir(folder)):
             if not fname.endswith(".jsonl") or fname.startswith("."):
                 continue
+            try:
+                st = os.stat(os.path.join(folder, fname))
+            except OSError:
+                continue
+            files.append((fname, st.st_size, st.st_mtime_ns))
+        key = tuple(files)
+        with self._lock:
+            cached = self._eval_cache.get(folder)
+        if cached is not None and cached[0] == key:     # nothing was written since the last poll
+            return cached[1]
+        rows: dict[tuple, dict] = {}
+        for fname, _size, _mtime in files:
             try:
                 lines = _tail_lines(os.path.join(folder, fname), 16 * self.history_bytes)
             except OSError:
@@ -161,7 +181,10 @@ class DashboardData:
         overall = [r for r in ordered if r.get("model_version") is None]
         per_version = [r for r in ordered if r.get("model_version") is not None]
         present = {k[len("window_"):] for r in ordered[-50:] for k in r if k.startswith("window_")}
-        return {"metrics": [m for m in CHART_METRICS if m in present], "windows": overall, "versions": per_version}
+        result = {"metrics": [m for m in CHART_METRICS if m in present], "windows": overall, "versions": per_version}
+        with self._lock:
+            self._eval_cache[folder] = (key, result)
+        return result
 
     # -- jobs ------------------------------------------------------------------------------
     def jobs(self) -> dict:
