@@ -161,7 +161,8 @@ class PredictionServer:
         self.max_concurrent_predictions = max_concurrent_predictions
         self.request_timeout = float(request_timeout)
         self.model_name = model_name or _default_name(source)
-        self.metrics = ServerMetrics(lambda: self.predictor.model_version, lambda: self.follower)
+        self.work: Any = None          # the WorkQueue, made by the event loop's thread
+        self.metrics = ServerMetrics(lambda: self.predictor.model_version, lambda: self.follower, lambda: self.work)
         self.closing = False
         self._io: tuple[Any, ModelIO] | None = None
         self._thread: threading.Thread | None = None

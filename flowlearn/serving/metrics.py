@@ -5,8 +5,9 @@ Families (see ``docs/serving.md``): ``flowlearn_http_requests_total`` (path, met
 ``flowlearn_predicted_rows_total``, ``flowlearn_skipped_rows_total``,
 ``flowlearn_prediction_errors_total`` (reason), and, read when scraped, ``flowlearn_model_version``,
 ``flowlearn_model_swaps_total``, ``flowlearn_model_swap_errors_total``,
-``flowlearn_model_last_swap_timestamp_seconds``, plus ``flowlearn_server_start_time_seconds`` and
-``flowlearn_build_info``.
+``flowlearn_model_last_swap_timestamp_seconds``, ``flowlearn_prediction_jobs_total`` and
+``flowlearn_prediction_job_requests_total`` (their ratio: how many requests a job on the prediction
+threads coalesced), plus ``flowlearn_server_start_time_seconds`` and ``flowlearn_build_info``.
 
 Example:
     >>> m = ServerMetrics()
@@ -38,10 +39,17 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class _ModelCollector:
     """Served version and store-following counters, read from the predictor and follower when scraped."""
 
-    def __init__(self, version: Callable[[], int | None], follower: Callable[[], Any]) -> None:
-        self._version, self._follower = version, follower
+    def __init__(self, version: Callable[[], int | None], follower: Callable[[], Any],
+                 work: Callable[[], Any]) -> None:
+        self._version, self._follower, self._work = version, follower, work
 
     def collect(self) -> Iterator[Any]:
+        w = self._work()
+        yield CounterMetricFamily("flowlearn_prediction_jobs", "Jobs run on the prediction threads (each takes "
+                                  "every request waiting, so requests / jobs is the mean coalescing).",
+                                  value=float(getattr(w, "jobs", 0)))
+        yield CounterMetricFamily("flowlearn_prediction_job_requests", "Requests run by prediction jobs.",
+                                  value=float(getattr(w, "items", 0)))
         g = GaugeMetricFamily("flowlearn_model_version", "Version of the served model (absent: not from a model store).")
         v = self._version()
         if v is not None:
@@ -69,7 +77,7 @@ class ServerMetrics:
     costs a dict lookup and an increment."""
 
     def __init__(self, version: Callable[[], int | None] = lambda: None,
-                 follower: Callable[[], Any] = lambda: None) -> None:
+                 follower: Callable[[], Any] = lambda: None, work: Callable[[], Any] = lambda: None) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.started_at = time.time()
         self._requests = Counter("flowlearn_http_requests", "HTTP requests by path, method and status code.",
@@ -87,7 +95,7 @@ class ServerMetrics:
             self._errors.labels(reason)
         Gauge("flowlearn_server_start_time_seconds", "Unix time the server started.", registry=r).set(self.started_at)
         Info("flowlearn_build", "flowlearn version.", registry=r).info({"version": __version__})
-        r.register(_ModelCollector(version, follower))
+        r.register(_ModelCollector(version, follower, work))
         self._children: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self.in_flight = 0
