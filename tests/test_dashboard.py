@@ -418,3 +418,28 @@ def test_metrics_reread_after_appends_and_kafka_store_refused(tmp_path):
     from flowlearn.cli.dashboard import main
 
     assert main(["kafka://127.0.0.1:9092/models"]) == 2
+
+
+def test_watch_job_finds_the_gates_of_the_plan(tmp_path, cancer):
+    from flowlearn.classification.ftrl import OnlineLogisticRegression
+    from flowlearn.dashboard.metrics import gates_of, job_file_name, watch_job
+
+    x, y = cancer
+    xs = (x - x.mean(0)) / x.std(0)
+    rows = fl.table({"features": fl.linalg.from_numpy(np.tile(xs, (4, 1))), "label": np.tile(y, 4)})
+    online = OnlineLogisticRegression(global_batch_size=16, emit_every=500).fit(fls.from_table(rows, batch_size=250))
+    held = fl.table({"features": fl.linalg.from_numpy(xs), "label": y})
+    gate = ModelGate(metric="auc", min_value=0.95, held_out=held)
+    sink = gate.apply(fls.model_stream(online)).to_model_store(ModelStore(str(tmp_path / "s")), producer="ftrl")
+    assert gates_of([sink]) == [gate] and gates_of([fls.from_table({"x": [1]}).collect()]) == []
+    job = fls.run(sink)
+    w = watch_job(job, [sink], str(tmp_path / "m"), name=job_file_name("/jobs/ctr ftrl.v2.py"), interval=0.05)
+    job.wait()
+    w.close()
+    [j] = DashboardData(str(tmp_path / "s"), str(tmp_path / "m")).jobs()["jobs"]
+    assert j["job"] == "ctr_ftrl.v2" and j["status"] == "finished"
+    store_versions = ModelStore(str(tmp_path / "s")).versions()
+    assert [g["version"] for g in j["gates"]] == [r.version for r in gate.results] and len(j["gates"]) >= 4
+    assert sum(g["passed"] for g in j["gates"]) == len(store_versions)
+    for g, r in zip(j["gates"], gate.results):
+        assert g["value"] == pytest.approx(r.value) and g["passed"] == r.passed

@@ -71,7 +71,8 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-__all__ = ["JobMetricsWriter", "EvalLog", "JOB_FORMAT", "JOB_FORMAT_VERSION", "json_safe", "check_name"]
+__all__ = ["JobMetricsWriter", "EvalLog", "watch_job", "gates_of", "job_file_name", "JOB_FORMAT", "JOB_FORMAT_VERSION",
+           "json_safe", "check_name"]
 
 JOB_FORMAT = "flowlearn.job_metrics"
 JOB_FORMAT_VERSION = 1
@@ -268,6 +269,48 @@ class JobMetricsWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close(error=exc if exc_type is not None and issubclass(exc_type, Exception) else None)
+
+
+def gates_of(sinks: Iterable[Any]) -> list[Any]:
+    """The :class:`~flowlearn.modelstream.ModelGate` s applied in the plans ending in ``sinks``
+    (``gate.apply(versions)`` nodes), in plan order."""
+    from flowlearn.modelstream.gate import GateSpec
+    from flowlearn.stream.plan import plan_nodes
+
+    roots = [getattr(s, "node", s) for s in sinks]
+    gates: list[Any] = []
+    for n in plan_nodes(roots):
+        g = getattr(n.spec, "gate", None) if isinstance(n.spec, GateSpec) else None
+        if g is not None and all(g is not x for x in gates):
+            gates.append(g)
+    return gates
+
+
+def job_file_name(path: str) -> str:
+    """A job's metrics file name from its job file: ``jobs/ctr_ftrl.py`` -> ``ctr_ftrl``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("._-")[:128]
+    return name or "job"
+
+
+def watch_job(job: Any, sinks: Iterable[Any], directory: str, name: str, checkpoint_dir: str | None = None,
+              interval: float = 1.0) -> JobMetricsWriter:
+    """A started :class:`JobMetricsWriter` for ``job`` (run on ``sinks``), with the verdicts of
+    every ``ModelGate`` in its plan; ``flowlearn run --metrics-dir`` uses it.
+
+    Example:
+        >>> import json, os, tempfile
+        >>> import flowlearn.stream as fls
+        >>> d = tempfile.mkdtemp()
+        >>> sink = fls.from_table({"x": [1.0, 2.0, 3.0]}).collect()
+        >>> job = fls.run(sink)
+        >>> w = watch_job(job, [sink], d, name=job_file_name("jobs/my job.py"))
+        >>> _ = job.wait(); w.close()
+        >>> json.load(open(os.path.join(d, "jobs", "my_job.json")))["status"]
+        'finished'
+    """
+    return JobMetricsWriter(job, directory, name=name, interval=interval, checkpoint_dir=checkpoint_dir,
+                            gates=gates_of(sinks)).start()
 
 
 class EvalLog:
