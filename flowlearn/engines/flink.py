@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -50,6 +52,11 @@ from flowlearn.stream.source import TableSourceSpec
 _KEYED = (TrainerSpec, StatefulMapSpec, ModelStoreSinkSpec)
 
 
+# A from_table source larger than this goes to the workers as Parquet files (in the client's temp
+# directory, removed when the job ends) instead of inside the job graph, whose size Java caps.
+_SHIPPED_TABLE_BYTES = 32 * 2 ** 20
+
+
 def _one_key(record: bytes) -> int:
     return 0
 
@@ -63,8 +70,9 @@ __all__ = ["FlinkEngine", "FlinkJob"]
 class FlinkJob(Job):
     """A job submitted to Flink: its ``collect()`` results arrive on a client thread."""
 
-    def __init__(self, collect: Any, sinks: list[PlanNode], token: str) -> None:
-        self._collect = collect            # () -> a closeable iterator of records tagged by _Tag
+    def __init__(self, collect: Any, sinks: list[PlanNode], token: str, temp_folders: list[str]) -> None:
+        self._collect = collect            # () -> a closeable iterator of records tagged by Tag
+        self._temp_folders = temp_folders  # removed when the job ends
         self._sinks = sinks
         self._token = token
         self._results: list[list[pa.Table]] = [[] for _ in sinks]
@@ -91,6 +99,8 @@ class FlinkJob(Job):
             self._error = e
             self._discard_files()
         finally:
+            for folder in self._temp_folders:
+                shutil.rmtree(folder, ignore_errors=True)
             self._finished = time.monotonic()
 
     def _commit_files(self) -> None:
@@ -170,6 +180,7 @@ class FlinkEngine(Engine):
         if mode not in ("process", "thread"):
             raise ValueError(f"FlinkEngine: parameter 'mode' = {mode!r} violates in_array(['process', 'thread'])")
         self.parallelism, self.config, self.mode = parallelism, dict(config or {}), mode
+        self._spilled: list[str] = []   # temp folders of the job being translated
 
     def __repr__(self) -> str:
         return f"FlinkEngine(parallelism={self.parallelism}, mode={self.mode!r})"
@@ -200,6 +211,17 @@ class FlinkEngine(Engine):
         if checkpoint_dir is not None:
             env.enable_checkpointing(int(checkpoint_interval * 1000))
         return env
+
+    def _spill(self, table: pa.Table, batch_size: int) -> list[str]:
+        import pyarrow.parquet as pq
+
+        folder = tempfile.mkdtemp(prefix="flowlearn-flink-")
+        self._spilled.append(folder)
+        paths = []
+        for i, start in enumerate(range(0, table.num_rows, batch_size)):
+            paths.append(os.path.join(folder, f"slice-{i:06d}.parquet"))
+            pq.write_table(table.slice(start, batch_size), paths[-1])
+        return paths
 
     # -- translation ---------------------------------------------------------------------------
     def _translate(self, env: Any, roots: list[PlanNode]) -> list[Any]:
@@ -242,8 +264,9 @@ class FlinkEngine(Engine):
                                           f"so far (use the local engine for streams that do not end)")
             if isinstance(spec, TableSourceSpec):
                 k = -(-spec.table.num_rows // spec.batch_size)
-                out[id(n)] = (indexes(k, n.name).flat_map(fn.TableSlices(spec.table, spec.batch_size),
-                                                          output_type=records).name(n.name), [])
+                read = (fn.TableSlices(spec.table, spec.batch_size) if spec.table.nbytes <= _SHIPPED_TABLE_BYTES
+                        else fn.SpilledSlices(self._spill(spec.table, spec.batch_size)))
+                out[id(n)] = (indexes(k, n.name).flat_map(read, output_type=records).name(n.name), [])
             elif isinstance(spec, FilesSourceSpec):
                 if spec.handle_invalid != "error":
                     raise NotImplementedError(f"FlinkEngine: {where} has handle_invalid={spec.handle_invalid!r}; dead "
@@ -323,6 +346,7 @@ class FlinkEngine(Engine):
                 os.makedirs(os.path.join(r.spec.path, ".inprogress"), exist_ok=True)
         stateful = any(isinstance(n.spec, _KEYED + (ModelStreamSpec,)) for n in plan_nodes(roots))
         env = self._env(stateful or checkpoint_dir is not None, checkpoint_dir, checkpoint_interval)
+        self._spilled = []
         streams = self._translate(env, roots)
         from pyflink.common import Types
 
@@ -336,7 +360,7 @@ class FlinkEngine(Engine):
                 ds = ds.map(fn.WriteFile(spec, token), output_type=records)
             tagged.append(ds.map(fn.Tag(k), output_type=records))
         both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
-        job = FlinkJob(both.execute_and_collect, roots, token)
+        job = FlinkJob(both.execute_and_collect, roots, token, self._spilled)
         for s in sinks:
             if isinstance(s, Sink):
                 s.job = job
@@ -346,9 +370,14 @@ class FlinkEngine(Engine):
         """One job: ``func(record) -> IPC bytes`` over every batch of ``stream`` in parallel; the results."""
         from pyflink.common import Types
 
-        (ds,) = self._translate(self._env(), [stream.collect().node])
-        with ds.map(func, output_type=Types.PICKLED_BYTE_ARRAY()).name(name).execute_and_collect() as it:
-            return [from_ipc(bytes(b)) for b in it]
+        self._spilled = []
+        try:
+            (ds,) = self._translate(self._env(), [stream.collect().node])
+            with ds.map(func, output_type=Types.PICKLED_BYTE_ARRAY()).name(name).execute_and_collect() as it:
+                return [from_ipc(bytes(b)) for b in it]
+        finally:
+            for folder in self._spilled:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def fit(self, estimator: Any, *inputs: Any) -> Any:
         """A one-pass estimator: ``partial`` per batch in parallel on Flink, ``merge`` and ``finish``

@@ -51,6 +51,19 @@ class TableSlices:
         yield to_ipc(self.table.slice(int(i) * self.batch_size, self.batch_size))
 
 
+class SpilledSlices:
+    """Slice ``i`` of a ``from_table`` source too large to ship inside the job, read from the
+    Parquet file the client wrote it to."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+    def __call__(self, i: int) -> Iterator[bytes]:
+        import pyarrow.parquet as pq
+
+        yield to_ipc(pq.read_table(self.paths[int(i)]))
+
+
 class FileBatches:
     """The batches of file ``i`` of a ``from_files`` source, read with the local engine's reader."""
 
