@@ -244,7 +244,12 @@ class KnnModel(_KnnModelParams, Model):
         d = self._x.shape[1]
 
         def fn(row: dict) -> None:
+            if fc not in row:
+                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
+                                 f"the row has keys {list(row)}")
             v: Any = row[fc]
+            if v is None:
+                raise ValueError(f"{stage}: column '{fc}' is null in this row; drop or impute it first")
             x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
             if x.shape != (d,):
                 raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "

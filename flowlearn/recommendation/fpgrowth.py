@@ -369,7 +369,7 @@ class FPGrowthModel(_FPGrowthModelParams, Model):
         fire = hits.data == a_len[hits.col]
         r, rule = hits.row[fire], hits.col[fire]
         item = cons[rule]
-        new = np.asarray(x[r, item]).reshape(-1) == 0                   # not already in the row
+        new = ~np.isin(r * n_vocab + item, rows * n_vocab + codes)      # not already in the row
         r, rule, item = r[new], rule[new], item[new]
         order = np.lexsort((rule, item, r))
         r, rule, item = r[order], rule[order], item[order]
