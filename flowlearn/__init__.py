@@ -1,5 +1,8 @@
 """flowlearn: machine learning where a batch is a bounded stream.
 
+``import flowlearn`` is fast: every name below is imported from its module on first use
+(``flowlearn._lazy``), so a command or a service pays only for what it touches.
+
 Example:
     >>> import flowlearn as fl
     >>> t = fl.table({"features": [[0.0, 1.0], [1.0, 0.0]], "label": [1.0, 0.0]})
@@ -7,31 +10,98 @@ Example:
     >>> sorted(model.transform(t).column_names)
     ['features', 'label', 'prediction', 'raw_prediction']
 """
-from flowlearn._version import __version__
-from flowlearn import linalg
-from flowlearn.data import (
-    parse_schema,
-    read_csv,
-    read_json,
-    read_parquet,
-    table,
-    write_csv,
-    write_json,
-    write_parquet,
-)
-from flowlearn.api import AlgoOperator, Estimator, Model, Stage, Transformer, register_stage
-from flowlearn.builder import Graph, GraphBuilder, GraphModel, Pipeline, PipelineModel
-from flowlearn.persist import load_stage as load
-from flowlearn import classification, clustering, evaluation, feature, recommendation, regression, stats
-from flowlearn import engines, iteration, stream
-from flowlearn.engines import run, set_engine
-from flowlearn.modelstream import KafkaModelStore, ModelStore, ModelVersion
-from flowlearn.serving import LocalPredictor
+from __future__ import annotations
 
-__all__ = [
-    "__version__", "linalg", "table", "parse_schema", "read_csv", "read_json", "read_parquet", "write_csv",
-    "write_json", "write_parquet", "Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage",
-    "Pipeline", "PipelineModel", "GraphBuilder", "Graph", "GraphModel", "load", "classification", "clustering",
-    "evaluation", "feature", "recommendation", "regression", "stats", "LocalPredictor", "stream", "engines", "run", "set_engine", "iteration",
-    "ModelStore", "KafkaModelStore", "ModelVersion",
-]
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import tempfile
+
+from flowlearn._lazy import lazy_exports
+from flowlearn._version import __version__
+
+
+def _numba_cache_dir(package_dir: str, environ: dict) -> str | None:
+    """Where Numba should cache compiled kernels when it cannot by itself, or None when it can.
+
+    Kernels are compiled with ``cache=True``: the first process writes them next to the source
+    (``__pycache__``) or, when that is read-only, to the user's cache directory, and later processes
+    load them instead of compiling. With neither writable (a read-only install run by a user with
+    no writable home) Numba would refuse to import the kernels, so a directory under the system
+    temporary directory is used instead (``NUMBA_CACHE_DIR`` set by the user always wins)."""
+    if environ.get("NUMBA_CACHE_DIR"):
+        return None
+    if os.access(package_dir, os.W_OK):
+        return None
+    home = os.path.expanduser("~")
+    user_cache = environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    if os.access(user_cache if os.path.isdir(user_cache) else home, os.W_OK):
+        return None
+    return os.path.join(tempfile.gettempdir(), f"flowlearn-numba-cache-{os.getuid() if hasattr(os, 'getuid') else 0}")
+
+
+_fallback = _numba_cache_dir(os.path.dirname(os.path.abspath(__file__)), dict(os.environ))
+if _fallback is not None and "numba" not in sys.modules:
+    os.environ["NUMBA_CACHE_DIR"] = _fallback
+
+
+class _RegistryImportsLazily(dict):
+    """The stage registry: a name not registered yet (its module not imported, the package exports
+    being lazy) is looked up through the package's exports, which imports and registers it."""
+
+    def __missing__(self, name: str) -> type:
+        if isinstance(name, str) and name.startswith("flowlearn."):
+            package, _, attr = name.rpartition(".")
+            try:
+                getattr(importlib.import_module(package), attr)
+            except (ImportError, AttributeError):
+                pass
+            if dict.__contains__(self, name):
+                return dict.__getitem__(self, name)
+        raise KeyError(name)
+
+
+class _ApiFinder(importlib.abc.MetaPathFinder):
+    """Gives ``flowlearn.api`` the lazily importing registry as soon as it is imported, by whichever
+    module imports it first (``flowlearn.api`` resolves names through ``_REGISTRY[name]``)."""
+
+    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - the finder protocol
+        if fullname != "flowlearn.api":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):  # noqa: ANN001
+            run(module)
+            module._REGISTRY = _RegistryImportsLazily(module._REGISTRY)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "flowlearn.api" in sys.modules:   # imported before this package finished (a reload)
+    _api = sys.modules["flowlearn.api"]
+    if not isinstance(_api._REGISTRY, _RegistryImportsLazily):
+        _api._REGISTRY = _RegistryImportsLazily(_api._REGISTRY)
+elif not any(isinstance(f, _ApiFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _ApiFinder())
+
+_EXPORTS = {
+    **{name: ".data" for name in ("table", "parse_schema", "read_csv", "read_json", "read_parquet", "write_csv",
+                                  "write_json", "write_parquet")},
+    **{name: ".api" for name in ("Stage", "AlgoOperator", "Transformer", "Model", "Estimator", "register_stage")},
+    **{name: ".builder" for name in ("Pipeline", "PipelineModel", "GraphBuilder", "Graph", "GraphModel")},
+    "load": (".persist", "load_stage"),
+    "LocalPredictor": ".serving",
+    "run": ".engines",
+    "set_engine": ".engines",
+    **{name: ".modelstream" for name in ("ModelStore", "KafkaModelStore", "ModelVersion")},
+}
+_SUBMODULES = ("linalg", "classification", "clustering", "evaluation", "feature", "recommendation", "regression", "stats",
+               "stream", "engines", "iteration", "datasets", "testing", "modelstream", "serving", "cli")
+
+lazy_exports(globals(), __name__, _EXPORTS, _SUBMODULES)
+__all__ = ["__version__", *__all__]  # noqa: F821 - set by lazy_exports

@@ -1,3 +1,15 @@
-"""Clustering: k-means (batch and online)."""
-from flowlearn.clustering.kmeans import *  # noqa: F401,F403
-from flowlearn.clustering.online_kmeans import *  # noqa: F401,F403
+"""Clustering: k-means (batch and online).
+
+Names are imported from their modules on first use (``flowlearn._lazy``); add an export as one
+entry of ``_EXPORTS``."""
+from flowlearn._lazy import lazy_exports
+
+_EXPORTS = {
+    "KMeans": ".kmeans",
+    "KMeansModel": ".kmeans",
+    "OnlineKMeans": ".online_kmeans",
+    "OnlineKMeansModel": ".online_kmeans",
+    "OnlineKMeansTrainer": ".online_kmeans",
+}
+
+lazy_exports(globals(), __name__, _EXPORTS)

@@ -1,6 +1,19 @@
-"""Evaluation: batch evaluators, metric functions, streaming (windowed) evaluation and
-progressive validation."""
-from flowlearn.evaluation import metrics  # noqa: F401  (fl.evaluation.metrics)
-from flowlearn.evaluation.binary import *  # noqa: F401,F403
-from flowlearn.evaluation.streaming import StreamingEvaluator  # noqa: F401
-from flowlearn.evaluation.progressive import *  # noqa: F401,F403
+"""Evaluation: batch evaluators (``evaluate(table) -> {metric: float}`` or Flink ML's one-row
+table), metric functions, streaming (windowed) evaluation and progressive validation.
+
+Names are imported from their modules on first use (``flowlearn._lazy``); add an export as one
+entry of ``_EXPORTS``."""
+from flowlearn._lazy import lazy_exports
+
+_EXPORTS = {
+    "Evaluator": ".metrics",
+    "BinaryClassificationEvaluator": ".binary",
+    "binary_metrics": ".binary",
+    "METRICS_NAMES": ".binary",
+    "StreamingEvaluator": ".streaming",
+    "progressive_validation": ".progressive",
+    "PROGRESSIVE_METRICS": ".progressive",
+    "DEFAULT_METRICS": ".progressive",
+}
+
+lazy_exports(globals(), __name__, _EXPORTS, submodules=("metrics",))
