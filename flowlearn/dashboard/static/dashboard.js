@@ -239,11 +239,18 @@ function drawPipeline(g) {
   for (const e of g.edges) {
     const a = pos[e.source], b = pos[e.target];
     if (!a || !b) continue;
-    const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
-    root.append(svg("path", {class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)"}));
+    // an edge spanning several layers drops into the free lane below its source's row in the
+    // first gap, runs along it past the boxes in between and bends into its target in the last gap
+    const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, xb = x2 - GX, mx = (xb + x2) / 2;
+    let d = `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`;
+    const lane = a.y + H + GY / 2, m1 = x1 + GX / 2;
+    if (xb > x1) d = `M${x1},${y1} C${m1},${y1} ${m1},${lane} ${x1 + GX},${lane} L${xb},${lane} ` +
+                     `C${mx},${lane} ${mx},${y2} ${x2},${y2}`;
+    root.append(svg("path", {class: "edge", d: d, "marker-end": "url(#arrow)"}));
     if (e.columns.length) {
       const label = e.columns.join(", ");
-      root.append(svg("text", {class: "edge-label", x: String(mx), y: String((y1 + y2) / 2 - 4), "text-anchor": "middle"},
+      const [lx, ly] = xb > x1 ? [(x1 + GX + xb) / 2, lane - 3] : [mx, (y1 + y2) / 2 - 4];
+      root.append(svg("text", {class: "edge-label", x: String(lx), y: String(ly), "text-anchor": "middle"},
                       label.length > 24 ? label.slice(0, 22) + "…" : label));
     }
   }
