@@ -43,12 +43,25 @@ class Pipeline(Estimator):
     def _fit(self, *tables: pa.Table) -> "PipelineModel":
         last_est = max((i for i, s in enumerate(self.stages) if isinstance(s, Estimator)), default=-1)
         inputs: tuple = tables
+        schemas: tuple | None = tuple(t.schema for t in tables)
         fitted: list[AlgoOperator] = []
         for i, stage in enumerate(self.stages):
-            op = stage.fit(*inputs) if isinstance(stage, Estimator) else stage
+            if isinstance(stage, Estimator):
+                op = stage.fit(*inputs)
+            else:
+                # a stage whose params depend on its input's schema (VectorAssembler's input_sizes) is
+                # kept bound to the schema it sees here, the declared schema of the stages before it
+                bind = getattr(stage, "bind_schema", None)
+                op = bind(schemas[0]) if bind is not None and schemas is not None and len(schemas) == 1 else stage
             fitted.append(op)
             if i < last_est:
                 inputs = _as_tuple(op.transform(*inputs))
+                schemas = tuple(t.schema for t in inputs)
+            elif schemas is not None and i + 1 < len(self.stages):
+                try:
+                    schemas = _as_tuple(op.output_schema(*schemas))
+                except (ValueError, TypeError, NotImplementedError):
+                    schemas = None  # the stages after it are left unbound
         return PipelineModel(fitted)
 
     def fit(self, *inputs: Any) -> "PipelineModel":
@@ -86,6 +99,93 @@ class PipelineModel(Model):
 
     def transform(self, *inputs: Any) -> Any:
         return super().transform(*inputs)
+
+    def output_schema(self, input_schema: Any, *other_schemas: Any) -> Any:
+        """The schema after every stage, each stage declaring its output from the schema before it."""
+        out: Any = (input_schema, *other_schemas)
+        for stage in self.stages:
+            out = _as_tuple(stage.output_schema(*out))
+        return out[0] if len(out) == 1 else out
+
+    def feature_names(self, input_schema: Any, column: str | None = None) -> list[str]:
+        """The names of the features in ``column`` (default: the features column of the last stage)
+        after this pipeline transforms inputs of ``input_schema`` (names carried as field metadata by
+        VectorAssembler, OneHotEncoder ``city=Oslo``, FeatureHasher and the scalers).
+
+        Example:
+            >>> import flowlearn as fl
+            >>> t = fl.table({"city": ["Oslo", "Rome", "Oslo"], "age": [30.0, 41.0, 25.0], "label": [1.0, 0.0, 1.0]})
+            >>> pm = fl.Pipeline([
+            ...     fl.feature.StringIndexer(input_cols=["city"], output_cols=["city_i"]),
+            ...     fl.feature.OneHotEncoder(input_cols=["city_i"], output_cols=["city_v"], drop_last=False),
+            ...     fl.feature.VectorAssembler(input_cols=["city_v", "age"], output_col="features"),
+            ... ]).fit(t)
+            >>> pm.feature_names(t.schema, "features")
+            ['city=Oslo', 'city=Rome', 'age']
+        """
+        from flowlearn.data.schema import feature_names, parse_schema
+
+        schema = parse_schema(input_schema) if isinstance(input_schema, str) else input_schema
+        if isinstance(schema, pa.Table):
+            schema = schema.schema
+        if column is None:
+            last = self.stages[-1] if self.stages else None
+            column = getattr(last, "features_col", None) or getattr(last, "output_col", None)
+            if column is None:
+                raise ValueError("PipelineModel.feature_names: name the column; the last stage has no "
+                                 "features_col or output_col")
+        out = self.output_schema(schema) if not self._reads_features(column) else self._schema_before_last(schema)
+        if column not in out.names:
+            raise ValueError(f"PipelineModel.feature_names: column '{column}' is not in the pipeline's schema "
+                             f"{out.names}")
+        names = feature_names(out.field(column))
+        if names is None:
+            raise ValueError(f"PipelineModel.feature_names: the size of column '{column}' "
+                             f"({out.field(column).type}) is not declared by the stage that makes it")
+        return names
+
+    def _reads_features(self, column: str) -> bool:
+        last = self.stages[-1] if self.stages else None
+        return last is not None and getattr(last, "features_col", None) == column
+
+    def _schema_before_last(self, schema: pa.Schema) -> pa.Schema:
+        return PipelineModel(self.stages[:-1]).output_schema(schema) if len(self.stages) > 1 else schema
+
+    def coefficients(self, input_schema: Any) -> list[tuple[str, float]]:
+        """(feature name, coefficient) of the last stage, a linear model (binomial or regression:
+        one coefficient per feature; multinomial: ``name[class k]`` pairs, class by class).
+
+        Example:
+            >>> import flowlearn as fl
+            >>> t = fl.table({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0], "label": [1.0, 3.0, 5.0, 7.0]})
+            >>> pm = fl.Pipeline([fl.feature.VectorAssembler(input_cols=["a", "b"], output_col="features"),
+            ...                   fl.regression.LinearRegression(max_iter=100, learning_rate=0.1)]).fit(t)
+            >>> [(n, round(c, 1)) for n, c in pm.coefficients(t.schema)]
+            [('a', 2.0), ('b', 0.0)]
+        """
+        import numpy as np
+
+        last = self.stages[-1] if self.stages else None
+        coef = getattr(last, "coefficients", None)
+        if coef is None and isinstance(last, Model):
+            md = last.get_model_data()[0]
+            if "coefficient" not in md.column_names:
+                raise ValueError(f"PipelineModel.coefficients: the last stage, {type(last).__name__}, is not a "
+                                 f"linear model (its model data has no 'coefficient')")
+            from flowlearn.linalg import to_numpy
+
+            coef = to_numpy(md.column("coefficient"))
+            coef = coef[0] if coef.shape[0] == 1 else coef
+        if coef is None:
+            raise ValueError(f"PipelineModel.coefficients: the last stage, {type(last).__name__}, has no coefficients")
+        coef = np.asarray(coef, dtype=float)
+        names = self.feature_names(input_schema, getattr(last, "features_col", None))
+        if coef.shape[-1] != len(names):
+            raise ValueError(f"PipelineModel.coefficients: {coef.shape[-1]} coefficients but {len(names)} feature "
+                             f"names")
+        if coef.ndim == 1:
+            return list(zip(names, coef.tolist()))
+        return [(f"{n}[class {k}]", float(c)) for k, row in enumerate(coef) for n, c in zip(names, row)]
 
     def row_fns(self) -> list[RowFn] | None:
         """Row kernels of every stage, or None if a stage has none."""

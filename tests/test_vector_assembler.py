@@ -57,15 +57,7 @@ def dense_rows(t: pa.Table, col: str = "assembledVec") -> np.ndarray:
     return to_csr(t.column(col)).toarray()
 
 
-def test_params():
-    va = VectorAssembler()
-    assert va.handle_invalid == "error" and va.output_col == "output"
-    va.set(input_cols=["vec", "num"], input_sizes=[2, 1], output_col="v", handle_invalid="skip")
-    assert va.get_params()["input_sizes"] == [2, 1]
-    with pytest.raises(ValueError, match=r"input_sizes' = \[2, 0\] violates gt\(0\)"):
-        VectorAssembler(input_sizes=[2, 0])
-    with pytest.raises(ValueError, match="'input_sizes' is required"):
-        VectorAssembler(input_cols=["num"]).transform(flink_table())
+def test_input_sizes_must_match_input_cols():
     with pytest.raises(ValueError, match=r"'input_sizes' has 1 entries \(\[2\]\) but 'input_cols' names 3"):
         assembler(input_sizes=[2]).transform(flink_table())
 

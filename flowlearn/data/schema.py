@@ -9,8 +9,8 @@ import pyarrow as pa
 
 from flowlearn.linalg import SPARSE_VECTOR, is_vector_type
 
-__all__ = ["parse_schema", "schema_to_string", "VECTOR_META", "SIZE_KEY", "FEATURES_KEY", "column_size",
-           "vector_field", "feature_names", "is_numeric_type", "is_string_type"]
+__all__ = ["parse_schema", "schema_to_string", "VECTOR_META", "SIZE_KEY", "FEATURES_KEY", "LABELS_KEY", "column_size",
+           "vector_field", "same_features_field", "feature_names", "is_numeric_type", "is_string_type"]
 
 # Field metadata marking a column declared as generic ``vector``: its values may be dense
 # or sparse, decided by the data.
@@ -22,6 +22,9 @@ SIZE_KEY = b"flowlearn.size"
 # Field metadata naming the features of a vector column: a JSON list of names (one per element), or a
 # JSON object {"<index>": name} naming some elements only (the others are "<column>[<index>]").
 FEATURES_KEY = b"flowlearn.features"
+# Field metadata of an index column (StringIndexerModel's output): JSON {"column": <indexed column>,
+# "labels": [label of index 0, ...]}.
+LABELS_KEY = b"flowlearn.labels"
 
 
 def is_numeric_type(t: pa.DataType) -> bool:
@@ -66,6 +69,16 @@ def vector_field(name: str, type: pa.DataType, size: int | None = None,
     if names is not None:
         doc = list(names) if not isinstance(names, dict) else {str(int(k)): v for k, v in names.items()}
         meta[FEATURES_KEY] = json.dumps(doc).encode()
+    return pa.field(name, type, metadata=meta or None)
+
+
+def same_features_field(name: str, type: pa.DataType, size: int, source: pa.Field | None) -> pa.Field:
+    """The field of a vector column holding, element by element, transformed values of the ``source``
+    column's features (a scaler's output): its size, and the source's feature names."""
+    raw = (source.metadata or {}).get(FEATURES_KEY) if source is not None else None
+    meta = {} if raw is None or column_size(source) != size else {FEATURES_KEY: raw}
+    if not pa.types.is_fixed_size_list(type):
+        meta[SIZE_KEY] = str(int(size)).encode()
     return pa.field(name, type, metadata=meta or None)
 
 

@@ -49,6 +49,9 @@ __all__ = ["LocalEngine", "LocalJob"]
 
 log = logging.getLogger(__name__)
 
+# Seconds a failed job's thread waits for wait() to take its error before logging it instead.
+_UNCLAIMED_ERROR_GRACE = 2.0
+
 
 class _Node:
     def __init__(self, plan: PlanNode, uid: str) -> None:
@@ -98,15 +101,18 @@ class LocalJob(Job):
         self._thread = threading.Thread(target=self._run, name="flowlearn-local-job", daemon=True)
         self._error: BaseException | None = None
         self._done = threading.Event()
+        self._claimed = threading.Event()   # set when wait() takes the job's error to raise it
 
     def _run(self) -> None:
         try:
             self._engine.execute()
         except BaseException as e:  # noqa: BLE001 - re-raised in wait()
-            log.exception("stream job failed")
             self._error = e
         finally:
             self._done.set()
+        # the error surfaces once: raised by wait(), or logged here when nobody waits for the job
+        if self._error is not None and not self._claimed.wait(_UNCLAIMED_ERROR_GRACE):
+            log.error("stream job failed (and nobody waited on it)", exc_info=self._error)
 
     def start(self) -> "LocalJob":
         self._thread.start()
@@ -141,6 +147,7 @@ class LocalJob(Job):
             if in_main:
                 signal.signal(signal.SIGINT, previous)
         if self._error is not None:
+            self._claimed.set()
             raise self._error
         return self
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 import numbers
 import operator
@@ -22,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowlearn.api import SkipRow, Transformer
+from flowlearn.api import SchemaError, SkipRow, Transformer
 from flowlearn.data.columns import require_column, with_column
+from flowlearn.data.schema import FEATURES_KEY, column_size, feature_names, is_numeric_type, vector_field
 from flowlearn.feature.encoders import (
     _combined,
     _frozen,
@@ -32,9 +34,16 @@ from flowlearn.feature.encoders import (
     _one_input,
     _skip_rows,
 )
-from flowlearn.linalg import SPARSE_VECTOR, SparseVector, dense_vector_type, is_dense, is_sparse, sparse_arrays
+from flowlearn.linalg import (
+    SPARSE_VECTOR,
+    SparseVector,
+    dense_vector_type,
+    is_dense,
+    is_sparse,
+    is_vector_type,
+    sparse_arrays,
+)
 from flowlearn.params import (
-    REQUIRED,
     HasCategoricalCols,
     HasHandleInvalid,
     HasInputCols,
@@ -48,6 +57,9 @@ __all__ = ["VectorAssembler", "FeatureHasher"]
 
 _NAN = float("nan")
 _INT32_MAX = 2**31 - 1
+# Past this many features an output lists only the names its inputs give (numbers, named elements),
+# not "<column>[<i>]" for every element of a large (hashed) vector.
+_NAMED_LIMIT = 1 << 16
 
 
 def _sparse_column(sizes: np.ndarray, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> pa.Array:
@@ -315,12 +327,19 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         SparseVector(4, [0, 1], [2.0, 1.0])
     """
 
-    input_sizes = Param(list[int], default=REQUIRED, validator=gt(0),
-                        doc="Size of each input: 1 for a numeric column, the vector size for a vector column.")
+    input_sizes = Param(list[int], default=None, validator=gt(0),
+                        doc="Size of each input: 1 for a numeric column, the vector size for a vector column. "
+                            "None: read from the input's schema (a number is 1, a fixed-size list has its size, "
+                            "another vector column the size the stage that made it declares).")
 
-    def _sizes(self) -> list[int]:
+    def _sizes(self, schema: pa.Schema | None = None) -> list[int]:
         stage = type(self).__name__
         cols, sizes = self.input_cols, self.input_sizes
+        if sizes is None:
+            if schema is None:
+                raise ValueError(f"{stage}: parameter 'input_sizes' is not set and no input schema is known here "
+                                 f"to read the sizes from; set input_sizes=[...] (one size per input column)")
+            return self._infer_sizes(schema)
         if len(sizes) != len(cols):
             raise ValueError(
                 f"{stage}: parameter 'input_sizes' has {len(sizes)} entries ({sizes}) but 'input_cols' names "
@@ -328,13 +347,69 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
             )
         return sizes
 
+    def _infer_sizes(self, schema: pa.Schema) -> list[int]:
+        """The size of each input column from its type or its declared size (``flowlearn.size``)."""
+        stage = type(self).__name__
+        sizes = []
+        for c in self.input_cols:
+            if c not in schema.names:
+                raise SchemaError(f"{stage}: input column '{c}' (parameter 'input_cols') is missing; the input has "
+                                  f"columns {schema.names}. Set input_cols to one of them or add the column.")
+            f = schema.field(c)
+            size = column_size(f)
+            if size is None:
+                if not is_vector_type(f.type):
+                    raise SchemaError(f"{stage}: column '{c}' (parameter 'input_cols') has type {f.type}; "
+                                      f"VectorAssembler assembles numeric columns and dense or sparse vector columns "
+                                      f"only")
+                kind = "a sparse vector column" if is_sparse(f.type) else "a variable-length list column"
+                raise SchemaError(f"{stage}: cannot tell the size of column '{c}' (parameter 'input_cols'): it is "
+                                  f"{kind} and no stage declared its size (field metadata 'flowlearn.size'); set "
+                                  f"input_sizes=[...] with one size per input column, or give the column a "
+                                  f"fixed-size type (schema string 'vector(n)')")
+            sizes.append(size)
+        return sizes
+
+    def bind_schema(self, schema: pa.Schema) -> "VectorAssembler":
+        """This assembler with ``input_sizes`` read from ``schema`` (itself when they are set), so its
+        row kernel checks every row's sizes (``Pipeline.fit`` binds the assemblers it fits)."""
+        if self.input_sizes is not None:
+            return self
+        bound = type(self)(**self.get_params())
+        return bound.set(input_sizes=self._infer_sizes(schema))
+
+    def _output_field(self, schema: pa.Schema, sizes: list[int], sparse: bool) -> pa.Field:
+        """The output field: its size (declared for a sparse output) and its features' names."""
+        total = int(sum(sizes))
+        typ = SPARSE_VECTOR if sparse else dense_vector_type(total)
+        named: dict[int, str] = {}
+        pos = 0
+        for c, k in zip(self.input_cols, sizes):
+            f = schema.field(c) if c in schema.names else None
+            if f is not None and is_numeric_type(f.type):
+                named[pos] = c
+            elif f is not None:
+                known = feature_names(f) if column_size(f) == k and k <= _NAMED_LIMIT else None
+                if known is not None:
+                    named.update((pos + i, nm) for i, nm in enumerate(known))
+                else:
+                    raw = json.loads((f.metadata or {}).get(FEATURES_KEY, b"{}"))
+                    pairs = enumerate(raw) if isinstance(raw, list) else ((int(i), v) for i, v in raw.items())
+                    named.update((pos + i, str(nm)) for i, nm in pairs if i < k)
+            pos += k
+        names: list[str] | dict[int, str] = [named[i] for i in range(total)] if len(named) == total else named
+        return vector_field(self.output_col, typ, size=total, names=names or None)
+
     def _transform(self, *tables: pa.Table) -> pa.Table:
         stage = type(self).__name__
         t = _one_input(stage, tables, "transform")
-        sizes = self._sizes()
+        for c in self.input_cols:
+            require_column(t, c, stage, "input_cols")
+        sizes = self._sizes(t.schema)
         hi = self.handle_invalid
         blocks = [_read_block(t, c, stage) for c in self.input_cols]
         out_sparse = any(b.kind == "sparse" for b in blocks)
+        out_field = self._output_field(t.schema, sizes, out_sparse)
         if hi != "keep":
             bad_rows = np.zeros(t.num_rows, dtype=bool)
             for c, b, size in zip(self.input_cols, blocks, sizes):
@@ -363,7 +438,7 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         n = t.num_rows
         if n == 0:
             empty = pa.array([], type=SPARSE_VECTOR if out_sparse else dense_vector_type(sum(sizes)))
-            return with_column(t, self.output_col, empty)
+            return with_column(t, out_field, empty)
         widths = [b.uniform_width for b in blocks]
         if all(w is not None for w in widths):  # no nulls, and each block has one width in every row
             if not out_sparse:
@@ -381,18 +456,18 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
                     for pos, w, mat in mats:
                         out[a:a + step, pos:pos + w] = mat[a:a + step]
                 arr = pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), out.shape[1])
-                return with_column(t, self.output_col, arr)
+                return with_column(t, out_field, arr)
             indptr, idx, vals = _assemble_uniform(blocks, widths)
             col = _sparse_column(np.full(n, sum(widths), dtype=np.int32), indptr, idx, vals)
-            return with_column(t, self.output_col, col)
+            return with_column(t, out_field, col)
         row_sizes, indptr, idx, vals = _assemble(blocks, sizes)
         if out_sparse:
-            return with_column(t, self.output_col, _sparse_column(row_sizes, indptr, idx, vals))
+            return with_column(t, out_field, _sparse_column(row_sizes, indptr, idx, vals))
         if (row_sizes == row_sizes[0]).all():
             arr = pa.FixedSizeListArray.from_arrays(pa.array(vals), int(row_sizes[0]))
         else:  # only under handle_invalid='keep' with wrongly sized vectors: rows differ in size
             arr = pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), pa.array(vals))
-        return with_column(t, self.output_col, arr)
+        return with_column(t, out_field, arr)
 
     def _fused_row_fn(self, successor: Transformer):
         """Row kernel of this assembler fused with the stage after it, or None (``LocalPredictor``
@@ -405,7 +480,7 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         any other row runs the two stages' own kernels, which raise their usual errors. Both output
         columns are written, with the same values as the unfused kernels."""
         apply_of = getattr(successor, "_dense_row_apply", None)
-        if apply_of is None or not all(s == 1 for s in self._sizes()):
+        if apply_of is None or self.input_sizes is None or not all(s == 1 for s in self._sizes()):
             return None
         successor._require_model()
         cols = list(self.input_cols)
@@ -440,14 +515,58 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         The kernel decides dense or sparse output from the row's values: a row whose sparse inputs are
         all null (``handle_invalid="keep"``) yields a dense array, while the batch path, which sees the
         column types, yields a sparse vector with the same elements."""
+        if self.input_sizes is None:
+            return self._sizing_row_kernel()
         return self._row_kernel()
 
-    def _row_kernel(self, known_vectors: dict[str, list] | None = None):
+    def _sizing_row_kernel(self):
+        """Without ``input_sizes``: each row's sizes are read from its values (a number is 1, a vector
+        its size), and the kernel for those sizes (built once per combination) assembles it."""
+        stage = type(self).__name__
+        cols = list(self.input_cols)
+        skip = self.handle_invalid == "skip"
+        kernels: dict[tuple, Any] = {}
+
+        def size_of(c: str, v: Any) -> int:
+            tv = type(v)
+            if tv is float or tv is int or isinstance(v, (numbers.Real, np.bool_)):
+                return 1
+            if tv is SparseVector:
+                return v.size
+            if tv is np.ndarray or tv is list or tv is tuple:
+                return len(v)
+            if v is None:
+                if skip:
+                    raise SkipRow
+                raise ValueError(f"{stage}: column '{c}' (parameter 'input_cols') is null and 'input_sizes' is not "
+                                 f"set, so its size is unknown; set input_sizes=[...] or handle_invalid='skip'")
+            raise TypeError(f"{stage}: column '{c}' holds {v!r} of type {tv.__name__}; VectorAssembler "
+                            f"assembles numbers and vectors only")
+
+        def run(row: dict) -> None:
+            try:
+                key = tuple(size_of(c, row[c]) for c in cols)
+            except KeyError:
+                c = next(c for c in cols if c not in row)
+                raise ValueError(f"{stage}: input column '{c}' (parameter 'input_cols') is missing from the row; it "
+                                 f"has {sorted(row)}") from None
+            fn = kernels.get(key)
+            if fn is None:
+                if len(kernels) >= 64:
+                    kernels.clear()
+                fn = kernels[key] = self._row_kernel(sizes=list(key))
+            fn(row)
+
+        return run
+
+    def _row_kernel(self, known_vectors: dict[str, list] | None = None, sizes: list[int] | None = None):
         """``row_fn``; ``known_vectors`` (input column -> every vector the stage before can put there,
         read-only ones, as ``OneHotEncoderModel``'s) lets the kernel build its cached assembly plans
         up front instead of on the first row of each combination (see ``_fused_row_fn`` there)."""
         stage = type(self).__name__
-        sizes = self._sizes()
+        if sizes is None and self.input_sizes is None:
+            return self._sizing_row_kernel()
+        sizes = self._sizes() if sizes is None else sizes
         cols, out_col = list(self.input_cols), self.output_col
         keep, skip = self.handle_invalid == "keep", self.handle_invalid == "skip"
         specs = list(zip(cols, sizes))
@@ -950,7 +1069,18 @@ class FeatureHasher(HasInputCols, HasCategoricalCols, HasOutputCol, HasNumFeatur
         out_val = np.empty(k * n, dtype=np.float64)
         nnz = _merge_rows(idx, val, valid, indptr, out_idx, out_val)
         col = _sparse_column(np.full(n, nf), indptr, out_idx[:nnz], out_val[:nnz])
-        return with_column(t, self.output_col, col)
+        return with_column(t, self._output_field(), col)
+
+    def _output_field(self) -> pa.Field:
+        """The output's size, and the names of the features a numeric column hashes to (its name;
+        colliding columns joined by ``|``). A categorical value's index is known only once hashed."""
+        categorical = set(self.categorical_cols)
+        named: dict[int, str] = {}
+        for c in self.input_cols:
+            if c not in categorical:
+                j = _hash_index(c, self.num_features)
+                named[j] = f"{named[j]}|{c}" if j in named else c
+        return vector_field(self.output_col, SPARSE_VECTOR, size=self.num_features, names=named)
 
     def row_fn(self):
         """Row kernel; strings already seen by this kernel are hashed from a per-column cache."""

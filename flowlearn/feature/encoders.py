@@ -15,8 +15,10 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import numbers
 from typing import Any, Sequence
 
 import numba
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 
 from flowlearn.api import Model, OnePassEstimator, SkipRow, Transformer
 from flowlearn.data.columns import first_bad_row, numeric_column, require_column, with_column
+from flowlearn.data.schema import LABELS_KEY, vector_field
 from flowlearn.linalg import SPARSE_VECTOR, SparseVector, is_vector_type
 from flowlearn.params import HasHandleInvalid, HasInputCols, HasOutputCols, Param, gt, in_array
 
@@ -326,6 +329,9 @@ class _LabelsModel(Model):
     def _load_model_data(self, tables: list[pa.Table]) -> None:
         self._labels = _parse_string_arrays(type(self).__name__, tables)
         self._label_arrays = [pa.array(a, type=pa.string()) for a in self._labels]
+        # a column none of whose labels is a number was a string column: a number given there is a
+        # mistake (it can match no label), not an unseen category
+        self._words = [bool(a) and not any(_is_number_str(s) for s in a) for a in self._labels]
 
     def _check_model_cols(self) -> None:
         stage = type(self).__name__
@@ -370,6 +376,9 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
             out = np.where(pos >= 0, dict_codes[np.maximum(pos, 0)] if len(dict_codes) else -1, -2)
             return out.astype(np.int64)
         t = arr.type
+        if self._words[i] and not (pa.types.is_string(t) or pa.types.is_large_string(t)) and len(arr) > arr.null_count:
+            r = first_bad_row(np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
+            raise TypeError(_wrong_type_message(stage, name, arr[r].as_py(), r) + f" (the column has type {t})")
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             pos = pc.index_in(arr, value_set=self._label_arrays[i])
             if pos.null_count == 0:  # every string found (a null string has a null position): as is
@@ -409,8 +418,8 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
             t, keep = _skip_rows(stage, t, bad_rows)
             if keep is not None:
                 codes = [code[keep] for code in codes]
-        for o, code in zip(self.output_cols, codes):
-            t = with_column(t, o, pa.array(code.astype(np.float64), type=pa.float64()))
+        for c, o, code, labels in zip(self.input_cols, self.output_cols, codes, self._labels):
+            t = with_column(t, labels_field(o, c, labels), pa.array(code.astype(np.float64), type=pa.float64()))
         return t
 
     def row_fn(self):
@@ -420,7 +429,7 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
         hi = self.handle_invalid
         keep, skip = hi == "keep", hi == "skip"
         specs = []
-        for c, o, labels in zip(self.input_cols, self.output_cols, self._labels):
+        for c, o, labels, words in zip(self.input_cols, self.output_cols, self._labels, self._words):
             by_str = {s: float(j) for j, s in enumerate(labels)}
             by_float: dict[float, float] = {}
             by_int: dict[int, float] = {}
@@ -437,10 +446,10 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
                     continue
                 if str(k) == s:
                     by_int[k] = j
-            specs.append((c, o, by_str, by_float, by_int, float(len(labels))))
+            specs.append((c, o, by_str, by_float, by_int, float(len(labels)), words))
 
         def run(row: dict) -> None:
-            for c, o, by_str, by_float, by_int, n in specs:
+            for c, o, by_str, by_float, by_int, n, words in specs:
                 try:
                     v = row[c]
                 except KeyError:
@@ -449,6 +458,9 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
                 tv = type(v)
                 if tv is str:
                     j = by_str.get(v)
+                elif words and v is not None and isinstance(v, (numbers.Real, np.number)) and \
+                        not isinstance(v, (bool, np.bool_)):
+                    raise TypeError(_wrong_type_message(stage, c, v, None))
                 elif tv is float:
                     j = by_float.get(v) if (v == v and v != 0.0) else by_str.get(_java_float_str(v))
                 elif tv is int:
@@ -471,6 +483,27 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
                 row[o] = j
 
         return run
+
+
+def _is_number_str(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _wrong_type_message(stage: str, col: str, value: Any, row: int | None) -> str:
+    at = f" at row {row}" if row is not None else ""
+    return (f"{stage}: column '{col}' (parameter 'input_cols') has the number {value!r}{at}, but it was fitted on "
+            f"strings; give the column as strings (a number is not an unseen category)")
+
+
+def labels_field(name: str, column: str, labels: list[str]) -> pa.Field:
+    """An index column's field naming the labels its indices stand for (StringIndexerModel's outputs;
+    OneHotEncoder names its features ``<column>=<label>`` from it)."""
+    doc = json.dumps({"column": column, "labels": labels}).encode()
+    return pa.field(name, pa.float64(), metadata={LABELS_KEY: doc})
 
 
 def _unseen_message(stage: str, col: str, value: Any, n: int, row: int | None) -> str:
@@ -760,9 +793,21 @@ class OneHotEncoderModel(_OneHotEncoderParams, Model):
             t, keep = _skip_rows(stage, t, bad_rows)
             if keep is not None:
                 codes = [code[keep] for code in codes]
-        for o, code, (_, size) in zip(self.output_cols, codes, layout):
-            t = with_column(t, o, _one_hot_column(code, size))
+        for c, o, code, (n, size) in zip(self.input_cols, self.output_cols, codes, layout):
+            field = t.schema.field(c) if c in t.column_names else None
+            t = with_column(t, self._output_field(o, c, field, n, size), _one_hot_column(code, size))
         return t
+
+    def _output_field(self, name: str, col: str, field: pa.Field | None, n: int, size: int) -> pa.Field:
+        """A one-hot column: its size, and its features named ``<column>=<label>`` (from the labels a
+        StringIndexerModel wrote on its index column, else ``<column>=<index>``; the extra category of
+        ``handle_invalid="keep"`` is ``<column>=<invalid>``)."""
+        raw = (field.metadata or {}).get(LABELS_KEY) if field is not None else None
+        doc = json.loads(raw) if raw else {}
+        base, labels = doc.get("column", col), doc.get("labels", [])
+        names = [f"{base}={labels[j] if j < len(labels) else j}" if j < n else f"{base}=<invalid>"
+                 for j in range(size)]
+        return vector_field(name, SPARSE_VECTOR, size=size, names=names)
 
     def row_fn(self):
         """Row kernel: the one-hot vectors are precomputed, so a row costs a type check and a lookup."""

@@ -59,7 +59,7 @@ from flowlearn.trainer import OperatorState, Trainer
 from flowlearn.iteration.online import (OnlineEstimator, as_table, iter_input_tables, step_rows, train_versions)
 from flowlearn.data.columns import check_squares, require_column, vector_column, with_column
 from flowlearn.feature.scalers import (_StandardScalerParams, _merge_moments, _model_table, _moments, _row_vector,
-                                       _scale_sparse, _transform_input)
+                                       _scale_sparse, _scaled_field, _transform_input)
 from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_numpy
 from flowlearn.params import Param, gt, in_array, in_range
 
@@ -620,7 +620,7 @@ class OnlineStandardScalerModel(_OnlineStandardScalerModelParams, Model):
         else:
             y = x - mean if with_mean else x
             out = from_numpy(y * scale if with_std else y)
-        out_t = with_column(t, self.output_col, out)
+        out_t = with_column(t, _scaled_field(self, t, out), out)
         if self.model_version_col is not None:
             out_t = with_column(out_t, self.model_version_col, pa.array(version, pa.int64()))
         return out_t

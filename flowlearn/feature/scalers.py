@@ -28,6 +28,7 @@ import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator
 from flowlearn.data.columns import check_squares, vector_column, with_column
+from flowlearn.data.schema import same_features_field
 from flowlearn.linalg import SparseVector, dense_vector_type, from_csr, from_numpy, to_numpy
 from flowlearn.params import HasInputCol, HasOutputCol, Param
 
@@ -172,6 +173,12 @@ def _transform_input(model: Model, t: pa.Table, size: int, dense: bool | None) -
 
 _F64 = np.dtype(np.float64)
 _isfinite = math.isfinite
+
+
+def _scaled_field(model: Model, t: pa.Table, out: pa.Array) -> pa.Field:
+    """A scaler's output field: the input's size and feature names (each element is scaled in place)."""
+    src = t.schema.field(model.input_col) if model.input_col in t.column_names else None
+    return same_features_field(model.output_col, out.type, model._dim, src)
 
 
 # One pass over the rows instead of NumPy's two (and one temporary): the same IEEE operations in
@@ -350,7 +357,7 @@ class StandardScalerModel(_StandardScalerParams, Model):
             else:
                 y = x * self._scale if with_std else x
             out = from_numpy(y)
-        return with_column(t, self.output_col, out)
+        return with_column(t, _scaled_field(self, t, out), out)
 
     def row_fn(self):
         self._require_model()
@@ -497,7 +504,8 @@ class MinMaxScalerModel(_MinMaxScalerParams, Model):
         scale, offset = self._scale_offset()
         x = _transform_input(self, t, self._dim, dense=True)
         y = _scale_shift(x, scale, offset, np.empty(x.shape))
-        return with_column(t, self.output_col, from_numpy(y))
+        out = from_numpy(y)
+        return with_column(t, _scaled_field(self, t, out), out)
 
     def row_fn(self):
         self._require_model()
@@ -591,7 +599,7 @@ class MaxAbsScalerModel(_MaxAbsScalerParams, Model):
         self._require_model()
         x = _transform_input(self, t, self._dim, dense=None)
         out = _scale_sparse(x, self._scale) if sps.issparse(x) else from_numpy(x * self._scale)
-        return with_column(t, self.output_col, out)
+        return with_column(t, _scaled_field(self, t, out), out)
 
     def row_fn(self):
         self._require_model()

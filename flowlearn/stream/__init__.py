@@ -73,17 +73,23 @@ def from_iterable(items: Iterable[Any] | Callable[[], Iterable[Any]], schema: An
 
 
 def generate(fn: Callable[[int], Any], schema: Any = None, count: int | None = None,
-             interval: float | None = None) -> Stream:
-    """A stream of ``fn(0), fn(1), ...`` (each a batch); unbounded unless ``count`` is given or
-    ``fn`` returns ``None``. ``interval`` paces batches (seconds).
+             interval: float | None = None, bounded: bool | None = None) -> Stream:
+    """A stream of ``fn(0), fn(1), ...`` (each a batch) that ends after ``count`` batches or when
+    ``fn`` returns ``None``. The stream is bounded (``to_table()`` and batch ``fit`` read it to its end)
+    when ``count`` is given or ``bounded=True`` (``fn`` promises to return ``None`` eventually).
+    ``interval`` paces batches (seconds).
 
     Example:
         >>> generate(lambda i: {"i": [i]}, count=3).to_table().to_pydict()
         {'i': [0, 1, 2]}
+        >>> generate(lambda i: {"i": [i]} if i < 2 else None, bounded=True).to_table().to_pydict()
+        {'i': [0, 1]}
     """
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise ValueError(f"generate: count must be a non-negative integer, got {count!r}")
     sch = parse_schema(schema) if schema is not None else None
     return Stream(GenerateSpec(fn, sch, count, interval), [], kind="source", name="generate", schema=sch,
-                  bounded=count is not None)
+                  bounded=count is not None or bool(bounded))
 
 
 def from_files(path: str, format: str = "csv", schema: Any = None, watch: bool = False, poll_interval: float = 1.0,

@@ -154,6 +154,9 @@ class StageSpec(StatelessSpec):
     def describe(self) -> dict[str, Any]:
         return {"stage": type(self.stage).__name__, "others": len(self.others)}
 
+    def output_schema(self, inputs: Sequence[pa.Schema | None]) -> pa.Schema | None:
+        return _stage_schema(self.stage, inputs[0] if inputs else None, self.others)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class StatefulMapSpec(Spec):
@@ -246,6 +249,26 @@ register_operator(StatefulMapSpec, lambda s: StatefulMapOp(s.obj, s.name))
 register_operator(SideOutputSpec, lambda s: Operator())
 
 
+def _stage_schema(stage: Any, schema: pa.Schema | None, others: Sequence[Any]) -> pa.Schema | None:
+    """The output schema of ``stage`` applied to a stream of ``schema``, declared when the plan is
+    built: a missing input column or one of the wrong type is refused now, naming the stage (an
+    evaluator, which is not row by row, may refuse an empty table: its schema is then left open)."""
+    from flowlearn.api import Transformer
+
+    if schema is None:
+        return None
+    declare = getattr(stage, "output_schema", None)
+    if declare is None:
+        return None
+    try:
+        out = declare(schema, *[o.schema if isinstance(o, pa.Table) else to_table(o).schema for o in others])
+    except (ValueError, TypeError):
+        if isinstance(stage, Transformer):
+            raise
+        return None
+    return out[0] if isinstance(out, tuple) else out
+
+
 def follows_model_stream(stage: Any) -> bool:
     """True if ``stage`` or one of its sub-stages follows a model stream."""
     return any(getattr(s, "_flowlearn_model_stream", None) is not None for s in stage.walk())
@@ -323,9 +346,24 @@ class Stream:
         """Keep rows where ``predicate(table)`` (a boolean mask) or the ``pc.Expression`` is true."""
         return Stream(FilterSpec(predicate), [self], name="filter", schema=lambda: self.schema)
 
-    def select(self, *columns: str, **rename: str) -> "Stream":
-        """Keep ``columns`` in this order; ``new=old`` keyword pairs select and rename."""
-        cols = list(columns) + list(rename.values())
+    def select(self, *columns: str | Sequence[str], **rename: str) -> "Stream":
+        """Keep ``columns`` (names, or a list of names) in this order; ``new=old`` keyword pairs select
+        and rename. Columns the stream's schema does not have are refused when the plan is built."""
+        cols: list[str] = []
+        for c in columns:
+            if isinstance(c, (list, tuple)):
+                cols.extend(c)
+            else:
+                cols.append(c)
+        cols += list(rename.values())
+        bad = [c for c in cols if not isinstance(c, str)]
+        if bad:
+            raise TypeError(f"select: column names are strings, got {bad!r}")
+        sch = self.schema
+        if sch is not None:
+            missing = [c for c in cols if c not in sch.names]
+            if missing:
+                raise ValueError(f"select: column(s) {missing} not in the stream; it has {sch.names}")
         ren = {old: new for new, old in rename.items()}
         return self._then(SelectSpec(tuple(cols), ren), "select")
 
@@ -343,8 +381,9 @@ class Stream:
     def with_watermarks(self, time_col: str, max_out_of_orderness: float = 0.0) -> "Stream":
         """Take event time from ``time_col`` (timestamp, or numbers in seconds) and emit
         watermarks ``max_seen - max_out_of_orderness`` (seconds)."""
-        from flowlearn.stream.window import WatermarkSpec
+        from flowlearn.stream.window import WatermarkSpec, _check_time_col
 
+        _check_time_col(self.schema, time_col, "with_watermarks")
         return Stream(WatermarkSpec(time_col, float(max_out_of_orderness)), [self], name="watermarks",
                       schema=lambda: self.schema)
 
@@ -402,7 +441,8 @@ class Stream:
                 nodes += [out, *out._side_nodes]
             out._side_nodes = [n for n in nodes if n is not out]   # its side outputs: those of all stages
             return out
-        return self._then(StageSpec(stage, tuple(others)), type(stage).__name__)
+        return self._then(StageSpec(stage, tuple(others)), type(stage).__name__,
+                          _stage_schema(stage, self.schema, others))
 
     def _fit_stage(self, estimator: Any, *others: Any) -> Any:
         if callable(getattr(estimator, "trainer", None)):

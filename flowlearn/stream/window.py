@@ -319,6 +319,8 @@ class WindowedStream:
             for what, v in (("size", size), ("slide", slide)):
                 if v is not None and int(round(v * 1000)) < 1:
                     raise ValueError(f"window {what} must be at least 0.001 seconds, got {v}")
+        if self.kind == "event":
+            _check_time_col(stream.schema, time_col, "window")
         self.stream, self.size, self.time_col, self.slide = stream, size, time_col, slide
         self.max_out_of_orderness = max_out_of_orderness or 0.0
         self.allowed_lateness, self.late = allowed_lateness, late
@@ -343,8 +345,42 @@ class WindowedStream:
             if not (isinstance(spec, tuple) and len(spec) == 2 and spec[1] in _AGGS):
                 raise ValueError(f"aggregate {name}={spec!r}: expected (column, fn) with fn in {sorted(_AGGS)}")
         keys = [by] if isinstance(by, str) else list(by or [])
+        _check_aggregate(self.stream.schema, keys, aggs)
         agg = WindowAggregate(tuple(keys), tuple((n, c, f) for n, (c, f) in aggs.items()))
         return self.apply(agg, "window_aggregate")
+
+
+_NUMERIC_AGGS = ("sum", "mean", "stddev", "variance")
+
+
+def _check_aggregate(schema: pa.Schema | None, keys: list[str], aggs: dict) -> None:
+    """Refuse, when the plan is built, an aggregation of a column the stream does not have (or a
+    numeric aggregation of a column that is not numeric), naming the operator and the column."""
+    if schema is None:
+        return
+    for k in keys:
+        if k not in schema.names:
+            raise ValueError(f"window aggregate: the key column '{k}' (by=) is not in the stream; it has "
+                             f"{schema.names}")
+    for name, (col, fn) in aggs.items():
+        if col not in schema.names:
+            raise ValueError(f"window aggregate {name}=({col!r}, {fn!r}): column '{col}' is not in the stream; it "
+                             f"has {schema.names}")
+        t = schema.field(col).type
+        if fn in _NUMERIC_AGGS and not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
+            raise ValueError(f"window aggregate {name}=({col!r}, {fn!r}): column '{col}' has type {t}; {fn} needs a "
+                             f"numeric column")
+
+
+def _check_time_col(schema: pa.Schema | None, time_col: str, op: str) -> None:
+    if schema is None:
+        return
+    if time_col not in schema.names:
+        raise ValueError(f"{op}: the time column '{time_col}' (time_col=) is not in the stream; it has {schema.names}")
+    t = schema.field(time_col).type
+    if not (pa.types.is_timestamp(t) or pa.types.is_integer(t) or pa.types.is_floating(t)):
+        raise ValueError(f"{op}: the time column '{time_col}' has type {t}; event time is a timestamp or a number "
+                         f"of seconds")
 
 
 def _window_rows(t: pa.Table) -> pa.Table:
