@@ -219,9 +219,8 @@ def current_engine() -> Any:
     engine = _ENGINE.get()
     if engine is not None:
         return engine
-    if not _DEFAULT_ENGINE:  # only while flowlearn itself is being imported
-        raise RuntimeError("no flowlearn engine is set; import flowlearn (it sets the local engine) or call "
-                           "fl.set_engine(...)")
+    if not _DEFAULT_ENGINE:  # flowlearn's exports are lazy: importing the engines sets the local one
+        import flowlearn.engines  # noqa: F401
     return _DEFAULT_ENGINE[0]
 
 
