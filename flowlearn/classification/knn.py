@@ -107,11 +107,17 @@ def _nearest(d2: np.ndarray, k: int) -> np.ndarray:
     """Indices (ascending) of the ``k`` smallest entries of each row of ``d2``; among equal
     distances at the k-th place the earlier training rows are taken (as Flink ML's heap keeps them)."""
     b, n = d2.shape
+    if k == n:
+        return np.broadcast_to(np.arange(n), (b, n)).copy()
     kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
-    less = d2 < kth[:, None]
-    eq = d2 == kth[:, None]
-    need = k - less.sum(axis=1)
-    sel = less | (eq & (np.cumsum(eq, axis=1) <= need[:, None]))
+    sel = d2 <= kth[:, None]
+    extra = sel.sum(axis=1) > k                                   # rows with ties beyond the k-th place
+    if extra.any():
+        sub = d2[extra]
+        less = sub < kth[extra, None]
+        eq = sub == kth[extra, None]
+        need = k - less.sum(axis=1)
+        sel[extra] = less | (eq & (np.cumsum(eq, axis=1) <= need[:, None]))
     return np.nonzero(sel)[1].reshape(b, k)
 
 

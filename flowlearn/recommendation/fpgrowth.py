@@ -121,13 +121,13 @@ def _mine(rows: np.ndarray, codes: np.ndarray, n: int, n_items: int, min_count: 
     bits = np.zeros((len(frequent), words), dtype=np.uint64)
     np.bitwise_or.at(bits, (pos, tr >> 6), np.left_shift(np.uint64(1), (tr & 63).astype(np.uint64)))
     by_size[1] = ([frequent[:, None]], [freq1[frequent]])
-    # stack of (prefix codes, candidate positions in `frequent`, the candidates' bitsets within the prefix)
-    stack = [(frequent[i:i + 1], np.arange(i + 1, len(frequent)), bits[i + 1:] & bits[i])
-             for i in range(len(frequent) - 1, -1, -1)]
+    # stack of (prefix codes, its bitset, candidate positions in `frequent`, the candidates' bitsets
+    # before the AND with the prefix: a view of the parent's array, so a node costs no copy until popped)
+    stack = [(frequent[i:i + 1], bits[i], np.arange(i + 1, len(frequent)), bits[i + 1:])
+             for i in range(len(frequent) - 2, -1, -1)]
     while stack:
-        prefix, cand, cbits = stack.pop()
-        if len(cand) == 0:
-            continue
+        prefix, pbits, cand, cbits = stack.pop()
+        cbits = cbits & pbits
         counts = _popcount(cbits)
         ok = counts >= min_count
         if not ok.any():
@@ -141,7 +141,7 @@ def _mine(rows: np.ndarray, codes: np.ndarray, n: int, n_items: int, min_count: 
         lists[0].append(sets)
         lists[1].append(counts)
         for j in range(len(cand) - 2, -1, -1):
-            stack.append((sets[j], cand[j + 1:], cbits[j + 1:] & cbits[j]))
+            stack.append((sets[j], cbits[j], cand[j + 1:], cbits[j + 1:]))
     return [(np.concatenate(by_size[s][0]), np.concatenate(by_size[s][1]).astype(np.int64))
             for s in sorted(by_size)]
 
@@ -151,10 +151,12 @@ def _rows_key(a: np.ndarray) -> np.ndarray:
     return a.view(np.dtype((np.void, 8 * a.shape[1]))).reshape(-1)
 
 
-def _list_column(sets: list[np.ndarray], vocab: pa.Array) -> pa.Array:
-    """Itemsets (arrays of codes) as a list column of the vocabulary's type."""
-    lengths = np.array([len(s) for s in sets], dtype=np.int64)
-    flat = np.concatenate(sets) if sets else np.zeros(0, np.int64)
+def _matrix_lists(mats: list[np.ndarray], vocab: pa.Array) -> pa.Array:
+    """Itemsets given as matrices of codes (one row per itemset, one matrix per size, in order) as a
+    list column of the vocabulary's type."""
+    lengths = np.concatenate([np.full(len(m), m.shape[1], np.int64) for m in mats]) if mats else \
+        np.zeros(0, np.int64)
+    flat = np.concatenate([m.reshape(-1) for m in mats]) if mats else np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), vocab.take(pa.array(flat, pa.int64())))
 
@@ -201,9 +203,8 @@ class FPGrowth(_FPGrowthParams, Estimator):
         rows = (np.cumsum(valid) - 1)[rows]
         min_count = math.ceil(self.min_support * n)
         levels = _mine(rows, codes, n, len(vocab), min_count)
-        sets = [s for lvl, _ in levels for s in lvl]
         freq = np.concatenate([f for _, f in levels]) if levels else np.zeros(0, np.int64)
-        itemsets = pa.table({"items": _list_column(sets, vocab) if sets else pa.array([], pa.list_(vocab.type)),
+        itemsets = pa.table({"items": _matrix_lists([m for m, _ in levels], vocab),
                              "freq": pa.array(freq, pa.int64())})
         model = FPGrowthModel()
         self.copy_params_to(model)
@@ -246,46 +247,53 @@ class FPGrowthModel(_FPGrowthModelParams, Model):
         self._n = int(meta.column("num_training_records")[0].as_py())
         _, vocab, rows, codes = _transactions(sets, "items", f"{stage} model data")
         self._vocab = vocab
-        self._freq = sets.column("freq").to_numpy().astype(np.int64)
+        freq = sets.column("freq").to_numpy().astype(np.int64)
         lengths = np.bincount(rows, minlength=sets.num_rows) if len(rows) else np.zeros(sets.num_rows, np.int64)
+        if (lengths == 0).any():
+            raise ValueError(f"{stage}: model data has an empty itemset at row {first_bad_row(lengths == 0)}")
         order = np.lexsort((codes, rows))
-        self._sets = np.split(codes[order], np.cumsum(lengths)[:-1]) if sets.num_rows else []
-        self._rules_cache: tuple[float, Any] | None = None
+        codes = codes[order]                                            # each itemset's codes, ascending
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        # itemsets by size: (their rows in the model data, size-column matrix of codes)
+        self._by_size = {}
+        for size in np.unique(lengths).tolist():
+            idx = np.flatnonzero(lengths == size)
+            self._by_size[size] = (idx, codes[starts[idx][:, None] + np.arange(size)[None, :]])
+        self._freq = freq
+        self._rules_cache = None
 
     def _rules(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(antecedents, consequent codes, confidence, lift, support) at ``min_confidence``."""
+        """The rules at ``min_confidence``: antecedents (one matrix of codes per antecedent size),
+        consequent codes, confidence, lift, support (all in rule order)."""
         if self._rules_cache is not None and self._rules_cache[0] == self.min_confidence:
             return self._rules_cache[1]
-        by_size: dict[int, list[int]] = {}
-        for i, s in enumerate(self._sets):
-            by_size.setdefault(len(s), []).append(i)
-        single = {int(self._sets[i][0]): self._freq[i] for i in by_size.get(1, [])}
         item_support = np.zeros(len(self._vocab))
-        for c, f in single.items():
-            item_support[c] = f / self._n
+        if 1 in self._by_size:
+            idx1, m1 = self._by_size[1]
+            item_support[m1[:, 0]] = self._freq[idx1] / self._n
         antecedents, cons, conf, lift, support = [], [], [], [], []
-        for size in sorted(by_size):
-            if size < 2 or size - 1 not in by_size:
+        for size in sorted(self._by_size):
+            if size < 2:
                 continue
-            idx = np.array(by_size[size])
-            sets = np.stack([self._sets[i] for i in idx])
-            prev_idx = np.array(by_size[size - 1])
-            prev_keys = _rows_key(np.stack([self._sets[i] for i in prev_idx]))
+            if size - 1 not in self._by_size:
+                raise ValueError(f"{type(self).__name__}: model data has itemsets of {size} items but none of "
+                                 f"{size - 1}; it was not made by FPGrowth")
+            idx, sets = self._by_size[size]
+            prev_idx, prev = self._by_size[size - 1]
+            prev_keys = _rows_key(prev)
             order = np.argsort(prev_keys)
             sorted_keys = prev_keys[order]
+            f_union = self._freq[idx]
             for p in range(size):
                 ante = np.delete(sets, p, axis=1)
                 keys = _rows_key(ante)
                 at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-                found = sorted_keys[at] == keys
-                if not found.all():
+                if not (sorted_keys[at] == keys).all():
                     raise ValueError(f"{type(self).__name__}: model data is not closed under subsets (an itemset's "
                                      f"subset is missing); it was not made by FPGrowth")
-                f_ante = self._freq[prev_idx[order[at]]]
-                f_union = self._freq[idx]
-                c = f_union.astype(np.float64) / f_ante
+                c = f_union.astype(np.float64) / self._freq[prev_idx[order[at]]]
                 ok = c >= self.min_confidence
-                antecedents += list(ante[ok])
+                antecedents.append(ante[ok])
                 cons.append(sets[ok, p])
                 conf.append(c[ok])
                 lift.append(c[ok] / item_support[sets[ok, p]])
@@ -308,13 +316,10 @@ class FPGrowthModel(_FPGrowthModelParams, Model):
         ``lift``, ``support``."""
         self._require_model()
         ante, cons, conf, lift, support = self._rules()
-        ltype = pa.list_(self._vocab.type)
-        return pa.table({
-            "antecedent": _list_column(ante, self._vocab) if ante else pa.array([], ltype),
-            "consequent": _list_column([np.array([c]) for c in cons], self._vocab) if len(cons) else
-            pa.array([], ltype),
-            "confidence": pa.array(conf, pa.float64()), "lift": pa.array(lift, pa.float64()),
-            "support": pa.array(support, pa.float64())})
+        return pa.table({"antecedent": _matrix_lists(ante, self._vocab),
+                         "consequent": _matrix_lists([cons[:, None]], self._vocab),
+                         "confidence": pa.array(conf, pa.float64()), "lift": pa.array(lift, pa.float64()),
+                         "support": pa.array(support, pa.float64())})
 
     def output_schema(self, input_schema: Any, *other_schemas: Any) -> pa.Schema:
         stage = type(self).__name__
@@ -362,9 +367,9 @@ class FPGrowthModel(_FPGrowthModelParams, Model):
         if len(cons) == 0 or n_rows == 0:
             empty = pa.ListArray.from_arrays(pa.array(np.zeros(n_rows + 1, np.int32)), pa.array([], vocab.type))
             return with_column(t, self.prediction_col, empty.cast(out_type))
-        a_len = np.array([len(a) for a in ante])
-        a = sps.csr_matrix((np.ones(int(a_len.sum())), np.concatenate(ante), np.concatenate([[0], np.cumsum(a_len)])),
-                           shape=(len(ante), n_vocab))
+        a_len = np.concatenate([np.full(len(m), m.shape[1], np.int64) for m in ante])
+        a = sps.csr_matrix((np.ones(int(a_len.sum())), np.concatenate([m.reshape(-1) for m in ante]),
+                            np.concatenate([[0], np.cumsum(a_len)])), shape=(len(a_len), n_vocab))
         hits = (x @ a.T).tocoo()                                        # row x rule: antecedent items held
         fire = hits.data == a_len[hits.col]
         r, rule = hits.row[fire], hits.col[fire]
