@@ -48,8 +48,8 @@ class _Response:
 class _Client:
     """The app served by uvicorn on a free loopback port, read with urllib (a real HTTP client)."""
 
-    def __init__(self, store, metrics_dir=None) -> None:
-        self.server = serve_dashboard(store, metrics_dir=metrics_dir, port=0)
+    def __init__(self, store, metrics_dir=None, server=None) -> None:
+        self.server = serve_dashboard(store, metrics_dir=metrics_dir, port=0, server=server)
 
     def get(self, path: str) -> _Response:
         try:
@@ -63,8 +63,8 @@ class _Client:
 def serve():
     clients = []
 
-    def make(store, metrics_dir=None):
-        clients.append(_Client(store, metrics_dir))
+    def make(store, metrics_dir=None, server=None):
+        clients.append(_Client(store, metrics_dir, server))
         return clients[-1]
     yield make
     for c in clients:
@@ -443,3 +443,27 @@ def test_watch_job_finds_the_gates_of_the_plan(tmp_path, cancer):
     assert sum(g["passed"] for g in j["gates"]) == len(store_versions)
     for g, r in zip(j["gates"], gate.results):
         assert g["value"] == pytest.approx(r.value) and g["passed"] == r.passed
+
+
+def test_served_version_from_the_model_server(serve, tmp_path):
+    from serve_helper import cli_server
+
+    store = ModelStore(str(tmp_path / "s"))
+    lr = fl.classification.LogisticRegressionModel().set_model_data({"coefficient": [[1.0]], "intercept": [0.0]})
+    store.publish(fl.PipelineModel([fl.feature.StandardScaler(input_col="x", output_col="features").fit(
+        {"x": [[0.0], [2.0]]}), lr]), metadata={"kind": "batch"})
+    with cli_server(str(tmp_path / "s")) as (_proc, url):
+        client = serve(store, server=url)
+        served = _get(client, "/api/served")
+        assert served == {"server": url, "version": 1, "error": None}
+        assert _get(client, "/api/config")["server"] == url
+        store.publish(lr, metadata={"kind": "online"})      # newest: a bare model, until the server swaps
+        deadline = time.monotonic() + 30
+        while _get(client, "/api/served")["version"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _get(client, "/api/served")["version"] == 2
+        assert [n["label"] for n in _get(client, "/api/pipeline")["nodes"]] == ["input", "LogisticRegressionModel"]
+    gone = _get(serve(store, server=url), "/api/served")      # the server has stopped
+    assert gone["version"] is None and gone["error"].startswith(url + "/healthz: ")
+    with pytest.raises(ValueError, match="must be an http:// or https:// URL"):
+        create_app(store, server="localhost:8080")

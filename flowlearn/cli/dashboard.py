@@ -12,6 +12,7 @@ Examples::
 
     flowlearn dashboard ./model-store --metrics-dir ./metrics          # http://127.0.0.1:8050
     flowlearn dashboard ./model-store --port 0                         # a free port, printed
+    flowlearn dashboard ./model-store --server http://127.0.0.1:8080   # mark what flowlearn serve serves
 
 Wiring (``flowlearn/cli/main.py``)::
 
@@ -41,6 +42,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", metavar="STORE", help="model store directory or fsspec URL")
     p.add_argument("--metrics-dir", default=None, metavar="DIR",
                    help="metrics directory the jobs write (jobs/ and eval/; see flowlearn run --metrics-dir)")
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="base URL of the model server following the store (flowlearn serve): the page marks the "
+                        "version it serves and draws that version's pipeline")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050, help="port to listen on; 0 picks a free port (default: 8050)")
     p.add_argument("--refresh", type=float, default=1.0, help="seconds between page updates (default: 1)")
@@ -70,7 +74,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
         from flowlearn.dashboard.app import serve_dashboard
 
         server = serve_dashboard(store, metrics_dir=args.metrics_dir, host=args.host, port=args.port,
-                                 refresh=args.refresh)
+                                 refresh=args.refresh, server=args.server)
     except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"flowlearn dashboard: error: {e}", file=sys.stderr)
         return 2

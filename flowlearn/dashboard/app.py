@@ -8,7 +8,10 @@ Endpoints (all ``GET``; JSON is strict: non-finite numbers are ``null``):
 ``/api/versions``         the store's versions with kind and gate decision
 ``/api/metrics``          the streaming-evaluation rows per evaluation log
 ``/api/jobs``             the jobs' snapshots and recent history
-``/api/pipeline``         the newest version's stages as a graph; ``?version=N`` for another
+``/api/pipeline``         the served (else the newest) version's stages as a graph; ``?version=N``
+                          for another
+``/api/served``           ``{"server", "version", "error"}``: the version the model server
+                          (``server=``, e.g. ``flowlearn serve``) answers with on ``/healthz``
 ``/healthz``              ``ok``
 
 See :mod:`flowlearn.dashboard.data` for the documents and :mod:`flowlearn.dashboard.metrics`
@@ -46,9 +49,32 @@ def _need_starlette() -> None:
                           f"pip install 'flowlearn[serve]'") from None
 
 
-def create_app(store: Any, metrics_dir: str | None = None, refresh: float = 1.0) -> Any:
+def _served(server: str | None, timeout: float = 2.0) -> dict:
+    """The version a model server serves, from its ``GET /healthz`` (``{"status", "model_version"}``)."""
+    if not server:
+        return {"server": None, "version": None, "error": None}
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(server.rstrip("/") + "/healthz", timeout=timeout) as r:
+            doc = json.loads(r.read(1 << 16))
+    except urllib.error.HTTPError as e:
+        return {"server": server, "version": None, "error": f"HTTP {e.code} from {server}/healthz"}
+    except (OSError, ValueError) as e:
+        return {"server": server, "version": None, "error": f"{server}/healthz: {type(e).__name__}: {e}"}
+    v = doc.get("model_version") if isinstance(doc, dict) else None
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+        return {"server": server, "version": None, "error": f"{server}/healthz: model_version {v!r} is not a number"}
+    return {"server": server, "version": v, "error": None}
+
+
+def create_app(store: Any, metrics_dir: str | None = None, refresh: float = 1.0, server: str | None = None) -> Any:
     """The Starlette app for ``store`` (a ``ModelStore`` or its path) and ``metrics_dir``;
-    the page polls the endpoints every ``refresh`` seconds."""
+    the page polls the endpoints every ``refresh`` seconds. ``server``: the base URL of the model
+    server following the store (``flowlearn serve``): the page marks the version it serves and
+    draws that version's pipeline."""
     _need_starlette()
     from starlette.applications import Starlette
     from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -60,6 +86,8 @@ def create_app(store: Any, metrics_dir: str | None = None, refresh: float = 1.0)
     if metrics_dir is not None and not os.path.isdir(metrics_dir):
         raise ValueError(f"dashboard: metrics directory {metrics_dir!r} does not exist (jobs create it with "
                          f"JobMetricsWriter / EvalLog, or flowlearn run --metrics-dir)")
+    if server is not None and not (isinstance(server, str) and server.startswith(("http://", "https://"))):
+        raise ValueError(f"dashboard: parameter 'server' = {server!r} must be an http:// or https:// URL")
     data = DashboardData(store, metrics_dir)
     nocache = {"Cache-Control": "no-store"}
 
@@ -67,8 +95,11 @@ def create_app(store: Any, metrics_dir: str | None = None, refresh: float = 1.0)
         return FileResponse(os.path.join(STATIC_DIR, "index.html"), headers=nocache)
 
     def config(request: Any) -> Any:
-        return JSONResponse({"store": data.store.url, "metrics_dir": metrics_dir, "refresh": float(refresh)},
-                            headers=nocache)
+        return JSONResponse({"store": data.store.url, "metrics_dir": metrics_dir, "refresh": float(refresh),
+                             "server": server}, headers=nocache)
+
+    def served(request: Any) -> Any:
+        return JSONResponse(_served(server), headers=nocache)
 
     def versions(request: Any) -> Any:
         return JSONResponse(data.versions(), headers=nocache)
@@ -91,6 +122,8 @@ def create_app(store: Any, metrics_dir: str | None = None, refresh: float = 1.0)
             if not 0 < version < 10**12:
                 return JSONResponse({"error": f"query parameter 'version' = {version} must be in [1, 10**12)"},
                                     status_code=400)
+        if version is None and server:
+            version = _served(server)["version"]
         try:
             return JSONResponse(data.pipeline(version), headers=nocache)
         except LookupError as e:
@@ -105,6 +138,7 @@ def create_app(store: Any, metrics_dir: str | None = None, refresh: float = 1.0)
     app = Starlette(routes=[
         Route("/", index), Route("/api/config", config), Route("/api/versions", versions),
         Route("/api/metrics", metrics), Route("/api/jobs", jobs), Route("/api/pipeline", pipeline),
+        Route("/api/served", served),
         Route("/healthz", healthz), Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ])
     app.state.data = data
@@ -149,7 +183,7 @@ class DashboardServer:
 
 
 def serve_dashboard(store: Any, metrics_dir: str | None = None, host: str = "127.0.0.1", port: int = 8050,
-                    refresh: float = 1.0) -> DashboardServer:
-    """Serve the dashboard of ``store`` and ``metrics_dir`` on ``host:port`` (0: a free port) in a
-    background thread; returns the running :class:`DashboardServer`."""
-    return DashboardServer(create_app(store, metrics_dir, refresh), host, port)
+                    refresh: float = 1.0, server: str | None = None) -> DashboardServer:
+    """Serve the dashboard of ``store`` and ``metrics_dir`` (and the model ``server``'s version) on
+    ``host:port`` (0: a free port) in a background thread; returns the running :class:`DashboardServer`."""
+    return DashboardServer(create_app(store, metrics_dir, refresh, server), host, port)

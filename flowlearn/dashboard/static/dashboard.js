@@ -6,7 +6,7 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 const METRIC_LABELS = {auc: "AUC", log_loss: "log loss", accuracy: "accuracy", rmse: "RMSE"};
 const MAX_VERSION_SERIES = 8;
 
-const state = {refresh: 1000, latest: null, pinned: null, shownPipeline: null, charts: {}};
+const state = {refresh: 1000, latest: null, served: null, pinned: null, shownPipeline: null, charts: {}};
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -89,7 +89,8 @@ function renderVersions(doc) {
       el("td", {text: "v" + v.version}), el("td", {text: fmtTime(v.created_at)}),
       el("td", {}, el("span", {class: "badge kind-" + (KIND_COLORS[v.kind] ? v.kind : "unknown"), text: v.kind})),
       el("td", {text: (v.class || "").split(".").pop()}), el("td", {}, gate));
-    if (v.version === (state.pinned || state.latest)) tr.classList.add("selected");
+    if (v.version === state.served) tr.children[0].append(" ", el("span", {class: "badge served", text: "served"}));
+    if (v.version === (state.pinned || state.served || state.latest)) tr.classList.add("selected");
     tr.addEventListener("click", () => { state.pinned = v.version; loadPipeline(); renderVersions(doc); });
     tbody.append(tr);
   }
@@ -269,8 +270,16 @@ function drawPipeline(g) {
   }
   root.dataset.nodes = String(g.nodes.length);
 }
+function renderServed(doc) {
+  const box = document.getElementById("served-box");
+  box.hidden = !doc.server;
+  const sv = document.getElementById("served-version");
+  state.served = doc.version;
+  sv.textContent = doc.error ? "? (" + doc.error + ")" : (doc.version === null ? "-" : "v" + doc.version);
+  sv.dataset.version = doc.version === null ? "" : String(doc.version);
+}
 async function loadPipeline() {
-  const v = state.pinned || state.latest;
+  const v = state.pinned || state.served || state.latest;
   document.getElementById("follow-latest").hidden = state.pinned === null;
   if (v === null || v === state.shownPipeline) return;
   try {
@@ -287,7 +296,9 @@ async function loadPipeline() {
 async function tick() {
   const upd = document.getElementById("updated");
   try {
-    const [versions, metrics, jobs] = await Promise.all([getJSON("api/versions"), getJSON("api/metrics"), getJSON("api/jobs")]);
+    const [versions, metrics, jobs, served] = await Promise.all([getJSON("api/versions"), getJSON("api/metrics"),
+                                                                 getJSON("api/jobs"), getJSON("api/served")]);
+    renderServed(served);
     renderMetrics(metrics);
     renderVersions(versions);
     renderJobs(jobs);
