@@ -4,6 +4,8 @@
 # .venv-compat, pinned to what PyFlink 2.3 allows (numpy < 2.2, pyarrow < 17, pandas < 2.3),
 # where flowlearn's core must work too (tests needing River skip there), and the Flink engine's
 # tests (marker flink) in .venv-flink, which has apache-flink itself (Java 17 on the machine).
+# The JVM pieces come from Maven Central through tools/jars/pom.xml into .jars/ (`make jars`):
+# an Apache Kafka broker for the tests where Kafka semantics matter, and the Flink Kafka connector.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,8 +17,11 @@ FLINK := .venv-flink
 FLINK_STAMP := $(FLINK)/.installed
 FLINK_PINS := "numpy>=1.24,<2.2" "pyarrow>=14,<17" "pandas>=1.5,<2.3"
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
+JARS_STAMP := .jars/.fetched
+# A test that needs the Apache Kafka broker fails instead of skipping when its jars are missing.
+export FLOWLEARN_REQUIRE_REAL_KAFKA := 1
 
-.PHONY: demo test test-main test-compat test-flink fuzz bench clean
+.PHONY: demo test test-main test-compat test-flink jars fuzz bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +41,12 @@ $(FLINK_STAMP): pyproject.toml
 	$(FLINK)/bin/python -m pip install -q -e ".[flink,test-core]"
 	touch $(FLINK_STAMP)
 
+$(JARS_STAMP): tools/jars/pom.xml
+	mvn -q -B -f tools/jars/pom.xml package -Djars.dir=$(CURDIR)/.jars
+	touch $(JARS_STAMP)
+
+jars: $(JARS_STAMP)
+
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[test,demo,kafka,bench]"
 	touch $(BENCH_STAMP)
@@ -45,14 +56,14 @@ demo: $(STAMP)
 
 test: test-main test-compat test-flink
 
-test-main: $(STAMP)
+test-main: $(STAMP) $(JARS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-compat: $(COMPAT_STAMP)
+test-compat: $(COMPAT_STAMP) $(JARS_STAMP)
 	$(COMPAT)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # One process, so the Flink tests share one JVM and mini-cluster.
-test-flink: $(FLINK_STAMP)
+test-flink: $(FLINK_STAMP) $(JARS_STAMP)
 	$(FLINK)/bin/python -m pytest -q -m flink
 
 # The property-based bad-input tests (marker fuzz) with many more examples and a random seed;
@@ -64,4 +75,4 @@ bench: $(BENCH_STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(COMPAT) $(FLINK) build *.egg-info
+	rm -rf $(VENV) $(COMPAT) $(FLINK) .jars build *.egg-info

