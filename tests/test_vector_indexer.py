@@ -37,8 +37,8 @@ def test_flink_ml_vectors_handle_invalid():
                                   [[0, 3], [0, 0], [0, 1]])
     np.testing.assert_array_equal(out(est.set(handle_invalid="skip").fit(table(TRAIN)), table(TEST)),
                                   [[0, 0], [0, 1]])
-    with pytest.raises(ValueError, match=r"VectorIndexerModel: column 'input' row 0 has value 2.0 at dimension 1, which "
-                                         r"the fit did not see among its 3 categories"):
+    with pytest.raises(ValueError, match=r"VectorIndexerModel: column 'input' row 0 has value 2.0 at dimension 1, "
+                                         r"which the fit did not see among its 3 categories"):
         est.set(handle_invalid="error").fit(table(TRAIN)).transform(table(TEST))
 
 

@@ -231,8 +231,8 @@ class KBinsDiscretizerModel(_KBinsParams, Model):
         for j, e in enumerate(edges):
             a = np.asarray(e if e is not None else [], dtype=np.float64)
             if len(a) < 2 or np.isnan(a).any() or (np.diff(a) < 0).any():
-                raise ValueError(f"{stage}: model data 'bin_edges' of dimension {j} must hold at least 2 non-decreasing "
-                                 f"numbers, got {a.tolist()[:10]}")
+                raise ValueError(f"{stage}: model data 'bin_edges' of dimension {j} must hold at least 2 "
+                                 f"non-decreasing numbers, got {a.tolist()[:10]}")
             out.append(a)
         self._edges = out
         self._dim = len(out)

@@ -210,8 +210,8 @@ class RobustScaler(_RobustScalerParams, OnePassEstimator):
         summaries = self._summaries([state])
         empty = [j for j, s in enumerate(summaries) if s[3] == 0]
         if empty:
-            raise ValueError(f"{type(self).__name__}: dimension {empty[0]} of column '{self.input_col}' holds only NaN; "
-                             f"its quantiles are undefined")
+            raise ValueError(f"{type(self).__name__}: dimension {empty[0]} of column '{self.input_col}' holds only "
+                             f"NaN; its quantiles are undefined")
         q = np.array([_query(s, [0.5, self.lower, self.upper]) for s in summaries]).reshape(len(summaries), 3)
         model = RobustScalerModel()
         self.copy_params_to(model)

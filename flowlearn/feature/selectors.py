@@ -488,7 +488,7 @@ class UnivariateFeatureSelector(_UnivariateParams, HasLabelCol, OnePassEstimator
                 n, mx, m2x = _merge_moments((n, mx, m2x), (nb, mxb, m2xb))
             return _fregression_state([(n, mx, m2x, cxy, my, m2y)])
         t = pa.concat_tables([s.select(list(_CHI2_STATE.names)).cast(_CHI2_STATE) for s in states])
-        dims = set(pc_unique(t.column("num_features")))
+        dims = set(_unique_values(t.column("num_features")))
         if len(dims) > 1:
             raise ValueError(f"{stage}: the parts of the input hold vectors of sizes {sorted(dims)}; every row of one "
                              f"input needs vectors of one size")
@@ -553,7 +553,7 @@ def _fregression_rows(stage: str, states: list[pa.Table]) -> list[tuple]:
     return [(n, mx, m2x, cxy, a, b) for (n, mx, m2x, cxy), a, b in zip(rows, my, m2y)]
 
 
-def pc_unique(col: pa.ChunkedArray) -> list:
+def _unique_values(col: pa.ChunkedArray) -> list:
     return [v for v in col.unique().to_pylist() if v is not None]
 
 

@@ -99,7 +99,8 @@ class SQLTransformer(AlgoOperator):
     Example:
         >>> from flowlearn.feature.sql import SQLTransformer
         >>> t = {"k": ["a", "b", "a"], "x": [1.0, 2.0, 4.0]}
-        >>> SQLTransformer(statement="SELECT k, SUM(x) AS s FROM __THIS__ GROUP BY k ORDER BY k").transform(t).to_pylist()
+        >>> sums = SQLTransformer(statement="SELECT k, SUM(x) AS s FROM __THIS__ GROUP BY k ORDER BY k")
+        >>> sums.transform(t).to_pylist()
         [{'k': 'a', 's': 5.0}, {'k': 'b', 's': 2.0}]
     """
 
