@@ -56,7 +56,6 @@ from typing import Any, Callable
 import numba as nb
 import numpy as np
 import pyarrow as pa
-import scipy.optimize
 import scipy.sparse as sps
 from scipy.special import expit, logsumexp
 
@@ -609,6 +608,8 @@ def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np
         return owlqn(fun, x0, np.asarray(l1, dtype=np.float64), max_iter=max_iter, tol=tol, memory=memory)
     opts = {"maxiter": int(max_iter), "maxls": 50, "gtol": float(tol), "ftol": 64 * np.finfo(float).eps,
             "maxcor": int(memory)}
+    import scipy.optimize   # here, not at import: it costs a cold start that prediction never needs
+
     res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts)
     x = np.asarray(res.x, dtype=np.float64)
     return OptimResult(x, float(res.fun), int(res.nit), bool(res.success), _msg(res))

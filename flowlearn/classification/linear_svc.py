@@ -38,7 +38,6 @@ import zlib
 import numba as nb
 import numpy as np
 import pyarrow as pa
-import scipy.optimize
 import scipy.sparse as sps
 
 from flowlearn.api import IterativeEstimator, Model, RowFn
@@ -223,6 +222,8 @@ def _solve_dual(X, t: np.ndarray, c: np.ndarray, l1: float, l2: float, fit_inter
         opts = {"maxiter": 100_000, "maxfun": 200_000, "gtol": tol, "ftol": 0.0, "maxcor": 20}
     for rounds in range(1, max_iter + 1):
         if l1 > 0:
+            import scipy.optimize   # only fits need it (cold start of prediction)
+
             res = scipy.optimize.minimize(fun, a, method="L-BFGS-B", jac=True, bounds=bounds, options=opts)
             a = np.clip(res.x, 0.0, c)
             inner_ok = bool(res.success)
@@ -257,6 +258,8 @@ def _solve_lp(X, t: np.ndarray, c: np.ndarray, l1: float, fit_intercept: bool) -
     A = sps.hstack(blocks, format="csr")
     cost = np.concatenate([np.full(2 * d, l1), np.zeros(nb_), c])
     bounds = [(0, None)] * (2 * d) + [(None, None)] * nb_ + [(0, None)] * n
+    import scipy.optimize
+
     res = scipy.optimize.linprog(cost, A_ub=A, b_ub=-np.ones(n), bounds=bounds, method="highs")
     if res.x is None:
         raise ValueError(f"LinearSVC: the linear program failed ({res.message})")
