@@ -119,10 +119,27 @@ def _decode_value(col: str, v: Any, where: str) -> Any:
     object) through the vector codec shared with the file and Kafka readers."""
     if (isinstance(v, list) and v and all(_is_number(x) for x in v)) or \
             (isinstance(v, dict) and set(v) == {"size", "indices", "values"}):
+        if type(v) is dict:
+            v = _integral_sparse(v)
         try:
             return decode_vector(v, col)
         except ValueError as e:
             raise HTTPError(400, f"{where}{e}") from None
+    return v
+
+
+def _integral(x: Any) -> Any:
+    return int(x) if type(x) is float and x.is_integer() and abs(x) < 2 ** 53 else x
+
+
+def _integral_sparse(v: dict) -> dict:
+    """A sparse vector's ``size`` and ``indices`` written as integral floats (``3.0``: the same JSON
+    number as ``3``, as JSON Schema's ``integer`` says) read as integers."""
+    size, idx = v["size"], v["indices"]
+    if type(size) is float:
+        v = {**v, "size": _integral(size)}
+    if type(idx) is list and not all(type(i) is int for i in idx):
+        v = {**v, "indices": [_integral(i) for i in idx]}
     return v
 
 

@@ -119,6 +119,8 @@ def openapi_document(server: "PredictionServer") -> dict:
                     {"$ref": "#/components/schemas/Row"},
                     {"type": "object", "required": ["rows"], "additionalProperties": False,
                      "properties": {"rows": {"type": "array", "items": {"$ref": "#/components/schemas/Row"},
+                                             "description": "Every row has the columns of rows[0] (send null for "
+                                                            "a missing value of a column the model does not read).",
                                              **batch_limit}}},
                     {"type": "array", "items": {"$ref": "#/components/schemas/Row"}, **batch_limit}]}}}},
                 "responses": {

@@ -266,15 +266,17 @@ _SPARSE_SCHEMA = {
 
 
 def _column_schema(col: InputColumn) -> dict:
+    """A null is an invalid value its stage refuses (``handle_invalid="error"``) or handles."""
+    null = [] if col.strict else [{"type": "null"}]
     if col.kind == "number":
-        s: dict[str, Any] = {"type": ["number", "null"]}
+        s: dict[str, Any] = {"type": ["number"] + (["null"] if null else [])}
     elif col.kind == "vector":
         dense: dict[str, Any] = {"type": "array", "items": {"type": "number"}}
         if col.size is not None:
             dense["minItems"] = dense["maxItems"] = col.size
-        s = {"anyOf": [dense, _SPARSE_SCHEMA, {"type": "null"}]}
+        s = {"anyOf": [dense, _SPARSE_SCHEMA, *null]}
     elif col.kind == "category":
-        s = {"type": ["string", "number", "boolean", "null"]}
+        s = {"type": ["string", "number", "boolean"] + (["null"] if null else [])}
     else:
         s = {}
     s["description"] = f"{col.describe()}, read by {col.stage}" + ("" if col.strict else
