@@ -90,7 +90,7 @@ def test_the_document_describes_the_served_rows(live_server):
     assert status == 200 and doc["openapi"].startswith("3.1")
     row = doc["components"]["schemas"]["Row"]
     assert row["required"] == ["a", "b", "v"]
-    assert row["properties"]["a"]["type"] == ["number", "null"]
+    assert row["properties"]["a"]["type"] == ["number"]            # handle_invalid="error": no null
     dense = row["properties"]["v"]["anyOf"][0]
     assert dense["minItems"] == dense["maxItems"] == 3 and dense["items"] == {"type": "number"}
     assert set(doc["paths"]) >= {"/predict", "/model", "/healthz", "/metrics", "/v2/health/live",
