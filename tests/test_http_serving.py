@@ -20,6 +20,7 @@ import json
 import re
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -478,3 +479,84 @@ def test_cli_reports_a_bad_target(tmp_path):
     from flowlearn.cli.serve import main
 
     assert main([str(tmp_path / "missing")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# hot swap under load; graceful shutdown
+
+def test_no_answer_mixes_two_versions_while_versions_are_published(tmp_path):
+    """Version v adds k = v to x: an answer is consistent when every prediction's y - x is the k of
+    the model_version it reports, for single rows (coalesced into jobs) and batches alike."""
+    import pyarrow as pa
+
+    from flowlearn.testing.models import AddK
+
+    store = ModelStore(str(tmp_path / "store"))
+    store.publish(AddK().set_model_data(pa.table({"k": [1.0]})))
+    published = {1}
+    stop = threading.Event()
+    with serve(str(tmp_path / "store"), port=0, poll_interval=0.02) as s:
+        def publisher():
+            while not stop.wait(0.05):
+                v = store.latest().version + 1
+                published.add(store.publish(AddK().set_model_data(pa.table({"k": [float(v)]}))))
+
+        def client(i):
+            bad, seen = [], set()
+            for j in range(30):
+                if j % 3 == 2:
+                    rows = [{"x": float(i * 100 + j + r)} for r in range(20)]
+                    status, _, doc = post(s, {"rows": rows}, "?include_inputs=true")
+                    preds = doc["predictions"]
+                else:
+                    rows = [{"x": float(i * 100 + j)}]
+                    status, _, doc = post(s, rows[0], "?include_inputs=true")
+                    preds = [doc["prediction"]]
+                v = doc["model_version"]
+                seen.add(v)
+                if status != 200 or any(p["model_version"] != v or p["y"] - p["x"] != v for p in preds):
+                    bad.append(doc)
+            return bad, seen
+
+        pub = threading.Thread(target=publisher)
+        pub.start()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(client, range(8)))
+        finally:
+            stop.set()
+            pub.join()
+    assert [b for bad, _ in results for b in bad] == []
+    seen = set().union(*(v for _, v in results))
+    assert seen <= published and len(seen) > 1, (seen, published)
+
+
+def test_close_lets_in_flight_requests_finish():
+    """close() answers 503 on /healthz at once, lets a request already predicting finish and answer
+    200, then stops."""
+    import pyarrow as pa
+
+    from test_http_hardening import GatedAddK
+
+    GatedAddK.entered.clear()
+    GatedAddK.gate.clear()
+    s = serve(GatedAddK().set_model_data(pa.table({"k": [1.0]})), port=0)
+    answer = {}
+    t = threading.Thread(target=lambda: answer.setdefault("doc", post(s, {"x": 1.0})))
+    t.start()
+    assert GatedAddK.entered.wait(TIMEOUT)
+    closer = threading.Thread(target=s.close, kwargs={"grace": TIMEOUT})
+    closer.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not s.closing:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert closer.is_alive()                         # waiting for the request in flight
+    GatedAddK.gate.set()
+    t.join(TIMEOUT)
+    closer.join(TIMEOUT)
+    assert not closer.is_alive()
+    status, _, doc = answer["doc"]
+    assert status == 200 and doc["prediction"] == {"y": 2.0}
+    with pytest.raises(OSError):
+        socket.create_connection((s.host, s.port), timeout=1).close()
