@@ -304,7 +304,7 @@ class _SelectorModel(Model):
         x = vector_column(t, self._in_col(), stage, param=self._in_param, size=self._dim, finite=False)
         if x.shape[0] == 0:
             x = sps.csr_matrix((0, self._dim)) if sps.issparse(x) else np.zeros((0, self._dim))
-        out = from_csr(x[:, self._indices]) if sps.issparse(x) else from_numpy(x[:, self._indices])
+        out = from_csr(x[:, self._indices]) if sps.issparse(x) else from_numpy(x.take(self._indices, axis=1))
         return with_column(t, self.output_col, out)
 
     def row_fn(self):
