@@ -45,7 +45,10 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import itertools
 import logging
 import math
 import os
@@ -67,7 +70,8 @@ __all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "
            "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table",
            "loss_gradient_sums", "merge_loss_gradient_sums", "LinearRounds", "sigmoid", "loss_gradient",
            "softmax_loss_gradient", "pointwise_loss_gradient", "ftrl_step", "ftrl_initial_z",
-           "read_single_output_model", "row_vector_fn", "row_features_error", "row_margin_fn", "LinearModelResults"]
+           "read_single_output_model", "row_vector_fn", "row_features_error", "row_margin_fn", "LinearModelResults",
+           "report_progress"]
 
 log = logging.getLogger(__name__)
 
@@ -593,6 +597,28 @@ class LinearObjective:
 # Solvers
 # ----------------------------------------------------------------------------------------------
 
+_PROGRESS: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar(
+    "flowlearn_optim_progress", default=None)
+
+
+@contextlib.contextmanager
+def report_progress(fn: Callable[[int, int], None]):
+    """Within the block, the solvers call ``fn(iteration, max_iter)`` after each L-BFGS / OWL-QN
+    iteration and each SGD epoch (e.g. to move a progress bar during a long fit).
+
+    Example:
+        >>> seen = []
+        >>> with report_progress(lambda it, most: seen.append((it, most))):
+        ...     r = minimize_lbfgs(lambda x: (float(x @ x), 2 * x), np.ones(2), max_iter=5)
+        >>> seen[0], len(seen) == r.n_iter
+        ((1, 5), True)
+    """
+    token = _PROGRESS.set(fn)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
 def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, max_iter: int = 100,
                    tol: float = 1e-6, l1: np.ndarray | None = None, memory: int = 10) -> OptimResult:
     """Minimise ``fun(x) + sum(l1 * |x|)`` where ``fun`` is smooth and returns ``(value, gradient)``.
@@ -610,7 +636,10 @@ def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np
             "maxcor": int(memory)}
     import scipy.optimize   # here, not at import: it costs a cold start that prediction never needs
 
-    res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts)
+    hook = _PROGRESS.get()
+    count = itertools.count(1)
+    callback = None if hook is None else (lambda xk: hook(next(count), int(max_iter)))
+    res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts, callback=callback)
     x = np.asarray(res.x, dtype=np.float64)
     return OptimResult(x, float(res.fun), int(res.nit), bool(res.success), _msg(res))
 
@@ -645,6 +674,7 @@ def owlqn(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
     Y: list[np.ndarray] = []
     R: list[float] = []
     eps64 = 64 * np.finfo(float).eps
+    hook = _PROGRESS.get()
     n_iter, converged, msg = 0, False, f"stopped after max_iter={max_iter} iterations"
     while n_iter < max_iter:
         pg = _pseudo_gradient(x, g, l1, P)
@@ -691,6 +721,8 @@ def owlqn(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
             converged, msg = True, "no further decrease possible (line search at machine precision)"
             break
         n_iter += 1
+        if hook is not None:
+            hook(n_iter, int(max_iter))
         s_, y_ = xn - x, gn - g
         sy = _vdot(s_, y_)
         if sy > 1e-12 * _vdot(y_, y_):
@@ -835,6 +867,7 @@ def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_
     batch = int(min(max(1, batch_size), max(1, obj.n)))
     lr = float(learning_rate)
     kind, fit_intercept, l2, l1 = obj.kind, obj.fit_intercept, obj.l2, obj.l1
+    hook = _PROGRESS.get()
 
     def epoch(W: np.ndarray, b: np.ndarray, data: tuple, perm: np.ndarray, k: int) -> float:
         X, y, s = data
@@ -847,6 +880,8 @@ def sgd(obj: LinearObjective, x0: np.ndarray, learning_rate: float = 0.1, batch_
                              f"(now {learning_rate}) or standardize the features")
         cur = loss / wsum + 0.5 * l2 * float(np.vdot(W, W)) + l1 * float(np.abs(W).sum())
         log.debug("sgd epoch %d objective %.10g", k, cur)
+        if hook is not None:
+            hook(k, int(max_iter))
         return cur
 
     W, b, epochs, converged = sgd_epochs(epoch, W, b, sgd_training_batch(obj.X, obj.y, obj.s), max_iter, tol, seed)

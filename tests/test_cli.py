@@ -35,10 +35,45 @@ def test_unknown_command_is_an_error():
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
+def test_bare_command_prints_usage_to_stderr_and_exits_2():
+    out = _run()
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("usage: flowlearn") and "error: a command is required" in out.stderr
+    assert "RuntimeWarning" not in out.stderr   # python -m flowlearn.cli.main imports the module once
+
+
+def test_usage_errors_exit_2():
+    for args in (["demo", "--bogus"], ["models"], ["models", "show"], ["run"], ["run", "job.py",
+                                                                                "--checkpoint-interval", "0"]):
+        out = _run(*args)
+        assert out.returncode == 2 and "usage: flowlearn" in out.stderr, (args, out.stderr)
+
+
+def test_every_command_and_subcommand_has_a_description():
+    import argparse
+
+    from flowlearn.cli.main import build_parser
+
+    def walk(parser, path):
+        assert parser.description, f"'{path}' has no description"
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help for a in action._choices_actions}
+                for name, sub in action.choices.items():
+                    assert helps.get(name), f"'{path} {name}' has no help line"
+                    walk(sub, f"{path} {name}")
+
+    walk(build_parser(), "flowlearn")
+    out = _run("demo", "--help")
+    assert out.returncode == 0 and "batch-train a pipeline" in " ".join(out.stdout.split())
+
+
 @pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path):
     out = _run("demo", "--quick", "--out", str(tmp_path), timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
+    # progress bars on stderr (tqdm, the demo extra): the batch fit's iterations and the live rows
+    assert "[batch]   L-BFGS" in out.stderr and "[online]  live rows scored" in out.stderr
     text = out.stdout
     # every part of the story is there
     for needle in ("[batch]   trained on", "held-out AUC", "LocalPredictor on one row", "[store]   published",

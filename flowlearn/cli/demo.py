@@ -11,11 +11,17 @@
    printed per window and model version, next to the frozen batch model and the best
    achievable log loss (the generating model's own).
 6. A PNG plot of the metrics over windows and versions, and a summary table.
+
+Progress bars (``tqdm``, from the ``demo`` extra) go to stderr: the L-BFGS iterations of the batch
+fit and the live rows scored during the online phase; ``progress=False`` (``--no-progress``) or a
+missing tqdm leaves them out.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
@@ -43,11 +49,42 @@ def _feature_stages() -> list:
     ]
 
 
+class _NoBar:
+    n = 0
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(progress: bool, **kw):
+    """A tqdm progress bar on stderr, or a stand-in that shows nothing (no tqdm, or progress off)."""
+    if progress:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return _NoBar()
+        return tqdm(file=sys.stderr, leave=False, dynamic_ncols=True, **kw)
+    return _NoBar()
+
+
+def _say(bar, text: str) -> None:
+    """Print a line to stdout without tearing the progress bar."""
+    if hasattr(bar, "clear"):
+        bar.clear()
+        print(text, flush=True)
+        bar.refresh()
+    else:
+        print(text)
+
+
 def _row_str(cols: list[tuple[str, int]], values: list) -> str:
     return "  ".join(f"{v:>{w}}" if not isinstance(v, float) else f"{v:>{w}.4f}" for (_, w), v in zip(cols, values))
 
 
-def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
+def run_demo(out_dir: str = "demo-output", quick: bool = False, progress: bool = True) -> int:
     t_start = time.perf_counter()
     n_hist, n_online, n_live = (20_000, 60_000, 30_000) if quick else (200_000, 600_000, 300_000)
     emit_every = n_online // 12
@@ -65,8 +102,12 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
     # ---- 1. batch training -------------------------------------------------------------
     t0 = time.perf_counter()
     train, held_out = history.slice(0, int(n_hist * 0.8)), history.slice(int(n_hist * 0.8))
-    pipeline = fl.Pipeline(_feature_stages() + [fl.classification.LogisticRegression(reg=1e-4, tol=1e-4)])
-    batch_model = pipeline.fit(train)
+    lr = fl.classification.LogisticRegression(reg=1e-4, tol=1e-4)
+    pipeline = fl.Pipeline(_feature_stages() + [lr])
+    bar = _bar(progress, total=lr.max_iter, desc="[batch]   L-BFGS", unit="it")
+    with bar_updates(bar):
+        batch_model = pipeline.fit(train)
+    bar.close()
     scored = batch_model.transform(held_out)
     metrics = fl.evaluation.BinaryClassificationEvaluator(metrics_names=["areaUnderROC", "areaUnderPR", "ks"]) \
         .transform(scored).to_pylist()[0]
@@ -105,6 +146,7 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
     cols = [("window", 6), ("version", 7), ("AUC", 7), ("log loss", 8), ("frozen AUC", 10), ("frozen LL", 9),
             ("best LL", 7)]
     print(_row_str(cols, [c for c, _ in cols]))
+    live_bar = _bar(progress, total=n_live, desc="[online]  live rows scored", unit="row", unit_scale=True)
     history_rows: list = []
     published = [first]
     swap_latencies: list[float] = []
@@ -121,6 +163,7 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
 
     def score(batch: pa.Table) -> None:
         """Live traffic: the following predictor scores it; the frozen batch model alongside."""
+        live_bar.update(batch.num_rows)
         out = predictor.predict_batch(batch)
         base = frozen.predict_batch(batch)
         base = base.append_column("model_version", pa.array([first] * base.num_rows, pa.int64()))
@@ -128,9 +171,9 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
             best = ClickStream.best_log_loss(live.slice(r_on["window"] * window, window))
             vers = r_on["model_versions"]
             history_rows.append((r_on, r_fr, best))
-            print(_row_str(cols, [r_on["window"], f"{vers[0]}-{vers[-1]}" if len(vers) > 1 else str(vers[0]),
-                                  r_on["window_auc"], r_on["window_log_loss"], r_fr["window_auc"],
-                                  r_fr["window_log_loss"], best]))
+            _say(live_bar, _row_str(cols, [r_on["window"], f"{vers[0]}-{vers[-1]}" if len(vers) > 1 else str(vers[0]),
+                                           r_on["window_auc"], r_on["window_log_loss"], r_fr["window_auc"],
+                                           r_fr["window_log_loss"], best]))
 
     # The engine polls its two sources in turn, so training events and live traffic interleave.
     events = fl.stream.from_table(newer, batch_size=n_online // 60)
@@ -138,6 +181,7 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
     job = fl.run(fl.stream.model_stream(online_model).foreach(publish),
                  fl.stream.from_table(live, batch_size=n_live // 60).foreach(score))
     job.wait()
+    live_bar.close()
     follower.close()
 
     # ---- 4. plot + summary --------------------------------------------------------------
@@ -156,6 +200,18 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False) -> int:
     print(f"  best achievable log loss      {best_ll:.4f}   (the generating model)")
     print(f"  plot                          {png}")
     return 0
+
+
+@contextlib.contextmanager
+def bar_updates(bar):
+    """Move ``bar`` with the solver's iterations (``flowlearn.optim.report_progress``)."""
+    from flowlearn.optim import report_progress
+
+    def hook(iteration: int, most: int) -> None:
+        bar.update(max(0, iteration - bar.n))
+
+    with report_progress(hook):
+        yield
 
 
 def _plot(rows: list, path: str, drift_window: int) -> None:

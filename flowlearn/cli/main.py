@@ -1,5 +1,8 @@
 """The ``flowlearn`` command: ``version``, ``demo``, ``models``, ``run``, ``serve``.
 
+argparse conventions: ``flowlearn`` without a command prints the usage to stderr and exits 2, as
+does any usage error; ``--help`` on the command and on every subcommand describes it.
+
 Example:
     $ flowlearn version
     $ flowlearn demo --out demo-output
@@ -28,7 +31,7 @@ def _version(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from flowlearn.cli.demo import run_demo
 
-    return run_demo(out_dir=args.out, quick=args.quick)
+    return run_demo(out_dir=args.out, quick=args.quick, progress=not args.no_progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("version", help="print the flowlearn version")
+    p = sub.add_parser("version", help="print the flowlearn version",
+                       description="Print the versions of flowlearn, NumPy, PyArrow and Python.")
     p.set_defaults(func=_version)
-    p = sub.add_parser("demo", help="run the end-to-end demo on the embedded engine")
+    p = sub.add_parser(
+        "demo", help="run the end-to-end demo on the embedded engine",
+        description="The whole story in about a minute on the embedded engine: batch-train a pipeline (scaling, "
+                    "feature hashing, logistic regression) on synthetic click events, save and reload it, publish it "
+                    "to a model store, keep training it online with FTRL while the world drifts, hot-swap every new "
+                    "version into a predictor that scores live traffic, and print windowed AUC and log loss next to "
+                    "the frozen batch model. Writes the models and a metrics plot (PNG, needs the demo extra) to "
+                    "--out. Progress bars go to stderr.")
     p.add_argument("--out", default="demo-output", help="directory for the saved models and plots")
     p.add_argument("--quick", action="store_true", help="smaller data, for tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.set_defaults(func=_demo)
     from flowlearn.cli.models import add_models_parser
     from flowlearn.cli.run import add_run_parser
@@ -60,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a command is required (one of version, demo, models, run, serve); "
+              f"see '{parser.prog} --help'", file=sys.stderr)
+        return 2
     return int(args.func(args) or 0)
 
 

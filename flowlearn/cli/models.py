@@ -37,17 +37,23 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="models_command", metavar="{ls,show,rollback}")
     sub.required = True
 
-    ls = sub.add_parser("ls", help="list versions: version, created_at, class, metadata")
+    ls = sub.add_parser("ls", help="list versions: version, created_at, class, metadata",
+                        description="List the versions of a model store, oldest first: version, creation time, "
+                                    "the model's class and its metadata (kind, producer, model_version, ...).")
     ls.add_argument("url", help="model store path, fsspec URL or kafka://HOST:PORT/TOPIC")
     ls.add_argument("--verify", action="store_true", help="check every version's files against their checksums")
     ls.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
-    show = sub.add_parser("show", help="show one version's stages, params and model data")
+    show = sub.add_parser("show", help="show one version's stages, params and model data",
+                          description="Show one version of a model store: its metadata, the tree of its stages "
+                                      "with their parameters, and the schema and size of each model data table.")
     show.add_argument("url", help="model store path, fsspec URL or kafka://HOST:PORT/TOPIC")
     show.add_argument("version", nargs="?", type=int, default=None, help="version (default: the newest valid one)")
     show.add_argument("--json", action="store_true", help="print JSON")
 
-    rb = sub.add_parser("rollback", help="republish an old version as a new version")
+    rb = sub.add_parser("rollback", help="republish an old version as a new version",
+                        description="Republish an old version as the newest version (the old one stays), so "
+                                    "predictors following the store swap back to it.")
     rb.add_argument("url", help="model store path, fsspec URL or kafka://HOST:PORT/TOPIC")
     rb.add_argument("version", type=int, help="the version to republish")
     rb.add_argument("--note", default=None, help="a note stored in the new version's metadata")
