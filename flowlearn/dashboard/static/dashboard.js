@@ -48,7 +48,8 @@ function chart(id, container, title, xIsTime, seriesDefs, data, height) {
       scales: {x: {time: xIsTime}},
       series: [{label: xIsTime ? "time" : "window"}].concat(seriesDefs.map(s => Object.assign({
         stroke: s.color, width: 1.5, spanGaps: false, points: {show: true, size: 5}}, s))),
-      axes: [{}, {size: 60}],
+      // windows are whole numbers: ticks at integer steps only
+      axes: [xIsTime ? {} : {incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000]}, {size: 60}],
       legend: {live: true},
     };
     c = state.charts[id] = {u: new uPlot(opts, data, container), key: key, width: width};
