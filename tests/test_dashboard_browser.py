@@ -102,6 +102,10 @@ def test_dashboard_shows_new_versions_and_metrics_while_a_job_runs(tmp_path, bro
         page.wait_for_function("Number(document.querySelector('#latest-version').dataset.version) >= 2",
                                timeout=TIMEOUT_MS)
         page.wait_for_selector('#versions-table tbody tr[data-version="2"] .kind-online', timeout=TIMEOUT_MS)
+        # the job's gate passed candidate 1, which the store sink published as version 2
+        page.wait_for_function("[...document.querySelectorAll('#gates-table tbody tr')].some(tr => "
+                               "tr.children[1].textContent === '1' && tr.children[2].textContent === 'passed' && "
+                               "tr.children[6].textContent === 'v2')", timeout=TIMEOUT_MS)
         # the AUC chart appears and then gains windows while the job runs
         auc = page.locator("#chart-live-auc")
         auc.wait_for(timeout=TIMEOUT_MS)

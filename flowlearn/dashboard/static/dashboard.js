@@ -97,6 +97,13 @@ function renderVersions(doc) {
   }
 }
 
+// A passed candidate's store version: published by the gate itself, or by the job's store sink,
+// which records the trainer's number as metadata.model_version next to the gate's verdict.
+function storeVersion(g) {
+  if (g.published) return "v" + g.published;
+  const v = (state.versions || []).find(x => x.gate && x.metadata.model_version === g.version && g.version !== null);
+  return v ? "v" + v.version : "-";
+}
 function renderGates(jobs) {
   const box = document.getElementById("gate-decisions");
   box.textContent = "";
@@ -111,7 +118,7 @@ function renderGates(jobs) {
     tb.append(el("tr", {}, el("td", {text: job}), el("td", {text: g.version === null ? "-" : String(g.version)}),
       el("td", {class: g.passed ? "passed" : "rejected", text: g.passed ? "passed" : "rejected"}),
       el("td", {text: g.metric}), el("td", {text: fmt(g.value)}), el("td", {text: fmt(g.rows)}),
-      el("td", {text: g.passed ? (g.published ? "v" + g.published : "-") : g.reason})));
+      el("td", {text: g.passed ? storeVersion(g) : g.reason})));
   }
   t.append(tb);
   box.append(el("div", {class: "scroll"}, t));
