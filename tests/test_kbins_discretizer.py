@@ -55,6 +55,13 @@ def test_uniform_and_quantile_match_sklearn(diabetes, strategy):
     np.testing.assert_array_equal(bins(m, table(probe)), sk.transform(probe))
 
 
+def test_many_bins_match_sklearn():
+    # more than 32 edges: the binning kernel searches instead of counting
+    x = np.random.default_rng(2).random((3000, 3))
+    m = KBinsDiscretizer(strategy="uniform", num_bins=100).fit(table(x))
+    np.testing.assert_array_equal(bins(m, table(x)), sk_fit(x, "uniform", k=100).transform(x))
+
+
 def test_kmeans_matches_sklearn_on_separated_clusters():
     # five well-separated clusters per column: Flink ML's k-means (started at the quantiles) and
     # scikit-learn's (started at the uniform bin centres) reach the same partition

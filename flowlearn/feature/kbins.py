@@ -102,20 +102,25 @@ def _kmeans_edges(v: np.ndarray, k: int, tol: float = 1e-4, max_iter: int = 300)
 def _bin_rows(x, padded, last, out):
     """``out[i, j]`` = the bin of ``x[i, j]`` among the sorted edges ``padded[j]`` (padded with +inf):
     the number of edges <= x minus 1, clipped to ``[0, last[j]]``. Row by row over row-major data
-    (a binary search per value), where NumPy's searchsorted per strided column is several times
+    (a count of the edges, or a binary search when there are many), where NumPy's searchsorted per strided column is several times
     slower."""
     n, d = x.shape
     m = padded.shape[1]
     for i in range(n):
         for j in range(d):
             v = x[i, j]
-            lo, hi = 0, m
-            while lo < hi:  # first edge > v
-                mid = (lo + hi) >> 1
-                if padded[j, mid] <= v:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            if m <= 32:  # few edges: a branch-free count beats a search
+                lo = 0
+                for e in range(m):
+                    lo += padded[j, e] <= v
+            else:
+                lo, hi = 0, m
+                while lo < hi:  # first edge > v
+                    mid = (lo + hi) >> 1
+                    if padded[j, mid] <= v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
             b = lo - 1.0
             out[i, j] = 0.0 if b < 0.0 else (last[j] if b > last[j] else b)
     return out
@@ -176,7 +181,7 @@ class KBinsDiscretizer(_KBinsParams, OnePassEstimator):
                 return _empty_state(min=_VEC, max=_VEC)
             return _state_table(min=x.min(axis=0), max=x.max(axis=0))
         return self._bottom_k(np.random.default_rng([zlib.crc32(b"flowlearn.feature.KBinsDiscretizer"),
-                                                     zlib.crc32(np.ascontiguousarray(x).tobytes())]).random(len(x)), x)
+                                                     zlib.crc32(np.ascontiguousarray(x))]).random(len(x)), x)
 
     def _bottom_k(self, keys: np.ndarray, x: np.ndarray) -> pa.Table:
         k = self.sub_samples
