@@ -365,3 +365,23 @@ def test_cli_limits(tmp_path, model):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, err
+
+
+def test_half_open_connections_cost_no_threads_and_time_out(model):
+    """300 connections that stop halfway through their headers (the issue's measurement grew the
+    http.server server to 311 threads): no thread per connection, the server keeps answering, and a
+    connection silent for request_timeout is answered 408 and closed."""
+    with serve(model, port=0, request_timeout=1.0) as s:
+        assert post(s, {"a": 1.0, "b": 2.0})[0] == 200
+        threads = threading.active_count()
+        conns = []
+        for _ in range(300):
+            c = socket.create_connection((s.host, s.port), timeout=TIMEOUT)
+            c.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+            conns.append(c)
+        assert post(s, {"a": 1.0, "b": 2.0})[0] == 200
+        assert threading.active_count() <= threads + 2
+        data = conns[0].recv(65536)                     # after request_timeout
+        assert data.startswith(b"HTTP/1.1 408") and b"request_timeout" in data
+        for c in conns:
+            c.close()

@@ -217,12 +217,15 @@ class MetricsMiddleware:
     """Counts every request (path, method, status) and its latency until the answer starts (so a
     client holding its answer finds it in ``/metrics``)."""
 
-    def __init__(self, app: Any, server: "PredictionServer", known: frozenset[str]) -> None:
-        self.app, self.server, self.known = app, server, known
+    def __init__(self, app: Any, server: "PredictionServer", known: frozenset[str], predict: Any) -> None:
+        self.app, self.server, self.known, self.predict = app, server, known, predict
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        # the hot path skips Starlette's routing and exception middleware (the endpoint answers its
+        # own errors); any other request goes through the app
+        app = self.predict if scope["path"] == "/predict" and scope["method"] == "POST" else self.app
         metrics = self.server.metrics
         t0 = time.perf_counter()
         label = path_label(scope["path"], self.known)
@@ -238,7 +241,7 @@ class MetricsMiddleware:
 
         metrics.enter()
         try:
-            await self.app(scope, receive, counting_send)
+            await app(scope, receive, counting_send)
         finally:
             metrics.leave()
 
@@ -269,8 +272,9 @@ def build_app(server: "PredictionServer") -> Any:
         doc = await run_job(server, openapi_document, server)
         return Response(dumps(doc), media_type="application/json")
 
+    predict = PredictEndpoint(server)
     routes = [
-        Route("/predict", PredictEndpoint(server), methods=["POST"]),
+        Route("/predict", predict, methods=["POST"]),
         Route("/model", model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -305,7 +309,7 @@ def build_app(server: "PredictionServer") -> Any:
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, HTTPError: our_error,
                                                        Exception: internal})
     app.router.redirect_slashes = False
-    return MetricsMiddleware(app, server, known)
+    return MetricsMiddleware(app, server, known, predict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +331,45 @@ class JSONErrorProtocol(HttpToolsProtocol):
 
     flowlearn_server: "PredictionServer"
 
+    _head_timer: asyncio.TimerHandle | None = None
+
+    # A connection has request_timeout seconds to send a request's headers (uvicorn itself times out
+    # only idle keep-alive connections): a client trickling headers does not hold it forever.
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.flowlearn_server.request_timeout, self._head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self._write_error(408, f"the request headers did not arrive within "
+                                   f"{self.flowlearn_server.request_timeout:g} s (request_timeout)")
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._cancel_head_timer()              # idle now: uvicorn's keep-alive timeout applies
+
     def data_received(self, data: bytes) -> None:
         import httptools
 
@@ -334,7 +377,10 @@ class JSONErrorProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            super().data_received(b"")          # uvicorn's answer (no upgrades are served)
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         except httptools.HttpParserError as e:
             self._refuse(str(e), data)
 
@@ -366,6 +412,10 @@ class JSONErrorProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True           # the app's answer, if any, is not written
             cycle.message_event.set()
+        self._write_error(status, msg)
+
+    def _write_error(self, status: int, msg: str) -> None:
+        self._cancel_head_timer()
         self.flowlearn_server.metrics.observe("other", "", status, 0.0)
         body = _error_body(msg)
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n".encode()]
@@ -377,7 +427,7 @@ class JSONErrorProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-_REASONS = {400: "Bad Request", 411: "Length Required", 413: "Content Too Large"}
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 411: "Length Required", 413: "Content Too Large"}
 
 
 def run_uvicorn(server: "PredictionServer", started: Any, errors: list) -> None:
