@@ -467,3 +467,17 @@ def test_served_version_from_the_model_server(serve, tmp_path):
     assert gone["version"] is None and gone["error"].startswith(url + "/healthz: ")
     with pytest.raises(ValueError, match="must be an http:// or https:// URL"):
         create_app(store, server="localhost:8080")
+
+
+def test_job_history_rotates(tmp_path):
+    job = fls.run(fls.from_table({"x": [1.0]}).collect())
+    job.wait()
+    w = JobMetricsWriter(job, str(tmp_path), name="j", max_history_bytes=1024)
+    for _ in range(20):
+        w.write("finished")
+    with open(w.history_path) as f:
+        lines = f.readlines()
+    assert os.path.getsize(w.history_path + ".1") > 1024 and 0 < len(lines) < 20
+    assert os.path.getsize(w.history_path) <= 1024 + len(lines[-1])
+    with pytest.raises(ValueError, match="'max_history_bytes' = 10 violates"):
+        JobMetricsWriter(job, str(tmp_path), max_history_bytes=10)

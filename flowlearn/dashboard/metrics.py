@@ -141,13 +141,16 @@ class JobMetricsWriter:
     ``directory`` (the metrics directory; created), ``name`` (the job's file name; default
     ``job-<pid>``), ``interval`` (seconds, > 0), ``checkpoint_dir`` (the job's checkpoint
     directory: its newest complete checkpoint and when it was taken go into the snapshot),
-    ``gates`` (``ModelGate`` s whose verdicts, passed and rejected, go into the snapshot).
+    ``gates`` (``ModelGate`` s whose verdicts, passed and rejected, go into the snapshot),
+    ``max_history_bytes`` (the history file is moved to ``<name>.jsonl.1``, replacing the
+    previous one, when it grows past this; the dashboard reads the newest lines).
     ``close(status=None)`` writes the final snapshot: ``finished`` when the job ended,
     ``failed`` (with the error) when ``wait()`` raised, ``stopped`` when closed while running.
     """
 
     def __init__(self, job: Any, directory: str, name: str | None = None, interval: float = 1.0,
-                 checkpoint_dir: str | None = None, gates: Iterable[Any] = ()) -> None:
+                 checkpoint_dir: str | None = None, gates: Iterable[Any] = (),
+                 max_history_bytes: int = 16 << 20) -> None:
         if not hasattr(job, "metrics"):
             raise TypeError(f"JobMetricsWriter: job must be a running job (fl.run(...)) with .metrics, "
                             f"got {type(job).__name__}")
@@ -161,6 +164,10 @@ class JobMetricsWriter:
         self.interval = float(interval)
         self.checkpoint_dir = checkpoint_dir
         self.gates = list(gates)
+        if isinstance(max_history_bytes, bool) or not isinstance(max_history_bytes, int) or max_history_bytes < 1024:
+            raise ValueError(f"JobMetricsWriter: parameter 'max_history_bytes' = {max_history_bytes!r} violates "
+                             f"gt_eq(1024)")
+        self.max_history_bytes = max_history_bytes
         self._jobs_dir = os.path.join(directory, "jobs")
         os.makedirs(self._jobs_dir, exist_ok=True)
         self.snapshot_path = os.path.join(self._jobs_dir, f"{self.name}.json")
@@ -221,6 +228,11 @@ class JobMetricsWriter:
                 doc["error"] = error
             doc = json_safe(doc)
             _atomic_write_json(self.snapshot_path, doc)
+            try:
+                if os.path.getsize(self.history_path) > self.max_history_bytes:
+                    os.replace(self.history_path, self.history_path + ".1")
+            except FileNotFoundError:
+                pass
             _append_lines(self.history_path, [{
                 "time": now, "rows_in": rows_in, "rows_out": int(m.get("rows_out", 0)), "rows_per_second": rate,
                 "lag": _known_lag(m), "checkpoints": int(m.get("checkpoints", 0) or 0),
