@@ -40,7 +40,9 @@ the rows before the chunk; before its first row an ``OnlineStandardScaler`` outp
 River's), predicted and learned by the learner, and only then learned by the feature stages.
 
 **Data.** Besides tables and streams, ``data`` may be an iterable of ``(x, y)`` pairs with ``x``
-a dict of feature values, as River's datasets yield (``y`` goes to ``label_col``).
+a dict of feature values, as River's datasets yield: each key becomes a column, ``y`` goes to
+``label_col``, and numeric ``x`` also becomes one dense vector column ``features`` (keys in the
+first pair's order), so a pipeline may start from either.
 
 Example:
     >>> import flowlearn as fl
@@ -87,6 +89,7 @@ from flowlearn.data.columns import numeric_column
 from flowlearn.data.table import is_table_like
 from flowlearn.data.table import table as to_table
 from flowlearn.evaluation import metrics as _m
+from flowlearn.linalg import from_numpy
 
 __all__ = ["progressive_validation", "PROGRESSIVE_METRICS", "DEFAULT_METRICS"]
 
@@ -120,12 +123,22 @@ _PAIR_CHUNK = 4096   # (x, y) pairs per table built from them
 
 
 def _pair_tables(first: tuple, rest: Iterator[Any], label_col: str) -> Iterator[pa.Table]:
-    """Tables of ``_PAIR_CHUNK`` rows from River-style ``(x dict, y)`` pairs."""
+    """Tables of ``_PAIR_CHUNK`` rows from River-style ``(x dict, y)`` pairs: a column per key of
+    ``x``, ``label_col``, and, when every value is a number, ``features``: the values as one dense
+    vector in the key order of the first pair."""
+    keys = list(first[0])
+
     def table(pairs: list) -> pa.Table:
         rows = [dict(x) for x, _ in pairs]
         for r, (_, y) in zip(rows, pairs):
             r[label_col] = float(y)
-        return to_table(rows)
+        t = to_table(rows)
+        if keys and "features" not in t.column_names and all(
+                k in t.column_names and (pa.types.is_integer(t.schema.field(k).type) or
+                                         pa.types.is_floating(t.schema.field(k).type)) for k in keys):
+            x = np.column_stack([t.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in keys])
+            t = t.append_column("features", from_numpy(x))
+        return t
 
     chunk = [first]
     for item in rest:
