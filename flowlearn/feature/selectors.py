@@ -164,19 +164,19 @@ def chi2_from_contingency(feature: np.ndarray, value: np.ndarray, label: np.ndar
     np.add.at(nonzero_by_label, (feature, label), count)
     zeros = label_counts[None, :] - nonzero_by_label  # (d, k) counts of value 0
     has_zero = zeros.sum(axis=1) > 0
-    # distinct non-zero values per feature
-    keys = np.unique(np.stack([feature, np.asarray(value, dtype=np.float64).view(np.int64)]), axis=1) \
-        if len(feature) else np.zeros((2, 0), dtype=np.int64)
-    distinct = np.bincount(keys[0], minlength=d) + has_zero
-    # row totals of each (feature, value) cell group
+    distinct = has_zero.astype(np.int64)
+    obs = np.zeros(d)
     if len(feature):
-        _, vidx = np.unique(np.stack([feature, np.asarray(value, dtype=np.float64).view(np.int64)]), axis=1,
-                            return_inverse=True)
-        vidx = vidx.ravel()
-        row_tot = np.bincount(vidx, weights=count)[vidx]
-        obs = np.bincount(feature, weights=count ** 2 / (row_tot * label_counts[label] / n), minlength=d)
-    else:
-        obs = np.zeros(d)
+        # group the cells by (feature, value): each group is one row of a feature's contingency table
+        value = np.asarray(value, dtype=np.float64)
+        order = np.lexsort((value, feature))
+        fo, vo = feature[order], value[order]
+        start = np.r_[True, (fo[1:] != fo[:-1]) | (vo[1:] != vo[:-1])]
+        gid = np.cumsum(start) - 1
+        distinct += np.bincount(fo[start], minlength=d)
+        row_tot = np.bincount(gid, weights=count[order])[gid]
+        c, lab = count[order], label[order]
+        obs = np.bincount(fo, weights=c ** 2 / (row_tot * label_counts[lab] / n), minlength=d)
     zero_tot = zeros.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         zero_part = np.where(has_zero[:, None] & (zeros > 0),
@@ -193,22 +193,30 @@ def chi2_from_contingency(feature: np.ndarray, value: np.ndarray, label: np.ndar
 
 def _contingency(x: np.ndarray | sps.spmatrix, inv: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
     """Non-zero contingency cells ``(feature, value, label, count)`` and ``label_counts`` of ``x``
-    with rows labelled by class index ``inv`` (``k`` classes)."""
-    if sps.issparse(x):
-        coo = x.tocoo()
-        keep = coo.data != 0
-        f, v, lab = coo.col[keep], coo.data[keep], inv[coo.row[keep]]
-    else:
-        rows, cols = np.nonzero(x)
-        f, v, lab = cols, x[rows, cols], inv[rows]
+    with rows labelled by class index ``inv`` (``k`` classes): per feature, its non-zero values are
+    factorized and counted with their labels in one ``bincount``."""
     label_counts = np.bincount(inv, minlength=k)
-    if len(f) == 0:
+    n, d = x.shape
+    csc = x.tocsc() if sps.issparse(x) else None
+    fs, vs, ls, cs = [], [], [], []
+    for j in range(d):  # per feature, vectorized over the rows
+        if csc is not None:
+            lo, hi = csc.indptr[j], csc.indptr[j + 1]
+            col, labs = csc.data[lo:hi], inv[csc.indices[lo:hi]]
+        else:
+            col, labs = x[:, j], inv
+        nz = col != 0
+        if not nz.any():
+            continue
+        vals, vinv = np.unique(col[nz] + 0.0, return_inverse=True)  # + 0.0: -0.0 is never stored
+        cnt = np.bincount(vinv.ravel() * k + labs[nz], minlength=len(vals) * k)
+        cell = np.flatnonzero(cnt)
+        fs.append(np.full(len(cell), j, np.int64)), vs.append(vals[cell // k])
+        ls.append((cell % k).astype(np.int64)), cs.append(cnt[cell].astype(np.int64))
+    if not fs:
         e = np.zeros(0)
         return e.astype(np.int64), e, e.astype(np.int64), e.astype(np.int64), label_counts
-    v = v.astype(np.float64) + 0.0  # -0.0 and 0.0 are one value (and never stored: zero cells)
-    keys = np.stack([f.astype(np.int64), v.view(np.int64), lab.astype(np.int64)])
-    uniq, cnt = np.unique(keys, axis=1, return_counts=True)
-    return uniq[0], uniq[1].view(np.float64), uniq[2], cnt.astype(np.int64), label_counts
+    return np.concatenate(fs), np.concatenate(vs), np.concatenate(ls), np.concatenate(cs), label_counts
 
 
 def chi2_independence_test(x: np.ndarray | sps.spmatrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
