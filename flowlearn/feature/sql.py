@@ -29,7 +29,6 @@ _STATEMENT_RULE = Validator("mentions_this()", f"a SQL statement that reads the 
 # Plan operators that map each input row to output rows on their own: a statement built only of
 # these gives the same rows batch by batch as on the whole input.
 _ROW_WISE = {"PROJECTION", "FILTER", "UNNEST"}
-_SCAN = "PYTHON_ARROW_SCAN"
 
 _MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 
@@ -151,8 +150,9 @@ class SQLTransformer(AlgoOperator):
         finally:
             con.unregister(_THIS)
         ops = [op for root in json.loads(plan[0][1]) for op in _plan_operators(root)]
-        scans = sum(op == _SCAN for op in ops)
-        other = sorted({op for op in ops if op not in _ROW_WISE and op != _SCAN})
+        is_input = [("ARROW" in op and "SCAN" in op) for op in ops]  # the scan of the registered Arrow table
+        scans = sum(is_input)
+        other = sorted({op for op, inp in zip(ops, is_input) if op not in _ROW_WISE and not inp})
         if scans == 1 and not other:
             return None
         if other:
