@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
@@ -103,22 +104,34 @@ def _vote(nbr: np.ndarray, dist: np.ndarray, codes: np.ndarray, spread: np.ndarr
     return np.argmax(counts * span - order_key, axis=1)
 
 
-def _nearest(d2: np.ndarray, k: int) -> np.ndarray:
-    """Indices (ascending) of the ``k`` smallest entries of each row of ``d2``; among equal
-    distances at the k-th place the earlier training rows are taken (as Flink ML's heap keeps them)."""
-    b, n = d2.shape
-    if k == n:
-        return np.broadcast_to(np.arange(n), (b, n)).copy()
-    kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
-    sel = d2 <= kth[:, None]
-    extra = sel.sum(axis=1) > k                                   # rows with ties beyond the k-th place
-    if extra.any():
-        sub = d2[extra]
-        less = sub < kth[extra, None]
-        eq = sub == kth[extra, None]
-        need = k - less.sum(axis=1)
-        sel[extra] = less | (eq & (np.cumsum(eq, axis=1) <= need[:, None]))
-    return np.nonzero(sel)[1].reshape(b, k)
+@numba.njit(cache=True, nogil=True)
+def _nearest(dot: np.ndarray, xx: np.ndarray, tt: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest training rows of each query row, from the dot products ``dot`` (queries x
+    training rows) and the squared norms ``xx`` / ``tt``: their indices and squared distances
+    ``|x|^2 + |t|^2 - 2 x.t`` (Flink ML's formula), by distance. A row enters only when strictly
+    closer than the k-th, so among equal distances the earlier training rows are kept (as Flink
+    ML's heap keeps them). One pass per query row with a sorted buffer of k entries."""
+    b, n = dot.shape
+    idx = np.empty((b, k), dtype=np.int64)
+    dist = np.empty((b, k))
+    for r in range(b):
+        cnt = 0
+        for j in range(n):
+            d = abs(xx[r] + tt[j] - 2.0 * dot[r, j])
+            if cnt < k:
+                p = cnt
+                cnt += 1
+            elif d < dist[r, k - 1]:
+                p = k - 1
+            else:
+                continue
+            while p > 0 and dist[r, p - 1] > d:
+                dist[r, p] = dist[r, p - 1]
+                idx[r, p] = idx[r, p - 1]
+                p -= 1
+            dist[r, p] = d
+            idx[r, p] = j
+    return idx, dist
 
 
 class Knn(_KnnParams, OnePassEstimator):
@@ -210,7 +223,7 @@ class KnnModel(_KnnModelParams, Model):
             raise ValueError(f"{type(self).__name__}: model data has no training rows")
         self._x = sps.csr_matrix(x, dtype=np.float64) if sps.issparse(x) else np.ascontiguousarray(x, np.float64)
         self._xt = self._x.T.tocsr() if sps.issparse(self._x) else np.ascontiguousarray(self._x.T)
-        self._norms = norms
+        self._norms = np.ascontiguousarray(norms, dtype=np.float64)
         self._labels, self._codes = np.unique(labels, return_inverse=True)
         self._codes = self._codes.reshape(-1)
         self._spread = _java_spread_hash(self._labels)
@@ -223,12 +236,10 @@ class KnnModel(_KnnModelParams, Model):
         xx = _sq_norms(x)
         block = max(1, _BLOCK_ELEMENTS // max(n, len(self._labels), k * 4))
         for s in range(0, x.shape[0], block):
-            xb = x[s:s + block]
-            dot = xb @ self._xt
-            dot = dot.toarray() if sps.issparse(dot) else np.asarray(dot)
-            d2 = np.abs(xx[s:s + block, None] + self._norms[None, :] - 2.0 * dot)
-            nbr = _nearest(d2, k)
-            code = _vote(nbr, np.take_along_axis(d2, nbr, axis=1), self._codes, self._spread, k)
+            dot = x[s:s + block] @ self._xt
+            dot = np.ascontiguousarray(dot.toarray() if sps.issparse(dot) else dot, dtype=np.float64)
+            nbr, dist = _nearest(dot, np.ascontiguousarray(xx[s:s + block]), self._norms, k)
+            code = _vote(nbr, dist, self._codes, self._spread, k)
             out[s:s + len(code)] = self._labels[code]
         return out
 
