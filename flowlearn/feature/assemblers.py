@@ -307,6 +307,11 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
     """Combines numeric columns and dense/sparse vector columns into one vector column.
 
     ``input_sizes`` declares the size of each input (1 for a number) and is checked on every row.
+    Left unset, the sizes are read from the input's schema: 1 for a number, the size of a
+    fixed-size list, the size another stage declared for its vector output (``OneHotEncoder``,
+    ``FeatureHasher``, the scalers: field metadata ``flowlearn.size``); a column the schema does not
+    size is refused, naming it. ``Pipeline.fit`` binds the sizes it sees into the fitted model. The
+    output carries the names of its features (``age``, ``city=Oslo``, ``v[0]``) as field metadata.
     Invalid entries (a null, a NaN number, or a vector whose size differs from ``input_sizes``) are
     handled as in Flink ML 2.3: ``error`` raises naming the column and row, ``skip`` drops the row,
     ``keep`` replaces a null by NaNs of the declared size and keeps NaNs and wrongly sized vectors
@@ -325,6 +330,10 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         >>> row = {"x": 2.0, "s": SparseVector(3, [0], [1.0])}
         >>> va.row_fn()(row); row["output"]
         SparseVector(4, [0, 1], [2.0, 1.0])
+        >>> sized = fl.feature.VectorAssembler(input_cols=["age", "v"], output_col="f")   # no input_sizes
+        >>> out = sized.transform({"age": [30.0], "v": [[1.0, 2.0]]})
+        >>> out.column("f").to_pylist(), fl.data.schema.feature_names(out.schema.field("f"))
+        ([[30.0, 1.0, 2.0]], ['age', 'v[0]', 'v[1]'])
     """
 
     input_sizes = Param(list[int], default=None, validator=gt(0),
