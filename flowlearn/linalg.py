@@ -217,13 +217,32 @@ def vector_size(col: pa.Array | pa.ChunkedArray) -> int | None:
 
 def to_numpy(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str = "") -> np.ndarray:
     """A vector column as a 2-D float64 array (rows x size); zero-copy for fixed-size lists
-    without nulls. Sparse columns are densified. Nulls raise ``ValueError`` naming the row."""
+    without nulls. Every vector layout is accepted: fixed-size lists, lists, large lists and list
+    views of any numeric type, and sparse vectors (densified). Nulls raise ``ValueError`` naming
+    the row.
+
+    Example (the probability of class 1 of a classifier's output):
+        >>> import pyarrow as pa
+        >>> to_numpy(pa.array([[0.9, 0.1], [0.2, 0.8]], pa.list_(pa.float64(), 2)))[:, 1]
+        array([0.1, 0.8])
+    """
     arr = _combine(col)
     t = arr.type
     where = f"{stage}: " if stage else ""
     if arr.null_count:
         row = int(np.flatnonzero(~np.asarray(arr.is_valid()))[0])
         raise ValueError(f"{where}column '{name}' has a null vector at row {row}; drop or impute it first")
+    if any(getattr(pa.types, f, lambda _: False)(t) for f in ("is_list_view", "is_large_list_view")):
+        # list views (pyarrow >= 16): gather each row's values by its offset (cast to list is broken
+        # in some pyarrow versions)
+        sizes, offsets = arr.sizes.to_numpy(), arr.offsets.to_numpy()
+        if len(arr) and not np.all(sizes == sizes[0]):
+            bad = int(np.flatnonzero(sizes != sizes[0])[0])
+            raise ValueError(f"{where}column '{name}' has vectors of different sizes: row 0 has {sizes[0]}, row {bad} "
+                             f"has {sizes[bad]}; all vectors in a column must have the same size")
+        d = int(sizes[0]) if len(arr) else 0
+        values = arr.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        return values[offsets[:, None].astype(np.int64) + np.arange(d)] if d else np.zeros((len(arr), 0))
     if is_sparse(t):
         return to_csr(arr, name, stage).toarray()
     if len(arr) == 0:
