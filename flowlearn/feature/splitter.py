@@ -33,7 +33,9 @@ class RandomSplitter(HasSeed, AlgoOperator):
     ML keeps one ``Random`` per operator), so batches get fresh draws and the whole stream's split
     equals the split of its rows as one table; the first output is the returned stream, the others
     its side outputs ``output_1``, ``output_2``, ... (``stream.side_output("output_1")``). The
-    generator's position is not checkpointed: rows replayed after a restore may go elsewhere.
+    generator's position is not checkpointed: rows replayed after a restore may go elsewhere. An
+    engine running a stream's batches in parallel gives each parallel instance its own generator
+    started from the seed (Flink ML also mixes in the subtask index, flowlearn does not).
 
     ``seed=None`` uses a seed derived from the class name, as Flink ML's default.
 
