@@ -87,8 +87,9 @@ class _AgglomerativeClusteringParams(HasDistanceMeasure, HasFeaturesCol, HasPred
                         "'complete' (max), 'single' (min), 'average' (mean) of the distances between their points.")
     compute_full_tree = Param(bool, default=False,
                               doc="Output every merge of the tree, not only those up to the cut.")
-    windows = Param(dict, default={"kind": "global"}, validator=_WINDOWS_RULE,
-                    doc="How the input is cut into windows clustered independently (Flink ML's HasWindows).")
+    windows = Param(dict, default=None, validator=_WINDOWS_RULE,
+                    doc="How the input is cut into windows clustered independently (Flink ML's HasWindows); "
+                        "None is {'kind': 'global'}, one window of all rows (Flink ML's GlobalWindows).")
 
 
 # --- the nearest-neighbour chain ----------------------------------------------------------------
@@ -273,7 +274,7 @@ class AgglomerativeClustering(_AgglomerativeClusteringParams, AlgoOperator):
       ``size_of_merged_cluster``, in order of distance (SciPy's linkage matrix).
 
     ``windows`` (a dict) cuts the input into windows, each clustered on its own:
-    ``{"kind": "global"}`` (default: everything, up to the end of a bounded stream),
+    ``{"kind": "global"}`` (the default, ``None``: everything, up to the end of a bounded stream),
     ``{"kind": "count", "size": n}``, ``{"kind": "event_time", "size": s, "time_col": c,
     "max_out_of_orderness": s}`` or ``{"kind": "processing_time", "size": s}`` (tumbling windows;
     on a table, processing time puts every row in one window and the output is grouped by window).
@@ -307,8 +308,11 @@ class AgglomerativeClustering(_AgglomerativeClusteringParams, AlgoOperator):
             return self._transform_stream(inputs[0])
         return super().transform(*inputs)
 
+    def _windows(self) -> dict:
+        return self.windows or {"kind": "global"}
+
     def _transform_stream(self, stream: Any) -> tuple[Any, Any]:
-        w = self.windows
+        w = self._windows()
         kind = w["kind"]
         if kind == "global":
             windowed = stream.window(count=_ALL_ROWS)
@@ -353,7 +357,7 @@ class AgglomerativeClustering(_AgglomerativeClusteringParams, AlgoOperator):
         """Row indices of each window of the table, in window order (one window for 'global' and
         'processing_time': a table arrives at once)."""
         n = t.num_rows
-        w = self.windows
+        w = self._windows()
         if w["kind"] in ("global", "processing_time") or n == 0:
             return [np.arange(n)]
         if w["kind"] == "count":
