@@ -68,4 +68,18 @@ CASES = {
         statement="SELECT id, features, sepal_length * 10 AS mm FROM __THIS__ WHERE label > 0"), iris()),
     "MinHashLSH": lambda: (MinHashLSH(input_col="features", output_col="hashes", num_hash_tables=3,
                                       num_hash_functions_per_table=2, seed=11), digits()),
+    # the fitted models on their own (model data set, params copied from the estimator)
+    "KBinsDiscretizerModel": lambda: (KBinsDiscretizer(input_col="features", output_col="bins", num_bins=4)
+                                      .fit(iris()), iris()),
+    "RobustScalerModel": lambda: (RobustScaler(input_col="features", output_col="scaled").fit(diabetes()),
+                                  diabetes()),
+    "UnivariateFeatureSelectorModel": lambda: (UnivariateFeatureSelector(
+        features_col="features", output_col="selected", feature_type="continuous", label_type="categorical",
+        selection_mode="fdr", selection_threshold=0.01).fit(iris()), iris()),
+    "VarianceThresholdSelectorModel": lambda: (VarianceThresholdSelector(input_col="features", output_col="kept")
+                                               .fit(digits()), digits()),
+    "VectorIndexerModel": lambda: (VectorIndexer(input_col="features", output_col="indexed", max_categories=5,
+                                                 handle_invalid="skip").fit(digits().slice(0, 30)), digits()),
+    "MinHashLSHModel": lambda: (MinHashLSH(input_col="features", output_col="hashes", num_hash_tables=2, seed=3)
+                                .fit(digits()), digits()),
 }
