@@ -18,7 +18,7 @@ df["label"] = (df.income + (df.city == "Oslo") + rng.normal(0, 1, 1000) > 6).ast
 model = fl.Pipeline([
     fl.feature.StringIndexer(input_cols=["city"], output_cols=["city_idx"], handle_invalid="keep"),
     fl.feature.OneHotEncoder(input_cols=["city_idx"], output_cols=["city_vec"], handle_invalid="keep"),
-    fl.feature.VectorAssembler(input_cols=["age", "income", "city_vec"], output_col="features", input_sizes=[1, 1, 3]),
+    fl.feature.VectorAssembler(input_cols=["age", "income", "city_vec"], output_col="features"),
     fl.classification.LogisticRegression()]).fit(df)
 proba = fl.linalg.to_numpy(model.transform(df)["raw_prediction"])[:, 1]
 print(proba[:5])

@@ -68,7 +68,7 @@ Example:
 
     >>> from flowlearn.classification.logistic_regression import LogisticRegressionModel
     >>> from flowlearn.feature.online_scalers import OnlineStandardScaler
-    >>> pipe = fl.Pipeline([fl.feature.VectorAssembler(input_cols=["a"], output_col="x", input_sizes=[1]),
+    >>> pipe = fl.Pipeline([fl.feature.VectorAssembler(input_cols=["a"], output_col="x"),
     ...                     OnlineStandardScaler(input_col="x", output_col="features", with_mean=True),
     ...                     OnlineLearning(LogisticRegressionModel(), optim_method="sgd", global_batch_size=1)])
     >>> pairs = [({"a": 10.0 + i % 2}, i % 2) for i in range(400)]
