@@ -5,9 +5,10 @@ call) to a :class:`WorkQueue` and awaits the answer. At most ``max_jobs`` jobs r
 threads; a job takes every waiting request (up to ``max_items`` and ``max_bytes`` of bodies) and
 runs them one after the other, then hands all the answers back to the loop in one call. So under
 load many concurrent single-row requests cost one thread hand-off and one loop wake-up instead of
-one each, with no added delay when idle. (``max_items`` 16: in ``benchmarks/bench_http_load.py``
-jobs of 8-16 requests gave lower p99 latencies than 64, whose answers wait for the whole job.) (a request that finds a free job slot starts at once).
-Each request is still computed on its own (its own model version, its own error).
+one each, with no added delay when idle (a request that finds a free job slot starts at once).
+Each request is still computed on its own (its own model version, its own error). ``max_items``
+is 16: in ``benchmarks/bench_http_load.py`` jobs of 8-16 requests gave lower p99 latencies than
+jobs of 64, whose answers all wait for the whole job.
 
 A request that waits longer than ``timeout`` seconds without being taken by a job is answered by
 ``on_timeout()`` (the server's 503 with ``Retry-After``); once taken it runs to the end.
