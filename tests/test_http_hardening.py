@@ -385,3 +385,32 @@ def test_half_open_connections_cost_no_threads_and_time_out(model):
         assert data.startswith(b"HTTP/1.1 408") and b"request_timeout" in data
         for c in conns:
             c.close()
+
+
+def test_waiting_requests_are_coalesced_into_one_job():
+    """With one prediction job at a time, requests that arrive while it runs are taken together by
+    the next job (one hand-off), and each still gets its own answer."""
+    from test_http_serving import metric, parse_metrics
+
+    GatedAddK.entered.clear()
+    GatedAddK.gate.clear()
+    model = GatedAddK().set_model_data(pa.table({"k": [1.0]}))
+    answers = {}
+    with serve(model, port=0, max_concurrent_predictions=1) as s:
+        threads = [threading.Thread(target=lambda i=i: answers.setdefault(i, post(s, {"x": float(i)})))
+                   for i in range(4)]
+        threads[0].start()
+        assert GatedAddK.entered.wait(TIMEOUT)              # the one job is busy with request 0
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + TIMEOUT
+        while len(s.work._pending) < 3:                     # requests 1-3 wait for the job
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        GatedAddK.gate.set()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert [answers[i][2]["prediction"] for i in range(4)] == [{"y": i + 1.0} for i in range(4)]
+        m, _ = parse_metrics(request(s.url + "/metrics")[2])
+        assert metric(m, "flowlearn_prediction_job_requests_total") == 4
+        assert metric(m, "flowlearn_prediction_jobs_total") == 2
