@@ -513,9 +513,12 @@ def serve(model_or_path_or_store: Any, host: str = "127.0.0.1", port: int = 8080
     ``model_or_path_or_store``: see :func:`open_predictor`. ``port=0`` picks a free port (read it
     from ``server.port`` / ``server.url``). ``poll_interval``: how often a followed store is
     listed. ``options``: ``max_body_bytes`` (default 4 MiB), ``max_rows`` (rows in one batch,
-    default 10,000), ``max_concurrent_predictions`` (default 4), ``request_timeout`` (seconds a
-    connection may stay silent and a request may wait for a prediction slot, default 60). Stop it
-    with ``server.close()`` or a ``with`` block.
+    default 10,000), ``max_concurrent_predictions`` (prediction jobs on worker threads at once,
+    default 4), ``request_timeout`` (seconds a request's headers and body may take to arrive, a
+    request may wait for a prediction job, and an idle keep-alive connection stays open; default
+    60), ``model_name`` (the Open Inference Protocol's name for the model). Needs the ``serve``
+    extra (starlette, uvicorn, prometheus-client). Stop it with ``server.close()`` or a ``with``
+    block.
 
     Example:
         >>> import flowlearn as fl, json, urllib.request
@@ -533,4 +536,8 @@ def serve(model_or_path_or_store: Any, host: str = "127.0.0.1", port: int = 8080
         if follower is not None:
             follower.close()
         raise
-    return server.start()
+    try:
+        return server.start()
+    except BaseException:
+        server.close()
+        raise
