@@ -243,11 +243,34 @@ def test_bad_configuration_is_named(diabetes):
         TrainValidationSplit(estimator=lr, estimator_param_maps=[{}], evaluator=ev, train_ratio=1.0)
     with pytest.raises(ValueError, match="2 rows cannot be split into num_folds = 3 folds"):
         CrossValidator(estimator=lr, estimator_param_maps=[{}], evaluator=ev).fit(t.slice(0, 2))
-    with pytest.raises(ValueError, match="CrossValidator: candidate 0 \\{'reg': 0.1\\} on split 0: LinearRegression: "
+    with pytest.raises(ValueError, match="CrossValidator: candidate 0 \\{'reg': 0.1\\}: LinearRegression: "
                                          "input column 'features'"):
         CrossValidator(estimator=lr, estimator_param_maps=[{"reg": 0.1}], evaluator=ev).fit(t.rename_columns(["f", "label"]))
     with pytest.raises(ValueError, match="ParamGridBuilder.add_grid: the values of reg are empty"):
         ParamGridBuilder().add_grid("reg", [])
+
+
+def test_bad_rows_are_named_by_their_input_row(diabetes):
+    x, y, _ = diabetes
+    x = x.copy()
+    x[300, 2] = np.nan
+    with pytest.raises(ValueError, match="CrossValidator: candidate 0 \\{'reg': 0.0\\}: .*column 'features' has NaN "
+                                         "or infinity at row 300"):
+        linreg_cv(seed=3).fit({"features": x, "label": y})
+
+
+def test_an_error_of_one_split_only_says_so():
+    # label 1 only in fold 0: the model trained on folds 1 and 2 has never seen class 1
+    y = np.array([0.0, 1.0, 2.0] * 4 + [0.0, 2.0] * 6)
+    fold = np.array([0] * 12 + [1, 2] * 6)
+    x = np.c_[y + np.sin(np.arange(len(y))), np.cos(np.arange(len(y)))]
+    lr = fl.classification.LogisticRegression(max_iter=10)
+    cv = CrossValidator(estimator=lr, estimator_param_maps=[{"reg": 0.1}], fold_col="fold",
+                        evaluator=MulticlassClassificationEvaluator())
+    with pytest.raises(ValueError, match="candidate 0 \\{'reg': 0.1\\} fails on fold 0 .* alone \\(row numbers "
+                                         "count that part's rows\\), though not on the whole input: "
+                                         "LogisticRegression: .*class\\(es\\) 1 never occur"):
+        cv.fit({"features": x, "label": y, "fold": fold})
 
 
 def test_doctests():

@@ -221,6 +221,9 @@ class _Tuning(_TuningParams, Estimator):
     def _splits(self, n: int, t: pa.Table) -> list[tuple[np.ndarray, np.ndarray]]:
         raise NotImplementedError
 
+    def _part_name(self, s: int) -> str:
+        return f"split {s}"
+
     def _seed(self) -> int:
         return self.seed if self.seed is not None else zlib.crc32(type(self).__name__.encode())
 
@@ -232,15 +235,24 @@ class _Tuning(_TuningParams, Estimator):
         splits = [(t.take(pa.array(tr)), t.take(pa.array(va))) for tr, va in self._splits(t.num_rows, t)]
         tasks = [(s, j) for s in range(len(splits)) for j in range(len(self._maps))]
 
+        def score(j: int, train: pa.Table, valid: pa.Table) -> float:
+            model = _candidate(self.estimator, self._maps[j]).fit(train)
+            return _metric(self.evaluator, model.transform(valid))
+
         def run(task: tuple[int, int]) -> float:
             s, j = task
-            train, valid = splits[s]
             try:
-                model = _candidate(self.estimator, self._maps[j]).fit(train)
-                return _metric(self.evaluator, model.transform(valid))
-            except (ValueError, TypeError) as e:   # bad input or params: say which candidate and split met it
+                return score(j, *splits[s])
+            except (ValueError, TypeError) as e:
                 params = _readable(self.estimator, [self._maps[j]])[0]
-                raise _renamed(e, f"{owner}: candidate {j} {params} on split {s}: {e}") from e
+                # The error's row numbers count the rows of the split's part. Bad input fails on the
+                # whole table as well, with the input's own row numbers: report that error instead.
+                try:
+                    score(j, t, t)
+                except (ValueError, TypeError) as whole:
+                    raise _renamed(whole, f"{owner}: candidate {j} {params}: {whole}") from whole
+                raise _renamed(e, f"{owner}: candidate {j} {params} fails on {self._part_name(s)} alone (row "
+                                  f"numbers count that part's rows), though not on the whole input: {e}") from e
 
         if self.parallelism > 1 and len(tasks) > 1:
             with ThreadPoolExecutor(max_workers=min(self.parallelism, len(tasks))) as pool:
@@ -352,6 +364,9 @@ class CrossValidator(_Tuning):
             fold[np.random.default_rng(self._seed()).permutation(n)] = np.arange(n) % k
         return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(k)]
 
+    def _part_name(self, s: int) -> str:
+        return f"fold {s} (trained on the other folds, validated on it)"
+
     def _fit(self, *tables: pa.Table) -> "CrossValidatorModel":
         (t,) = tables
         metrics = self._scores(t)
@@ -409,6 +424,9 @@ class TrainValidationSplit(_Tuning):
                              f"{n - n_train} validation rows; both parts need at least one row")
         perm = np.random.default_rng(self._seed()).permutation(n)
         return [(np.sort(perm[:n_train]), np.sort(perm[n_train:]))]
+
+    def _part_name(self, s: int) -> str:
+        return f"its train/validation split (train_ratio = {self.train_ratio})"
 
     def _fit(self, *tables: pa.Table) -> "TrainValidationSplitModel":
         (t,) = tables
