@@ -671,7 +671,11 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
         unseen = self._unseen_error
 
         def fn(row: dict) -> None:
-            v: Any = row[fc]
+            try:
+                v: Any = row[fc]
+            except KeyError:
+                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
+                                 f"it has {sorted(row)}") from None
             x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
             if x.shape != (d,):
                 raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
@@ -697,7 +701,11 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
         scores_of, pick = self._dense_scores, self._pick
 
         def fn(row: dict) -> None:
-            v: Any = row[fc]
+            try:
+                v: Any = row[fc]
+            except KeyError:
+                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
+                                 f"it has {sorted(row)}") from None
             x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
             if x.shape != (d,):
                 raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "

@@ -437,7 +437,11 @@ class KMeansModel(_KMeansModelParams, Model):
         d = c.shape[1]
 
         def fn(row: dict) -> None:
-            v: Any = row[fc]
+            try:
+                v: Any = row[fc]
+            except KeyError:
+                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
+                                 f"it has {sorted(row)}") from None
             x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
             if x.shape != (d,):
                 raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "

@@ -84,6 +84,26 @@ class BinaryClassificationEvaluator(HasLabelCol, HasRawPredictionCol, HasWeightC
         check_finite(s, self.raw_prediction_col, stage)
         return s
 
+    def output_schema(self, input_schema, *other_schemas) -> pa.Schema:
+        """One double column per name in ``metrics_names``, after checking the input columns."""
+        from flowlearn.api import SchemaError, _as_schema
+
+        stage = type(self).__name__
+        schema = _as_schema(input_schema, stage)
+        for col, param in ((self.label_col, "label_col"), (self.raw_prediction_col, "raw_prediction_col"),
+                           (self.weight_col, "weight_col")):
+            if col is None:
+                continue
+            if col not in schema.names:
+                raise SchemaError(f"{stage}: input column '{col}' (parameter '{param}') is missing; the input has "
+                                  f"columns {schema.names}")
+            t = schema.field(col).type
+            numeric = pa.types.is_integer(t) or pa.types.is_floating(t)
+            if not (numeric or (param == "raw_prediction_col" and is_vector_type(t))):
+                raise SchemaError(f"{stage}: column '{col}' (parameter '{param}') has type {t}, expected "
+                                  f"{'a number or a vector' if param == 'raw_prediction_col' else 'a number'}")
+        return pa.schema([(name, pa.float64()) for name in self.metrics_names])
+
     def _transform(self, *tables: pa.Table) -> pa.Table:
         (t,) = tables
         stage = type(self).__name__
