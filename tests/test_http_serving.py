@@ -560,3 +560,29 @@ def test_close_lets_in_flight_requests_finish():
     assert status == 200 and doc["prediction"] == {"y": 2.0}
     with pytest.raises(OSError):
         socket.create_connection((s.host, s.port), timeout=1).close()
+
+
+def test_a_hashed_feature_vector_is_returned_only_when_asked_for():
+    """FeatureHasher -> LogisticRegression: the answer holds the classifier's columns, not the
+    262,144-dimensional hashed vector, unless include_intermediates asks for it."""
+    rng = np.random.default_rng(3)
+    cities = rng.choice(["paris", "lima", "oslo", "pune"], size=200)
+    n = rng.normal(size=200)
+    label = ((cities == "oslo") | (n > 1)).astype(float)
+    model = fl.Pipeline([
+        fl.feature.FeatureHasher(input_cols=["city", "n"], output_col="hashed"),
+        fl.classification.LogisticRegression(features_col="hashed", max_iter=5, tol=1e-3),   # a short fit
+    ]).fit(fl.table({"city": cities.tolist(), "n": n, "label": label}))
+    row = {"city": "oslo", "n": 0.25}
+    expected = fl.LocalPredictor(model).predict(row)
+    with serve(model, port=0) as s:
+        status, _, doc = post(s, row)
+        assert status == 200 and set(doc["prediction"]) == {"prediction", "raw_prediction"}
+        assert doc["prediction"]["prediction"] == expected["prediction"]
+        assert get(s, "/model")[2]["inputs"] == [{"name": "city", "type": "category", "stage": "FeatureHasher"},
+                                                  {"name": "n", "type": "category", "stage": "FeatureHasher"}]
+        doc = post(s, row, "?include_intermediates=true")[2]
+        assert doc["prediction"]["hashed"]["size"] == 262144
+        assert doc["prediction"]["hashed"] == as_json(expected["hashed"])
+        doc = post(s, {"rows": [row, row]})[2]
+        assert [set(p) for p in doc["predictions"]] == [{"prediction", "raw_prediction"}] * 2
