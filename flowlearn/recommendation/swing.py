@@ -23,6 +23,7 @@ import dataclasses
 import zlib
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +37,8 @@ __all__ = ["Swing"]
 
 # Global windows: one window holding the whole (bounded) stream, fired when its input ends.
 _ALL_ROWS = 1 << 62
+# Items per call of the kernel (bounds the k best of each item that one call returns).
+_ITEMS_PER_CALL = 1 << 14
 
 
 class _SwingParams(HasOutputCol, HasSeed):
@@ -122,10 +125,9 @@ class Swing(_SwingParams, AlgoOperator):
     ``min_user_behavior`` (10), ``max_user_behavior`` (1000), ``alpha1`` (15), ``alpha2`` (0),
     ``beta`` (0.3), ``seed``.
 
-    Computation: the interactions as a sparse user x item matrix; the pairs of users sharing a
-    sampled item from one sparse product; each pair's common items from an element-wise product of
-    their rows; the scores as ``pair_items_sampled^T diag(weight) pair_items`` (one sparse product),
-    without the item itself.
+    Computation: the interactions as a sparse user x item matrix (sampled per item, vectorized),
+    then Flink ML's loop in a Numba kernel: for each item, each pair of its users, the merge of
+    their sorted item lists, and the item's ``k`` best kept.
 
     Departures from Flink ML: an item with more than ``max_user_num_per_item`` users keeps a
     uniform random sample of them drawn with NumPy's generator for ``seed`` (Flink ML's reservoir
@@ -159,35 +161,38 @@ class Swing(_SwingParams, AlgoOperator):
                              f"min_user_behavior={self.min_user_behavior}")
         users = _id_column(t, self.user_col, stage, "user_col")
         items = _id_column(t, self.item_col, stage, "item_col")
-        item_ids, scores = self.similarities(users, items)
-        return self._format(item_ids, scores)
+        return self._format(*self.similarities(users, items))
 
-    def similarities(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, sps.csr_matrix]:
-        """The item ids (ascending) and the item x item matrix of Swing similarities (no diagonal),
-        from parallel arrays of user and item ids."""
+    def similarities(self, users: np.ndarray, items: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """From parallel arrays of user and item ids: the item ids (ascending), and each item's ``k``
+        most similar items as parallel arrays (item index, similar item index, score), by item, then
+        decreasing score, then ascending id."""
         item_ids, icode = np.unique(items, return_inverse=True)
         _, ucode = np.unique(users, return_inverse=True)
         n_items = len(item_ids)
         n_users = int(ucode.max()) + 1 if len(ucode) else 0
         b = sps.csr_matrix((np.ones(len(ucode)), (ucode.reshape(-1), icode.reshape(-1))), shape=(n_users, n_items))
-        b.sum_duplicates()
-        b.data[:] = 1.0                                                 # a repeated interaction counts once
+        b.sum_duplicates()                                              # a repeated interaction counts once
+        b.sort_indices()
         size = np.diff(b.indptr)
         keep = (size >= self.min_user_behavior) & (size <= self.max_user_behavior)
-        b = sps.csr_matrix(b.multiply(keep[:, None]))
-        b.eliminate_zeros()
         weight = np.zeros(n_users)
         weight[keep] = 1.0 / np.power(self.alpha1 + size[keep].astype(np.float64), self.beta)
-        sampled = self._sample(b)
-        pairs = sps.triu(sampled @ sampled.T, k=1).tocoo()              # users sharing a sampled item
-        u, v = pairs.row, pairs.col
-        common = b[u].multiply(b[v]).tocsr()                            # pair x item: items both bought
-        both_sampled = sampled[u].multiply(sampled[v]).tocsr()          # pair x item: both sampled for it
-        pair_w = weight[u] * weight[v] / (self.alpha2 + np.diff(common.indptr))
-        scores = (both_sampled.T.tocsr() @ sps.diags(pair_w) @ common).tocsr()
-        scores.setdiag(0.0)
-        scores.eliminate_zeros()
-        return item_ids, scores
+        b = sps.csr_matrix((np.ones(b.nnz), b.indices, b.indptr), shape=b.shape).multiply(keep[:, None]).tocsr()
+        b.eliminate_zeros()
+        b.sort_indices()
+        sampled = self._sample(b).tocsc()
+        sampled.sort_indices()
+        parts = []
+        for lo in range(0, n_items, _ITEMS_PER_CALL):
+            hi = min(lo + _ITEMS_PER_CALL, n_items)
+            parts.append(_swing_top_k(b.indptr.astype(np.int64), b.indices.astype(np.int64), weight,
+                                      sampled.indptr.astype(np.int64), sampled.indices.astype(np.int64),
+                                      float(self.alpha2), lo, hi, n_items, self.k))
+        rows, cols, vals = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dt)
+                            for i, dt in enumerate((np.int64, np.int64, np.float64)))
+        return item_ids, rows, cols, vals
 
     def _sample(self, b: sps.csr_matrix) -> sps.csr_matrix:
         """``b`` keeping, for each item (column) with more than ``max_user_num_per_item`` users, a
@@ -207,20 +212,73 @@ class Swing(_SwingParams, AlgoOperator):
         out.eliminate_zeros()
         return out
 
-    def _format(self, item_ids: np.ndarray, scores: sps.csr_matrix) -> pa.Table:
-        rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
-        cols, vals = scores.indices, scores.data
-        order = np.lexsort((item_ids[cols], -vals, rows))               # by item, score desc, id asc
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        starts = np.searchsorted(rows, rows, side="left")
-        top = np.arange(len(rows)) - starts < self.k
-        rows, cols, vals = rows[top], cols[top], vals[top]
+    def _format(self, item_ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> pa.Table:
         entries = pc.binary_join_element_wise(pc.cast(pa.array(item_ids[cols]), pa.string()),
                                               java_double_strings(vals), ",")
         present, offsets = np.unique(rows, return_index=True)
         lists = pa.ListArray.from_arrays(pa.array(np.append(offsets, len(rows)).astype(np.int32)), entries)
         return pa.table({self.item_col: pa.array(item_ids[present], pa.int64()),
                          self.output_col: pc.binary_join(lists, ";")})
+
+
+@numba.njit(cache=True, nogil=True)
+def _swing_top_k(u_ptr: np.ndarray, u_items: np.ndarray, weight: np.ndarray, i_ptr: np.ndarray,
+                 i_users: np.ndarray, alpha2: float, lo: int, hi: int, n_items: int, k: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flink ML's loop, for items ``lo..hi-1``: for every pair of the item's sampled users
+    (``i_ptr``/``i_users``, CSC), the items both bought (a merge of their sorted item lists,
+    ``u_ptr``/``u_items``) get ``weight[u] * weight[v] / (alpha2 + common)``, the item itself
+    excepted; then the item's ``k`` best (score descending, ids ascending on ties)."""
+    acc = np.zeros(n_items)
+    seen = np.zeros(n_items, dtype=np.bool_)
+    touched = np.empty(n_items, dtype=np.int64)
+    common = np.empty(n_items, dtype=np.int64)
+    out_r, out_c, out_v = [], [], []
+    for i in range(lo, hi):
+        nt = 0
+        s, e = i_ptr[i], i_ptr[i + 1]
+        for a in range(s, e):
+            u = i_users[a]
+            for bb in range(a + 1, e):
+                v = i_users[bb]
+                pu, eu, pv, ev = u_ptr[u], u_ptr[u + 1], u_ptr[v], u_ptr[v + 1]
+                nc = 0
+                while pu < eu and pv < ev:
+                    x, y = u_items[pu], u_items[pv]
+                    if x == y:
+                        common[nc] = x
+                        nc += 1
+                        pu += 1
+                        pv += 1
+                    elif x < y:
+                        pu += 1
+                    else:
+                        pv += 1
+                if nc == 0:
+                    continue
+                w = weight[u] * weight[v] / (alpha2 + nc)
+                for c in range(nc):
+                    j = common[c]
+                    if j == i:
+                        continue
+                    if not seen[j]:
+                        seen[j] = True
+                        touched[nt] = j
+                        nt += 1
+                    acc[j] += w
+        if nt == 0:
+            continue
+        ids = np.sort(touched[:nt])
+        scores = acc[ids]
+        order = np.argsort(-scores, kind="mergesort")           # stable: equal scores keep ascending ids
+        for t in range(min(k, nt)):
+            out_r.append(i)
+            out_c.append(ids[order[t]])
+            out_v.append(scores[order[t]])
+        for t in range(nt):
+            acc[touched[t]] = 0.0
+            seen[touched[t]] = False
+    return np.array(out_r, dtype=np.int64), np.array(out_c, dtype=np.int64), np.array(out_v, dtype=np.float64)
 
 
 @dataclasses.dataclass(frozen=True)
