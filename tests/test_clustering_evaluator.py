@@ -13,6 +13,7 @@ from __future__ import annotations
 import doctest
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import scipy.sparse as sps
 from scipy.spatial.distance import cdist
@@ -117,6 +118,8 @@ def test_bad_input_is_named():
         ev.evaluate({"features": [0.0, 1.0], "prediction": [0, 1]})
     with pytest.raises(ValueError, match="column 'features' has NaN or infinity at row 0"):
         ev.evaluate({"features": [[float("nan")], [1.0]], "prediction": [0, 1]})
+    with pytest.raises(ValueError, match="column 'features' \\(parameter 'features_col'\\) holds vectors of size 0"):
+        ev.evaluate(pa.table({"features": pa.array([[], []], pa.list_(pa.float64(), 0)), "prediction": [0, 1]}))
     with pytest.raises(ValueError, match="parameter 'distance_measure' = 'euclidean' violates in_array"):
         ClusteringEvaluator(distance_measure="euclidean")
 

@@ -202,6 +202,10 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="needs at least one row"):
         ChiSqTest().transform(pa.table({"features": pa.array([], pa.list_(pa.float64(), 2)),
                                         "label": pa.array([], pa.float64())}))
+    with pytest.raises(ValueError, match="ANOVATest: column 'features' \\(parameter 'features_col'\\) holds vectors of "
+                                         "size 0"):
+        ANOVATest().transform(pa.table({"features": pa.array([[], []], pa.list_(pa.float64(), 0)),
+                                        "label": [0.0, 1.0]}))
     with pytest.raises(ValueError, match="parameter 'flatten' = 'yes' has type str"):
         ChiSqTest(flatten="yes")
 

@@ -241,7 +241,7 @@ def test_bad_configuration_is_named(diabetes):
         CrossValidator(estimator=lr, estimator_param_maps=[{}], evaluator=ev, num_folds=1)
     with pytest.raises(ValueError, match="parameter 'train_ratio' = 1.0 violates in_range"):
         TrainValidationSplit(estimator=lr, estimator_param_maps=[{}], evaluator=ev, train_ratio=1.0)
-    with pytest.raises(ValueError, match="2 rows cannot be split into num_folds = 3 folds"):
+    with pytest.raises(ValueError, match="2 rows cannot be split into 3 folds \\(parameter .num_folds. = 3\\)"):
         CrossValidator(estimator=lr, estimator_param_maps=[{}], evaluator=ev).fit(t.slice(0, 2))
     with pytest.raises(ValueError, match="CrossValidator: candidate 0 \\{'reg': 0.1\\}: LinearRegression: "
                                          "input column 'features'"):

@@ -64,6 +64,9 @@ class ClusteringEvaluator(HasFeaturesCol, HasPredictionCol, HasWeightCol, _Metri
         cluster = numeric_column(t, self.prediction_col, stage, param="prediction_col")
         w = self._weights(t)
         self._require_rows(t, w)
+        if x.shape[1] == 0:
+            raise ValueError(f"{stage}: column '{self.features_col}' (parameter 'features_col') holds vectors of size "
+                             f"0; points without coordinates have no distances")
         if self.distance_measure == "cosine":
             norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel() if sps.issparse(x)
                             else np.einsum("ij,ij->i", x, x))

@@ -72,6 +72,9 @@ class _UnivariateTest(HasFeaturesCol, HasLabelCol, AlgoOperator):
         y = numeric_column(t, self.label_col, stage, param="label_col")
         if t.num_rows == 0:
             raise ValueError(f"{stage}: needs at least one row to test; the input table is empty")
+        if x.shape[1] == 0:
+            raise ValueError(f"{stage}: column '{self.features_col}' (parameter 'features_col') holds vectors of size "
+                             f"0; there is no feature to test")
         try:
             s, p, dof = self._kernel(x, y)
         except ValueError as e:   # too few rows or classes for the test

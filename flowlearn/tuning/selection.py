@@ -358,8 +358,8 @@ class CrossValidator(_Tuning):
                                  f"{empty[0]}; every fold in [0, {k - 1}] needs rows")
         else:
             if n < k:
-                raise ValueError(f"{owner}: {n} rows cannot be split into num_folds = {k} folds; give at least {k} "
-                                 f"rows or lower num_folds")
+                raise ValueError(f"{owner}: {n} rows cannot be split into {k} folds (parameter 'num_folds' = {k}); "
+                                 f"give at least {k} rows or lower num_folds")
             fold = np.empty(n, dtype=np.int64)
             fold[np.random.default_rng(self._seed()).permutation(n)] = np.arange(n) % k
         return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(k)]
@@ -420,8 +420,8 @@ class TrainValidationSplit(_Tuning):
         owner = type(self).__name__
         n_train = int(round(self.train_ratio * n))
         if n_train < 1 or n_train >= n:
-            raise ValueError(f"{owner}: train_ratio = {self.train_ratio} of {n} rows leaves {n_train} training and "
-                             f"{n - n_train} validation rows; both parts need at least one row")
+            raise ValueError(f"{owner}: parameter 'train_ratio' = {self.train_ratio} of {n} rows leaves {n_train} "
+                             f"training and {n - n_train} validation rows; both parts need at least one row")
         perm = np.random.default_rng(self._seed()).permutation(n)
         return [(np.sort(perm[:n_train]), np.sort(perm[n_train:]))]
 
