@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sps
 
 from flowlearn.api import Estimator, Model, SchemaError, _as_schema
 from flowlearn.data.columns import first_bad_row, require_column, with_column
@@ -159,6 +158,52 @@ def _matrix_lists(mats: list[np.ndarray], vocab: pa.Array) -> pa.Array:
     flat = np.concatenate([m.reshape(-1) for m in mats]) if mats else np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), vocab.take(pa.array(flat, pa.int64())))
+
+
+# Bound on the elements of one block's (rows x rules) matrix of fired rules.
+_FIRE_BLOCK = 1 << 23
+
+
+def _fire_rules(rows: np.ndarray, codes: np.ndarray, n_rows: int, n_vocab: int, ante: list[np.ndarray],
+                cons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The predictions of the rules (``ante``: matrices of antecedent codes, one per chunk of rules
+    in rule order; ``cons``: consequent codes) for the rows holding the items ``codes`` at ``rows``:
+    parallel arrays (row, item), by row, items in the order of the first rule predicting them, no
+    item the row holds and none twice. Rows go in blocks: a dense boolean row x item matrix over
+    the items the rules mention, and per chunk of rules the AND of its antecedent columns."""
+    used = np.unique(np.concatenate([cons] + [m.reshape(-1) for m in ante]))
+    col = np.full(n_vocab, -1, dtype=np.int64)
+    col[used] = np.arange(len(used))
+    held_col = col[codes]
+    keep = held_col >= 0
+    rows, held_col = rows[keep], held_col[keep]
+    starts = np.searchsorted(rows, np.arange(0, n_rows + 1)) if len(rows) else np.zeros(n_rows + 1, np.int64)
+    ante_cols = [col[m] for m in ante]
+    cons_col = col[cons]
+    block = max(1, _FIRE_BLOCK // max(len(cons), len(used)))
+    out_r, out_i = [], []
+    for lo in range(0, n_rows, block):
+        hi = min(lo + block, n_rows)
+        held = np.zeros((hi - lo, len(used)), dtype=bool)
+        a, b = starts[lo], starts[hi]
+        held[rows[a:b] - lo, held_col[a:b]] = True
+        fired = np.empty((hi - lo, len(cons)), dtype=bool)
+        offset = 0
+        for m in ante_cols:                                            # rules whose antecedent the row holds
+            f = fired[:, offset:offset + len(m)]
+            np.copyto(f, held[:, m[:, 0]])
+            for c in range(1, m.shape[1]):
+                f &= held[:, m[:, c]]
+            offset += len(m)
+        fired &= ~held[:, cons_col]                                     # not an item the row holds
+        r, rule = np.nonzero(fired)                                     # by row, then rule order
+        item = cons[rule]
+        key = r * n_vocab + item
+        _, first = np.unique(key, return_index=True)                    # first rule giving each item
+        first.sort()
+        out_r.append(r[first] + lo)
+        out_i.append(item[first])
+    return np.concatenate(out_r), np.concatenate(out_i)
 
 
 class FPGrowth(_FPGrowthParams, Estimator):
@@ -360,29 +405,11 @@ class FPGrowthModel(_FPGrowthModelParams, Model):
         idx = pc.index_in(values, value_set=vocab)
         known = np.asarray(idx.is_valid().to_numpy(zero_copy_only=False))  # items never seen in training: no rule
         rows, codes = rows[known], pc.fill_null(idx, 0).to_numpy().astype(np.int64)[known]
-        n_vocab = len(vocab)
-        x = sps.csr_matrix((np.ones(len(rows)), (rows, codes)), shape=(n_rows, n_vocab))
-        x.data[:] = 1.0
         ante, cons, *_ = self._rules()
         if len(cons) == 0 or n_rows == 0:
             empty = pa.ListArray.from_arrays(pa.array(np.zeros(n_rows + 1, np.int32)), pa.array([], vocab.type))
             return with_column(t, self.prediction_col, empty.cast(out_type))
-        a_len = np.concatenate([np.full(len(m), m.shape[1], np.int64) for m in ante])
-        a = sps.csr_matrix((np.ones(int(a_len.sum())), np.concatenate([m.reshape(-1) for m in ante]),
-                            np.concatenate([[0], np.cumsum(a_len)])), shape=(len(a_len), n_vocab))
-        hits = (x @ a.T).tocoo()                                        # row x rule: antecedent items held
-        fire = hits.data == a_len[hits.col]
-        r, rule = hits.row[fire], hits.col[fire]
-        item = cons[rule]
-        new = ~np.isin(r * n_vocab + item, rows * n_vocab + codes)      # not already in the row
-        r, rule, item = r[new], rule[new], item[new]
-        order = np.lexsort((rule, item, r))
-        r, rule, item = r[order], rule[order], item[order]
-        first = np.ones(len(r), bool)
-        first[1:] = (r[1:] != r[:-1]) | (item[1:] != item[:-1])
-        r, rule, item = r[first], rule[first], item[first]
-        order = np.lexsort((rule, r))                                   # by row, then rule order
-        r, item = r[order], item[order]
+        r, item = _fire_rules(rows, codes, n_rows, len(vocab), ante, cons)
         offsets = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=n_rows))]).astype(np.int32)
         pred = pa.ListArray.from_arrays(pa.array(offsets), vocab.take(pa.array(item, pa.int64()))).cast(out_type)
         return with_column(t, self.prediction_col, pred)
