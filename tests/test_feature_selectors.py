@@ -7,7 +7,10 @@ ChiSqTest), not scikit-learn's chi2 (which sums feature values per class as coun
 oracle is chi2_contingency without Yates' correction per feature. Flink ML ranks by p-value
 (ties by index) where scikit-learn's SelectKBest ranks by score; with the F tests' common degrees
 of freedom the orders agree on data whose p-values are distinct and non-zero (wine, breast
-cancer, diabetes)."""
+cancer, diabetes). Spark MLlib's UnivariateFeatureSelector (through pyspark) shares Flink ML's
+definitions, chi-squared test included."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -213,3 +216,50 @@ def test_variance_threshold_merge_and_nothing_kept():
     assert selected(merged) == selected(est.fit(t))
     none = VarianceThresholdSelector(variance_threshold=1e6).fit(t)
     assert none.transform(t).column("output").type == pa.list_(pa.float64(), 0)
+
+
+# --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
+
+
+def spark_vectors(spark, x, **columns):
+    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
+    from pyspark.ml.linalg import Vectors
+
+    names = list(columns)
+    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
+    return spark.createDataFrame(rows, ["features", *names])
+
+
+@pytest.mark.parametrize("ftype,ltype,mode,threshold", [
+    ("continuous", "continuous", "numTopFeatures", 4), ("continuous", "continuous", "fpr", 0.01),
+    ("continuous", "categorical", "percentile", 0.3), ("continuous", "categorical", "fwe", 0.05),
+    ("categorical", "categorical", "numTopFeatures", 5), ("categorical", "categorical", "fdr", 0.05),
+])
+def test_spark_univariate_feature_selector(spark, ftype, ltype, mode, threshold):
+    # p-values well above 1e-16 here: Spark's 1 - cdf and flowlearn's survival functions rank alike
+    from pyspark.ml.feature import UnivariateFeatureSelector as SparkSelector
+
+    if ftype == "categorical":
+        x, y = load_digits(return_X_y=True)
+        x, y = x[:150, 16:32] // 4, (y[:150] % 3).astype(float)
+    else:
+        x, y = load_diabetes(return_X_y=True)
+        x, y = x[:80], (y[:80] if ltype == "continuous" else (y[:80] > 140).astype(float))
+    sm = (SparkSelector(featuresCol="features", labelCol="label", outputCol="out", selectionMode=mode)
+          .setFeatureType(ftype).setLabelType(ltype).setSelectionThreshold(threshold)
+          .fit(spark_vectors(spark, x, label=y)))
+    m = selector(ftype, ltype, mode, threshold).fit(table(x, y))
+    assert selected(m) == sorted(sm.selectedFeatures)

@@ -1,7 +1,10 @@
 """MinHashLSH against Flink ML's published test vectors (MinHashLSHTest: hashes with seed 2022,
 approximate nearest neighbours and similarity join) and against exact Jaccard distances from
 SciPy (scipy.spatial.distance.cdist, metric="jaccard") on sets built from scikit-learn's digits
-(the pixels above 8). Every statement is deterministic given the seed."""
+(the pixels above 8), and against Spark MLlib's MinHashLSH through pyspark (same coefficients for
+the same seed). Every statement is deterministic given the seed."""
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -136,3 +139,59 @@ def test_bad_input_named():
     with pytest.raises(ValueError, match="needs num_hash_tables \\* num_hash_functions_per_table"):
         MinHashLSHModel().set_model_data({"num_hash_tables": [2], "num_hash_functions_per_table": [1],
                                           "rand_coefficient_a": [[1]], "rand_coefficient_b": [[1]]})
+
+
+# --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
+
+
+def spark_vectors(spark, x, **columns):
+    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
+    from pyspark.ml.linalg import Vectors
+
+    names = list(columns)
+    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
+    return spark.createDataFrame(rows, ["features", *names])
+
+
+def test_spark_minhash_hashes_neighbours_and_join(spark):
+    # Spark's MinHashLSH draws (a, b) pairs from java.util.Random(seed) as Flink ML does: its
+    # num_hash_tables functions are flowlearn's with one function per table
+    from pyspark.ml.feature import MinHashLSH as SparkMinHashLSH
+    from pyspark.ml.linalg import Vectors
+
+    a, b = load_digits().data[:120] > 8, load_digits().data[120:200] > 8
+
+    def df(sets, first_id):
+        return spark.createDataFrame([(first_id + i, Vectors.sparse(64, np.flatnonzero(r).tolist(),
+                                                                    [1.0] * int(r.sum())))
+                                      for i, r in enumerate(sets)], ["id", "vec"])
+
+    sm = SparkMinHashLSH(inputCol="vec", outputCol="hashes", numHashTables=6, seed=77).fit(df(a, 0))
+    spark_hashes = [[v.toArray().tolist() for v in r.hashes] for r in sm.transform(df(a, 0)).orderBy("id").collect()]
+    ta, tb = set_table(a), set_table(b).set_column(0, "id", pa.array(np.arange(120, 200)))
+    m = lsh(seed=77, num_hash_tables=6).fit(ta)
+    assert m.transform(ta).column("hashes").to_pylist() == spark_hashes
+    # Spark keeps distances < threshold, Flink ML (and flowlearn) <= threshold: 0.41 is no Jaccard
+    # distance of sets of at most 64 elements, so both keep the same pairs
+    join = sm.approxSimilarityJoin(df(a, 0), df(b, 120), 0.41, "dist").collect()
+    want = sorted((r.datasetA.id, r.datasetB.id, r.dist) for r in join)
+    got = m.approx_similarity_join(ta, tb, 0.41, dist_col="dist")
+    assert sorted(zip(*(got.column(c).to_pylist() for c in got.column_names))) == want
+    key = Vectors.sparse(64, np.flatnonzero(b[0]).tolist(), [1.0] * int(b[0].sum()))
+    nn = sm.approxNearestNeighbors(df(a, 0), key, 4, "dist").collect()
+    ours = m.approx_nearest_neighbors(ta, SparseVector(64, np.flatnonzero(b[0]), np.ones(int(b[0].sum()))), 4,
+                                      dist_col="dist")
+    assert sorted(r.dist for r in nn) == ours.column("dist").to_pylist()

@@ -5,7 +5,10 @@ scikit-learn interpolates percentiles linearly; flowlearn (like Flink ML and Spa
 value of rank ceil(q * n). They agree when every quantile asked for falls on an order statistic:
 the quartiles and deciles of 441 = 4 * 110 + 1 = 10 * 44 + 1 values. scikit-learn leaves a
 dimension with a zero quantile range unscaled, Flink ML scales it to 0: the oracle is corrected
-for that in test_zero_range_scales_to_zero."""
+for that in test_zero_range_scales_to_zero. Spark MLlib's RobustScaler (through pyspark) returns
+order statistics as flowlearn does, so it is the oracle on data that is not 4m + 1 rows."""
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -126,3 +129,43 @@ def test_bad_input_named():
     m = RobustScalerModel().set_model_data({"medians": [[0.0]], "ranges": [[1.0]]})
     with pytest.raises(ValueError, match="column 'input' has NaN or infinity at row 0"):
         m.transform(table(np.array([[np.nan]])))
+
+
+# --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
+
+
+def spark_vectors(spark, x, **columns):
+    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
+    from pyspark.ml.linalg import Vectors
+
+    names = list(columns)
+    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
+    return spark.createDataFrame(rows, ["features", *names])
+
+
+@pytest.mark.parametrize("lower,upper", [(0.25, 0.75), (0.1, 0.6)])
+def test_spark_robust_scaler(spark, lower, upper):
+    # all 442 diabetes rows: not 4m + 1, so linear interpolation (scikit-learn) would differ; Spark
+    # returns order statistics as flowlearn does
+    from pyspark.ml.feature import RobustScaler as SparkRobustScaler
+
+    x = load_diabetes().data
+    sm = SparkRobustScaler(inputCol="features", outputCol="out", lower=lower, upper=upper, withCentering=True,
+                           relativeError=0.001).fit(spark_vectors(spark, x))
+    m = RobustScaler(lower=lower, upper=upper, with_centering=True).fit(table(x))
+    data = m.get_model_data()[0]
+    np.testing.assert_array_equal(data.column("medians").to_pylist()[0], sm.median.toArray())
+    np.testing.assert_allclose(data.column("ranges").to_pylist()[0], sm.range.toArray(), rtol=1e-15)

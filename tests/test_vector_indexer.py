@@ -1,7 +1,10 @@
 """VectorIndexer against Flink ML's published test vectors (VectorIndexerTest: train rows
 (1, 1), (2, -1), (3, 1), (4, 0), (5, 0); test rows (0, 2), (0, 0), (0, -1)) and against
 scikit-learn's OrdinalEncoder on the digits pixels: for non-negative values with 0.0 present,
-Flink ML's order (0.0 first, then ascending) is the ascending order OrdinalEncoder uses."""
+Flink ML's order (0.0 first, then ascending) is the ascending order OrdinalEncoder uses; and
+against Spark MLlib's VectorIndexer through pyspark on values with negatives and zeros."""
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -94,3 +97,40 @@ def test_bad_input_named():
     with pytest.raises(ValueError, match="must map distinct values to the indices 0 .. k - 1"):
         VectorIndexerModel().set_model_data({"num_features": [1], "features": [[0, 0]], "values": [[1.0, 2.0]],
                                              "indices": [[0, 0]]})
+
+
+# --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
+
+
+def spark_vectors(spark, x, **columns):
+    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
+    from pyspark.ml.linalg import Vectors
+
+    names = list(columns)
+    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
+    return spark.createDataFrame(rows, ["features", *names])
+
+
+@pytest.mark.parametrize("max_categories", [3, 9])
+def test_spark_vector_indexer(spark, max_categories):
+    from pyspark.ml.feature import VectorIndexer as SparkVectorIndexer
+
+    x = np.r_[load_digits().data[:200, :24], TRAIN.repeat(12, axis=1)[:, :24]] - 2.0  # negatives, zeros
+    sm = SparkVectorIndexer(inputCol="features", outputCol="out", maxCategories=max_categories,
+                            handleInvalid="keep").fit(spark_vectors(spark, x[:150]))
+    want = np.array([r.out.toArray() for r in sm.transform(spark_vectors(spark, x)).collect()])
+    m = VectorIndexer(max_categories=max_categories, handle_invalid="keep").fit(table(x[:150]))
+    np.testing.assert_array_equal(out(m, table(x)), want)
