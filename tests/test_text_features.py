@@ -49,10 +49,14 @@ def docs():
 
 
 def java_split(s, regex):
-    """Java's String.split(regex): no match gives [s]; trailing empty strings are removed."""
+    """Java's String.split(regex): no match gives [s]; a zero-width match at the start gives no
+    leading empty string; trailing empty strings are removed."""
+    first = re.search(regex, s)
+    if first is None:
+        return [s]
     parts = re.split(regex, s)
-    if len(parts) == 1:
-        return parts
+    if first.end() == 0 and parts[0] == "":
+        parts = parts[1:]
     while parts and parts[-1] == "":
         parts.pop()
     return parts
@@ -112,6 +116,10 @@ def test_regex_tokenizer_flink_published_vectors(kw, expected):
     (r"\w+", False, True, 1),
     (r"[A-Za-z]+'?[a-z]*|\d+", False, False, 4),
     (r"\b\w", False, True, 1),
+    (r"\b", True, False, 0),  # zero-width separators (Arrow's own regex split would never return)
+    (r"", True, True, 1),
+    (r"\s*", True, True, 1),
+    (r"x*", False, True, 1),
 ])
 def test_regex_tokenizer_equals_python_re_on_real_text(docs, pattern, gaps, lower, min_len):
     """Oracle: Python's re with ASCII classes (Java's default) and Java's split/find semantics."""

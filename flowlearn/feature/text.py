@@ -100,9 +100,10 @@ def _utf16_length(values: pa.Array) -> np.ndarray:
     return points + (c[offsets[1:]] - c[offsets[:-1]])
 
 
-def _drop_trailing_empty(lists: pa.ListArray) -> pa.ListArray:
-    """Java's ``String.split``: trailing empty strings are removed, except where nothing matched
-    (a one-element result is the input itself, kept even when empty)."""
+def _drop_trailing_empty(lists: pa.ListArray, matched: np.ndarray | None = None) -> pa.ListArray:
+    """Java's ``String.split``: trailing empty strings are removed, except in rows where nothing
+    matched (the result is the input itself, kept even when empty). ``matched`` says which rows had
+    a match; by default a row of one piece had none (true of patterns that never match empty)."""
     values, parent, counts = _flat(lists)
     if len(values) == 0:
         return lists
@@ -114,7 +115,8 @@ def _drop_trailing_empty(lists: pa.ListArray) -> pa.ListArray:
         rows = parent[idx]
         ends = np.r_[rows[1:] != rows[:-1], True]
         last[rows[ends]] = idx[ends]
-    keep = nonempty | (pos < last[parent]) | (counts[parent] == 1)
+    unmatched = (counts == 1) if matched is None else ~matched
+    keep = nonempty | (pos < last[parent]) | unmatched[parent]
     if keep.all():
         return lists
     return _keep(lists, values, parent, keep)
@@ -175,7 +177,7 @@ def _java_regex(pattern: str) -> str:
 
 def _re2_ok(pattern: str) -> bool:
     try:
-        pc.split_pattern_regex(pa.array([""]), _java_regex(pattern))
+        pc.replace_substring_regex(pa.array([""]), pattern=_java_regex(pattern), replacement="")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return True
@@ -259,10 +261,7 @@ class RegexTokenizer(HasInputCol, HasOutputCol, Transformer):
         if self.to_lowercase:
             s = pc.utf8_lower(s)
         pattern = _java_regex(self.pattern)
-        if self.gaps:
-            tokens = _drop_trailing_empty(pc.split_pattern_regex(s, pattern))
-        else:
-            tokens = _find_all(s, pattern, self.pattern)
+        tokens = _split_marked(s, pattern, self.pattern) if self.gaps else _find_all(s, pattern, self.pattern)
         m = self.min_token_length
         if m > 0:
             values, parent, _ = _flat(tokens)
@@ -278,16 +277,57 @@ class RegexTokenizer(HasInputCol, HasOutputCol, Transformer):
 _OPEN, _CLOSE = "\ufdd0", "\ufdd1"  # Unicode noncharacters, reserved for internal use
 
 
+def _has_marks(s: pa.Array) -> bool:
+    return len(s) > 0 and (pc.any(pc.match_substring(s, _OPEN)).as_py() or
+                           pc.any(pc.match_substring(s, _CLOSE)).as_py())
+
+
+def _mark(s: pa.Array, pattern: str) -> pa.Array:
+    """Each match of ``pattern`` wrapped in the two marks, by one RE2 global replace (which, unlike
+    Arrow's regex split, steps over empty matches)."""
+    return pc.replace_substring_regex(s, pattern=f"(?:{pattern})", replacement=f"{_OPEN}\\0{_CLOSE}")
+
+
+def _split_marked(s: pa.Array, pattern: str, java_pattern: str) -> pa.ListArray:
+    """Java's ``Pattern.split`` of each string: the pieces between matches; a zero-width match at the
+    start gives no leading empty piece, trailing empty pieces are dropped, no match gives the string."""
+    if _has_marks(s):  # the input holds the marks themselves: row by row with Python's engine
+        rx = re.compile(java_pattern, re.ASCII)
+        out = []
+        for v in s.to_pylist():
+            if v is None:
+                out.append(None)
+                continue
+            first = rx.search(v)
+            parts = rx.split(v) if first else [v]
+            if first and first.end() == 0 and parts and parts[0] == "":
+                parts = parts[1:]
+            while first and parts and parts[-1] == "":
+                parts.pop()
+            out.append(parts)
+        return pa.array(out, _TOKENS)
+    marked = _mark(s, pattern)
+    pieces = pc.split_pattern_regex(marked, f"(?s){_OPEN}[^{_CLOSE}]*{_CLOSE}")
+    matched = pc.match_substring(marked, _OPEN).fill_null(False).to_numpy(zero_copy_only=False)
+    empty_first = pc.starts_with(marked, _OPEN + _CLOSE).fill_null(False).to_numpy(zero_copy_only=False)
+    if empty_first.any():
+        values, parent, counts = _flat(pieces)
+        starts = np.zeros(len(pieces) + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        keep = np.ones(len(values), dtype=bool)
+        keep[starts[:-1][empty_first]] = False
+        pieces = _keep(pieces, values, parent, keep)
+    return _drop_trailing_empty(pieces, np.asarray(matched, dtype=bool))
+
+
 def _find_all(s: pa.Array, pattern: str, java_pattern: str) -> pa.ListArray:
-    """Every match of ``pattern`` in each string, left to right: each match is wrapped in two
-    noncharacter marks by one RE2 global replace, then cut out by splitting at the marks."""
-    if len(s) and (pc.any(pc.match_substring(s, _OPEN)).as_py() or pc.any(pc.match_substring(s, _CLOSE)).as_py()):
-        # the input holds the marks themselves: match row by row with Python's engine (ASCII classes, as Java)
+    """Every match of ``pattern`` in each string, left to right: the marked matches cut out by
+    splitting at the marks."""
+    if _has_marks(s):  # the input holds the marks themselves: match row by row with Python's engine
         rx = re.compile(java_pattern, re.ASCII)
         return pa.array([None if v is None else [m.group() for m in rx.finditer(v)] for v in s.to_pylist()],
                         _TOKENS)
-    marked = pc.replace_substring_regex(s, pattern=f"(?:{pattern})", replacement=f"{_OPEN}\\0{_CLOSE}")
-    parts = pc.split_pattern(marked, _OPEN)  # [text before the 1st match, match1 + CLOSE + gap, ...]
+    parts = pc.split_pattern(_mark(s, pattern), _OPEN)  # [text before the 1st match, match1 + CLOSE + gap, ...]
     values, parent, counts = _flat(parts)
     starts = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
