@@ -263,3 +263,17 @@ def test_spark_univariate_feature_selector(spark, ftype, ltype, mode, threshold)
           .fit(spark_vectors(spark, x, label=y)))
     m = selector(ftype, ltype, mode, threshold).fit(table(x, y))
     assert selected(m) == sorted(sm.selectedFeatures)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 5.0, 20.0])
+def test_spark_variance_threshold_uses_the_sample_variance(spark, threshold):
+    # Spark MLlib divides by n - 1, Flink ML (and flowlearn, scikit-learn) by n: population variance
+    # > t is sample variance > t * n / (n - 1)
+    from pyspark.ml.feature import VarianceThresholdSelector as SparkVarianceThreshold
+
+    x = load_digits().data[:300]
+    n = len(x)
+    sm = SparkVarianceThreshold(featuresCol="features", outputCol="out",
+                                varianceThreshold=threshold * n / (n - 1)).fit(spark_vectors(spark, x))
+    m = VarianceThresholdSelector(input_col="features", variance_threshold=threshold).fit(table(x))
+    assert selected(m) == sorted(sm.selectedFeatures)
