@@ -193,7 +193,8 @@ def test_bad_input_is_named():
         ANOVATest().transform({"features": [[1.0], [2.0]], "label": [1.0, 1.0]})
     with pytest.raises(ValueError, match="FValueTest: .*at least 3 rows"):
         FValueTest().transform({"features": [[1.0], [2.0]], "label": [1.0, 2.0]})
-    with pytest.raises(ValueError, match="ChiSqTest: input column 'features' \\(parameter 'features_col'\\) is missing"):
+    with pytest.raises(ValueError, match="ChiSqTest: input column 'features' \\(parameter 'features_col'\\) is "
+                                         "missing"):
         ChiSqTest().transform({"label": [1.0]})
     with pytest.raises(TypeError, match="ChiSqTest: column 'features' has type double, expected a vector column"):
         ChiSqTest().transform({"features": [1.0], "label": [1.0]})

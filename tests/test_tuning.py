@@ -245,7 +245,8 @@ def test_bad_configuration_is_named(diabetes):
         CrossValidator(estimator=lr, estimator_param_maps=[{}], evaluator=ev).fit(t.slice(0, 2))
     with pytest.raises(ValueError, match="CrossValidator: candidate 0 \\{'reg': 0.1\\}: LinearRegression: "
                                          "input column 'features'"):
-        CrossValidator(estimator=lr, estimator_param_maps=[{"reg": 0.1}], evaluator=ev).fit(t.rename_columns(["f", "label"]))
+        CrossValidator(estimator=lr, estimator_param_maps=[{"reg": 0.1}], evaluator=ev).fit(
+            t.rename_columns(["f", "label"]))
     with pytest.raises(ValueError, match="ParamGridBuilder.add_grid: the values of reg are empty"):
         ParamGridBuilder().add_grid("reg", [])
 

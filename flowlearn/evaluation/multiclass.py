@@ -193,9 +193,9 @@ class MulticlassClassificationEvaluator(HasLabelCol, HasPredictionCol, HasRawPre
         bad = (label != np.floor(label)) | (label < 0) | (label >= p.shape[1])
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{stage}: column '{self.label_col}' (parameter 'label_col') holds {float(label[row])!r} at row "
-                             f"{row}; 'logLoss' reads the label as an index into the {p.shape[1]} probabilities of "
-                             f"'{self.raw_prediction_col}', so labels must be integers in [0, {p.shape[1] - 1}]")
+            raise ValueError(f"{stage}: column '{self.label_col}' (parameter 'label_col') holds {float(label[row])!r} "
+                             f"at row {row}; 'logLoss' reads the label as an index into the {p.shape[1]} probabilities "
+                             f"of '{self.raw_prediction_col}', so labels must be integers in [0, {p.shape[1] - 1}]")
         return p
 
 

@@ -115,7 +115,8 @@ class ANOVATest(_UnivariateTest):
 
 class FValueTest(_UnivariateTest):
     """F-test of each continuous feature's linear correlation with a continuous label, as Flink
-    ML's ``FValueTest`` (kernel: ``flowlearn.feature.selectors.f_regression_test``; equals scikit-learn's ``f_regression``).
+    ML's ``FValueTest`` (kernel: ``flowlearn.feature.selectors.f_regression_test``; equals
+    scikit-learn's ``f_regression``).
 
     Output columns as :class:`ANOVATest` (``p_values``, ``degrees_of_freedom`` = ``n - 2``,
     ``f_values``; flattened ``feature_index``, ``p_value``, ``degree_of_freedom``, ``f_value``).
@@ -137,8 +138,9 @@ class FValueTest(_UnivariateTest):
 
 class ChiSqTest(_UnivariateTest):
     """Pearson's chi-squared test of independence of each categorical feature and a categorical
-    label, as Flink ML's ``ChiSqTest`` (kernel: ``flowlearn.feature.selectors.chi2_independence_test``): every distinct value of a
-    feature is a category, and the test runs on its contingency table against the label.
+    label, as Flink ML's ``ChiSqTest`` (kernel: ``flowlearn.feature.selectors.chi2_independence_test``):
+    every distinct value of a feature is a category, and the test runs on its contingency table
+    against the label.
 
     Output columns: ``p_values`` (vector), ``degrees_of_freedom`` (list of int32),
     ``statistics`` (vector); with ``flatten=True``: ``feature_index``, ``p_value``,

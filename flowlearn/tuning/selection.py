@@ -324,7 +324,8 @@ class CrossValidator(_Tuning):
         >>> x, y = load_iris(return_X_y=True)
         >>> data = fl.table({"features": x, "label": y.astype(float)})
         >>> lr = fl.classification.LogisticRegression()
-        >>> cv = CrossValidator(estimator=lr, estimator_param_maps=ParamGridBuilder().add_grid("reg", [0.1, 10.0]).build(),
+        >>> grid = ParamGridBuilder().add_grid("reg", [0.1, 10.0]).build()
+        >>> cv = CrossValidator(estimator=lr, estimator_param_maps=grid,
         ...                     evaluator=MulticlassClassificationEvaluator(metrics_names=["accuracy"]), seed=7)
         >>> model = cv.fit(data)
         >>> model.best_params, [round(m, 2) for m in model.avg_metrics]
@@ -349,8 +350,8 @@ class CrossValidator(_Tuning):
             bad = (f != np.floor(f)) | (f < 0) | (f >= k)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{owner}: column '{self.fold_col}' (parameter 'fold_col') holds {float(f[row])!r} at row "
-                                 f"{row}; folds must be integers in [0, {k - 1}] (num_folds = {k})")
+                raise ValueError(f"{owner}: column '{self.fold_col}' (parameter 'fold_col') holds {float(f[row])!r} "
+                                 f"at row {row}; folds must be integers in [0, {k - 1}] (num_folds = {k})")
             fold = f.astype(np.int64)
             empty = [i for i in range(k) if not (fold == i).any()]
             if empty:
@@ -375,7 +376,8 @@ class CrossValidator(_Tuning):
         best = self._best(avg)
         model = _candidate(self.estimator, self._maps[best]).fit(t)
         out = CrossValidatorModel(best_model=model, param_maps=_readable(self.estimator, self._maps))
-        return out.set_model_data(pa.table({"avg_metrics": avg, "std_metrics": std, "best": np.arange(len(avg)) == best}))
+        best_mask = np.arange(len(avg)) == best
+        return out.set_model_data(pa.table({"avg_metrics": avg, "std_metrics": std, "best": best_mask}))
 
 
 class TrainValidationSplit(_Tuning):
@@ -459,8 +461,8 @@ class _TuningModel(Model):
         if self.param_maps and t.num_rows != len(self.param_maps):
             raise ValueError(f"{type(self).__name__}: model data has {t.num_rows} rows for {len(self.param_maps)} "
                              f"param maps; one row per candidate")
-        if "best" not in t.column_names or t.column("best").null_count or not pa.types.is_boolean(t.column("best").type) \
-                or sum(t.column("best").to_pylist()) != 1:
+        best = t.column("best") if "best" in t.column_names else None
+        if best is None or best.null_count or not pa.types.is_boolean(best.type) or sum(best.to_pylist()) != 1:
             raise ValueError(f"{type(self).__name__}: model data needs a boolean column 'best' marking exactly one "
                              f"candidate, the chosen one")
         self._metrics = np.asarray(t.column(self._METRIC).to_numpy(zero_copy_only=False), dtype=np.float64)
