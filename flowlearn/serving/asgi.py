@@ -254,9 +254,10 @@ def build_app(server: "PredictionServer") -> Any:
     from flowlearn.serving import oip
     from flowlearn.serving.openapi import openapi_document
 
+    # /model and /openapi.json are cheap (the model's input schema is computed once per version):
+    # answered on the loop, so that a server busy predicting still describes itself
     async def model(request: Request) -> Response:
-        doc = await run_job(server, server.model_document)
-        return Response(dumps(doc), media_type="application/json")
+        return Response(dumps(server.model_document()), media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         version = server.predictor.model_version
@@ -269,8 +270,7 @@ def build_app(server: "PredictionServer") -> Any:
         return Response(server.metrics.render(), media_type=PROMETHEUS)
 
     async def openapi(request: Request) -> Response:
-        doc = await run_job(server, openapi_document, server)
-        return Response(dumps(doc), media_type="application/json")
+        return Response(dumps(openapi_document(server)), media_type="application/json")
 
     predict = PredictEndpoint(server)
     routes = [
@@ -443,6 +443,7 @@ def run_uvicorn(server: "PredictionServer", started: Any, errors: list) -> None:
     asyncio.set_event_loop(loop)
     protocol = type("ServerProtocol", (JSONErrorProtocol,), {"flowlearn_server": server})
     config = uvicorn.Config(build_app(server), http=protocol, lifespan="off", access_log=False, log_config=None,
+                            proxy_headers=False,
                             timeout_keep_alive=max(1, int(server.request_timeout)), server_header=False,
                             headers=[("server", f"flowlearn/{__version__}")], timeout_graceful_shutdown=5)
     uv = uvicorn.Server(config)
