@@ -40,14 +40,10 @@ from flowlearn.linalg import SPARSE_VECTOR, SparseVector, dense_vector_type, fro
 from flowlearn.params import (REQUIRED, HasFeaturesCol, HasInputCol, HasLabelCol, HasOutputCol, Param, gt_eq,
                               in_array)
 
+# The statistic kernels (anova_f_test, anova_f_from_groups, f_regression_test,
+# f_regression_from_moments, chi2_independence_test, chi2_from_contingency, select_by_p_values) are
+# imported from this module by name; fl.feature exports only the stages.
 __all__ = [
-    "anova_f_test",
-    "anova_f_from_groups",
-    "f_regression_test",
-    "f_regression_from_moments",
-    "chi2_independence_test",
-    "chi2_from_contingency",
-    "select_by_p_values",
     "UnivariateFeatureSelector",
     "UnivariateFeatureSelectorModel",
     "VarianceThresholdSelector",
