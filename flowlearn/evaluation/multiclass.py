@@ -23,7 +23,7 @@ from flowlearn.linalg import is_vector_type
 from flowlearn.params import (HasLabelCol, HasPredictionCol, HasRawPredictionCol, HasWeightCol, Param, gt, gt_eq,
                               in_array, in_range)
 
-__all__ = ["MulticlassClassificationEvaluator", "multiclass_metrics", "MULTICLASS_METRICS_NAMES"]
+__all__ = ["MulticlassClassificationEvaluator", "multiclass_evaluator_metrics", "MULTICLASS_METRICS_NAMES"]
 
 MULTICLASS_METRICS_NAMES = [
     "f1", "accuracy", "weightedPrecision", "weightedRecall", "weightedTruePositiveRate",
@@ -180,8 +180,8 @@ class MulticlassClassificationEvaluator(HasLabelCol, HasPredictionCol, HasRawPre
         pred = numeric_column(t, self.prediction_col, stage, param="prediction_col") if need_pred else None
         proba = self._probabilities(t, label) if "logLoss" in names else None
         self._require_rows(t, w)
-        return multiclass_metrics(label, pred, w, names, metric_label=self.metric_label, beta=self.beta,
-                                  eps=self.eps, probability=proba)
+        return multiclass_evaluator_metrics(label, pred, w, names, metric_label=self.metric_label, beta=self.beta,
+                                            eps=self.eps, probability=proba)
 
     def _probabilities(self, t: pa.Table, label: np.ndarray) -> np.ndarray:
         stage = type(self).__name__
@@ -199,15 +199,16 @@ class MulticlassClassificationEvaluator(HasLabelCol, HasPredictionCol, HasRawPre
         return p
 
 
-def multiclass_metrics(label: np.ndarray, prediction: np.ndarray | None, weight: np.ndarray | None = None,
-                       names: list[str] | None = None, metric_label: float = 0.0, beta: float = 1.0,
-                       eps: float = 1e-15, probability: np.ndarray | None = None) -> dict[str, float]:
+def multiclass_evaluator_metrics(label: np.ndarray, prediction: np.ndarray | None,
+                                 weight: np.ndarray | None = None, names: list[str] | None = None,
+                                 metric_label: float = 0.0, beta: float = 1.0, eps: float = 1e-15,
+                                 probability: np.ndarray | None = None) -> dict[str, float]:
     """The metrics of :class:`MulticlassClassificationEvaluator` from arrays (one weighted
     confusion matrix over the labels seen in either array).
 
     Example:
         >>> import numpy as np
-        >>> m = multiclass_metrics(np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0]))
+        >>> m = multiclass_evaluator_metrics(np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0]))
         >>> round(m["accuracy"], 4), round(m["weightedRecall"], 4)
         (0.6667, 0.6667)
     """
@@ -218,7 +219,7 @@ def multiclass_metrics(label: np.ndarray, prediction: np.ndarray | None, weight:
     out: dict[str, float] = {}
     if "logLoss" in names:
         if probability is None:
-            raise ValueError("multiclass_metrics: 'logLoss' needs the class probabilities")
+            raise ValueError("multiclass_evaluator_metrics: 'logLoss' needs the class probabilities")
         p = probability[np.arange(len(label)), label.astype(np.int64)]
         out["logLoss"] = float(np.dot(w, -np.log(np.maximum(p, eps))) / total)
     if all(n == "logLoss" for n in names):

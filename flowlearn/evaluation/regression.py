@@ -15,7 +15,7 @@ from flowlearn.data.columns import numeric_column
 from flowlearn.evaluation.multiclass import _MetricsEvaluator
 from flowlearn.params import HasLabelCol, HasPredictionCol, HasWeightCol, Param, in_array
 
-__all__ = ["RegressionEvaluator", "regression_metrics", "REGRESSION_METRICS_NAMES"]
+__all__ = ["RegressionEvaluator", "regression_evaluator_metrics", "REGRESSION_METRICS_NAMES"]
 
 REGRESSION_METRICS_NAMES = ["rmse", "mse", "r2", "mae", "var"]
 
@@ -65,16 +65,16 @@ class RegressionEvaluator(HasLabelCol, HasPredictionCol, HasWeightCol, _MetricsE
         p = numeric_column(t, self.prediction_col, stage, param="prediction_col")
         w = self._weights(t)
         self._require_rows(t, w)
-        return regression_metrics(y, p, w, through_origin=self.through_origin)
+        return regression_evaluator_metrics(y, p, w, through_origin=self.through_origin)
 
 
-def regression_metrics(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None,
-                       through_origin: bool = False) -> dict[str, float]:
+def regression_evaluator_metrics(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None,
+                                 through_origin: bool = False) -> dict[str, float]:
     """The metrics of :class:`RegressionEvaluator` from arrays.
 
     Example:
         >>> import numpy as np
-        >>> regression_metrics(np.array([0.0, 2.0]), np.array([1.0, 1.0]))["r2"]
+        >>> regression_evaluator_metrics(np.array([0.0, 2.0]), np.array([1.0, 1.0]))["r2"]
         0.0
     """
     w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
