@@ -9,7 +9,9 @@ pipelines, cycled). A load client in another child process (asyncio on uvloop, r
 comes first, and records each answer's status, latency and ``model_version``.
 
 Printed per server: predictions/s, errors (non-200 answers and failed connections), p50 / p99 /
-max latency, the versions seen, and whether every answered version is one that was published.
+max latency, the versions seen, whether every answered version is one that was published, and
+the CPU the server and the load client used (fractions of one core). The script exits with
+status 1 when a server answered an error or a version that was never published.
 The same run then does the same against the previous server (the standard library's
 ``http.server``): the ``flowlearn`` package of the last commit whose ``flowlearn/serving/http.py``
 uses ``ThreadingHTTPServer``, extracted with ``git archive`` into a temporary directory and put
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tarfile
@@ -97,6 +100,13 @@ asyncio.run(main())
 '''
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fit_models(n: int) -> list:
     import flowlearn as fl
 
@@ -163,9 +173,14 @@ def load(name: str, store_path: str, models: list, args: argparse.Namespace, pyt
         time.sleep(1.0)                         # let the server settle
         pub = threading.Thread(target=publisher, daemon=True)
         pub.start()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_cpu = _cpu_seconds(proc.pid)
         client = subprocess.run([sys.executable, "-c", CLIENT, "127.0.0.1", port, str(args.connections),
                                  str(args.duration), str(args.max_requests)], capture_output=True, text=True,
                                 timeout=args.duration + 120)
+        server_cpu = _cpu_seconds(proc.pid) - server_cpu
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         stop.set()
         pub.join()
     finally:
@@ -186,10 +201,12 @@ def load(name: str, store_path: str, models: list, args: argparse.Namespace, pyt
         n for s, n in r["statuses"].items() if s != "200"), "p50": float(np.percentile(lat, 50)) if lat.size else 0,
            "p99": float(np.percentile(lat, 99)) if lat.size else 0, "max": float(lat.max()) if lat.size else 0,
            "versions": len(seen), "published": len(published), "unpublished": sorted(seen - published),
-           "samples": r["errors"][:3], "elapsed": r["elapsed"]}
+           "samples": r["errors"][:3], "elapsed": r["elapsed"], "server_cpu": server_cpu / r["elapsed"],
+           "client_cpu": client_cpu / r["elapsed"]}
     print(f"{name:10s} {out['rate']:10.0f} {out['ok']:9d} {out['errors']:7d} {out['p50']:8.2f} {out['p99']:8.2f} "
           f"{out['max']:8.1f} {out['versions']:5d}/{out['published']:<5d} "
-          f"{'yes' if not out['unpublished'] else 'NO: ' + str(out['unpublished'][:5])}", flush=True)
+          f"{'yes' if not out['unpublished'] else 'NO: ' + str(out['unpublished'][:5]):>13s} "
+          f"{out['server_cpu']:6.0%} {out['client_cpu']:6.0%}", flush=True)
     if out["samples"]:
         print(f"           error samples: {out['samples']}")
     return out
@@ -211,7 +228,7 @@ def main() -> None:
           f"{args.max_requests} requests), a new version every {args.publish_interval:g} s; {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} before the run")
     print(f"{'server':10s} {'pred/s':>10s} {'answers':>9s} {'errors':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} "
-          f"{'versions':>11s} all published")
+          f"{'versions':>11s} all published server client (CPU, of one core)")
     results = []
     with tempfile.TemporaryDirectory() as d:
         ModelStore(os.path.join(d, "store-new")).publish(models[0])
@@ -224,6 +241,9 @@ def main() -> None:
     if len(results) == 2 and results[1]["rate"]:
         print(f"ratio: {results[0]['rate'] / results[1]['rate']:.1f}x the predictions/s of the http.server server; "
               f"p99 {results[0]['p99']:.1f} ms vs {results[1]['p99']:.1f} ms")
+    bad = [r["name"] for r in results if r["errors"] or r["unpublished"]]
+    if bad:
+        raise SystemExit(f"errors or answers from versions never published: {bad}")
 
 
 if __name__ == "__main__":
