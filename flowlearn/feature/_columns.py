@@ -100,6 +100,10 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
 def is_string_list(t: pa.DataType) -> bool:
     return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
         _is_string(t.value_type) or pa.types.is_null(t.value_type))
@@ -127,6 +131,10 @@ def string_list_array(t: pa.Table, name: str, stage: str, param: str = "input_co
     arr = combined(t.column(name))
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), pa.list_(pa.string()))
+    if _is_list(arr.type) and not is_string_list(arr.type) and len(arr.flatten()) == 0:
+        # lists without a single element, typed otherwise (fl.table reads [[]] as an empty vector)
+        return list_from_parts(np.zeros(len(arr), dtype=np.int64), pa.array([], pa.string()),
+                               arr.is_valid() if arr.null_count else None)
     if not is_string_list(arr.type):
         raise TypeError(f"{stage}: column '{name}' (parameter '{param}') has type {arr.type}, expected a column of "
                         f"string lists (list<string>), such as Tokenizer's output")

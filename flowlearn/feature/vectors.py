@@ -428,7 +428,7 @@ class Interaction(HasInputCols, HasOutputCol, Transformer):
         else:
             y = xs[0]
             for x in xs[1:]:
-                y = (y[:, :, None] * x[:, None, :]).reshape(rows, -1)
+                y = (y[:, :, None] * x[:, None, :]).reshape(rows, y.shape[1] * x.shape[1])
             y = np.ascontiguousarray(y, dtype=np.float64)
         return _put(t, self.output_col, y)
 
