@@ -181,22 +181,7 @@ def test_all_null_column_keep():
 # ---------------------------------------------------------------------------------- persistence
 
 
-def test_save_load_round_trip(tmp_path, iris):
-    b = fs.Bucketizer(input_cols=["sl"], output_cols=["o"], splits_array=[[-math.inf, 5.0, 6.0, math.inf]],
-                      handle_invalid="skip")
-    b.save(str(tmp_path / "b"))
-    loaded = fl.load(str(tmp_path / "b"))
-    assert type(loaded) is fs.Bucketizer and loaded.get_params() == b.get_params()
-    assert loaded.transform(iris).equals(b.transform(iris))
-
-
 # ----------------------------------------------------------------------------- empty / bad input
-
-
-def test_empty_input():
-    t = pa.table({"a": pa.array([], pa.float64())})
-    out = fs.Bucketizer(input_cols=["a"], output_cols=["b"], splits_array=[[0, 1, 2]]).transform(t)
-    assert out.num_rows == 0 and out.schema.field("b").type == pa.int32()
 
 
 def test_bad_input(iris):

@@ -193,19 +193,6 @@ def test_chunked_input(diabetes):
 # ---------------------------------------------------------------------- persistence / model data
 
 
-def test_save_load_round_trip(tmp_path, diabetes):
-    x, names = diabetes
-    t = table_of(x, names, nulls=True)
-    est = fs.Imputer(input_cols=names, output_cols=[n + "_o" for n in names], strategy="median")
-    est.save(str(tmp_path / "est"))
-    loaded_est = fl.load(str(tmp_path / "est"))
-    assert loaded_est.get_params()["strategy"] == "median" and math.isnan(loaded_est.missing_value)
-    model = est.fit(t)
-    model.save(str(tmp_path / "m"))
-    loaded = fl.load(str(tmp_path / "m"))
-    assert type(loaded) is fs.ImputerModel and loaded.transform(t).equals(model.transform(t))
-
-
 def test_get_set_model_data(iris):
     x, names = iris
     t = table_of(x, names)
@@ -228,16 +215,6 @@ def test_get_set_model_data(iris):
 
 
 # ----------------------------------------------------------------------------- empty / bad input
-
-
-def test_empty_input(iris):
-    x, names = iris
-    model = fs.Imputer(input_cols=names, output_cols=[n + "_o" for n in names]).fit(table_of(x, names))
-    out = model.transform(table_of(x[:0], names))
-    assert out.num_rows == 0 and out.column_names == names + [n + "_o" for n in names]
-    assert all(out.schema.field(n + "_o").type == pa.float64() for n in names)
-    with pytest.raises(ValueError, match="Imputer: fit needs at least one row"):
-        fs.Imputer(input_cols=names, output_cols=names).fit(table_of(x[:0], names))
 
 
 def test_bad_input():

@@ -90,17 +90,6 @@ def test_sparse_and_dense_fit_agree(digits):
     np.testing.assert_array_equal(a.column("max_vector")[0].as_py(), np.abs(digits).max(axis=0))
 
 
-def test_save_load_round_trip(tmp_path, wine):
-    t = dense_table(wine)
-    est = fs.MaxAbsScaler(input_col="features", output_col="m")
-    est.save(str(tmp_path / "est"))
-    assert fl.load(str(tmp_path / "est")).get_params() == est.get_params()
-    model = est.fit(t)
-    model.save(str(tmp_path / "m"))
-    loaded = fl.load(str(tmp_path / "m"))
-    assert type(loaded) is fs.MaxAbsScalerModel and loaded.transform(t).equals(model.transform(t))
-
-
 def test_get_set_model_data(wine):
     t = dense_table(wine)
     model = fs.MaxAbsScaler(input_col="features").fit(t)

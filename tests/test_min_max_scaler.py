@@ -158,18 +158,6 @@ def test_sparse_implicit_zero_counts_in_min():
 # ---------------------------------------------------------------------- persistence / model data
 
 
-def test_save_load_round_trip(tmp_path, iris):
-    t = dense_table(iris)
-    est = fs.MinMaxScaler(input_col="features", min=-2.0, max=2.0)
-    est.save(str(tmp_path / "est"))
-    assert fl.load(str(tmp_path / "est")).get_params() == est.get_params()
-    model = est.fit(t)
-    model.save(str(tmp_path / "m"))
-    loaded = fl.load(str(tmp_path / "m"))
-    assert type(loaded) is fs.MinMaxScalerModel and loaded.get_params() == model.get_params()
-    assert loaded.transform(t).equals(model.transform(t))
-
-
 def test_get_set_model_data(iris):
     t = dense_table(iris)
     model = fs.MinMaxScaler(input_col="features").fit(t)

@@ -124,14 +124,6 @@ def test_fit_rejects_non_index_values():
         est.fit({"x": fl.linalg.from_csr(np.eye(2))})
 
 
-def test_empty_input():
-    est = OneHotEncoder(input_cols=["x"], output_cols=["v"])
-    with pytest.raises(ValueError, match="OneHotEncoder: fit needs at least one row"):
-        est.fit(pa.table({"x": pa.array([], pa.float64())}))
-    out = est.fit({"x": [0.0, 1.0]}).transform(pa.table({"x": pa.array([], pa.float64())}))
-    assert out.num_rows == 0 and is_sparse(out.schema.field("v").type)
-
-
 def test_save_load_and_model_data(tmp_path, solar):
     est = OneHotEncoder(input_cols=SOLAR_INT[:2], output_cols=["v1", "v2"], drop_last=False)
     est.save(str(tmp_path / "est"))

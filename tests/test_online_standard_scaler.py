@@ -519,18 +519,6 @@ def test_model_data_format_and_get_set(wine):
         {"input": wine}))
 
 
-def test_save_load_round_trip(tmp_path, wine):
-    model = OnlineStandardScaler(with_mean=True, window_rows=60, output_col="z").fit({"input": wine})
-    model.save(str(tmp_path / "m"))
-    loaded = fl.load(str(tmp_path / "m"))
-    assert isinstance(loaded, OnlineStandardScalerModel) and loaded.get_params() == model.get_params()
-    assert loaded.transform({"input": wine}).equals(model.transform({"input": wine}))
-    est = OnlineStandardScaler(windows="processing_time", window_seconds=2.5, time_col="ts")
-    est.save(str(tmp_path / "e"))
-    est2 = fl.load(str(tmp_path / "e"))
-    assert isinstance(est2, OnlineStandardScaler) and est2.get_params() == est.get_params()
-
-
 # ---------------------------------------------------------------------------- sparse, row kernel
 
 

@@ -62,21 +62,6 @@ def test_param_defaults_and_set():
     assert (s2.with_std, s2.output_col) == (False, "o")
 
 
-def test_bad_params():
-    with pytest.raises(ValueError, match="StandardScaler: parameter 'with_mean' = 'yes' has type str, expected bool"):
-        fs.StandardScaler(with_mean="yes")
-    with pytest.raises(ValueError, match="parameter 'input_col' = 3 has type int, expected str"):
-        fs.StandardScaler(input_col=3)
-    with pytest.raises(TypeError, match="StandardScaler has no parameter 'withMean'; valid parameters: input_col"):
-        fs.StandardScaler(withMean=True)
-
-
-def test_model_inherits_params(wine):
-    m = fs.StandardScaler(input_col="features", output_col="s", with_mean=True, with_std=False).fit(dense_table(wine))
-    assert isinstance(m, fs.StandardScalerModel)
-    assert m.get_params() == {"input_col": "features", "output_col": "s", "with_mean": True, "with_std": False}
-
-
 # ----------------------------------------------------------------------------- fit / transform
 
 
@@ -181,19 +166,6 @@ def test_sparse_and_dense_fit_agree(digits):
 
 
 # ---------------------------------------------------------------------- persistence / model data
-
-
-def test_save_load_round_trip(tmp_path, wine):
-    t = dense_table(wine)
-    est = fs.StandardScaler(input_col="features", output_col="z", with_mean=True)
-    est.save(str(tmp_path / "est"))
-    loaded_est = fl.load(str(tmp_path / "est"))
-    assert type(loaded_est) is fs.StandardScaler and loaded_est.get_params() == est.get_params()
-    model = est.fit(t)
-    model.save(str(tmp_path / "model"))
-    loaded = fl.load(str(tmp_path / "model"))
-    assert type(loaded) is fs.StandardScalerModel and loaded.get_params() == model.get_params()
-    assert loaded.transform(t).equals(model.transform(t))
 
 
 def test_get_set_model_data(wine):

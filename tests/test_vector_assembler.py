@@ -149,14 +149,6 @@ def test_empty_input():
     assert out.schema.field("assembledVec").type == fl.linalg.dense_vector_type(3)
 
 
-def test_save_load(tmp_path):
-    va = assembler(handle_invalid="skip")
-    va.save(str(tmp_path / "va"))
-    loaded = fl.load(str(tmp_path / "va"))
-    assert isinstance(loaded, VectorAssembler) and loaded.get_params() == va.get_params()
-    np.testing.assert_array_equal(dense_rows(loaded.transform(flink_table())), [FLINK_1, FLINK_2, FLINK_3])
-
-
 def _row_dicts(t: pa.Table, sparse_cols=()):
     rows = []
     for r in t.to_pylist():

@@ -359,7 +359,9 @@ class _Checker:
                 assert type(model) is type(self.op) and _same_params(model.get_params(), self.op.get_params())
             else:
                 model = loaded
-            _assert_same_table(self.transform(model), want, f"a loaded {self.op_name} vs the saved one")
+            got = self.transform(model)
+            _assert_same_schema(got.schema, want.schema, f"a loaded {self.op_name} vs the saved one")
+            _assert_same_table(got, want, f"a loaded {self.op_name} vs the saved one")
         return "ok"
 
     def check_model_data(self) -> str:
