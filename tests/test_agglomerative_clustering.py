@@ -184,3 +184,11 @@ def test_bad_input_named():
         AgglomerativeClustering().transform({"features": [[0.0], [float("nan")]]})
     with pytest.raises(ValueError, match="'ts'"):
         AgglomerativeClustering(windows={"kind": "event_time", "size": 1.0, "time_col": "ts"}).transform(FLINK_INPUT)
+
+
+def test_doctests():
+    import doctest
+
+    import flowlearn.clustering.agglomerative as module
+
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

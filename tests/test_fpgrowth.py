@@ -168,3 +168,11 @@ def test_matches_spark(spark, data, min_support, min_confidence):
         assert ours[key] == pytest.approx((conf, lift, sup), rel=1e-15)
     q = pa.table({"items": pa.array(queries, pa.list_(pa.string()))})
     assert [sorted(p) for p in model.transform(q).column("prediction").to_pylist()] == pred
+
+
+def test_doctests():
+    import doctest
+
+    import flowlearn.recommendation.fpgrowth as module
+
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -154,3 +154,11 @@ def test_bad_input_named():
         pa.float64()
     with pytest.raises(ValueError, match="model data has not been set"):
         KnnModel().transform({"features": [[1.0]]})
+
+
+def test_doctests():
+    import doctest
+
+    import flowlearn.classification.knn as module
+
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -147,3 +147,11 @@ def test_bad_input_named():
         Swing().output_schema(pa.schema([("user", pa.int64())]))
     assert Swing().output_schema(pa.schema([("user", pa.int32()), ("item", pa.int64())])) == pa.schema(
         [("item", pa.int64()), ("output", pa.string())])
+
+
+def test_doctests():
+    import doctest
+
+    import flowlearn.recommendation.swing as module
+
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -7,9 +7,10 @@ product (``|x|^2 + |t|^2 - 2 x.t``, Flink ML's formula), dense or sparse.
 
 Example:
     >>> import flowlearn as fl
+    >>> from flowlearn.classification.knn import Knn
     >>> train = fl.table({"features": [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [9.0, 9.0], [9.0, 8.0], [8.0, 9.0]],
     ...                   "label": [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]})
-    >>> model = fl.classification.Knn(k=3).fit(train)
+    >>> model = Knn(k=3).fit(train)
     >>> model.transform({"features": [[0.5, 0.5], [8.5, 8.5]]}).column("prediction").to_pylist()
     [0.0, 1.0]
 """
@@ -152,8 +153,9 @@ class Knn(_KnnParams, OnePassEstimator):
 
     Example:
         >>> import flowlearn as fl
+        >>> from flowlearn.classification.knn import Knn
         >>> train = fl.table({"features": [[0.0], [1.0], [10.0], [11.0]], "label": [1, 1, 2, 2]})
-        >>> fl.classification.Knn(k=1).fit(train).transform({"features": [[2.0]]}).column("prediction").to_pylist()
+        >>> Knn(k=1).fit(train).transform({"features": [[2.0]]}).column("prediction").to_pylist()
         [1.0]
     """
 
@@ -204,8 +206,8 @@ class KnnModel(_KnnModelParams, Model):
     ====================  ==========================  =================================
 
     Example:
-        >>> import flowlearn as fl
-        >>> m = fl.classification.KnnModel(k=1).set_model_data(
+        >>> from flowlearn.classification.knn import KnnModel
+        >>> m = KnnModel(k=1).set_model_data(
         ...     {"features": [[0.0, 0.0], [5.0, 5.0]], "feature_norm_squares": [0.0, 50.0], "labels": [3.0, 7.0]})
         >>> m.transform({"features": [[4.0, 4.0]]}).column("prediction").to_pylist()
         [7.0]

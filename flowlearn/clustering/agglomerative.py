@@ -13,8 +13,9 @@ processing time, so the operator also runs on an unbounded stream.
 
 Example:
     >>> import flowlearn as fl
+    >>> from flowlearn.clustering.agglomerative import AgglomerativeClustering
     >>> t = fl.table({"features": [[1.0, 1.0], [1.0, 4.0], [1.0, 0.0], [4.0, 1.5], [4.0, 4.0], [4.0, 0.0]]})
-    >>> rows, merges = fl.clustering.AgglomerativeClustering(linkage="ward", num_clusters=2).transform(t)
+    >>> rows, merges = AgglomerativeClustering(linkage="ward", num_clusters=2).transform(t)
     >>> rows.column("prediction").to_pylist()
     [0, 1, 0, 0, 1, 0]
     >>> merges.column("size_of_merged_cluster").to_pylist()
@@ -286,8 +287,9 @@ class AgglomerativeClustering(_AgglomerativeClusteringParams, AlgoOperator):
 
     Example:
         >>> import flowlearn as fl
+        >>> from flowlearn.clustering.agglomerative import AgglomerativeClustering
         >>> t = fl.table({"features": [[0.0], [0.5], [3.0], [3.2], [10.0]]})
-        >>> op = fl.clustering.AgglomerativeClustering(num_clusters=None, distance_threshold=1.0, linkage="single")
+        >>> op = AgglomerativeClustering(num_clusters=None, distance_threshold=1.0, linkage="single")
         >>> rows, merges = op.transform(t)
         >>> rows.column("prediction").to_pylist(), [round(d, 9) for d in merges.column("distance").to_pylist()]
         ([0, 0, 1, 1, 2], [0.2, 0.5])
