@@ -92,3 +92,11 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     frozen = float(summary.split("live log loss, frozen batch")[1].split()[0])
     best = float(summary.split("best achievable log loss")[1].split()[0])
     assert best < online < frozen
+
+
+def test_the_entry_point_is_callable_whichever_import_came_first():
+    import flowlearn.cli.main  # noqa: F401 - binds flowlearn.cli.main to the module
+    from flowlearn.cli import main
+
+    assert callable(main)
+    assert main(["version"]) == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import types
 
 from flowlearn._version import __version__
 
@@ -78,6 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return int(args.func(args) or 0)
 
+
+class _Command(types.ModuleType):
+    """This module is also the command: importing ``flowlearn.cli.main`` binds the package attribute
+    ``flowlearn.cli.main`` to the module, where the entry point ``flowlearn.cli:main`` looks for the
+    function, so calling the module runs :func:`main`."""
+
+    def __call__(self, argv: list[str] | None = None) -> int:
+        return main(argv)
+
+
+sys.modules[__name__].__class__ = _Command
 
 if __name__ == "__main__":
     sys.exit(main())
