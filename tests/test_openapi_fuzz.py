@@ -93,6 +93,13 @@ def test_the_document_describes_the_served_rows(live_server):
     assert row["properties"]["a"]["type"] == ["number"]            # handle_invalid="error": no null
     dense = row["properties"]["v"]["anyOf"][0]
     assert dense["minItems"] == dense["maxItems"] == 3 and dense["items"] == {"type": "number"}
+    # the answered rows: the classifier's output columns with their types
+    ok = doc["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"][0]
+    answered = ok["properties"]["prediction"]["anyOf"][0]
+    assert answered["required"] == ["prediction", "raw_prediction"]
+    raw = answered["properties"]["raw_prediction"]
+    assert raw["type"] == "array" and raw["minItems"] == raw["maxItems"] == 2
+    assert answered["properties"]["prediction"]["anyOf"][0] == {"type": "number"}
     assert set(doc["paths"]) >= {"/predict", "/model", "/healthz", "/metrics", "/v2/health/live",
                                  "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
                                  "/v2/models/{name}/infer"}

@@ -29,8 +29,6 @@ __all__ = ["openapi_document"]
 _ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
           "properties": {"error": {"type": "string", "description": "What is wrong: the row, the column, the rule."}}}
 _VERSION = {"type": ["integer", "null"], "description": "The model version that answered (null: not from a store)."}
-_PREDICTION = {"anyOf": [{"type": "object"}, {"type": "null"}],
-               "description": "The output columns (and more on request); null for a row a stage skipped."}
 
 
 def _json(schema: dict, description: str) -> dict:
@@ -45,10 +43,51 @@ def _errors(*codes: int) -> dict:
     return {str(c): _json({"$ref": "#/components/schemas/Error"}, what[c]) for c in codes}
 
 
+_FLOAT = {"anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]}
+
+
+def _value_schema(t: Any) -> dict:
+    """The JSON Schema of an answered value of Arrow type ``t`` (non-finite floats are strings)."""
+    import pyarrow as pa
+
+    from flowlearn.linalg import is_sparse
+    from flowlearn.serving.schema import _SPARSE_SCHEMA
+
+    if pa.types.is_floating(t):
+        return _FLOAT
+    if pa.types.is_integer(t):
+        return {"type": "integer"}
+    if pa.types.is_boolean(t):
+        return {"type": "boolean"}
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return {"type": "string"}
+    if pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type):
+        return {"type": "array", "items": _FLOAT, "minItems": t.list_size, "maxItems": t.list_size}
+    if is_sparse(t):
+        return {**_SPARSE_SCHEMA, "properties": {**_SPARSE_SCHEMA["properties"],
+                                                 "values": {"type": "array", "items": _FLOAT}}}
+    return {}
+
+
+def _prediction_schema(server: "PredictionServer", io: Any) -> dict:
+    """An answered row: the output columns with their types (from the model run on an empty table
+    of its input schema), others (asked for with include_inputs / include_intermediates) free."""
+    from flowlearn.serving.oip import output_types
+
+    types = output_types(server, server.predictor.model, io)
+    outputs = io.outputs if io.outputs is not None else []
+    props = {c: {**_value_schema(types[c]), "description": "an output column"} for c in outputs if c in types}
+    props["model_version"] = {"type": "integer", "description": "the version that predicted the row"}
+    return {"anyOf": [{"type": "object", "required": [c for c in outputs if c in types], "properties": props},
+                      {"type": "null"}],
+            "description": "The output columns (and more on request); null for a row a stage skipped."}
+
+
 def openapi_document(server: "PredictionServer") -> dict:
     """The OpenAPI document of ``server`` for the model it serves now."""
     io = server.model_io()
     row = row_json_schema(io)
+    prediction = _prediction_schema(server, io)
     batch_limit = {"maxItems": server.max_rows}
     flag = {"type": "boolean", "default": False}
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
@@ -126,9 +165,9 @@ def openapi_document(server: "PredictionServer") -> dict:
                 "responses": {
                     "200": _json({"anyOf": [
                         {"type": "object", "required": ["prediction", "model_version"], "additionalProperties": False,
-                         "properties": {"prediction": _PREDICTION, "model_version": _VERSION}},
+                         "properties": {"prediction": prediction, "model_version": _VERSION}},
                         {"type": "object", "required": ["predictions", "model_version"], "additionalProperties": False,
-                         "properties": {"predictions": {"type": "array", "items": _PREDICTION},
+                         "properties": {"predictions": {"type": "array", "items": prediction},
                                         "model_version": _VERSION}}]}, "The predictions"),
                     **_errors(400, 408, 411, 413, 503)}}},
             "/model": {"get": {"summary": "The served model: stages, params, input columns and types, outputs",
