@@ -28,6 +28,7 @@ Example:
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
@@ -129,8 +130,39 @@ def f_regression_test(x: np.ndarray | sps.spmatrix, y: np.ndarray) -> tuple[np.n
     return f_regression_from_moments(*_regression_moments(x, np.asarray(y, dtype=np.float64)))
 
 
+@numba.njit(cache=True)
+def _dense_co_moments(x, y):
+    """``(mean_x, m2_x, c_xy, mean_y, m2_y)`` of a row-major 2-D ``x`` and ``y``: two passes over
+    the rows (means, then deviations), without the temporaries NumPy's expressions allocate."""
+    n, d = x.shape
+    mx = np.zeros(d)
+    my = 0.0
+    for i in range(n):
+        my += y[i]
+        for j in range(d):
+            mx[j] += x[i, j]
+    my /= n
+    for j in range(d):
+        mx[j] /= n
+    m2x = np.zeros(d)
+    cxy = np.zeros(d)
+    m2y = 0.0
+    for i in range(n):
+        dy = y[i] - my
+        m2y += dy * dy
+        for j in range(d):
+            dx = x[i, j] - mx[j]
+            m2x[j] += dx * dx
+            cxy[j] += dx * dy
+    return mx, m2x, cxy, my, m2y
+
+
 def _regression_moments(x: np.ndarray | sps.spmatrix, y: np.ndarray) -> tuple:
     n = x.shape[0]
+    if not sps.issparse(x):
+        mx, m2x, cxy, my, m2y = _dense_co_moments(np.ascontiguousarray(x, dtype=np.float64),
+                                                  np.ascontiguousarray(y, dtype=np.float64))
+        return n, mx, float(my), m2x, float(m2y), cxy
     n_, mean_x, m2_x = _moments(x)
     mean_y = float(y.mean())
     yc = y - mean_y
