@@ -159,6 +159,14 @@ def test_event_time_windows_table_and_stream(iris_x):
     assert srows.to_table().equals(rows) and smerges.to_table().equals(merges)
 
 
+def test_cosine_zero_vector_is_at_distance_one():
+    # 1 - cos is undefined for a zero vector (Flink ML: NaN); here it is at distance 1 from every row
+    _, merges = AgglomerativeClustering(linkage="single", distance_measure="cosine", compute_full_tree=True)\
+        .transform({"features": [[1.0, 0.0], [0.0, 0.0], [2.0, 0.0]]})
+    assert merges.to_pydict() == {"cluster_id1": [0, 1], "cluster_id2": [2, 3], "distance": [0.0, 1.0],
+                                  "size_of_merged_cluster": [2, 3]}
+
+
 def test_fewer_rows_than_clusters_and_empty():
     rows, merges = AgglomerativeClustering(num_clusters=5).transform({"features": [[0.0], [1.0]]})
     assert rows.column("prediction").to_pylist() == [0, 1] and merges.num_rows == 0

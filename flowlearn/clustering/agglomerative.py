@@ -201,11 +201,13 @@ def _distances(x: np.ndarray, measure: str) -> np.ndarray:
         return pdist(x, "cityblock")
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))
     unit = np.divide(x, norms[:, None], out=np.zeros_like(x), where=norms[:, None] > 0)
-    sim = unit @ unit.T
-    sim[norms == 0, :] = 0.0
-    sim[:, norms == 0] = 0.0
-    iu = np.triu_indices(len(x), k=1)
-    return 1.0 - sim[iu]
+    d = pdist(unit, "sqeuclidean") * 0.5           # |u - v|^2 / 2 = 1 - cos for unit vectors
+    n = len(x)
+    for z in np.flatnonzero(norms == 0).tolist():   # a zero vector is at distance 1 from every row
+        i = np.arange(z)
+        d[n * i - i * (i + 1) // 2 + z - i - 1] = 1.0
+        d[n * z - z * (z + 1) // 2 + np.arange(n - z - 1)] = 1.0
+    return d
 
 
 def linkage_tree(x: np.ndarray, linkage: str = "ward", distance_measure: str = "euclidean") -> np.ndarray:
