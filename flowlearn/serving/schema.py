@@ -10,8 +10,8 @@ document and ``GET /model``, to answer with the output columns only, and for the
 Protocol's model metadata.
 
 Columns a stage reads come from its ``input_col``, ``input_cols`` and ``features_col`` params,
-columns it writes from ``output_col``, ``output_cols``, ``prediction_col`` and
-``raw_prediction_col``. The kind comes from the stage: ``VectorAssembler`` declares each input's
+columns it writes from ``output_col``, ``output_cols``, ``prediction_col``,
+``raw_prediction_col`` and ``model_version_col``. The kind comes from the stage: ``VectorAssembler`` declares each input's
 size (1: a number), ``StringIndexerModel`` and ``FeatureHasher`` read categories, the
 numeric feature stages (``Bucketizer``, ``ImputerModel``, ``OneHotEncoderModel``,
 ``IndexToStringModel``) numbers, a ``features_col`` and a scaler's ``input_col`` a vector; any
@@ -45,7 +45,7 @@ from flowlearn.linalg import SparseVector
 __all__ = ["InputColumn", "ModelIO", "RowError", "model_io", "check_row", "check_columns", "row_json_schema"]
 
 _READS = ("input_col", "input_cols", "features_col")
-_WRITES = ("output_col", "output_cols", "prediction_col", "raw_prediction_col")
+_WRITES = ("output_col", "output_cols", "prediction_col", "raw_prediction_col", "model_version_col")
 _NUMBER_STAGES = ("Bucketizer", "ImputerModel", "OneHotEncoderModel", "IndexToStringModel")
 _CATEGORY_STAGES = ("StringIndexerModel", "FeatureHasher")
 _KIND_TEXT = {"number": "a number", "vector": "a vector", "category": "a string, number or boolean",
