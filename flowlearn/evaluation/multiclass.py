@@ -199,6 +199,24 @@ class MulticlassClassificationEvaluator(HasLabelCol, HasPredictionCol, HasRawPre
         return p
 
 
+def _class_codes(label: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The classes seen in either array (sorted) and each array's index into them. Class indices
+    (small non-negative integers, the usual case) are counted in O(n); anything else is sorted."""
+    lo = min(label.min(), prediction.min())
+    hi = max(label.max(), prediction.max())
+    if lo >= 0 and hi < 1 << 20:
+        li, pi = label.astype(np.int64), prediction.astype(np.int64)
+        if (li == label).all() and (pi == prediction).all():
+            seen = np.bincount(li, minlength=int(hi) + 1) + np.bincount(pi, minlength=int(hi) + 1)
+            present = np.flatnonzero(seen)
+            index = np.zeros(int(hi) + 1, dtype=np.int64)
+            index[present] = np.arange(len(present))
+            return present.astype(np.float64), index[li], index[pi]
+    classes, codes = np.unique(np.concatenate([label, prediction]), return_inverse=True)
+    codes = codes.ravel()
+    return classes, codes[:len(label)], codes[len(label):]
+
+
 def multiclass_evaluator_metrics(label: np.ndarray, prediction: np.ndarray | None,
                                  weight: np.ndarray | None = None, names: list[str] | None = None,
                                  metric_label: float = 0.0, beta: float = 1.0, eps: float = 1e-15,
@@ -214,20 +232,20 @@ def multiclass_evaluator_metrics(label: np.ndarray, prediction: np.ndarray | Non
     """
     if names is None:  # every metric the arrays given allow
         names = [n for n in MULTICLASS_METRICS_NAMES if n != "logLoss" or probability is not None]
-    w = np.ones(len(label)) if weight is None else np.asarray(weight, dtype=np.float64)
-    total = float(w.sum())
+    w = None if weight is None else np.asarray(weight, dtype=np.float64)
+    total = float(len(label)) if w is None else float(w.sum())
     out: dict[str, float] = {}
     if "logLoss" in names:
         if probability is None:
             raise ValueError("multiclass_evaluator_metrics: 'logLoss' needs the class probabilities")
         p = probability[np.arange(len(label)), label.astype(np.int64)]
-        out["logLoss"] = float(np.dot(w, -np.log(np.maximum(p, eps))) / total)
+        loss = -np.log(np.maximum(p, eps))
+        out["logLoss"] = float((loss if w is None else w * loss).sum() / total)
     if all(n == "logLoss" for n in names):
         return out
-    classes, codes = np.unique(np.concatenate([label, prediction]), return_inverse=True)
+    classes, li, pi = _class_codes(label, prediction)
     k = len(classes)
-    li, pi = codes[:len(label)], codes[len(label):]
-    conf = np.bincount(li * k + pi, weights=w, minlength=k * k).reshape(k, k)
+    conf = np.bincount(li * k + pi, weights=w, minlength=k * k).reshape(k, k).astype(np.float64)
     tp = np.diag(conf)
     per_label = conf.sum(axis=1)        # w(l)
     per_pred = conf.sum(axis=0)         # tp + fp

@@ -65,28 +65,41 @@ class RegressionEvaluator(HasLabelCol, HasPredictionCol, HasWeightCol, _MetricsE
         p = numeric_column(t, self.prediction_col, stage, param="prediction_col")
         w = self._weights(t)
         self._require_rows(t, w)
-        return regression_evaluator_metrics(y, p, w, through_origin=self.through_origin)
+        return regression_evaluator_metrics(y, p, w, through_origin=self.through_origin, names=names)
 
 
 def regression_evaluator_metrics(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None,
-                                 through_origin: bool = False) -> dict[str, float]:
-    """The metrics of :class:`RegressionEvaluator` from arrays.
+                                 through_origin: bool = False, names: list[str] | None = None) -> dict[str, float]:
+    """The metrics ``names`` (default: all) of :class:`RegressionEvaluator` from arrays.
 
     Example:
         >>> import numpy as np
         >>> regression_evaluator_metrics(np.array([0.0, 2.0]), np.array([1.0, 1.0]))["r2"]
         0.0
     """
-    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
-    total = float(w.sum())
+    names = REGRESSION_METRICS_NAMES if names is None else names
+    w = None if weight is None else np.asarray(weight, dtype=np.float64)
+
+    def wsum(v: np.ndarray) -> float:   # elementwise, not BLAS dot: no thread pool for a one-pass sum
+        return float(v.sum() if w is None else (w * v).sum())
+
+    total = float(len(y)) if w is None else float(w.sum())
     err = y - p
-    sse = float(np.dot(w, err * err))
-    mean = float(np.dot(w, y)) / total
-    dev = y - mean
-    ss_tot = float(np.dot(w, y * y)) if through_origin else float(np.dot(w, dev * dev))
-    reg = p - mean
-    mse = sse / total
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = 1.0 - np.float64(sse) / np.float64(ss_tot)
-    return {"rmse": float(np.sqrt(mse)), "mse": mse, "r2": float(r2), "mae": float(np.dot(w, np.abs(err))) / total,
-            "var": float(np.dot(w, reg * reg)) / total}
+    out: dict[str, float] = {}
+    if {"mse", "rmse", "r2"} & set(names):
+        sse = wsum(err * err)
+        out["mse"] = sse / total
+        out["rmse"] = float(np.sqrt(sse / total))
+    if {"r2", "var"} & set(names):
+        mean = wsum(y) / total
+    if "r2" in names:
+        dev = y - mean
+        ss_tot = wsum(y * y) if through_origin else wsum(dev * dev)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["r2"] = float(1.0 - np.float64(sse) / np.float64(ss_tot))
+    if "mae" in names:
+        out["mae"] = wsum(np.abs(err)) / total
+    if "var" in names:
+        reg = p - mean
+        out["var"] = wsum(reg * reg) / total
+    return {n: out[n] for n in names}
