@@ -586,3 +586,39 @@ def test_a_hashed_feature_vector_is_returned_only_when_asked_for():
         assert doc["prediction"]["hashed"] == as_json(expected["hashed"])
         doc = post(s, {"rows": [row, row]})[2]
         assert [set(p) for p in doc["predictions"]] == [{"prediction", "raw_prediction"}] * 2
+
+
+def test_model_io_of_a_mixed_type_pipeline():
+    """StringIndexer -> OneHotEncoder, Imputer and a vector column assembled -> LogisticRegression:
+    the row needs the raw columns (a category, numbers, a vector of size 2), the answer is the
+    classifier's columns; a row of the wrong kind is refused before the stages run."""
+    from flowlearn.serving.schema import model_io
+
+    rng = np.random.default_rng(4)
+    n = 120
+    plan = rng.choice(["free", "pro", "team"], size=n).tolist()
+    age = rng.normal(40, 10, size=n)
+    vec = rng.normal(size=(n, 2))
+    label = ((np.array(plan) == "pro") | (vec[:, 0] > 0.5)).astype(float)
+    model = fl.Pipeline([
+        fl.feature.StringIndexer(input_cols=["plan"], output_cols=["plan_idx"]),
+        fl.feature.OneHotEncoder(input_cols=["plan_idx"], output_cols=["plan_vec"]),
+        fl.feature.Imputer(input_cols=["age"], output_cols=["age_filled"]),
+        fl.feature.VectorAssembler(input_cols=["plan_vec", "age_filled", "v"], input_sizes=[2, 1, 2],
+                                   output_col="features"),
+        fl.classification.LogisticRegression(),
+    ]).fit(fl.table({"plan": plan, "age": age, "v": vec, "label": label}))
+    io = model_io(model)
+    assert [(c.name, c.kind, c.size) for c in io.inputs] == [("plan", "category", None), ("age", "number", None),
+                                                              ("v", "vector", 2)]
+    assert io.outputs == ["prediction", "raw_prediction"]
+    assert set(io.intermediates) == {"plan_idx", "plan_vec", "age_filled", "features"}
+    row = {"plan": "pro", "age": 31.0, "v": [0.1, 0.2]}
+    expected = fl.LocalPredictor(model).predict(row)
+    with serve(model, port=0) as s:
+        status, _, doc = post(s, row)
+        assert status == 200 and doc["prediction"]["prediction"] == expected["prediction"]
+        status, _, doc = post(s, {**row, "v": [0.1, 0.2, 0.3]})
+        assert status == 400 and "column 'v'" in doc["error"] and "size 2" in doc["error"], doc
+        status, _, doc = post(s, {"rows": [row, {**row, "age": "old"}]})
+        assert status == 400 and doc["error"].startswith("rows[1]: column 'age' holds 'old' of type str"), doc
