@@ -105,6 +105,21 @@ def test_label_only_predicted_counts_zero_in_weighted_averages():
     assert got["weightedPrecision"] == pytest.approx(precision_score(y, pred, average="weighted", zero_division=0))
 
 
+@pytest.mark.parametrize("shift", [-3.0, 0.5, 2.0 ** 21])
+def test_labels_that_are_not_small_class_indices(iris, shift):
+    # negative, fractional and large label values take the sorting path instead of counting
+    y, pred, _, w = iris
+    y, pred = y + shift, pred + shift
+    got = MulticlassClassificationEvaluator(metrics_names=["f1", "weightedFalsePositiveRate"], weight_col="w") \
+        .evaluate({"label": y, "prediction": pred, "w": w})
+    assert got["f1"] == pytest.approx(f1_score(y, pred, average="weighted", sample_weight=w), rel=1e-12)
+    labels = np.unique(y)
+    mcm = multilabel_confusion_matrix(y, pred, sample_weight=w, labels=labels)
+    fpr = mcm[:, 0, 1] / (mcm[:, 0, 1] + mcm[:, 0, 0])
+    support = mcm[:, 1, 1] + mcm[:, 1, 0]
+    assert got["weightedFalsePositiveRate"] == pytest.approx(support @ fpr / support.sum(), rel=1e-12)
+
+
 def test_spark_multiclass_metrics_suite_example():
     # Spark MulticlassMetricsSuite: (prediction, label) pairs, confusion matrix [[2,1,1],[1,3,0],[0,0,1]]
     pairs = [(0.0, 0.0), (0.0, 1.0), (0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (2.0, 2.0),
