@@ -59,22 +59,6 @@ def test_param_defaults_and_set():
     assert set(m.get_params()) == {"features_col", "prediction_col", "k", "distance_measure"}
 
 
-def test_bad_params():
-    with pytest.raises(ValueError, match=r"KMeans: parameter 'k' = 1 violates gt\(1\)"):
-        KMeans(k=1)
-    with pytest.raises(ValueError,
-                       match=r"'init_mode' = 'k-means\|\|' violates in_array\(\['random', 'k-means\+\+'\]\)"):
-        KMeans(init_mode="k-means||")
-    with pytest.raises(ValueError, match=r"'distance_measure' = 'chebyshev' violates in_array"):
-        KMeans(distance_measure="chebyshev")
-    with pytest.raises(ValueError, match=r"'max_iter' = 0 violates gt\(0\)"):
-        KMeans(max_iter=0)
-    with pytest.raises(ValueError, match=r"'tol' = -1.0 violates gt_eq\(0\)"):
-        KMeans(tol=-1.0)
-    with pytest.raises(TypeError, match="KMeansModel has no parameter 'max_iter'"):
-        KMeansModel(max_iter=3)
-
-
 # --- fit / transform against oracles -------------------------------------------------------
 
 
@@ -172,19 +156,6 @@ def test_output_schema(iris):
 # --- persistence and model data ------------------------------------------------------------
 
 
-def test_save_load_round_trip(tmp_path, iris):
-    est = KMeans(k=3, seed=9, init_mode="k-means++", distance_measure="manhattan")
-    est.save(str(tmp_path / "est"))
-    loaded_est = fl.load(str(tmp_path / "est"))
-    assert isinstance(loaded_est, KMeans) and loaded_est.get_params() == est.get_params()
-    model = loaded_est.fit({"features": iris})
-    model.save(str(tmp_path / "model"))
-    loaded = fl.load(str(tmp_path / "model"))
-    assert isinstance(loaded, KMeansModel) and loaded.distance_measure == "manhattan"
-    assert loaded.get_model_data()[0].equals(model.get_model_data()[0])
-    np.testing.assert_array_equal(preds(loaded, iris), preds(model, iris))
-
-
 def test_get_set_model_data(iris):
     model = KMeans(k=3, seed=4).fit({"features": iris})
     t = model.get_model_data()[0]
@@ -216,15 +187,6 @@ def test_sparse_input_equals_dense(wine):
             dense, sparse = est.fit({"features": x}), est.fit({"features": xs})
             np.testing.assert_allclose(centroids(sparse), centroids(dense), rtol=1e-9, atol=1e-12)
             np.testing.assert_array_equal(preds(dense, xs), preds(dense, x))
-
-
-def test_empty_input():
-    model = KMeansModel().set_model_data({"centroids": [[0.0, 0.0], [1.0, 1.0]], "weights": [1.0, 1.0]})
-    empty = pa.table({"features": pa.array([], fl.linalg.dense_vector_type(2))})
-    out = model.transform(empty)
-    assert out.num_rows == 0 and out.schema.field("prediction").type == pa.int32()
-    with pytest.raises(ValueError, match="KMeans: fit needs at least one row"):
-        KMeans().fit(empty)
 
 
 def test_bad_input_messages():

@@ -7,7 +7,6 @@ here with NumPy, and exact identities (row duplication == integer weights, spars
 from __future__ import annotations
 
 import doctest
-import re
 import warnings
 
 import numpy as np
@@ -98,31 +97,6 @@ def test_param_defaults():
                  "solver": "lbfgs", "learning_rate": 0.1, "global_batch_size": 32, "seed": None}
     assert LogisticRegression.online_counterpart == "OnlineLogisticRegression"
     assert set(LogisticRegressionModel().get_params()) == {"features_col", "prediction_col", "raw_prediction_col"}
-
-
-def test_param_set_and_copied_to_model(cancer):
-    est = LogisticRegression(features_col="f", prediction_col="p").set(reg=0.5, raw_prediction_col="r")
-    assert (est.features_col, est.reg, est.raw_prediction_col) == ("f", 0.5, "r")
-    X, y = cancer
-    model = est.fit(fl.table({"f": X[:50], "label": y[:50]}))
-    assert (model.features_col, model.prediction_col, model.raw_prediction_col) == ("f", "p", "r")
-
-
-@pytest.mark.parametrize("name,value,rule", [
-    ("reg", -1.0, "gt_eq(0)"), ("elastic_net", 1.5, "in_range(0, 1)"), ("max_iter", 0, "gt(0)"),
-    ("tol", -1e-3, "gt_eq(0)"), ("learning_rate", 0.0, "gt(0)"), ("global_batch_size", 0, "gt(0)"),
-    ("multi_class", "ovr", "in_array"), ("solver", "newton-cg", "in_array"),
-])
-def test_bad_param_values(name, value, rule):
-    with pytest.raises(ValueError, match=rf"LogisticRegression: parameter '{name}' = .* violates {re.escape(rule)}"):
-        LogisticRegression(**{name: value})
-
-
-def test_unknown_param_and_wrong_type():
-    with pytest.raises(TypeError, match="has no parameter 'regParam'; valid parameters: .*elastic_net"):
-        LogisticRegression(regParam=0.1)
-    with pytest.raises(ValueError, match="parameter 'fit_intercept' = 'yes' has type str, expected bool"):
-        LogisticRegression(fit_intercept="yes")
 
 
 # ---------------------------------------------------------------- output schema
@@ -325,21 +299,6 @@ def test_weight_col_equals_row_duplication(cancer, iris, which):
 
 # ---------------------------------------------------------------- persistence and model data
 
-def test_save_load_round_trip(tmp_path, iris):
-    X, y = iris
-    t = table(X, y)
-    est = LogisticRegression(reg=0.02, prediction_col="pred", max_iter=50)
-    est.save(str(tmp_path / "est"))
-    est2 = fl.load(str(tmp_path / "est"))
-    assert isinstance(est2, LogisticRegression) and est2.get_params() == est.get_params()
-    model = est.fit(t)
-    model.save(str(tmp_path / "model"))
-    loaded = fl.load(str(tmp_path / "model"))
-    assert isinstance(loaded, LogisticRegressionModel)
-    assert loaded.get_params() == model.get_params()
-    assert loaded.transform(t).equals(model.transform(t))
-    assert loaded.get_model_data()[0].equals(model.get_model_data()[0])
-
 
 def test_model_data_schema_and_set(cancer, iris):
     X, y = cancer
@@ -378,16 +337,6 @@ def test_bad_model_data():
 
 
 # ---------------------------------------------------------------- empty and bad input
-
-def test_empty_input(cancer):
-    empty = fl.table({"features": pa.array([], pa.list_(pa.float64(), 30)), "label": pa.array([], pa.float64())})
-    with pytest.raises(ValueError, match="LogisticRegression: fit needs at least one row"):
-        LogisticRegression().fit(empty)
-    X, y = cancer
-    out = LogisticRegression(reg=0.1).fit(table(X, y)).transform(empty)
-    assert out.num_rows == 0
-    assert out.schema.field("prediction").type == pa.float64()
-    assert out.schema.field("raw_prediction").type == pa.list_(pa.float64(), 2)
 
 
 def test_bad_labels_name_row_and_value():

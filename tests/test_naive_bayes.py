@@ -61,18 +61,6 @@ def test_param_defaults_and_set():
     assert "smoothing" not in m.get_params() and "label_col" not in m.get_params()
 
 
-def test_bad_params():
-    with pytest.raises(ValueError, match=r"NaiveBayes: parameter 'smoothing' = -0.5 violates gt_eq\(0\)"):
-        NaiveBayes(smoothing=-0.5)
-    with pytest.raises(ValueError, match=r"'model_type' = 'bernoulli' violates in_array\(\['categorical', "
-                                         r"'multinomial', 'gaussian'\]\)"):
-        NaiveBayes(model_type="bernoulli")
-    with pytest.raises(TypeError, match="NaiveBayesModel has no parameter 'smoothing'"):
-        NaiveBayesModel(smoothing=1.0)
-    with pytest.raises(ValueError, match="expected float"):
-        NaiveBayes(smoothing="a lot")
-
-
 # --- fit / transform against oracles -------------------------------------------------------
 
 
@@ -144,20 +132,6 @@ def test_output_schema():
 # --- persistence and model data ------------------------------------------------------------
 
 
-def test_save_load_round_trip(tmp_path, digits):
-    x, y = digits
-    est = NaiveBayes(smoothing=0.7, prediction_col="pred")
-    est.save(str(tmp_path / "est"))
-    loaded_est = fl.load(str(tmp_path / "est"))
-    assert isinstance(loaded_est, NaiveBayes) and loaded_est.get_params() == est.get_params()
-    model = loaded_est.fit({"features": x, "label": y})
-    model.save(str(tmp_path / "model"))
-    loaded = fl.load(str(tmp_path / "model"))
-    assert isinstance(loaded, NaiveBayesModel) and loaded.prediction_col == "pred"
-    assert loaded.get_model_data()[0].equals(model.get_model_data()[0])
-    assert predictions(loaded, {"features": x}) == predictions(model, {"features": x})
-
-
 def test_get_set_model_data():
     a = NaiveBayes().fit(TRAIN)
     b = NaiveBayesModel().set_model_data(*a.get_model_data())
@@ -210,15 +184,6 @@ def test_sparse_input_with_unseen_implicit_zero():
     assert predictions(model, {"features": ok}) == predictions(model, {"features": ok.toarray()})
     with pytest.raises(ValueError, match=r"row 1: feature 0 has value 0.0, which was not seen"):
         model.transform({"features": sps.csr_matrix(np.array([[2.0, 0.0], [0.0, 3.0]]))})
-
-
-def test_empty_input():
-    model = NaiveBayes().fit(TRAIN)
-    empty = pa.table({"features": pa.array([], fl.linalg.dense_vector_type(2))})
-    out = model.transform(empty)
-    assert out.num_rows == 0 and out.schema.field("prediction").type == pa.float64()
-    with pytest.raises(ValueError, match="NaiveBayes: fit needs at least one row"):
-        NaiveBayes().fit(empty.append_column("label", pa.array([], pa.float64())))
 
 
 def test_unseen_value_raises():

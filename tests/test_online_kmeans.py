@@ -87,17 +87,6 @@ def test_param_defaults_follow_flink_ml():
     assert (est.decay_factor, est.k, est.global_batch_size) == (0.5, 3, 10)
 
 
-@pytest.mark.parametrize("name, value, rule", [
-    ("decay_factor", 1.5, r"in_range\(0, 1\)"), ("decay_factor", -0.1, r"in_range\(0, 1\)"),
-    ("global_batch_size", 0, r"gt\(0\)"), ("k", 1, r"gt\(1\)"),
-    ("batch_strategy", "TIME_STRATEGY", r"in_array\(\['COUNT_STRATEGY'\]\)"),
-    ("distance_measure", "cheb", "in_array"), ("emit_every_seconds", 0.0, r"gt\(0\)"),
-])
-def test_bad_params_name_the_rule(name, value, rule):
-    with pytest.raises(ValueError, match=rf"OnlineKMeans: parameter '{name}' = .* violates {rule}"):
-        OnlineKMeans(**{name: value})
-
-
 # ---------------------------------------------------------------------- the update rule (oracle a)
 
 
