@@ -585,8 +585,13 @@ def _term_lists(t: pa.Table, name: str, stage: str) -> pa.Array:
 
 
 def _count_matrix(rows: np.ndarray, cols: np.ndarray, n: int, size: int) -> sps.csr_matrix:
-    """Counts of (row, column) pairs as a CSR matrix with sorted indices."""
-    m = sps.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n, size))
+    """Counts of (row, column) pairs as a CSR matrix with sorted indices; ``rows`` is non-decreasing
+    (entries in row order, as flattened lists give them), so the CSR arrays are built directly."""
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    if len(rows):
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    m = sps.csr_matrix((np.ones(len(cols), dtype=np.float64), np.asarray(cols, dtype=np.int64), indptr),
+                       shape=(n, size))
     m.sum_duplicates()
     return m
 
@@ -720,7 +725,7 @@ class CountVectorizer(_CountVectorizerParams, OnePassEstimator):
         codes = codes.to_numpy(zero_copy_only=False).astype(np.int64)
         v = len(terms)
         tf = np.bincount(codes, minlength=v)
-        df = np.bincount(np.unique(parent * v + codes) % v, minlength=v) if v else tf
+        df = np.bincount(_count_matrix(parent, codes, len(lists), v).indices, minlength=v)  # a column per term
         return pa.table({"term": pa.concat_arrays([terms.cast(pa.string()), pa.nulls(1, pa.string())]),
                          "tf": pa.array(np.r_[tf, 0], pa.int64()),
                          "df": pa.array(np.r_[df, len(lists)], pa.int64())}, schema=_CV_STATE)

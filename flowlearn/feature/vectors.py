@@ -115,15 +115,22 @@ class Normalizer(HasInputCol, HasOutputCol, Transformer):
         t = one_table(tables, stage)
         x = _vectors(self, t)
         p = self.p
-        a = abs(x)
-        if p == math.inf:
-            norm = np.asarray(a.max(axis=1).todense() if sps.issparse(a) else a.max(axis=1, initial=0.0)).ravel()
-        elif p == 1.0:
-            norm = np.asarray(a.sum(axis=1)).ravel()
+        if sps.issparse(x):
+            a = abs(x)
+            if p == math.inf:
+                norm = a.max(axis=1).toarray().ravel()
+            elif p == 1.0:
+                norm = np.asarray(a.sum(axis=1)).ravel()
+            else:
+                norm = np.asarray(a.power(p).sum(axis=1)).ravel() ** (1 / p)
         elif p == 2.0:
-            norm = np.sqrt(np.asarray(a.multiply(a).sum(axis=1) if sps.issparse(a) else (a * a).sum(axis=1)).ravel())
+            norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+        elif p == 1.0:
+            norm = np.abs(x).sum(axis=1)
+        elif p == math.inf:
+            norm = np.abs(x).max(axis=1, initial=0.0)
         else:
-            norm = np.asarray(a.power(p).sum(axis=1) if sps.issparse(a) else (a ** p).sum(axis=1)).ravel() ** (1 / p)
+            norm = (np.abs(x) ** p).sum(axis=1) ** (1 / p)
         norm[norm == 0] = 1.0  # a zero vector stays zero
         if sps.issparse(x):
             y = sps.csr_matrix((x.data / np.repeat(norm, np.diff(x.indptr)), x.indices, x.indptr), shape=x.shape)
