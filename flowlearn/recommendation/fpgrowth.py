@@ -59,6 +59,21 @@ def _popcount(words: np.ndarray) -> np.ndarray:
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
+def _one_array(col: pa.ChunkedArray) -> pa.Array:
+    return col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks) if col.num_chunks else \
+        pa.array([], col.type)
+
+
+def _items(arr: pa.Array, col_name: str, stage: str) -> pa.Array:
+    """The items of every transaction, one after the other; a null item is refused naming its row."""
+    values = arr.flatten()
+    if values.null_count:
+        rows = pc.list_parent_indices(arr).to_numpy()
+        row = int(rows[first_bad_row(~np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False)))])
+        raise ValueError(f"{stage}: column '{col_name}' has a null item at row {row}; items must not be null")
+    return values
+
+
 def _transactions(t: pa.Table, col_name: str, stage: str) -> tuple[pa.ChunkedArray, pa.Array, np.ndarray, np.ndarray]:
     """The items column, its sorted vocabulary, and per item occurrence its row and item code
     (rows whose array is null hold no occurrence)."""
@@ -66,14 +81,8 @@ def _transactions(t: pa.Table, col_name: str, stage: str) -> tuple[pa.ChunkedArr
     if not _is_list(col.type):
         raise TypeError(f"{stage}: column '{col_name}' (parameter 'items_col') has type {col.type}; expected "
                         f"arrays of items (list<...>), one transaction per row")
-    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], col.type)
-    values = arr.flatten()
-    if values.null_count:
-        rows = pc.list_parent_indices(arr).to_numpy()
-        row = int(rows[first_bad_row(~np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False)))])
-        raise ValueError(f"{stage}: column '{col_name}' has a null item at row {row}; items must not be null")
+    arr = _one_array(col)
+    values = _items(arr, col_name, stage)
     rows = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
     vocab = pc.unique(values)
     vocab = vocab.take(pc.array_sort_indices(vocab))
@@ -385,15 +394,9 @@ class FPGrowthModel(_FPGrowthModelParams, Model):
         stage = type(self).__name__
         col = require_column(t, self.items_col, stage, "items_col")
         out_type = self.output_schema(t.schema).field(self.prediction_col).type
-        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks() if arr.num_chunks else pa.array([], col.type)
+        arr = _one_array(col)
         n_rows = len(arr)
-        values = arr.flatten()
-        if values.null_count:
-            rows = pc.list_parent_indices(arr).to_numpy()
-            row = int(rows[first_bad_row(~np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False)))])
-            raise ValueError(f"{stage}: column '{self.items_col}' has a null item at row {row}; items must not be null")
+        values = _items(arr, self.items_col, stage)
         vocab = self._vocab
         if len(values) and values.type != vocab.type:
             try:
