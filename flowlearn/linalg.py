@@ -215,6 +215,14 @@ def vector_size(col: pa.Array | pa.ChunkedArray) -> int | None:
     return len(first) if first.is_valid else None
 
 
+def _numbers(values: pa.Array) -> np.ndarray:
+    """A numeric Arrow array as float64; float64 without nulls is a view of its buffer (no pyarrow
+    conversion, which would import pandas on a cold start)."""
+    if values.type == pa.float64() and values.null_count == 0:
+        return np.frombuffer(values.buffers()[1], dtype=np.float64, count=len(values), offset=values.offset * 8)
+    return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
 def to_numpy(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str = "") -> np.ndarray:
     """A vector column as a 2-D float64 array (rows x size); zero-copy for fixed-size lists
     without nulls. Every vector layout is accepted: fixed-size lists, lists, large lists and list
@@ -250,7 +258,7 @@ def to_numpy(col: pa.Array | pa.ChunkedArray, name: str = "vector", stage: str =
     if pa.types.is_fixed_size_list(t):
         n = t.list_size
         # flatten() honours the slice's offset and length (arr.values would not) and is zero-copy
-        flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        flat = _numbers(arr.flatten())
         return flat.reshape(len(arr), n) if n else np.zeros((len(arr), 0))
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         offsets = arr.offsets.to_numpy()

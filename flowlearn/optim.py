@@ -64,7 +64,7 @@ from scipy.special import expit, logsumexp
 
 from flowlearn.data.columns import check_finite, check_squares, numeric_column, vector_column
 from flowlearn.iteration import BatchStream, IterationBodyResult, iterate_bounded
-from flowlearn.linalg import SparseVector, from_numpy
+from flowlearn.linalg import SparseVector, _numbers, from_numpy
 
 __all__ = ["OptimResult", "LinearObjective", "minimize_lbfgs", "owlqn", "sgd", "sgd_epochs", "sgd_training_batch",
            "sgd_training_arrays", "LOSSES", "read_training_input", "linear_model_table", "read_linear_model_table",
@@ -809,9 +809,12 @@ def _objective_converged(prev: float | None, cur: float, tol: float) -> bool:
     return prev is not None and abs(prev - cur) <= tol * max(1.0, abs(cur))
 
 
-# The termination-criteria stream of a round: one record to continue, none to stop.
-_CONTINUE = pa.record_batch({"continue": pa.array([True])})
-_STOP = _CONTINUE.slice(0, 0)
+@functools.lru_cache(maxsize=None)
+def _termination(go: bool) -> pa.RecordBatch:
+    """The termination-criteria stream of a round: one record to continue, none to stop (built on
+    first use: pyarrow's first pa.array imports pandas, a cost prediction need not pay)."""
+    batch = pa.RecordBatch.from_arrays([pa.array(np.array([True]))], names=["continue"])
+    return batch if go else batch.slice(0, 0)
 
 
 def sgd_epochs(epoch: EpochFn, W: np.ndarray, b: np.ndarray, data: pa.RecordBatch, max_iter: int, tol: float,
@@ -838,7 +841,7 @@ def sgd_epochs(epoch: EpochFn, W: np.ndarray, b: np.ndarray, data: pa.RecordBatc
         prev = objectives[-1] if objectives else None
         objectives.append(objective)
         go = round_ + 1 < max_iter and not _objective_converged(prev, objective, tol)
-        return IterationBodyResult([_coefficients_batch(W, b)], termination_criteria=_CONTINUE if go else _STOP)
+        return IterationBodyResult([_coefficients_batch(W, b)], termination_criteria=_termination(bool(go)))
 
     res = iterate_bounded([_coefficients_batch(W, b)], [data], body, replay=True)
     W, b = _read_coefficients(res.variables[0].combine_chunks().to_batches()[0])
@@ -1106,7 +1109,12 @@ def read_linear_model_table(tables: list[pa.Table], stage: str) -> tuple[np.ndar
     if sps.issparse(W):
         W = W.toarray()
     W = np.ascontiguousarray(W, dtype=np.float64)
-    b = np.ascontiguousarray(numeric_column(t, "intercept", f"{stage} model data"))
+    ic = t.column("intercept").combine_chunks()
+    if ic.type == pa.float64() and ic.null_count == 0:   # the usual case, read without a pyarrow conversion
+        b = np.array(_numbers(ic))
+        check_finite(b, "intercept", f"{stage} model data")
+    else:
+        b = np.ascontiguousarray(numeric_column(t, "intercept", f"{stage} model data"))
     version = 0
     if "model_version" in t.column_names and t.num_rows:
         v = t.column("model_version")[0].as_py()

@@ -58,6 +58,22 @@ def test_names_are_the_eagerly_imported_objects():
     assert set(fl.classification.__all__) <= set(ns)
 
 
+def test_loading_and_predicting_a_scaler_and_logistic_regression_does_not_import_pandas(tmp_path):
+    """pandas costs a third of a cold start; pyarrow imports it on its first conversion to NumPy or
+    from Python objects, so the prediction path reads float64 buffers directly."""
+    t = fl.table({"features": [[0.0, 1.0], [1.0, 0.0], [2.0, 1.0]], "label": [1.0, 0.0, 1.0]})
+    fl.Pipeline([fl.feature.StandardScaler(input_col="features", output_col="scaled"),
+                 fl.classification.LogisticRegression(features_col="scaled")]).fit(t).save(str(tmp_path / "m"))
+    loaded = json.loads(run_fresh("""
+        import json, sys
+        import flowlearn as fl
+        p = fl.LocalPredictor("m")
+        p.predict({"features": [1.0, 1.0]})
+        print(json.dumps("pandas" in sys.modules))
+    """, str(tmp_path)))
+    assert loaded is False
+
+
 def test_a_saved_model_loads_in_a_fresh_process_through_the_lazy_exports(tmp_path):
     t = fl.table({"features": [[0.0, 1.0], [1.0, 0.0], [2.0, 1.0]], "label": [1.0, 0.0, 1.0]})
     model = fl.Pipeline([fl.regression.LinearRegression(), fl.clustering.KMeans(k=2, features_col="features")]).fit(t)
