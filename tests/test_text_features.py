@@ -10,18 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from flowlearn.feature.text import (
-    IDF,
-    CountVectorizer,
-    CountVectorizerModel,
-    HashingTF,
-    IDFModel,
-    NGram,
-    RegexTokenizer,
-    StopWordsRemover,
-    Tokenizer,
-    load_default_stop_words,
-)
+from flowlearn.feature.term_frequency import IDF, CountVectorizer, CountVectorizerModel, HashingTF
+from flowlearn.feature.text import NGram, RegexTokenizer, StopWordsRemover, Tokenizer, load_default_stop_words
 from flowlearn.linalg import SparseVector, from_csr, to_csr, vectors_to_array
 
 sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")

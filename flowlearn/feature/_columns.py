@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.linalg import SPARSE_VECTOR, dense_vector_type, is_dense, is_sparse, is_vector_type
+from flowlearn.linalg import SPARSE_VECTOR, dense_vector_type, is_sparse, is_vector_type
 
 try:  # the conformance work adds SchemaError (a ValueError and a TypeError) to the api
     from flowlearn.api import SchemaError

@@ -1,4 +1,4 @@
-"""Conformance cases for the text feature stages (flowlearn.feature.text): sentences and token
+"""Conformance cases for the text feature stages (flowlearn.feature.text, flowlearn.feature.term_frequency): sentences and token
 lists from the docstrings of Python's ``json`` module, with the oddities the stages must carry
 (a null string, an empty document)."""
 from __future__ import annotations
@@ -9,17 +9,8 @@ import re
 
 import pyarrow as pa
 
-from flowlearn.feature.text import (
-    IDF,
-    CountVectorizer,
-    CountVectorizerModel,
-    HashingTF,
-    IDFModel,
-    NGram,
-    RegexTokenizer,
-    StopWordsRemover,
-    Tokenizer,
-)
+from flowlearn.feature.term_frequency import IDF, CountVectorizer, HashingTF
+from flowlearn.feature.text import NGram, RegexTokenizer, StopWordsRemover, Tokenizer
 
 TOKENS = pa.list_(pa.string())
 

@@ -1,0 +1,492 @@
+"""Term-frequency stages with Flink ML 2.x semantics: ``HashingTF``, ``CountVectorizer`` (+ model)
+and ``IDF`` (+ model), the vectorizing half of a text pipeline after :mod:`flowlearn.feature.text`.
+
+Token lists are read through their flat values and offsets; terms are hashed (Numba) or looked up
+(``pyarrow.compute.index_in``) for the whole batch at once, and counted into CSR matrices. The
+outputs are sparse vectors. ``HashingTF`` and ``CountVectorizer`` need a token list in every row
+and name the row that has none.
+
+Example:
+    >>> from flowlearn.feature.text import Tokenizer
+    >>> from flowlearn.feature.term_frequency import HashingTF
+    >>> t = Tokenizer(input_col="text", output_col="words").transform({"text": ["Hi there", "hi"]})
+    >>> HashingTF(input_col="words", output_col="tf", num_features=16).transform(t).column("tf").to_pylist()[1]
+    {'size': 16, 'indices': [7], 'values': [1.0]}
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sps
+
+from flowlearn.api import Model, OnePassEstimator, Transformer
+from flowlearn.data.columns import vector_column
+from flowlearn.feature._columns import (
+    SchemaError,
+    combined,
+    one_table,
+    out_field,
+    put_column,
+    put_field,
+    schema_field,
+    string_list_array,
+    vector_out_type,
+)
+from flowlearn.feature.assemblers import _murmur3_32, _murmur3_units
+from flowlearn.feature.text import _TOKENS, _flat, _tokens_field, _utf16_length
+from flowlearn.linalg import SPARSE_VECTOR, from_csr, from_numpy
+from flowlearn.params import HasInputCol, HasNumFeatures, HasOutputCol, Param, gt, gt_eq
+
+__all__ = ["HashingTF", "CountVectorizer", "CountVectorizerModel", "IDF", "IDFModel"]
+
+
+# --------------------------------------------------------------------------------------------
+# HashingTF
+
+
+@numba.njit(cache=True)
+def _hash_fixed(data, seed, out):
+    """MurmurHash3_x86_32 of each row of a (n, w) byte matrix (Guava's ``hashInt``/``hashLong``)."""
+    for i in range(data.shape[0]):
+        out[i] = _murmur3_32(data[i], seed)
+
+
+@numba.njit(cache=True)
+def _hash_utf16(units, offsets, out):
+    """MurmurHash3_x86_32 (seed 0) of each string's UTF-16 code units (Guava's ``hashUnencodedChars``)."""
+    for i in range(len(offsets) - 1):
+        out[i] = _murmur3_units(units[offsets[i]:offsets[i + 1]], offsets[i + 1] - offsets[i])
+
+
+def _string_hashes(values: pa.Array) -> np.ndarray:
+    """Flink ML's hash of each string (distinct strings hashed once); nulls hash to 0 as in Flink ML."""
+    enc = pc.dictionary_encode(values)
+    d = enc.dictionary
+    hashes = np.zeros(len(d), dtype=np.int64)
+    if len(d):
+        # one UTF-8 decode and UTF-16 encode of all the distinct strings; per-string lengths in code units
+        d = d.cast(pa.string()) if not pa.types.is_string(d.type) else d
+        _, off_buf, data_buf = d.buffers()
+        offs = np.frombuffer(off_buf, dtype=np.int32)[d.offset: d.offset + len(d) + 1]
+        raw = b"" if data_buf is None else data_buf.to_pybytes()[offs[0]:offs[-1]]
+        units = np.frombuffer(raw.decode("utf-8").encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
+        lengths = _utf16_length(d)
+        uoff = np.zeros(len(d) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=uoff[1:])
+        _hash_utf16(units, uoff, hashes)
+    codes = enc.indices
+    out = hashes[codes.fill_null(0).to_numpy(zero_copy_only=False)] if len(d) else np.zeros(len(values), np.int64)
+    if codes.null_count:
+        out[np.asarray(codes.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = 0
+    return out
+
+
+def _number_hashes(values: pa.Array, stage: str, col: str) -> np.ndarray:
+    """Flink ML's hash of numbers and booleans: Guava ``hashInt`` of int/short/byte/boolean (0 or 1) and
+    of ``Float.floatToIntBits``, ``hashLong`` of long and of ``Double.doubleToLongBits``."""
+    t = values.type
+    if pa.types.is_boolean(t):
+        x = values.cast(pa.int32())
+    elif pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t) or pa.types.is_uint16(t):
+        x = values.cast(pa.int32())
+    elif pa.types.is_int32(t) or pa.types.is_int64(t) or pa.types.is_float64(t) or pa.types.is_float32(t):
+        x = values
+    elif pa.types.is_uint32(t):
+        x = values.cast(pa.int64())
+    else:
+        raise TypeError(f"{stage}: column '{col}' (parameter 'input_col') holds lists of {t}; HashingTF hashes lists "
+                        f"of strings, integers (up to int64), floats and booleans")
+    valid = None if not x.null_count else np.asarray(x.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    arr = x.fill_null(0).to_numpy(zero_copy_only=False)
+    if arr.dtype.kind == "f":
+        arr = arr.copy()
+        arr[np.isnan(arr)] = np.nan  # Java's canonical NaN bits
+    arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
+    out = np.zeros(len(arr), dtype=np.int64)
+    if len(arr):
+        _hash_fixed(arr.view(np.uint8).reshape(len(arr), arr.dtype.itemsize), np.uint64(0), out)
+    if valid is not None:
+        out[~valid] = 0
+    return out
+
+
+def _term_lists(t: pa.Table, name: str, stage: str) -> pa.Array:
+    """A column of term lists (any list type), refusing null lists naming the row."""
+    if name not in t.column_names:
+        schema_field(t.schema, name, stage, "input_col")
+    arr = combined(t.column(name))
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
+        raise TypeError(f"{stage}: column '{name}' (parameter 'input_col') has type {arr.type}, expected a column of "
+                        f"term lists (list<string>, such as Tokenizer's output, or lists of numbers)")
+    if arr.null_count:
+        row = int(np.flatnonzero(~np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool))[0])
+        raise ValueError(f"{stage}: column '{name}' has a null list at row {row}; give every row a list (an empty "
+                         f"list for an empty document) or filter such rows first")
+    return arr
+
+
+def _count_matrix(rows: np.ndarray, cols: np.ndarray, n: int, size: int) -> sps.csr_matrix:
+    """Counts of (row, column) pairs as a CSR matrix with sorted indices; ``rows`` is non-decreasing
+    (entries in row order, as flattened lists give them), so the CSR arrays are built directly."""
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    if len(rows):
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    m = sps.csr_matrix((np.ones(len(cols), dtype=np.float64), np.asarray(cols, dtype=np.int64), indptr),
+                       shape=(n, size))
+    m.sum_duplicates()
+    return m
+
+
+class HashingTF(HasInputCol, HasOutputCol, HasNumFeatures, Transformer):
+    """Maps each list of terms to a sparse vector of term frequencies with the hashing trick, as
+    Flink ML's ``HashingTF``: term ``t`` counts at index ``nonNegativeMod(hash(t), num_features)``,
+    and terms hashed to one index add up (``binary=True`` writes 1.0 instead of counts).
+
+    The hash is Flink ML's: MurmurHash3_x86_32 with seed 0 of a string's UTF-16 code units (Guava's
+    ``hashUnencodedChars``); of the 4 little-endian bytes of int8/16/32 and boolean (0/1) terms and
+    of float32 bits; of the 8 bytes of int64 terms and float64 bits; a null term hashes to 0. Spark's
+    ``HashingTF`` hashes the UTF-8 bytes with seed 42 instead, so its indices differ.
+
+    Input: ``input_col`` (a list of strings, numbers or booleans per row). Output: ``output_col``
+    (sparse vector of size ``num_features``).
+
+    Params: ``input_col`` ("input"), ``output_col`` ("output"), ``num_features`` (262144),
+    ``binary`` (False).
+
+    Example:
+        >>> from flowlearn.feature.term_frequency import HashingTF
+        >>> tf = HashingTF(input_col="words", output_col="tf")
+        >>> tf.transform({"words": [["HashingTFTest", "Hashing", "Hashing", "Test", "Test"]]}).column("tf").to_pylist()
+        [{'size': 262144, 'indices': [67564, 131486, 228971], 'values': [1.0, 2.0, 2.0]}]
+    """
+
+    binary = Param(bool, default=False, doc="Write 1.0 for every term present instead of its count.")
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        t = one_table(tables, stage)
+        lists = _term_lists(t, self.input_col, stage)
+        values, parent, _ = _flat(lists)
+        vt = values.type
+        if pa.types.is_string(vt) or pa.types.is_large_string(vt):
+            h = _string_hashes(values)
+        elif pa.types.is_null(vt):
+            h = np.zeros(len(values), dtype=np.int64)
+        else:
+            h = _number_hashes(values, stage, self.input_col)
+        nf = self.num_features
+        m = _count_matrix(parent, h % nf, len(lists), nf)
+        if self.binary:
+            m.data[:] = 1.0
+        return put_column(t, out_field(self.output_col, SPARSE_VECTOR, nf), from_csr(m))
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        stage = type(self).__name__
+        f = schema_field(input_schema, self.input_col, stage, "input_col")
+        if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type)):
+            raise SchemaError(f"{stage}: column '{f.name}' (parameter 'input_col') has type {f.type}, expected a "
+                              f"column of term lists (list<string>, such as Tokenizer's output, or lists of numbers)")
+        return put_field(input_schema, out_field(self.output_col, SPARSE_VECTOR, self.num_features))
+
+
+# --------------------------------------------------------------------------------------------
+# CountVectorizer
+
+
+class _CountVectorizerModelParams(HasInputCol, HasOutputCol):
+    min_tf = Param(float, default=1.0, validator=gt_eq(0.0),
+                   doc="Per document, ignore terms counted fewer times: a count if >= 1, else a fraction of the "
+                       "document's tokens.")
+    binary = Param(bool, default=False, doc="Write 1.0 for every kept term instead of its count.")
+
+
+_MAX_DF_DEFAULT = float(2 ** 63)  # Flink ML's (double) Long.MAX_VALUE: no upper limit
+
+
+class _CountVectorizerParams(_CountVectorizerModelParams):
+    vocabulary_size = Param(int, default=1 << 18, validator=gt(0), doc="Maximum number of terms in the vocabulary.")
+    min_df = Param(float, default=1.0, validator=gt_eq(0.0),
+                   doc="Keep terms in at least this many documents: a count if >= 1, else a fraction of documents.")
+    max_df = Param(float, default=_MAX_DF_DEFAULT, validator=gt_eq(0.0),
+                   doc="Keep terms in at most this many documents: a count if >= 1, else a fraction of documents.")
+
+
+_CV_STATE = pa.schema([("term", pa.string()), ("tf", pa.int64()), ("df", pa.int64())])
+
+
+class CountVectorizer(_CountVectorizerParams, OnePassEstimator):
+    """Learns a vocabulary from token lists and turns each list into a sparse vector of term counts
+    over it, as Flink ML's ``CountVectorizer``.
+
+    The vocabulary holds the terms whose document frequency lies in ``[min_df, max_df]`` (each a
+    number of documents if >= 1, else a fraction of them), ordered by document frequency (highest
+    first, as Flink ML orders them), then by total count, then by the term itself, and cut to
+    ``vocabulary_size`` terms. The model counts the vocabulary's terms in each document, keeps those
+    counted at least ``min_tf`` times (a count if >= 1, else a fraction of the document's tokens)
+    and writes 1.0 instead of counts if ``binary``.
+
+    The fit is one pass: a part's state holds each term's total count and document frequency, and a
+    row with a null term holds the number of documents.
+
+    Input: ``input_col`` (``list<string>``). Output: ``output_col`` (sparse vector of the vocabulary's size).
+
+    Params: ``input_col`` ("input"), ``output_col`` ("output"), ``vocabulary_size`` (262144),
+    ``min_df`` (1.0), ``max_df`` (no limit), ``min_tf`` (1.0), ``binary`` (False).
+
+    Example:
+        >>> from flowlearn.feature.term_frequency import CountVectorizer
+        >>> docs = {"words": [["a", "c", "b", "c"], ["c", "d", "e"], ["a", "b", "c"], ["e", "f"], ["a", "c", "a"]]}
+        >>> model = CountVectorizer(input_col="words", output_col="counts").fit(docs)
+        >>> model.vocabulary
+        ['c', 'a', 'b', 'e', 'd', 'f']
+        >>> model.transform(docs).column("counts").to_pylist()[0]
+        {'size': 6, 'indices': [0, 1, 2], 'values': [2.0, 1.0, 1.0]}
+    """
+
+    def _check_df(self) -> None:
+        lo, hi = self.min_df, self.max_df
+        if (lo >= 1.0) == (hi >= 1.0) and hi < lo:
+            raise ValueError(f"{type(self).__name__}: parameter 'max_df' = {hi!r} must be >= parameter 'min_df' = "
+                             f"{lo!r} (both counts of documents, or both fractions)")
+
+    def _partial(self, t: pa.Table) -> pa.Table:
+        self._check_df()
+        stage = type(self).__name__
+        lists = _term_lists(t, self.input_col, stage)
+        if len(lists) == 0:
+            return _CV_STATE.empty_table()
+        lists = string_list_array(t, self.input_col, stage)
+        values, parent, _ = _flat(lists)
+        enc = pc.dictionary_encode(values)
+        terms = enc.dictionary
+        codes = enc.indices
+        if codes.null_count:  # null tokens are no terms
+            ok = np.asarray(codes.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            codes, parent = codes.filter(pa.array(ok)), parent[ok]
+        codes = codes.to_numpy(zero_copy_only=False).astype(np.int64)
+        v = len(terms)
+        tf = np.bincount(codes, minlength=v)
+        df = np.bincount(_count_matrix(parent, codes, len(lists), v).indices, minlength=v)  # a column per term
+        return pa.table({"term": pa.concat_arrays([terms.cast(pa.string()), pa.nulls(1, pa.string())]),
+                         "tf": pa.array(np.r_[tf, 0], pa.int64()),
+                         "df": pa.array(np.r_[df, len(lists)], pa.int64())}, schema=_CV_STATE)
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        for s in states:
+            if s.schema.names != _CV_STATE.names:
+                raise ValueError(f"{type(self).__name__}: a fit state has columns {s.schema.names}, expected "
+                                 f"{_CV_STATE.names}; merge states made by {type(self).__name__}.partial")
+        both = pa.concat_tables([s.cast(_CV_STATE) for s in states])
+        if both.num_rows == 0:
+            return _CV_STATE.empty_table()
+        g = both.group_by("term").aggregate([("tf", "sum"), ("df", "sum")])
+        return pa.table({"term": g.column("term"), "tf": g.column("tf_sum"), "df": g.column("df_sum")},
+                        schema=_CV_STATE)
+
+    def _finish(self, state: pa.Table) -> "CountVectorizerModel":
+        self._check_df()
+        state = self._merge([state])
+        is_docs = state.column("term").is_null().to_numpy(zero_copy_only=False)
+        docs = int(np.asarray(state.column("df"))[is_docs].sum())
+        if docs == 0:
+            raise ValueError(f"{type(self).__name__}: fit needs at least one row; the input table is empty")
+        terms = state.filter(pa.array(~np.asarray(is_docs, dtype=bool)))
+        df = np.asarray(terms.column("df"))
+        lo = self.min_df if self.min_df >= 1.0 else self.min_df * docs
+        hi = self.max_df if self.max_df >= 1.0 else self.max_df * docs
+        if hi < lo:
+            raise ValueError(f"{type(self).__name__}: 'max_df' ({hi} documents of {docs}) is below 'min_df' ({lo} "
+                             f"documents); raise max_df or lower min_df")
+        terms = terms.filter(pa.array((df >= lo) & (df <= hi)))
+        order = pc.sort_indices(terms, sort_keys=[("df", "descending"), ("tf", "descending"), ("term", "ascending")])
+        vocab = terms.column("term").take(order)[: self.vocabulary_size]
+        model = CountVectorizerModel()
+        self.copy_params_to(model)
+        return model.set_model_data(pa.table({"vocabulary": pa.array([vocab.to_pylist()], _TOKENS)}))
+
+
+class CountVectorizerModel(_CountVectorizerModelParams, Model):
+    """The model fitted by :class:`CountVectorizer`: counts each vocabulary term in each token list.
+
+    Model data: one table with one row and a ``vocabulary`` column (``list<string>``); term ``i`` of
+    the vocabulary counts at index ``i`` of the output vectors.
+
+    Example:
+        >>> from flowlearn.feature.term_frequency import CountVectorizerModel
+        >>> model = CountVectorizerModel(input_col="words", output_col="v", min_tf=2.0)
+        >>> model = model.set_model_data({"vocabulary": [["x", "y"]]})
+        >>> model.transform({"words": [["y", "x", "y", "z"]]}).column("v").to_pylist()
+        [{'size': 2, 'indices': [1], 'values': [2.0]}]
+    """
+
+    def _load_model_data(self, tables: list[pa.Table]) -> None:
+        stage = type(self).__name__
+        if len(tables) != 1 or "vocabulary" not in tables[0].column_names or tables[0].num_rows != 1:
+            raise ValueError(f"{stage}: model data is one table with one row and a 'vocabulary' column "
+                             f"(list<string>), got {[tb.schema.names for tb in tables]}")
+        col = combined(tables[0].column("vocabulary"))
+        if not pa.types.is_list(col.type) and not pa.types.is_large_list(col.type):
+            raise ValueError(f"{stage}: model data column 'vocabulary' has type {col.type}, expected list<string>")
+        vocab = col.cast(_TOKENS).flatten()
+        if vocab.null_count:
+            raise ValueError(f"{stage}: model data column 'vocabulary' holds a null term")
+        if len(pc.unique(vocab)) != len(vocab):
+            raise ValueError(f"{stage}: model data column 'vocabulary' holds a term twice; each term needs one index")
+        self._vocab = vocab
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The vocabulary, term ``i`` at index ``i``."""
+        self._require_model()
+        return self._vocab.to_pylist()
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        t = one_table(tables, stage)
+        self._require_model()
+        _term_lists(t, self.input_col, stage)
+        lists = string_list_array(t, self.input_col, stage)
+        values, parent, counts = _flat(lists)
+        size = len(self._vocab)
+        idx = pc.index_in(values, value_set=self._vocab)
+        ok = np.asarray(idx.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        cols = idx.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)[ok]
+        m = _count_matrix(parent[ok], cols, len(lists), size)
+        min_tf = self.min_tf
+        need = np.full(len(lists), min_tf) if min_tf >= 1.0 else counts * min_tf
+        keep = m.data >= np.repeat(need, np.diff(m.indptr))
+        if not keep.all():
+            m.data[~keep] = 0.0
+            m.eliminate_zeros()
+        if self.binary:
+            m.data[:] = 1.0
+        return put_column(t, out_field(self.output_col, SPARSE_VECTOR, size), from_csr(m))
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        self._require_model()
+        _tokens_field(input_schema, self.input_col, type(self).__name__, "input_col")
+        return put_field(input_schema, out_field(self.output_col, SPARSE_VECTOR, len(self._vocab)))
+
+
+# --------------------------------------------------------------------------------------------
+# IDF
+
+
+class _IDFModelParams(HasInputCol, HasOutputCol):
+    pass
+
+
+class IDF(_IDFModelParams, OnePassEstimator):
+    """Computes inverse document frequencies of term-frequency vectors, as Flink ML's (and Spark's)
+    ``IDF``: ``idf_j = log((m + 1) / (df_j + 1))`` for ``m`` documents of which ``df_j`` have a
+    positive entry ``j``; a term in fewer than ``min_doc_freq`` documents gets 0. The model
+    multiplies each vector by the idf vector, entry by entry (sparse stays sparse).
+
+    scikit-learn's ``TfidfTransformer(smooth_idf=True)`` adds 1 to the same idf.
+
+    Input: ``input_col`` (dense or sparse vectors, e.g. HashingTF's or CountVectorizer's output).
+    Output: ``output_col`` (vectors of the input's kind and size).
+
+    Params: ``input_col`` ("input"), ``output_col`` ("output"), ``min_doc_freq`` (0).
+
+    Example:
+        >>> from flowlearn.feature.term_frequency import IDF
+        >>> t = {"tf": [[0.0, 1.0, 0.0, 2.0], [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 0.0, 0.0]]}
+        >>> model = IDF(input_col="tf", output_col="tfidf").fit(t)
+        >>> [round(v, 7) for v in model.transform(t).column("tfidf").to_pylist()[1]]
+        [0.0, 0.0, 1.3862944, 0.8630462]
+    """
+
+    min_doc_freq = Param(int, default=0, validator=gt_eq(0),
+                         doc="Terms in fewer documents than this get an idf of 0.")
+
+    def _partial(self, t: pa.Table) -> pa.Table:
+        x = vector_column(t, self.input_col, type(self).__name__, param="input_col")
+        if x.shape[0] == 0:
+            return pa.table({"num_docs": pa.array([], pa.int64()), "doc_freq": pa.array([], pa.list_(pa.int64()))})
+        if sps.issparse(x):
+            df = np.bincount(x.indices[x.data > 0], minlength=x.shape[1])
+        else:
+            df = (x > 0).sum(axis=0)
+        return pa.table({"num_docs": pa.array([x.shape[0]], pa.int64()),
+                         "doc_freq": pa.array([df.astype(np.int64)], pa.list_(pa.int64()))})
+
+    def _merge(self, states: list[pa.Table]) -> pa.Table:
+        docs, df = 0, None
+        for s in states:
+            if "num_docs" not in s.column_names or "doc_freq" not in s.column_names:
+                raise ValueError(f"{type(self).__name__}: a fit state has columns {s.column_names}, expected "
+                                 f"['num_docs', 'doc_freq']; merge states made by {type(self).__name__}.partial")
+            for n, d in zip(s.column("num_docs").to_pylist(), s.column("doc_freq").to_pylist()):
+                d = np.asarray(d, dtype=np.int64)
+                if df is not None and len(d) != len(df):
+                    raise ValueError(f"{type(self).__name__}: the parts of the input hold vectors of sizes "
+                                     f"{len(df)} and {len(d)}; every row of one input needs vectors of one size")
+                docs, df = docs + n, d if df is None else df + d
+        if df is None:
+            return pa.table({"num_docs": pa.array([], pa.int64()), "doc_freq": pa.array([], pa.list_(pa.int64()))})
+        return pa.table({"num_docs": pa.array([docs], pa.int64()), "doc_freq": pa.array([df], pa.list_(pa.int64()))})
+
+    def _finish(self, state: pa.Table) -> "IDFModel":
+        state = self._merge([state])
+        m = int(state.column("num_docs")[0].as_py())
+        df = np.asarray(state.column("doc_freq")[0].as_py(), dtype=np.int64)
+        kept = df >= self.min_doc_freq
+        idf = np.where(kept, np.log((m + 1.0) / (df + 1.0)), 0.0)
+        model = IDFModel()
+        self.copy_params_to(model)
+        return model.set_model_data(pa.table({
+            "idf": pa.array([idf], pa.list_(pa.float64(), len(idf))),
+            "doc_freq": pa.array([np.where(kept, df, 0)], pa.list_(pa.int64())),
+            "num_docs": pa.array([m], pa.int64()),
+        }))
+
+
+class IDFModel(_IDFModelParams, Model):
+    """The model fitted by :class:`IDF`: multiplies each vector by the idf vector, entry by entry.
+
+    Model data: one table with one row: ``idf`` (dense vector), ``doc_freq`` (``list<int64>``, the
+    document frequencies, 0 for terms below ``min_doc_freq``) and ``num_docs`` (int64).
+
+    Example:
+        >>> from flowlearn.feature.term_frequency import IDFModel
+        >>> model = IDFModel(input_col="tf", output_col="w").set_model_data(
+        ...     {"idf": [[0.5, 2.0]], "doc_freq": [[3, 0]], "num_docs": [4]})
+        >>> model.transform({"tf": [[2.0, 1.0]]}).column("w").to_pylist()
+        [[1.0, 2.0]]
+    """
+
+    def _load_model_data(self, tables: list[pa.Table]) -> None:
+        stage = type(self).__name__
+        if len(tables) != 1 or "idf" not in tables[0].column_names or tables[0].num_rows != 1:
+            raise ValueError(f"{stage}: model data is one table with one row and columns 'idf', 'doc_freq', "
+                             f"'num_docs', got {[tb.schema.names for tb in tables]}")
+        idf = np.asarray(tables[0].column("idf")[0].as_py(), dtype=np.float64)
+        if not np.isfinite(idf).all():
+            raise ValueError(f"{stage}: model data column 'idf' holds NaN or infinity; refit the model")
+        self._idf = idf
+
+    def _transform(self, *tables: pa.Table) -> pa.Table:
+        stage = type(self).__name__
+        t = one_table(tables, stage)
+        self._require_model()
+        d = len(self._idf)
+        x = vector_column(t, self.input_col, stage, param="input_col", size=d)
+        if sps.issparse(x):
+            if x.shape[0] == 0:
+                x = sps.csr_matrix((0, d))
+            y = sps.csr_matrix((x.data * self._idf[x.indices], x.indices, x.indptr), shape=x.shape)
+            out = from_csr(y)
+        else:
+            out = from_numpy(x * self._idf if x.shape[0] else np.zeros((0, d)))
+        return put_column(t, out_field(self.output_col, out.type, d), out)
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        self._require_model()
+        stage = type(self).__name__
+        f = schema_field(input_schema, self.input_col, stage, "input_col")
+        typ, _ = vector_out_type(f, stage, "input_col", size=len(self._idf))
+        return put_field(input_schema, out_field(self.output_col, typ, len(self._idf)))
+
