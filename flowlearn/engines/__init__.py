@@ -18,12 +18,29 @@ Example:
 """
 from __future__ import annotations
 
+import builtins
+import sys
 from typing import Any
 
-from flowlearn.engines.base import Engine, Job
-from flowlearn.engines.flink import FlinkEngine, FlinkJob
-from flowlearn.engines.local import LocalEngine, LocalJob
-from flowlearn.stream.plan import current_engine, set_default_engine, set_engine
+
+def _let_numba_resolve_print() -> None:
+    """A standalone Flink cluster's Python worker replaces ``builtins.print`` with a function of
+    its own module, which does not export it under that name; Numba then fails to import
+    (``beam_sdk_worker_main has no attribute 'print'``). Exporting it there makes it resolvable.
+    This runs before anything imports Numba on a worker (unpickling a job's functions imports
+    this package first)."""
+    p = builtins.print
+    mod = sys.modules.get(getattr(p, "__module__", None) or "")
+    if mod is not None and mod is not builtins and getattr(mod, p.__name__, None) is not p:
+        setattr(mod, p.__name__, p)
+
+
+_let_numba_resolve_print()
+
+from flowlearn.engines.base import Engine, Job  # noqa: E402
+from flowlearn.engines.flink import FlinkEngine, FlinkJob  # noqa: E402
+from flowlearn.engines.local import LocalEngine, LocalJob  # noqa: E402
+from flowlearn.stream.plan import current_engine, set_default_engine, set_engine  # noqa: E402
 
 __all__ = ["run", "Engine", "Job", "LocalEngine", "LocalJob", "FlinkEngine", "FlinkJob", "set_engine", "current_engine"]
 

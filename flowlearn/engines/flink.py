@@ -160,6 +160,25 @@ class FlinkJob(Job):
         raise ValueError(f"{sink!r} is not a collect() sink of this job")
 
 
+def _remote_environment(cluster: str, conf: Any) -> Any:
+    """An environment submitting to the session cluster whose jobmanager's REST endpoint is
+    ``cluster``; the job ships PyFlink's runtime jar (flink-python, which a cluster's lib/ lacks)."""
+    import pyflink
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    opt = os.path.join(os.path.dirname(os.path.abspath(pyflink.__file__)), "opt")
+    jars = [os.path.join(opt, n) for n in sorted(os.listdir(opt)) if n.startswith("flink-python")]
+    j_jars = gateway.new_array(gateway.jvm.String, len(jars))
+    for i, j in enumerate(jars):
+        j_jars[i] = j
+    host, _, port = cluster.rpartition(":")
+    j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.createRemoteEnvironment(
+        host, int(port), conf._j_configuration, j_jars)
+    return StreamExecutionEnvironment(j_env)
+
+
 def _uri(path: str) -> str:
     return path if "://" in path else "file://" + os.path.abspath(path)
 
@@ -169,21 +188,31 @@ class FlinkEngine(Engine):
 
     ``parallelism``: the job's parallelism; ``config``: Flink configuration entries (strings);
     ``mode``: ``"process"`` (Python workers in their own processes) or ``"thread"`` (inside the
-    task manager's JVM). Jobs run on a local mini-cluster in this process.
+    task manager's JVM). ``cluster``: ``None`` runs jobs on a local mini-cluster in this
+    process; ``"host:port"`` (a jobmanager's REST address) submits them to that session cluster
+    (standalone, YARN or Kubernetes session), whose task managers must reach flowlearn, the
+    data and the model stores (see docs/flink.md).
     """
 
     name = "flink"
 
-    def __init__(self, parallelism: int = 1, config: dict[str, str] | None = None, mode: str = "process") -> None:
+    def __init__(self, parallelism: int = 1, config: dict[str, str] | None = None, mode: str = "process",
+                 cluster: str | None = None) -> None:
         if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
             raise ValueError(f"FlinkEngine: parameter 'parallelism' = {parallelism!r} violates gt_eq(1)")
         if mode not in ("process", "thread"):
             raise ValueError(f"FlinkEngine: parameter 'mode' = {mode!r} violates in_array(['process', 'thread'])")
-        self.parallelism, self.config, self.mode = parallelism, dict(config or {}), mode
+        if cluster is not None:
+            host, _, port = str(cluster).rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"FlinkEngine: parameter 'cluster' = {cluster!r} must be 'host:port' (the "
+                                 f"jobmanager's REST address, e.g. 'localhost:8081') or None (a local mini-cluster)")
+        self.parallelism, self.config, self.mode, self.cluster = parallelism, dict(config or {}), mode, cluster
         self._spilled: list[str] = []   # temp folders of the job being translated
 
     def __repr__(self) -> str:
-        return f"FlinkEngine(parallelism={self.parallelism}, mode={self.mode!r})"
+        where = f", cluster={self.cluster!r}" if self.cluster else ""
+        return f"FlinkEngine(parallelism={self.parallelism}, mode={self.mode!r}{where})"
 
     # -- the environment -----------------------------------------------------------------------
     def _env(self, streaming: bool = False, checkpoint_dir: str | None = None,
@@ -205,7 +234,10 @@ class FlinkEngine(Engine):
             conf.set_string("restart-strategy.fixed-delay.delay", "500 ms")
         for k, v in self.config.items():
             conf.set_string(k, str(v))
-        env = StreamExecutionEnvironment.get_execution_environment(conf)
+        if self.cluster is None:   # a local mini-cluster, or the cluster of `flink run -py`
+            env = StreamExecutionEnvironment.get_execution_environment(conf)
+        else:
+            env = _remote_environment(self.cluster, conf)
         env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)
         env.set_parallelism(self.parallelism)
         if checkpoint_dir is not None:
@@ -298,8 +330,9 @@ class FlinkEngine(Engine):
                     raise NotImplementedError(f"FlinkEngine: {where} has {len(n.inputs)} inputs; a trainer rebased "
                                               f"by a second input is not translated to Flink yet")
                 op = fn.keyed_operator_function()(spec, n.uid or n.name)
-                out[id(n)] = (materialized(n.inputs[0]).key_by(_one_key, key_type=Types.INT())
-                              .process(op, output_type=records).name(n.name).uid(n.uid or n.name), [])
+                ds = materialized(n.inputs[0]).key_by(_one_key, key_type=Types.INT()) \
+                    .process(op, output_type=records).name(n.name)
+                out[id(n)] = (ds.uid(n.uid) if n.uid else ds, [])   # a uid keeps state across plan changes
             elif isinstance(spec, UnionSpec):
                 first, *rest = [materialized(i) for i in n.inputs]
                 out[id(n)] = (first.union(*rest) if rest else first, [])

@@ -1,0 +1,112 @@
+"""flowlearn plans on a standalone Flink cluster (jobmanager and taskmanager started from the
+scripts in the apache-flink wheel, on loopback), submitted through ``FlinkEngine(cluster=...)``;
+the taskmanager is killed with SIGKILL mid-run and Flink restarts the job from its checkpoint.
+Oracle: the local engine on the same plan. One cluster serves the module."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+pytest.importorskip("pyflink")
+
+import flowlearn as fl  # noqa: E402
+import flowlearn.stream as fls  # noqa: E402
+from flowlearn.classification.ftrl import OnlineLogisticRegression  # noqa: E402
+from flowlearn.engines import FlinkEngine, LocalEngine  # noqa: E402
+from flowlearn.modelstream import ModelStore  # noqa: E402
+
+pytestmark = pytest.mark.flink
+
+# The cluster's Python workers import flowlearn from the same venv; this module's own functions
+# reach them the way a user's do, as a shipped Python file.
+SHIP = {"python.files": __file__}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from flink_cluster import FlinkCluster
+
+    with FlinkCluster(slots=2) as c:
+        yield c
+
+
+def _clicks(n: int, seed: int = 5) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    y = (x @ [1.0, -1.5, 0.5, 2.0] + rng.logistic(size=n) > 0).astype(np.float64)
+    return fl.table({"id": np.arange(n), "features": fl.linalg.from_numpy(x), "label": y})
+
+
+def _versions(data: fls.Stream) -> fls.Stream:
+    return fls.model_stream(fls.fit_online(OnlineLogisticRegression(emit_every=2000, global_batch_size=50), data))
+
+
+class Slow:
+    """Passes each batch on after a pause, so the job runs long enough to be killed midway."""
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        time.sleep(0.1)
+        return t
+
+
+def _completed_checkpoints(cluster) -> int:
+    jobs = [j for j in json.loads(cluster._rest("/jobs/overview"))["jobs"] if j["state"] == "RUNNING"]
+    if not jobs:
+        return 0
+    return json.loads(cluster._rest(f"/jobs/{jobs[0]['jid']}/checkpoints"))["counts"]["completed"]
+
+
+def test_a_job_on_a_standalone_cluster_survives_a_killed_taskmanager(cluster, tmp_path):
+    """Online training and scoring with a model that follows a store, on the cluster with
+    checkpoints; the taskmanager process is SIGKILLed once a checkpoint exists and a new one
+    started: every version once, bit-identical to the local engine (parallelism 1: the trainer
+    sees the batches in the local order), and every row scored once by the store's version."""
+    t = _clicks(12_000)
+    store = ModelStore(str(tmp_path / "store"))
+    batch = fl.classification.LogisticRegression(reg=0.1).fit(t)
+    store.publish(batch, {"kind": "batch"})
+    with fl.set_engine(LocalEngine()):
+        want = _versions(fls.from_table(t, batch_size=150)).to_table()
+
+    versions = _versions(fls.from_table(t, batch_size=150).map_batches(Slow())).collect()
+    follower = fls.follow(fls.from_model_store(store, poll_interval=0.2))
+    scored = follower.transform(fls.from_table(t, batch_size=150).map_batches(Slow())).collect()
+    job = FlinkEngine(parallelism=1, cluster=cluster.address, config=SHIP).run(
+        versions, scored, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=0.5)
+    deadline = time.monotonic() + 240
+    while job.running and _completed_checkpoints(cluster) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not job.running:
+        job.wait()   # raises the job's error, if it failed
+        pytest.fail("the job ended before it could be killed midway")
+    cluster.kill_taskmanager()
+    cluster.start_taskmanager()
+    job.wait(300)
+
+    got = versions.result()
+    assert got.column("model_version").to_pylist() == list(range(1, 7))
+    assert got.equals(want)
+    out = scored.result().sort_by("id")
+    assert out.column("id").to_pylist() == list(range(t.num_rows))            # each row once
+    assert set(out.column("model_version").to_pylist()) == {1}
+    np.testing.assert_allclose(fl.linalg.to_numpy(out.column("raw_prediction")),
+                               fl.linalg.to_numpy(batch.transform(t).column("raw_prediction")), rtol=1e-12)
+
+
+def test_a_fit_on_the_cluster_equals_the_local_fit(cluster):
+    t = _clicks(5000)
+    scaler = lambda: fl.feature.StandardScaler(input_col="features", output_col="s", with_mean=True)  # noqa: E731
+    with fl.set_engine(FlinkEngine(parallelism=2, cluster=cluster.address, config=SHIP)):
+        remote = scaler().fit(fls.from_table(t, batch_size=500))
+        positive = fls.from_table(t, batch_size=500).filter(pc.field("label") > 0.5).to_table()
+    local = scaler().fit(t)
+    for name in ("mean", "std"):
+        np.testing.assert_allclose(remote.get_model_data()[0].column(name)[0].as_py(),
+                                   local.get_model_data()[0].column(name)[0].as_py(), rtol=1e-12)
+    assert sorted(positive.column("id").to_pylist()) == \
+        np.flatnonzero(t.column("label").to_numpy() > 0.5).tolist()
