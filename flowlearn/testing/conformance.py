@@ -183,8 +183,12 @@ def _row_vector(v: Any) -> Any:
     return v
 
 
-def _as_sparse(col: pa.ChunkedArray) -> pa.Array:
-    return from_csr(sps.csr_matrix(to_numpy(col)))
+def _as_sparse(t: pa.Table, c: str) -> pa.Table:
+    """``t`` with the dense vector column ``c`` stored sparse, its size declared as a stage making
+    sparse vectors declares it (field metadata ``flowlearn.size``)."""
+    x = to_numpy(t.column(c))
+    field = pa.field(c, from_csr(sps.csr_matrix(x)).type, metadata={SIZE_KEY: str(x.shape[1]).encode()})
+    return t.set_column(t.column_names.index(c), field, from_csr(sps.csr_matrix(x)))
 
 
 def _dense_vector_columns(t: pa.Table) -> list[str]:
@@ -465,13 +469,16 @@ class _Checker:
 
     # -- sparse and bad input ----------------------------------------------------------------------
     def check_sparse_input(self) -> str:
-        cols = _dense_vector_columns(self.table)
+        reads = set(self.op.input_columns() if isinstance(self.op, AlgoOperator) else [])
+        if self.is_estimator:
+            reads |= {v for k, v in self.stage.get_params().items() if k.endswith("_col") and isinstance(v, str)}
+        cols = [c for c in _dense_vector_columns(self.table) if not reads or c in reads]
         if not cols:
             raise _NotApplicable("no dense vector input column")
         done = []
         want = self.transform()
         for c in cols:
-            t = self.table.set_column(self.table.column_names.index(c), c, _as_sparse(self.table.column(c)))
+            t = _as_sparse(self.table, c)
             try:
                 op = self.stage.fit(t, *self.others) if self.is_estimator else self.op
                 got = self.transform(op, t, *self.inputs[1:])
