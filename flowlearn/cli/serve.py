@@ -47,16 +47,18 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--poll-interval", type=float, default=0.2,
                    help="seconds between listings of a followed model store (default: 0.2)")
     p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
-                   help=f"most rows in one POST /predict batch; more is a 413 (default: {DEFAULT_MAX_ROWS})")
+                   help=f"most rows in one POST /predict batch or /v2 inference tensor; more is a 413 "
+                        f"(default: {DEFAULT_MAX_ROWS})")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                    help=f"largest request body in bytes; more is a 413 (default: {DEFAULT_MAX_BODY_BYTES}, "
                         f"{DEFAULT_MAX_BODY_BYTES >> 20} MiB)")
     p.add_argument("--max-concurrent-predictions", type=int, default=DEFAULT_MAX_CONCURRENT_PREDICTIONS,
-                   help=f"requests decoded and predicted at once; others wait (default: "
-                        f"{DEFAULT_MAX_CONCURRENT_PREDICTIONS})")
+                   help=f"prediction jobs on worker threads at once (a job runs the requests waiting for it, "
+                        f"one after the other); a request waits for one up to --request-timeout, then 503 "
+                        f"(default: {DEFAULT_MAX_CONCURRENT_PREDICTIONS})")
     p.add_argument("--request-timeout", type=float, default=60.0,
-                   help="seconds a request body may take to arrive, a request may wait for a prediction job, "
-                        "and an idle keep-alive connection stays open (default: 60)")
+                   help="seconds a request's headers and body may take to arrive, a request may wait for a "
+                        "prediction job, and an idle keep-alive connection stays open (default: 60)")
     p.add_argument("--model-name", default=None,
                    help="the model's name in the Open Inference Protocol paths /v2/models/NAME (default: the "
                         "last part of PATH_OR_STORE_URL)")
