@@ -301,3 +301,60 @@ def test_binarizer_flink_published_vectors_and_numbers():
         b.set(thresholds=[1.0]).transform(t)
     with pytest.raises(ValueError, match=r"Binarizer: column 'f0' has a null at row 1"):
         Binarizer(input_cols=["f0"], output_cols=["o"], thresholds=[0.0]).transform({"f0": [1.0, None]})
+
+
+# ----------------------------------------------------------------------------------- row kernels
+
+
+def _row_outputs_equal_batch(stage, t, out_cols):
+    from flowlearn.testing.conformance import rows_of
+
+    want = stage.transform(t)
+    fn = stage.row_fn()
+    rows = rows_of(t)
+    for r in rows:
+        fn(r)
+    for c in out_cols:
+        col = want.column(c)
+        expected = out_matrix(want, c) if is_vec(col.type) else np.asarray(col.to_pylist())[:, None]
+        got = np.array([r[c].to_numpy() if isinstance(r[c], SparseVector) else np.atleast_1d(r[c]) for r in rows])
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
+        kinds = {isinstance(r[c], SparseVector) for r in rows}
+        assert kinds == {isinstance(col.type, pa.ExtensionType)}, c
+
+
+def is_vec(t):
+    return isinstance(t, pa.ExtensionType) or pa.types.is_fixed_size_list(t)
+
+
+@pytest.mark.parametrize("make", [dense_table, sparse_table])
+def test_row_kernels_equal_batch(diabetes, make):
+    x = np.where(np.abs(diabetes[:60, :6]) < 0.02, 0.0, diabetes[:60, :6])
+    t = make(x).append_column("w", pa.array(diabetes[:60, 6]))
+    stages = [
+        Normalizer(input_col="v", output_col="o", p=1.0), Normalizer(input_col="v", output_col="o"),
+        Normalizer(input_col="v", output_col="o", p=math.inf), Normalizer(input_col="v", output_col="o", p=3.0),
+        DCT(input_col="v", output_col="o"), DCT(input_col="v", output_col="o", inverse=True),
+        ElementwiseProduct(input_col="v", output_col="o", scaling_vec=[1.0, -2.0, 0.0, 3.0, 0.5, 1.0]),
+        PolynomialExpansion(input_col="v", output_col="o", degree=3),
+        Interaction(input_cols=["v", "w", "v"], output_col="o"),
+        VectorSlicer(input_col="v", output_col="o", indices=[5, 0, 2]),
+        Binarizer(input_cols=["v", "w"], output_cols=["o", "o2"], thresholds=[0.01, 0.0]),
+        Binarizer(input_cols=["v"], output_cols=["o"], thresholds=[-0.01]),
+    ]
+    for s in stages:
+        _row_outputs_equal_batch(s, t, [c for c in ("o", "o2") if c in s.output_schema(t.schema).names])
+
+
+def test_row_kernels_refuse_bad_rows_naming_the_column():
+    fn = ElementwiseProduct(input_col="v", output_col="o", scaling_vec=[1.0, 2.0]).row_fn()
+    with pytest.raises(ValueError, match=r"ElementwiseProduct: column 'v' holds a vector of size 3 in this row, but "
+                                         r"parameter 'scaling_vec' has size 2"):
+        fn({"v": np.ones(3)})
+    with pytest.raises(ValueError, match=r"Normalizer: column 'v' has NaN or infinity in this row"):
+        Normalizer(input_col="v").row_fn()({"v": [1.0, float("nan")]})
+    with pytest.raises(ValueError, match=r"VectorSlicer: parameter 'indices' holds index 4, but column 'v' holds a "
+                                         r"vector of size 2"):
+        VectorSlicer(input_col="v", indices=[4]).row_fn()({"v": [1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"Interaction: input column 'b' \(parameter 'input_cols'\) is missing"):
+        Interaction(input_cols=["a", "b"]).row_fn()({"a": 1.0})

@@ -8,10 +8,12 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.linalg import SPARSE_VECTOR, dense_vector_type, is_sparse, is_vector_type
+from flowlearn.linalg import SPARSE_VECTOR, SparseVector, dense_vector_type, is_sparse, is_vector_type
 
 try:  # the conformance work adds SchemaError (a ValueError and a TypeError) to the api
     from flowlearn.api import SchemaError
@@ -21,7 +23,7 @@ except ImportError:  # pragma: no cover - older api
 
 __all__ = ["SIZE_KEY", "SchemaError", "one_table", "out_field", "put_column", "put_field", "schema_field",
            "declared_size", "vector_out_type", "combined", "string_array", "string_list_array", "is_string_list",
-           "list_from_parts", "SPARSE_VECTOR"]
+           "list_from_parts", "row_value", "row_vector", "SPARSE_VECTOR"]
 
 SIZE_KEY = b"flowlearn.size"
 
@@ -154,3 +156,33 @@ def list_from_parts(counts: np.ndarray, values: pa.Array, valid: pa.Array | None
         if not m.all():
             mask = pa.array(~m)
     return pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
+
+
+def row_value(row: dict, col: str, stage: str, param: str) -> Any:
+    """The value of ``col`` in a row dict; a missing column raises naming it."""
+    try:
+        return row[col]
+    except KeyError:
+        raise ValueError(f"{stage}: input column '{col}' (parameter '{param}') is missing from the row; the row has "
+                         f"keys {list(row)}") from None
+
+
+def row_vector(row: dict, col: str, stage: str, param: str = "input_col") -> np.ndarray | SparseVector:
+    """One row's vector (a 1-D float64 array or a ``SparseVector``), checked as the batch path checks
+    a column: not null, numbers only, finite."""
+    v = row_value(row, col, stage, param)
+    if v is None:
+        raise ValueError(f"{stage}: column '{col}' is null in this row; drop or impute it first")
+    if isinstance(v, SparseVector):
+        vals = v.values
+    else:
+        try:
+            v = vals = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{stage}: column '{col}' holds {type(v).__name__}, expected a vector (list, 1-D numpy "
+                            f"array or fl.linalg.SparseVector)") from None
+        if v.ndim != 1:
+            raise TypeError(f"{stage}: column '{col}' holds an array of shape {v.shape}, expected a 1-D vector")
+    if not np.isfinite(vals).all():
+        raise ValueError(f"{stage}: column '{col}' has NaN or infinity in this row; impute or filter such rows first")
+    return v

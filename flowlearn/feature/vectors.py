@@ -32,10 +32,12 @@ from flowlearn.feature._columns import (
     out_field,
     put_column,
     put_field,
+    row_value,
+    row_vector,
     schema_field,
     vector_out_type,
 )
-from flowlearn.linalg import SPARSE_VECTOR, from_csr, from_numpy, is_sparse, is_vector_type
+from flowlearn.linalg import SPARSE_VECTOR, SparseVector, from_csr, from_numpy, is_sparse, is_vector_type
 from flowlearn.params import REQUIRED, HasInputCol, HasInputCols, HasOutputCol, HasOutputCols, Param, Validator, \
     gt_eq, non_empty
 
@@ -70,6 +72,20 @@ def _column_of(x: np.ndarray | sps.csr_matrix) -> pa.Array:
 def _put(t: pa.Table, name: str, x: np.ndarray | sps.csr_matrix) -> pa.Table:
     arr = _column_of(x)
     return put_column(t, out_field(name, arr.type, x.shape[1]), arr)
+
+
+def _sparse_row(size: int, indices: np.ndarray, values: np.ndarray) -> SparseVector:
+    """A row kernel's sparse output, without stored zeros (as the batch path writes it)."""
+    keep = values != 0
+    if not keep.all():
+        indices, values = indices[keep], values[keep]
+    return SparseVector.unchecked(size, np.asarray(indices, dtype=np.int32), np.asarray(values, dtype=np.float64))
+
+
+def _check_row_size(stage: str, col: str, size: int, want: int, what: str) -> None:
+    if size != want:
+        raise ValueError(f"{stage}: column '{col}' holds a vector of size {size} in this row, but {what} has size "
+                         f"{want}; they must be equal")
 
 
 def _same_kind_schema(stage: Transformer, schema: pa.Schema, size_of=None) -> pa.Schema:
@@ -141,6 +157,29 @@ class Normalizer(HasInputCol, HasOutputCol, Transformer):
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         return _same_kind_schema(self, input_schema)
 
+    def row_fn(self):
+        stage, c, o, p = type(self).__name__, self.input_col, self.output_col, self.p
+
+        def norm_of(v: np.ndarray) -> float:
+            if p == 2.0:
+                n = math.sqrt(float(np.dot(v, v)))
+            elif p == 1.0:
+                n = float(np.abs(v).sum())
+            elif p == math.inf:
+                n = float(np.abs(v).max(initial=0.0))
+            else:
+                n = float((np.abs(v) ** p).sum() ** (1 / p))
+            return n if n != 0 else 1.0
+
+        def fn(row: dict) -> None:
+            v = row_vector(row, c, stage)
+            if isinstance(v, SparseVector):
+                row[o] = _sparse_row(v.size, v.indices, v.values / norm_of(v.values))
+            else:
+                row[o] = v / norm_of(v)
+
+        return fn
+
 
 # --------------------------------------------------------------------------------------------
 # DCT
@@ -179,6 +218,17 @@ class DCT(HasInputCol, HasOutputCol, Transformer):
         f = schema_field(input_schema, self.input_col, stage, "input_col")
         typ, size = vector_out_type(f, stage, "input_col", sparse=False)
         return put_field(input_schema, out_field(self.output_col, typ, size))
+
+    def row_fn(self):
+        stage, c, o = type(self).__name__, self.input_col, self.output_col
+        f = scipy.fft.idct if self.inverse else scipy.fft.dct
+
+        def fn(row: dict) -> None:
+            v = row_vector(row, c, stage)
+            x = v.to_numpy() if isinstance(v, SparseVector) else v
+            row[o] = f(x, type=2, norm="ortho") if len(x) else np.zeros(0)
+
+        return fn
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,6 +274,21 @@ class ElementwiseProduct(HasInputCol, HasOutputCol, Transformer):
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         n = len(self.scaling_vec)
         return _same_kind_schema(self, input_schema, lambda size: n)
+
+    def row_fn(self):
+        stage, c, o = type(self).__name__, self.input_col, self.output_col
+        s = np.asarray(self.scaling_vec, dtype=np.float64)
+
+        def fn(row: dict) -> None:
+            v = row_vector(row, c, stage)
+            if isinstance(v, SparseVector):
+                _check_row_size(stage, c, v.size, len(s), "parameter 'scaling_vec'")
+                row[o] = _sparse_row(v.size, v.indices, v.values * s[v.indices])
+            else:
+                _check_row_size(stage, c, len(v), len(s), "parameter 'scaling_vec'")
+                row[o] = v * s
+
+        return fn
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,6 +426,34 @@ class PolynomialExpansion(HasInputCol, HasOutputCol, Transformer):
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         return _same_kind_schema(self, input_schema, lambda n: None if n is None else self._out_size(n))
 
+    def row_fn(self):
+        stage, c, o, d = type(self).__name__, self.input_col, self.output_col, self.degree
+        cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+
+        def plan(n: int) -> tuple[int, np.ndarray, np.ndarray]:
+            if n not in cache:
+                cache.clear()
+                cache[n] = (self._out_size(n), _binomials(n, d), np.arange(n, dtype=np.int64))
+            return cache[n]
+
+        def fn(row: dict) -> None:
+            v = row_vector(row, c, stage)
+            if isinstance(v, SparseVector):
+                size, binom, _ = plan(v.size)
+                m = _poly_size(len(v.indices), d)
+                pos, val = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.float64)
+                _expand(v.indices.astype(np.int64), v.values, d, binom, pos, val, 0)
+                row[o] = _sparse_row(size, pos, val)
+                return
+            size, binom, g = plan(len(v))
+            pos, val = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.float64)
+            _expand(g, v, d, binom, pos, val, 0)
+            out = np.empty(size)
+            out[pos] = val
+            row[o] = out
+
+        return fn
+
 
 # --------------------------------------------------------------------------------------------
 # Interaction
@@ -458,6 +551,40 @@ class Interaction(HasInputCols, HasOutputCol, Transformer):
                                             else pa.list_(pa.float64()))
         return put_field(input_schema, out_field(self.output_col, typ, size))
 
+    def row_fn(self):
+        stage, cols, o = type(self).__name__, list(self.input_cols), self.output_col
+
+        def value(row: dict, c: str) -> np.ndarray | SparseVector:
+            v = row_value(row, c, stage, "input_cols")
+            if isinstance(v, (bool, int, float, np.number)) and not isinstance(v, np.ndarray):
+                return np.array([float(v)])
+            if v is None:
+                raise ValueError(f"{stage}: column '{c}' is null in this row; drop or impute it first")
+            if isinstance(v, str):
+                raise TypeError(f"{stage}: column '{c}' holds a string, expected a number or a vector")
+            return row_vector(row, c, stage, "input_cols")
+
+        def fn(row: dict) -> None:
+            vs = [value(row, c) for c in cols]
+            if not any(isinstance(v, SparseVector) for v in vs):
+                out = vs[0]
+                for v in vs[1:]:
+                    out = np.kron(out, v)
+                row[o] = np.asarray(out, dtype=np.float64)
+                return
+            idx, val, size = np.zeros(1, dtype=np.int64), np.ones(1), 1
+            for v in vs:
+                if isinstance(v, SparseVector):
+                    bi, bv, q = v.indices.astype(np.int64), v.values, v.size
+                else:
+                    bi, bv, q = np.arange(len(v), dtype=np.int64), v, len(v)
+                idx = (idx[:, None] * q + bi[None, :]).ravel()
+                val = (val[:, None] * bv[None, :]).ravel()
+                size *= q
+            row[o] = _sparse_row(size, idx, val)
+
+        return fn
+
 
 # --------------------------------------------------------------------------------------------
 # VectorSlicer
@@ -515,6 +642,27 @@ class VectorSlicer(HasInputCol, HasOutputCol, Transformer):
         n = len(self._indices())
         return _same_kind_schema(self, input_schema, lambda size: n)
 
+    def row_fn(self):
+        stage, c, o = type(self).__name__, self.input_col, self.output_col
+        idx = self._indices()
+        top = int(idx.max())
+
+        def fn(row: dict) -> None:
+            v = row_vector(row, c, stage)
+            size = v.size if isinstance(v, SparseVector) else len(v)
+            if top >= size:
+                raise ValueError(f"{stage}: parameter 'indices' holds index {top}, but column '{c}' holds a vector of "
+                                 f"size {size} in this row; indices must be below the vector size")
+            if isinstance(v, SparseVector):
+                pos = np.searchsorted(v.indices, idx)
+                pos[pos >= len(v.indices)] = 0
+                found = (v.indices[pos] == idx) if len(v.indices) else np.zeros(len(idx), dtype=bool)
+                row[o] = _sparse_row(len(idx), np.flatnonzero(found), v.values[pos[found]])
+            else:
+                row[o] = v[idx]
+
+        return fn
+
 
 # --------------------------------------------------------------------------------------------
 # Binarizer
@@ -567,7 +715,7 @@ class Binarizer(HasInputCols, HasOutputCols, Transformer):
                 continue
             x = _vectors(self, t, c, "input_cols")
             if sps.issparse(x):
-                if th < 0:  # implicit zeros are above the threshold too: every entry is stored
+                if th < 0:  # implicit zeros are above the threshold too: they become stored ones
                     dense = np.ones(x.shape)
                     dense[np.repeat(np.arange(x.shape[0]), np.diff(x.indptr)), x.indices] = x.data > th
                     y = sps.csr_matrix(dense)
@@ -596,3 +744,34 @@ class Binarizer(HasInputCols, HasOutputCols, Transformer):
                 raise SchemaError(f"{stage}: column '{c}' (parameter 'input_cols') has type {f.type}, expected a "
                                   f"numeric or vector column")
         return schema
+
+    def row_fn(self):
+        stage = type(self).__name__
+        specs = self._specs()
+
+        def one(row: dict, c: str, th: float):
+            v = row_value(row, c, stage, "input_cols")
+            if v is None:
+                raise ValueError(f"{stage}: column '{c}' is null in this row; impute or filter nulls first")
+            if isinstance(v, (bool, int, float, np.number)) and not isinstance(v, np.ndarray):
+                x = float(v)
+                if not math.isfinite(x):
+                    raise ValueError(f"{stage}: column '{c}' has NaN or infinity in this row")
+                return 1.0 if x > th else 0.0
+            if isinstance(v, str):
+                raise TypeError(f"{stage}: column '{c}' holds a string, expected a number or a vector")
+            v = row_vector(row, c, stage, "input_cols")
+            if not isinstance(v, SparseVector):
+                return (v > th).astype(np.float64)
+            if th < 0:  # implicit zeros are above the threshold too
+                out = np.ones(v.size)
+                out[v.indices] = v.values > th
+                return _sparse_row(v.size, np.arange(v.size), out)
+            return _sparse_row(v.size, v.indices, (v.values > th).astype(np.float64))
+
+        def fn(row: dict) -> None:
+            outs = [(o, one(row, c, th)) for c, o, th in specs]
+            for o, x in outs:
+                row[o] = x
+
+        return fn
