@@ -6,6 +6,7 @@ case fails ``test_every_registered_stage_has_a_case`` unless it is listed in ``N
 from __future__ import annotations
 
 import importlib
+import re
 import importlib.util
 import pkgutil
 from pathlib import Path
@@ -104,3 +105,82 @@ def test_conformance(name):
     assert type(stage).__name__ == name.split("/")[0] or type(stage)._registered_name == name.split("/")[0], \
         f"case '{name}' builds a {type(stage).__name__}"
     check_stage(stage, table, *others)
+
+
+# ------------------------------------------------------------------ the suite finds planted defects
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from flowlearn.api import Transformer  # noqa: E402
+from flowlearn.params import Param  # noqa: E402
+
+
+class _Doubler(Transformer):
+    """``y = 2 x``, correct unless a test subclass plants a defect."""
+
+    input_col = Param(str, default="x")
+    output_col = Param(str, default="y")
+
+    def _transform(self, t):
+        if self.input_col not in t.column_names:
+            raise ValueError(f"{type(self).__name__}: input column '{self.input_col}' is missing")
+        if not pa.types.is_floating(t.schema.field(self.input_col).type):
+            raise TypeError(f"{type(self).__name__}: column '{self.input_col}' is not a float column")
+        x = t.column(self.input_col).to_numpy().astype(float)
+        return t.append_column(self.output_col, pa.array(2 * x))
+
+    def row_fn(self):
+        i, o, name = self.input_col, self.output_col, type(self).__name__
+
+        def run(row):
+            if i not in row:
+                raise ValueError(f"{name}: input column '{i}' is missing from the row")
+            row[o] = 2.0 * float(row[i])
+
+        return run
+
+
+class _RowKernelDiffers(_Doubler):
+    def row_fn(self):
+        o, i = self.output_col, self.input_col
+
+        def run(row):
+            row[o] = 3.0 * float(row[i]) if i in row else None
+
+        return run
+
+
+class _DuplicateColumn(_Doubler):
+    def _transform(self, t):
+        out = super()._transform(t)
+        return out.append_column("model_version", pa.array(np.zeros(out.num_rows, np.int64))).append_column(
+            "model_version", pa.array(np.ones(out.num_rows, np.int64)))
+
+
+class _SchemaLies(_Doubler):
+    def output_schema(self, input_schema, *others):
+        return input_schema.append(pa.field(self.output_col, pa.int64()))
+
+
+class _BareKeyError(_Doubler):
+    def _transform(self, t):
+        x = t.column(self.input_col).to_numpy().astype(float)   # pyarrow's KeyError for a missing column
+        return t.append_column(self.output_col, pa.array(2 * x))
+
+
+for _cls in (_Doubler, _RowKernelDiffers, _DuplicateColumn, _SchemaLies, _BareKeyError):
+    fl.register_stage(_cls, f"tests.{_cls.__name__}")
+
+
+@pytest.mark.parametrize("stage,check", [
+    (_RowKernelDiffers(), "[row_kernel]"),
+    (_DuplicateColumn(), "[unique_columns]"),
+    (_SchemaLies(), "[output_schema]"),
+    (_BareKeyError(), "[bad_input]"),
+])
+def test_check_stage_finds_planted_defects(stage, check):
+    table = {"x": [1.0, 2.0, 3.0, 4.0], "z": ["a", "b", "c", "d"]}
+    assert check_stage(_Doubler(), table)["row_kernel"] == "ok"   # the correct stage passes
+    with pytest.raises(AssertionError, match=re.escape(check)):
+        check_stage(stage, table)
