@@ -45,7 +45,8 @@ try:
 except ImportError:
     pass
 
-host, port, connections, duration, max_requests = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+host, port, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+duration, max_requests = float(sys.argv[4]), int(sys.argv[5])
 bodies = [json.dumps({"a": (i % 17) / 4.0, "b": (i % 5) - 2.0, "c": (i % 11) / 3.0, "d": (i % 7) - 3.0}).encode()
           for i in range(64)]
 requests = [b"POST /predict HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
@@ -93,7 +94,8 @@ async def main():
     stop_at = t0 + duration
     await asyncio.gather(*(connection(k) for k in range(connections)))
     elapsed = time.perf_counter() - t0
-    print(json.dumps({"elapsed": elapsed, "in_window": in_window, "window": min(elapsed, duration), "latencies": latencies, "versions": versions, "statuses": statuses,
+    print(json.dumps({"elapsed": elapsed, "in_window": in_window, "window": min(elapsed, duration),
+                      "latencies": latencies, "versions": versions, "statuses": statuses,
                       "errors": errors[:20], "failed": len(errors)}))
 
 asyncio.run(main())

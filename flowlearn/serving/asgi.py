@@ -394,7 +394,8 @@ class JSONErrorProtocol(HttpToolsProtocol):
         elif reason in _PARSER_ERRORS:
             status, msg = _PARSER_ERRORS[reason]
         elif reason == "Content-Length overflow":
-            status, msg = 413, (f"the body has more than 2**64 bytes; the limit is {self.flowlearn_server.max_body_bytes} "
+            limit = self.flowlearn_server.max_body_bytes
+            status, msg = 413, (f"the body has more than 2**64 bytes; the limit is {limit} "
                                 f"(max_body_bytes: raise it with `flowlearn serve --max-body-bytes N` or "
                                 f"serve(..., max_body_bytes=N))")
         elif "Content-Length" in reason:

@@ -50,7 +50,8 @@ class _ModelCollector:
                                   value=float(getattr(w, "jobs", 0)))
         yield CounterMetricFamily("flowlearn_prediction_job_requests", "Requests run by prediction jobs.",
                                   value=float(getattr(w, "items", 0)))
-        g = GaugeMetricFamily("flowlearn_model_version", "Version of the served model (absent: not from a model store).")
+        g = GaugeMetricFamily("flowlearn_model_version",
+                              "Version of the served model (absent: not from a model store).")
         v = self._version()
         if v is not None:
             g.add_metric([], float(v))

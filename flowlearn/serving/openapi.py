@@ -117,7 +117,8 @@ def openapi_document(server: "PredictionServer") -> dict:
     model_metadata = {"type": "object", "required": ["name", "platform", "inputs", "outputs"],
                       "properties": {"name": {"type": "string"}, "platform": {"type": "string"},
                                      "versions": {"type": "array", "items": {"type": "string"}},
-                                     "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorMetadata"}},
+                                     "inputs": {"type": "array",
+                                                "items": {"$ref": "#/components/schemas/TensorMetadata"}},
                                      "outputs": {"type": "array",
                                                  "items": {"$ref": "#/components/schemas/TensorMetadata"}}}}
 

@@ -11,9 +11,9 @@ Protocol's model metadata.
 
 Columns a stage reads come from its ``input_col``, ``input_cols`` and ``features_col`` params,
 columns it writes from ``output_col``, ``output_cols``, ``prediction_col``,
-``raw_prediction_col`` and ``model_version_col``. The kind comes from the stage: ``VectorAssembler`` declares each input's
-size (1: a number), ``StringIndexerModel`` and ``FeatureHasher`` read categories, the
-numeric feature stages (``Bucketizer``, ``ImputerModel``, ``OneHotEncoderModel``,
+``raw_prediction_col`` and ``model_version_col``. The kind comes from the stage:
+``VectorAssembler`` declares each input's size (1: a number), ``StringIndexerModel`` and
+``FeatureHasher`` read categories, the numeric feature stages (``Bucketizer``, ``ImputerModel``, ``OneHotEncoderModel``,
 ``IndexToStringModel``) numbers, a ``features_col`` and a scaler's ``input_col`` a vector; any
 other column is of kind ``any`` (left to the stage). A stage that declares none of these params
 makes the model's outputs unknown (every added column is returned).
