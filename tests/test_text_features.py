@@ -438,3 +438,59 @@ def test_tfidf_pipeline_doc_example_values():
         assert got["indices"] == sorted(exp)
         np.testing.assert_allclose(got["values"], [exp[i] for i in sorted(exp)], rtol=1e-15)
     assert json.loads(json.dumps(out.column("tfidf").to_pylist()))  # plain values
+
+
+# ----------------------------------------------------------------------------------- row kernels
+
+
+def _rows_equal_batch(stage, t, out_col, plain=False):
+    from flowlearn.testing.conformance import rows_of
+
+    want = stage.transform(t).column(out_col).to_pylist()
+    fn = stage.row_fn()
+    rows = t.to_pylist() if plain else rows_of(t)  # plain: lists of numbers are terms here, not vectors
+    for r in rows:
+        fn(r)
+    got = [r[out_col] for r in rows]
+    for g, w in zip(got, want):
+        if isinstance(g, SparseVector):
+            assert g.size == w["size"] and g.indices.tolist() == w["indices"]
+            np.testing.assert_allclose(g.values, w["values"], rtol=1e-15)
+        elif isinstance(g, np.ndarray):
+            np.testing.assert_allclose(g, w, rtol=1e-15)
+        else:
+            assert g == w
+
+
+def test_text_row_kernels_equal_batch(docs):
+    lists = [re.findall(r"\w+", d) for d in docs[:150]] + [[], [None, "The", "x"]]
+    t = tokens_table(lists)
+    lower = tokens_table([[w.lower() for w in ws if w is not None] for ws in lists])
+    for s in (NGram(input_col="w", output_col="o", n=3), NGram(input_col="w", output_col="o", n=1),
+              StopWordsRemover(input_cols=["w"], output_cols=["o"]),
+              StopWordsRemover(input_cols=["w"], output_cols=["o"], case_sensitive=True),
+              StopWordsRemover(input_cols=["w"], output_cols=["o"], locale="tr", stop_words=["kış", "is", "in"]),
+              HashingTF(input_col="w", output_col="o", num_features=97),
+              HashingTF(input_col="w", output_col="o", num_features=97, binary=True)):
+        _rows_equal_batch(s, t, "o")
+    for kw in ({}, {"min_tf": 2.0}, {"min_tf": 0.1, "binary": True}):
+        model = CountVectorizer(input_col="w", output_col="o", min_df=2.0, **kw).fit(lower)
+        _rows_equal_batch(model, lower, "o")
+        tf = model.transform(lower).rename_columns(["w", "tf"])
+        idf = IDF(input_col="tf", output_col="o").fit(tf)
+        _rows_equal_batch(idf, tf, "o")
+        dense = pa.table({"tf": pa.array(to_csr(tf.column("tf")).toarray().tolist(),
+                                         pa.list_(pa.float64(), len(model.vocabulary)))})
+        _rows_equal_batch(idf, dense, "o")
+
+
+def test_hashing_tf_row_kernel_numbers_as_batch():
+    for t in (pa.table({"w": pa.array([[1, -5, 2**40], []], pa.list_(pa.int64()))}),
+              pa.table({"w": pa.array([[1.5, float("nan"), -0.0]], pa.list_(pa.float64()))}),
+              pa.table({"w": pa.array([[True, False, None]], pa.list_(pa.bool_()))})):
+        _rows_equal_batch(HashingTF(input_col="w", output_col="o", num_features=50), t, "o", plain=True)
+    fn = HashingTF(input_col="w", output_col="o").row_fn()
+    with pytest.raises(ValueError, match=r"HashingTF: column 'w' holds a null list in this row"):
+        fn({"w": None})
+    with pytest.raises(ValueError, match=r"HashingTF: input column 'w' \(parameter 'input_col'\) is missing"):
+        fn({"x": ["a"]})

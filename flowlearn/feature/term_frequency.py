@@ -35,8 +35,9 @@ from flowlearn.feature._columns import (
     vector_out_type,
 )
 from flowlearn.feature.assemblers import _murmur3_32, _murmur3_units
-from flowlearn.feature.text import _TOKENS, _flat, _tokens_field, _utf16_length
-from flowlearn.linalg import SPARSE_VECTOR, from_csr, from_numpy
+from flowlearn.feature._columns import row_vector
+from flowlearn.feature.text import _TOKENS, _flat, _row_tokens, _tokens_field, _utf16_length
+from flowlearn.linalg import SPARSE_VECTOR, SparseVector, from_csr, from_numpy
 from flowlearn.params import HasInputCol, HasNumFeatures, HasOutputCol, Param, gt, gt_eq
 
 __all__ = ["HashingTF", "CountVectorizer", "CountVectorizerModel", "IDF", "IDFModel"]
@@ -189,6 +190,53 @@ class HashingTF(HasInputCol, HasOutputCol, HasNumFeatures, Transformer):
             raise SchemaError(f"{stage}: column '{f.name}' (parameter 'input_col') has type {f.type}, expected a "
                               f"column of term lists (list<string>, such as Tokenizer's output, or lists of numbers)")
         return put_field(input_schema, out_field(self.output_col, SPARSE_VECTOR, self.num_features))
+
+    def row_fn(self):
+        """Row kernel: a term hashes as in a batch of its Arrow type (Python ints as int64, floats as
+        float64); strings already seen are hashed from a cache."""
+        stage, c, o, nf, binary = type(self).__name__, self.input_col, self.output_col, self.num_features, self.binary
+        cache: dict = {}
+
+        def term_hash(w) -> int:
+            if w is None:
+                return 0
+            if isinstance(w, str):
+                data = w.encode("utf-16-le", "surrogatepass")
+            elif isinstance(w, (bool, np.bool_)):
+                data = np.int32(1 if w else 0).tobytes()
+            elif isinstance(w, (int, np.integer)):
+                data = np.int64(w).tobytes()
+            elif isinstance(w, (float, np.floating)):
+                data = np.float64(np.nan if w != w else w).tobytes()
+            else:
+                raise TypeError(f"{stage}: column '{c}' holds a term of type {type(w).__name__}; HashingTF hashes "
+                                f"strings, integers, floats and booleans")
+            return int(_murmur3_32(np.frombuffer(data, dtype=np.uint8), np.uint64(0)))
+
+        def fn(row: dict) -> None:
+            try:
+                terms = row[c]
+            except KeyError:
+                raise ValueError(f"{stage}: input column '{c}' (parameter 'input_col') is missing from the row; the "
+                                 f"row has keys {list(row)}") from None
+            if terms is None or isinstance(terms, (str, bytes)) or not hasattr(terms, "__iter__"):
+                raise (ValueError if terms is None else TypeError)(
+                    f"{stage}: column '{c}' holds {'a null list' if terms is None else type(terms).__name__} in this "
+                    f"row, expected a list of terms")
+            counts: dict[int, float] = {}
+            for w in terms:
+                key = (type(w), w)
+                i = cache.get(key)
+                if i is None:
+                    if len(cache) >= 1 << 16:
+                        cache.clear()
+                    i = cache[key] = term_hash(w) % nf
+                counts[i] = 1.0 if binary else counts.get(i, 0.0) + 1.0
+            keys = sorted(counts)
+            row[o] = SparseVector.unchecked(nf, np.array(keys, dtype=np.int32),
+                                            np.array([counts[k] for k in keys], dtype=np.float64))
+
+        return fn
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,6 +417,29 @@ class CountVectorizerModel(_CountVectorizerModelParams, Model):
         _tokens_field(input_schema, self.input_col, type(self).__name__, "input_col")
         return put_field(input_schema, out_field(self.output_col, SPARSE_VECTOR, len(self._vocab)))
 
+    def row_fn(self):
+        self._require_model()
+        stage, c, o, min_tf, binary = type(self).__name__, self.input_col, self.output_col, self.min_tf, self.binary
+        index = {w: i for i, w in enumerate(self._vocab.to_pylist())}
+        size = len(index)
+
+        def fn(row: dict) -> None:
+            ws = _row_tokens(row, c, stage)
+            if ws is None:
+                raise ValueError(f"{stage}: column '{c}' holds a null list in this row; give every row a list (an "
+                                 f"empty list for an empty document)")
+            counts: dict[int, float] = {}
+            for w in ws:
+                i = index.get(w)
+                if i is not None:
+                    counts[i] = counts.get(i, 0.0) + 1.0
+            need = min_tf if min_tf >= 1.0 else len(ws) * min_tf
+            keys = sorted(k for k, n in counts.items() if n >= need)
+            row[o] = SparseVector.unchecked(size, np.array(keys, dtype=np.int32),
+                                            np.array([1.0 if binary else counts[k] for k in keys], dtype=np.float64))
+
+        return fn
+
 
 # --------------------------------------------------------------------------------------------
 # IDF
@@ -489,4 +560,21 @@ class IDFModel(_IDFModelParams, Model):
         f = schema_field(input_schema, self.input_col, stage, "input_col")
         typ, _ = vector_out_type(f, stage, "input_col", size=len(self._idf))
         return put_field(input_schema, out_field(self.output_col, typ, len(self._idf)))
+
+    def row_fn(self):
+        self._require_model()
+        stage, c, o, idf = type(self).__name__, self.input_col, self.output_col, self._idf
+
+        def fn(row: dict) -> None:
+            v = row_vector(row, c, stage)
+            size = v.size if isinstance(v, SparseVector) else len(v)
+            if size != len(idf):
+                raise ValueError(f"{stage}: column '{c}' holds a vector of size {size} in this row, the model expects "
+                                 f"size {len(idf)}; transform data with the same feature pipeline the model was fitted on")
+            if isinstance(v, SparseVector):
+                row[o] = SparseVector.unchecked(size, v.indices, v.values * idf[v.indices])
+            else:
+                row[o] = v * idf
+
+        return fn
 

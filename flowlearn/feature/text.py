@@ -317,6 +317,23 @@ def _find_all(s: pa.Array, pattern: str, java_pattern: str) -> pa.ListArray:
     return list_from_parts(np.maximum(counts - 1, 0), tokens, s.is_valid() if s.null_count else None)
 
 
+def _row_tokens(row: dict, col: str, stage: str, param: str = "input_col") -> list | None:
+    """One row's token list (None stays None); anything but a list of strings raises naming the column."""
+    try:
+        v = row[col]
+    except KeyError:
+        raise ValueError(f"{stage}: input column '{col}' (parameter '{param}') is missing from the row; the row has "
+                         f"keys {list(row)}") from None
+    if v is None:
+        return None
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+        raise TypeError(f"{stage}: column '{col}' holds {type(v).__name__}, expected a list of strings")
+    v = list(v)
+    if not all(w is None or isinstance(w, str) for w in v):
+        raise TypeError(f"{stage}: column '{col}' holds a list with a non-string token, expected a list of strings")
+    return v
+
+
 # --------------------------------------------------------------------------------------------
 # StopWordsRemover
 
@@ -419,6 +436,26 @@ class StopWordsRemover(HasInputCols, HasOutputCols, Transformer):
             schema = put_field(schema, pa.field(o, _TOKENS))
         return schema
 
+    def row_fn(self):
+        """Row kernel; case is folded by the batch path's Arrow kernel (one call per row)."""
+        stage, specs, locale, sensitive = type(self).__name__, self._specs(), self.locale, self.case_sensitive
+        stops = pa.array(self.stop_words, pa.string())
+        stop_set = set((stops if sensitive else _lower(stops, locale)).to_pylist())
+
+        def fn(row: dict) -> None:
+            outs = []
+            for c, o in specs:
+                ws = _row_tokens(row, c, stage, "input_cols")
+                if ws is None or not ws:
+                    outs.append((o, ws))
+                    continue
+                keys = ws if sensitive else _lower(pa.array(ws, pa.string()), locale).to_pylist()
+                outs.append((o, [w for w, k in zip(ws, keys) if k is None or k not in stop_set]))
+            for o, v in outs:
+                row[o] = v
+
+        return fn
+
 
 def _tokens_field(schema: pa.Schema, name: str, stage: str, param: str) -> pa.Field:
     f = schema_field(schema, name, stage, param)
@@ -475,3 +512,16 @@ class NGram(HasInputCol, HasOutputCol, Transformer):
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         _tokens_field(input_schema, self.input_col, type(self).__name__, "input_col")
         return put_field(input_schema, pa.field(self.output_col, _TOKENS))
+
+    def row_fn(self):
+        stage, c, o, n = type(self).__name__, self.input_col, self.output_col, self.n
+
+        def fn(row: dict) -> None:
+            ws = _row_tokens(row, c, stage)
+            if ws is None:
+                row[o] = None
+                return
+            ws = ["null" if w is None else w for w in ws]
+            row[o] = [" ".join(ws[i:i + n]) for i in range(len(ws) - n + 1)]
+
+        return fn
