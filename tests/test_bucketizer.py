@@ -241,3 +241,32 @@ def test_row_kernel_equals_batch(invalid_table, mode):
         want = reference_bucket(g["bp"], s_bp)
         assert g["bp_b"] == (len(s_bp) - 1 if want is None else want)  # the closed form, "keep" -> extra bucket
         assert g["age_b"] == reference_bucket(g["age"], s_age)
+
+
+@pytest.mark.parametrize("mode", ["error", "keep"])
+def test_negative_zero_sorts_below_a_split_at_zero_as_in_java(mode):
+    # Flink ML and Spark find buckets with java.util.Arrays.binarySearch, whose Double.compare order
+    # puts -0.0 below 0.0: on a split at 0.0, -0.0 belongs to the bucket below (closed form)
+    b = fs.Bucketizer(input_cols=["x"], output_cols=["b"], splits_array=[[-1.0, 0.0, 1.0]], handle_invalid=mode)
+    t = pa.table({"x": [-0.0, 0.0, -0.5, 0.5]})
+    assert b.transform(t).column("b").to_pylist() == [0, 1, 0, 1]
+    fn = b.row_fn()
+    for v, want in zip([-0.0, 0.0, -0.5, 0.5], [0, 1, 0, 1]):
+        row = {"x": v}
+        fn(row)
+        assert row["b"] == want
+    # a first split at 0.0: -0.0 lies below every bucket
+    low = fs.Bucketizer(input_cols=["x"], output_cols=["b"], splits_array=[[0.0, 1.0, 2.0]], handle_invalid=mode)
+    if mode == "keep":
+        assert low.transform(pa.table({"x": [-0.0, 0.0]})).column("b").to_pylist() == [2, 0]
+        row = {"x": -0.0}
+        low.row_fn()(row)
+        assert row["b"] == 2
+    else:
+        with pytest.raises(ValueError, match="column 'x'"):
+            low.transform(pa.table({"x": [0.0, -0.0]}))
+        with pytest.raises(ValueError, match="column 'x'"):
+            low.row_fn()({"x": -0.0})
+    # a last split at 0.0 still closes the last bucket for both zeros
+    high = fs.Bucketizer(input_cols=["x"], output_cols=["b"], splits_array=[[-2.0, -1.0, 0.0]])
+    assert high.transform(pa.table({"x": [-0.0, 0.0]})).column("b").to_pylist() == [1, 1]

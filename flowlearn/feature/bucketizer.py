@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from bisect import bisect_right
+from math import copysign
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +42,13 @@ def _invalid_message(stage: str, col: str, value: float | None, splits: np.ndarr
             f"their rows, or add -inf/inf as outer splits")
 
 
+def _positive_zero_split(s: np.ndarray) -> int | None:
+    """Where ``s`` has a split at +0.0: Flink ML and Spark search splits with ``Arrays.binarySearch``
+    (``Double.compare`` order), where -0.0 sorts just below it, so -0.0 belongs to the bucket below."""
+    at = np.flatnonzero((s == 0.0) & ~np.signbit(s))
+    return int(at[0]) if len(at) else None
+
+
 class Bucketizer(HasInputCols, HasOutputCols, HasHandleInvalid, Transformer):
     """Maps each numeric input column to bucket indices (``int32``) given its split points, as
     Flink ML's ``Bucketizer``; no fitting.
@@ -49,7 +57,8 @@ class Bucketizer(HasInputCols, HasOutputCols, HasHandleInvalid, Transformer):
     ``[s_i, s_(i+1))``, and the last bucket ``n - 1`` also holds ``s_n``. Use ``-inf``/``inf`` as
     outer splits to cover every number. A value outside ``[s_0, s_n]``, NaN or null is invalid:
     ``handle_invalid="error"`` (default) raises naming the column and row, ``"skip"`` drops the
-    row, ``"keep"`` puts it in the extra bucket ``n`` (= ``len(splits) - 1``).
+    row, ``"keep"`` puts it in the extra bucket ``n`` (= ``len(splits) - 1``). As in Flink ML and
+    Spark (``Arrays.binarySearch``), ``-0.0`` sorts just below a split at ``0.0``.
 
     Params: ``input_cols`` (required), ``output_cols`` (required), ``splits_array`` (required,
     one list of split points per input column), ``handle_invalid`` ("error").
@@ -92,6 +101,14 @@ class Bucketizer(HasInputCols, HasOutputCols, HasHandleInvalid, Transformer):
             idx[x == s[-1]] = len(s) - 2  # the last bucket includes its upper split
             with np.errstate(invalid="ignore"):
                 invalid = ~((x >= s[0]) & (x <= s[-1]))  # NaN and nulls (read as NaN) are invalid
+            j = _positive_zero_split(s)
+            if j is not None and j < len(s) - 1:
+                below = (x == 0.0) & np.signbit(x)  # -0.0 sorts below a split at +0.0 (Double.compare)
+                if below.any():
+                    if j == 0:
+                        invalid |= below
+                    else:
+                        idx[below] = j - 1
             if invalid.any():
                 if mode == "error":
                     row = first_bad_row(invalid)
@@ -110,12 +127,13 @@ class Bucketizer(HasInputCols, HasOutputCols, HasHandleInvalid, Transformer):
 
     def row_fn(self):
         stage = type(self).__name__
-        specs = [(c, o, s.tolist(), float(s[0]), float(s[-1]), len(s) - 2, s) for c, o, s in self._specs()]
+        specs = [(c, o, s.tolist(), float(s[0]), float(s[-1]), len(s) - 2, s, _positive_zero_split(s))
+                 for c, o, s in self._specs()]
         mode = self.handle_invalid
 
         def fn(row: dict) -> None:
             outs = []
-            for c, o, s, lo, hi, last, arr in specs:
+            for c, o, s, lo, hi, last, arr, zero in specs:
                 try:
                     v = row[c]
                 except KeyError:
@@ -128,8 +146,10 @@ class Bucketizer(HasInputCols, HasOutputCols, HasHandleInvalid, Transformer):
                     except (TypeError, ValueError):
                         raise TypeError(f"{stage}: column '{c}' holds {type(v).__name__} {v!r}, expected a "
                                         f"number") from None
-                if f is not None and lo <= f <= hi:
+                if f is not None and lo <= f <= hi and not (f == 0.0 and zero == 0 and copysign(1.0, f) < 0):
                     b = bisect_right(s, f) - 1
+                    if f == 0.0 and zero is not None and zero <= last and copysign(1.0, f) < 0:
+                        b = zero - 1
                     outs.append((o, last if b > last else b))
                 elif mode == "keep":
                     outs.append((o, last + 1))
