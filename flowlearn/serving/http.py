@@ -59,8 +59,8 @@ import numpy as np
 import pyarrow as pa
 
 from flowlearn.serving.codec import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, MAX_NESTING, HTTPError,
-                                     PredictBody, _message, body_length, dumps, parse_body, table_rows,
-                                     to_jsonable)
+                                     PredictBody, _decode_value, _message, body_length, dumps, parse_body,
+                                     table_rows, to_jsonable)
 from flowlearn.serving.predictor import LocalPredictor
 from flowlearn.serving.schema import ModelIO, RowError, check_columns, check_row, model_io
 
@@ -77,6 +77,7 @@ DEFAULT_MAX_CONCURRENT_PREDICTIONS = 4
 # the names the tests and callers of the previous module use
 _HTTPError = HTTPError
 _dumps = dumps
+_decode_value = _decode_value
 
 
 @dataclass(frozen=True)
