@@ -331,7 +331,7 @@ class FlinkEngine(Engine):
                                               f"by a second input is not translated to Flink yet")
                 op = fn.keyed_operator_function()(spec, n.uid or n.name)
                 ds = materialized(n.inputs[0]).key_by(_one_key, key_type=Types.INT()) \
-                    .process(op, output_type=records).name(n.name)
+                    .process(op, output_type=records).name(n.name).set_parallelism(1)   # one key: one task
                 out[id(n)] = (ds.uid(n.uid) if n.uid else ds, [])   # a uid keeps state across plan changes
             elif isinstance(spec, UnionSpec):
                 first, *rest = [materialized(i) for i in n.inputs]
