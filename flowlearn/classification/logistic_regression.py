@@ -63,8 +63,10 @@ def _overflow(stage: str, col: str, where: str) -> ValueError:
                       f"model's scores overflow float64; scale the features as for fitting (e.g. MaxAbsScaler)")
 
 
-def _check_labels(y: np.ndarray, multi_class: str, label_col: str, stage: str) -> tuple[bool, int]:
-    """(binomial?, number of classes) after validating the labels."""
+def _check_labels(y: np.ndarray, multi_class: str, label_col: str, stage: str,
+                  complete: bool = False) -> tuple[bool, int]:
+    """(binomial?, number of classes) after validating the labels; ``complete``: ``y`` holds all the
+    training labels (not a part of them), so each of more than two classes must occur."""
     if multi_class == "binomial":
         bad = (y != 0.0) & (y != 1.0)
         if bad.any():
@@ -85,7 +87,7 @@ def _check_labels(y: np.ndarray, multi_class: str, label_col: str, stage: str) -
                          f"row {row}; labels are class indices 0, 1, ..., k-1 and k may be at most {MAX_CLASSES}; "
                          f"map other labels with fl.feature.StringIndexer")
     k = max(int(y.max()) + 1, 2)
-    if k > 2:
+    if complete and k > 2:
         # labels 1..3 would otherwise train a 4th class 0 that never occurs: refuse, and say how to index
         missing = np.flatnonzero(np.bincount(y.astype(np.int64), minlength=k) == 0)
         if len(missing):
@@ -148,7 +150,7 @@ class LogisticRegression(_LogisticRegressionParams, LinearRounds, IterativeEstim
         (t,) = tables
         stage = type(self).__name__
         X, y, s = read_training_input(t, stage, self.features_col, self.label_col, self.weight_col)
-        binomial, k = _check_labels(y, self.multi_class, self.label_col, stage)
+        binomial, k = _check_labels(y, self.multi_class, self.label_col, stage, complete=True)
         K = 1 if binomial else k
         reg, en = self.reg, self.elastic_net
         with LinearObjective(X, y, s, "logistic" if binomial else "multinomial", n_outputs=K,
