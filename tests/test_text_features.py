@@ -494,3 +494,92 @@ def test_hashing_tf_row_kernel_numbers_as_batch():
         fn({"w": None})
     with pytest.raises(ValueError, match=r"HashingTF: input column 'w' \(parameter 'input_col'\) is missing"):
         fn({"x": ["a"]})
+
+
+# --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
+
+
+@pytest.fixture(scope="module")
+def spark():
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    return s  # left running: other modules' Spark oracles reuse it
+
+
+def test_text_stages_equal_spark_mllib(spark, docs):
+    """Spark MLlib shares Flink ML's definitions of these stages (both run Java's regex and split)."""
+    from pyspark.ml import feature as sf
+
+    text = docs[:120] + ["", "  lead and trail  ", "Te,st. punct"]
+    df = spark.createDataFrame([(s,) for s in text], ["s"])
+    t = pa.table({"s": text})
+    pairs = [
+        (sf.Tokenizer(inputCol="s", outputCol="o"), Tokenizer(input_col="s", output_col="o")),
+        (sf.RegexTokenizer(inputCol="s", outputCol="o"), RegexTokenizer(input_col="s", output_col="o")),
+        (sf.RegexTokenizer(inputCol="s", outputCol="o", gaps=False, pattern=r"\w+|\p{Punct}", minTokenLength=2),
+         RegexTokenizer(input_col="s", output_col="o", gaps=False, pattern=r"\w+|\p{Punct}", min_token_length=2)),
+        (sf.RegexTokenizer(inputCol="s", outputCol="o", pattern=r"[\s,.;:()]+", toLowercase=False),
+         RegexTokenizer(input_col="s", output_col="o", pattern=r"[\s,.;:()]+", to_lowercase=False)),
+    ]
+    for theirs, ours in pairs:
+        expected = [r["o"] for r in theirs.transform(df).select("o").collect()]
+        assert ours.transform(t).column("o").to_pylist() == expected, type(ours).__name__
+
+    words = [re.findall(r"\w+", s) for s in text]
+    wdf = spark.createDataFrame([(w,) for w in words], ["w"])
+    wt = tokens_table(words)
+    for theirs, ours in [
+        (sf.StopWordsRemover(inputCol="w", outputCol="o", locale="en_US"),
+         StopWordsRemover(input_cols=["w"], output_cols=["o"])),
+        (sf.StopWordsRemover(inputCol="w", outputCol="o", caseSensitive=True, locale="en_US"),
+         StopWordsRemover(input_cols=["w"], output_cols=["o"], case_sensitive=True)),
+        (sf.NGram(inputCol="w", outputCol="o", n=3), NGram(input_col="w", output_col="o", n=3)),
+    ]:
+        expected = [r["o"] for r in theirs.transform(wdf).select("o").collect()]
+        assert ours.transform(wt).column("o").to_pylist() == expected, type(ours).__name__
+    assert load_default_stop_words() == sf.StopWordsRemover.loadDefaultStopWords("english")
+
+
+def test_count_vectorizer_and_idf_equal_spark_mllib(spark, docs):
+    """Spark orders its vocabulary by total count where Flink ML orders by document frequency: the
+    vocabularies hold the same terms, and the counts agree term by term."""
+    from pyspark.ml import feature as sf
+
+    words = [re.findall(r"\w+", d.lower()) for d in docs[:150]]
+    wdf = spark.createDataFrame([(w,) for w in words], ["w"])
+    wt = tokens_table(words)
+    sm = sf.CountVectorizer(inputCol="w", outputCol="tf", minDF=2.0, minTF=0.05).fit(wdf)
+    ours = CountVectorizer(input_col="w", output_col="tf", min_df=2.0, min_tf=0.05).fit(wt)
+    assert sorted(sm.vocabulary) == sorted(ours.vocabulary)
+    theirs = np.array([r["tf"].toArray() for r in sm.transform(wdf).select("tf").collect()])
+    order = [sm.vocabulary.index(w) for w in ours.vocabulary]
+    ours_tf = ours.transform(wt)
+    np.testing.assert_array_equal(to_csr(ours_tf.column("tf")).toarray(), theirs[:, order])
+
+    tfdf = sm.transform(wdf)
+    idf_theirs = sf.IDF(inputCol="tf", outputCol="o", minDocFreq=3).fit(tfdf)
+    idf_ours = IDF(input_col="tf", output_col="o", min_doc_freq=3).fit(ours_tf)
+    np.testing.assert_allclose(idf_ours.get_model_data()[0].column("idf")[0].as_py(),
+                               idf_theirs.idf.toArray()[order], rtol=1e-14)
+
+
+def test_hashing_tf_differs_from_spark_by_its_hash(spark):
+    """Spark hashes a term's UTF-8 bytes with MurmurHash3 seed 42; Flink ML (and flowlearn) its UTF-16
+    code units with seed 0. Spark's published indices follow from its rule, flowlearn's from Flink ML's."""
+    from pyspark.ml import feature as sf
+
+    terms = ["HashingTFTest", "Hashing", "Term", "Frequency", "Test"]
+    df = spark.createDataFrame([(terms,)], ["w"])
+    theirs = sf.HashingTF(inputCol="w", outputCol="o", numFeatures=262144).transform(df).collect()[0]["o"]
+    assert sorted(theirs.indices.tolist()) == sorted(murmurhash3_32(w.encode("utf-8"), seed=42) % 262144
+                                                     for w in terms)
+    ours = HashingTF(input_col="w", output_col="o").transform(tokens_table([terms])).column("o").to_pylist()[0]
+    assert ours["indices"] == [67564, 89917, 113827, 131486, 228971] != sorted(theirs.indices.tolist())

@@ -358,3 +358,66 @@ def test_row_kernels_refuse_bad_rows_naming_the_column():
         VectorSlicer(input_col="v", indices=[4]).row_fn()({"v": [1.0, 2.0]})
     with pytest.raises(ValueError, match=r"Interaction: input column 'b' \(parameter 'input_cols'\) is missing"):
         Interaction(input_cols=["a", "b"]).row_fn()({"a": 1.0})
+
+
+# --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
+
+
+@pytest.fixture(scope="module")
+def spark():
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    return s  # left running: other modules' Spark oracles reuse it
+
+
+def _spark_matrix(df, col):
+    return np.array([r[col].toArray() for r in df.select(col).collect()])
+
+
+def test_vector_stages_equal_spark_mllib(spark, diabetes):
+    from pyspark.ml import feature as sf
+    from pyspark.ml.linalg import Vectors
+
+    x = np.where(np.abs(diabetes[:40, :5]) < 0.02, 0.0, diabetes[:40, :5])
+    w = diabetes[:40, 6]
+    df = spark.createDataFrame([(Vectors.dense(r.tolist()), Vectors.sparse(5, {j: float(r[j]) for j in
+                                                                               np.flatnonzero(r)}), float(wi))
+                                for r, wi in zip(x, w)], ["d", "s", "w"])
+    # Spark's Interaction reads the ML attributes VectorAssembler writes on its output
+    df = sf.VectorAssembler(inputCols=["d"], outputCol="da").transform(df)
+    df = sf.VectorAssembler(inputCols=["s"], outputCol="sa").transform(df)
+    t = pa.table({"d": from_numpy(x), "s": from_csr(sps.csr_matrix(x)), "w": w})
+    pairs = [
+        (sf.Normalizer(inputCol="d", outputCol="o", p=1.0), Normalizer(input_col="d", output_col="o", p=1.0)),
+        (sf.Normalizer(inputCol="s", outputCol="o", p=3.0), Normalizer(input_col="s", output_col="o", p=3.0)),
+        (sf.Normalizer(inputCol="d", outputCol="o", p=float("inf")),
+         Normalizer(input_col="d", output_col="o", p=math.inf)),
+        (sf.DCT(inputCol="d", outputCol="o"), DCT(input_col="d", output_col="o")),
+        (sf.DCT(inputCol="s", outputCol="o", inverse=True), DCT(input_col="s", output_col="o", inverse=True)),
+        (sf.ElementwiseProduct(inputCol="s", outputCol="o", scalingVec=Vectors.dense([1.0, -2.0, 0.5, 3.0, 0.0])),
+         ElementwiseProduct(input_col="s", output_col="o", scaling_vec=[1.0, -2.0, 0.5, 3.0, 0.0])),
+        (sf.PolynomialExpansion(inputCol="d", outputCol="o", degree=3),
+         PolynomialExpansion(input_col="d", output_col="o", degree=3)),
+        (sf.PolynomialExpansion(inputCol="s", outputCol="o", degree=2),
+         PolynomialExpansion(input_col="s", output_col="o", degree=2)),
+        (sf.VectorSlicer(inputCol="s", outputCol="o", indices=[4, 0, 2]),
+         VectorSlicer(input_col="s", output_col="o", indices=[4, 0, 2])),
+        (sf.Binarizer(inputCol="s", outputCol="o", threshold=0.01),
+         Binarizer(input_cols=["s"], output_cols=["o"], thresholds=[0.01])),
+        (sf.Binarizer(inputCol="s", outputCol="o", threshold=-0.01),  # Spark: implicit zeros above it too
+         Binarizer(input_cols=["s"], output_cols=["o"], thresholds=[-0.01])),
+        (sf.Interaction(inputCols=["da", "w", "sa"], outputCol="o"),
+         Interaction(input_cols=["d", "w", "s"], output_col="o")),
+    ]
+    for theirs, ours in pairs:
+        expected = _spark_matrix(theirs.transform(df), "o")
+        np.testing.assert_allclose(out_matrix(ours.transform(t)), expected, rtol=1e-12, atol=1e-15,
+                                   err_msg=type(ours).__name__)

@@ -570,7 +570,8 @@ class IDFModel(_IDFModelParams, Model):
             size = v.size if isinstance(v, SparseVector) else len(v)
             if size != len(idf):
                 raise ValueError(f"{stage}: column '{c}' holds a vector of size {size} in this row, the model expects "
-                                 f"size {len(idf)}; transform data with the same feature pipeline the model was fitted on")
+                                 f"size {len(idf)}; transform data with the same feature pipeline the model was "
+                                 f"fitted on")
             if isinstance(v, SparseVector):
                 row[o] = SparseVector.unchecked(size, v.indices, v.values * idf[v.indices])
             else:

@@ -1,4 +1,4 @@
-"""Conformance cases for the text feature stages (flowlearn.feature.text, flowlearn.feature.term_frequency): sentences and token
+"""Conformance cases for the text feature stages (flowlearn.feature.text and .term_frequency): sentences and token
 lists from the docstrings of Python's ``json`` module, with the oddities the stages must carry
 (a null string, an empty document)."""
 from __future__ import annotations
