@@ -332,6 +332,7 @@ class _LabelsModel(Model):
         # a column none of whose labels is a number was a string column: a number given there is a
         # mistake (it can match no label), not an unseen category
         self._words = [bool(a) and not any(_is_number_str(s) for s in a) for a in self._labels]
+        self._fields: dict[tuple, pa.Field] = {}   # output fields naming the labels, per (column, names)
 
     def _check_model_cols(self) -> None:
         stage = type(self).__name__
@@ -418,9 +419,19 @@ class StringIndexerModel(_StringIndexerModelParams, _LabelsModel):
             t, keep = _skip_rows(stage, t, bad_rows)
             if keep is not None:
                 codes = [code[keep] for code in codes]
-        for c, o, code, labels in zip(self.input_cols, self.output_cols, codes, self._labels):
-            t = with_column(t, labels_field(o, c, labels), pa.array(code.astype(np.float64), type=pa.float64()))
+        for i, (c, o, code) in enumerate(zip(self.input_cols, self.output_cols, codes)):
+            t = with_column(t, self._labels_field(i, o, c), pa.array(code.astype(np.float64), type=pa.float64()))
         return t
+
+    def _labels_field(self, i: int, name: str, column: str) -> pa.Field:
+        key = (i, name, column)
+        cache = self.__dict__.setdefault("_fields", {})
+        field = cache.get(key)
+        if field is None:
+            if len(cache) > 64:
+                cache.clear()
+            field = cache[key] = labels_field(name, column, self._labels[i])
+        return field
 
     def row_fn(self):
         """Row kernel: one dict lookup per column (numbers are looked up without formatting)."""
