@@ -18,6 +18,9 @@ FLINK_STAMP := $(FLINK)/.installed
 FLINK_PINS := "numpy>=1.24,<2.2" "pyarrow>=14,<17" "pandas>=1.5,<2.3"
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 JARS_STAMP := .jars/.fetched
+# Debian's chromium for the dashboard's browser test (Playwright drives it; never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # A test that needs the Apache Kafka broker fails instead of skipping when its jars are missing.
 export FLOWLEARN_REQUIRE_REAL_KAFKA := 1
 
@@ -26,13 +29,13 @@ export FLOWLEARN_REQUIRE_REAL_KAFKA := 1
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,demo,kafka]"
+	$(PY) -m pip install -q -e ".[test,demo,kafka,serve,sql]"
 	touch $(STAMP)
 
 $(COMPAT_STAMP): pyproject.toml
 	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
 	$(COMPAT)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT)/bin/python -m pip install -q $(FLINK_PINS) -e ".[test-core,demo,kafka]"
+	$(COMPAT)/bin/python -m pip install -q $(FLINK_PINS) -e ".[test-core,demo,kafka,serve,sql]"
 	touch $(COMPAT_STAMP)
 
 $(FLINK_STAMP): pyproject.toml
@@ -47,8 +50,12 @@ $(JARS_STAMP): tools/jars/pom.xml
 
 jars: $(JARS_STAMP)
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[test,demo,kafka,bench]"
+	$(PY) -m pip install -q -e ".[test,demo,kafka,serve,sql,bench]"
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
@@ -56,10 +63,10 @@ demo: $(STAMP)
 
 test: test-main test-compat test-flink
 
-test-main: $(STAMP) $(JARS_STAMP)
+test-main: $(STAMP) $(JARS_STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-compat: $(COMPAT_STAMP) $(JARS_STAMP)
+test-compat: $(COMPAT_STAMP) $(JARS_STAMP) $(CHROMIUM)
 	$(COMPAT)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # One process, so the Flink tests share one JVM and mini-cluster.

@@ -69,7 +69,7 @@ def test_corrupt_versions_are_counted_by_the_follower_and_the_server(tmp_path):
     store = ModelStore(root)
     store.publish(add_k(1.0))
     with serve(root, port=0, poll_interval=0.05) as s:
-        assert post(s, {"x": 0.0})[2] == {"prediction": {"x": 0.0, "y": 1.0, "model_version": 1}, "model_version": 1}
+        assert post(s, {"x": 0.0})[2] == {"prediction": {"y": 1.0, "model_version": 1}, "model_version": 1}
         bad = publish_corrupt(store, root, 9.0)
         assert wait_until(lambda: s.follower.errors == 1), s.follower.errors
         assert f"version {bad} is corrupt" in str(s.follower.last_error)
