@@ -1,10 +1,10 @@
-"""Helpers shared by the text and vector feature stages (``text.py``, ``vectors.py``): output fields
-with declared vector sizes, schema checks for ``output_schema``, and list-of-string columns.
+"""Helpers shared by the text and vector feature stages (``text.py``, ``term_frequency.py``,
+``vectors.py``): schema checks for ``output_schema``, list-of-string columns and row values.
 
 Example:
-    >>> f = out_field("v", SPARSE_VECTOR, 8)
-    >>> f.metadata
-    {b'flowlearn.size': b'8'}
+    >>> import pyarrow as pa
+    >>> vector_out_type(pa.field("v", pa.list_(pa.float64(), 3)), "DCT", "input_col", sparse=False)
+    (FixedSizeListType(fixed_size_list<item: double>[3]), 3)
 """
 from __future__ import annotations
 
@@ -13,41 +13,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from flowlearn.api import SchemaError
+from flowlearn.data.schema import column_size
 from flowlearn.linalg import SPARSE_VECTOR, SparseVector, dense_vector_type, is_sparse, is_vector_type
 
-try:  # the conformance work adds SchemaError (a ValueError and a TypeError) to the api
-    from flowlearn.api import SchemaError
-except ImportError:  # pragma: no cover - older api
-    class SchemaError(ValueError, TypeError):  # type: ignore[no-redef]
-        pass
-
-__all__ = ["SIZE_KEY", "SchemaError", "one_table", "out_field", "put_column", "put_field", "schema_field",
-           "declared_size", "vector_out_type", "combined", "string_array", "string_list_array", "is_string_list",
-           "list_from_parts", "row_value", "row_vector", "SPARSE_VECTOR"]
-
-SIZE_KEY = b"flowlearn.size"
+__all__ = ["SchemaError", "one_table", "put_field", "schema_field", "vector_out_type", "combined", "string_array",
+           "string_list_array", "is_string_list", "list_from_parts", "row_value", "row_vector", "SPARSE_VECTOR"]
 
 
 def one_table(tables: tuple, stage: str, what: str = "transform") -> pa.Table:
     if len(tables) != 1:
         raise TypeError(f"{stage}.{what} takes exactly one input table, got {len(tables)}")
     return tables[0]
-
-
-def out_field(name: str, type: pa.DataType, size: int | None = None) -> pa.Field:
-    """An output field; a vector whose type does not carry its size declares it as metadata."""
-    if size is not None and is_vector_type(type) and not pa.types.is_fixed_size_list(type):
-        return pa.field(name, type, metadata={SIZE_KEY: str(int(size)).encode()})
-    return pa.field(name, type)
-
-
-def put_column(t: pa.Table, field: pa.Field, arr: pa.Array | pa.ChunkedArray) -> pa.Table:
-    """``t`` with column ``field.name`` set to ``arr`` (replaced in place if it exists, else appended)."""
-    if field.type != arr.type:
-        field = field.with_type(arr.type)
-    if field.name in t.column_names:
-        return t.set_column(t.column_names.index(field.name), field, arr)
-    return t.append_column(field, arr)
 
 
 def put_field(schema: pa.Schema, field: pa.Field) -> pa.Schema:
@@ -64,14 +41,6 @@ def schema_field(schema: pa.Schema, name: str, stage: str, param: str) -> pa.Fie
     return schema.field(i)
 
 
-def declared_size(field: pa.Field) -> int | None:
-    """The vector size a field's type or metadata declares (None if neither does)."""
-    if pa.types.is_fixed_size_list(field.type):
-        return field.type.list_size
-    meta = field.metadata or {}
-    return int(meta[SIZE_KEY]) if SIZE_KEY in meta else None
-
-
 def vector_out_type(field: pa.Field, stage: str, param: str, sparse: bool | None = None,
                     size: int | None = None) -> tuple[pa.DataType, int | None]:
     """The type and size of a vector output computed from vector input ``field``: sparse for sparse
@@ -82,7 +51,7 @@ def vector_out_type(field: pa.Field, stage: str, param: str, sparse: bool | None
                           f"vector column (dense fixed_size_list<double> or sparse); build one with "
                           f"fl.feature.VectorAssembler")
     if size is None:
-        size = declared_size(field)
+        size = column_size(field)
     if sparse is None:
         sparse = is_sparse(field.type)
     if sparse:

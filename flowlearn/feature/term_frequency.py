@@ -22,20 +22,19 @@ import pyarrow.compute as pc
 import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator, Transformer
-from flowlearn.data.columns import vector_column
+from flowlearn.data.columns import vector_column, with_column
+from flowlearn.data.schema import vector_field
 from flowlearn.feature._columns import (
     SchemaError,
     combined,
     one_table,
-    out_field,
-    put_column,
     put_field,
+    row_vector,
     schema_field,
     string_list_array,
     vector_out_type,
 )
 from flowlearn.feature.assemblers import _murmur3_32, _murmur3_units
-from flowlearn.feature._columns import row_vector
 from flowlearn.feature.text import _TOKENS, _flat, _row_tokens, _tokens_field, _utf16_length
 from flowlearn.linalg import SPARSE_VECTOR, SparseVector, from_csr, from_numpy
 from flowlearn.params import HasInputCol, HasNumFeatures, HasOutputCol, Param, gt, gt_eq
@@ -181,7 +180,7 @@ class HashingTF(HasInputCol, HasOutputCol, HasNumFeatures, Transformer):
         m = _count_matrix(parent, h % nf, len(lists), nf)
         if self.binary:
             m.data[:] = 1.0
-        return put_column(t, out_field(self.output_col, SPARSE_VECTOR, nf), from_csr(m))
+        return with_column(t, vector_field(self.output_col, SPARSE_VECTOR, nf), from_csr(m))
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         stage = type(self).__name__
@@ -189,7 +188,7 @@ class HashingTF(HasInputCol, HasOutputCol, HasNumFeatures, Transformer):
         if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type)):
             raise SchemaError(f"{stage}: column '{f.name}' (parameter 'input_col') has type {f.type}, expected a "
                               f"column of term lists (list<string>, such as Tokenizer's output, or lists of numbers)")
-        return put_field(input_schema, out_field(self.output_col, SPARSE_VECTOR, self.num_features))
+        return put_field(input_schema, vector_field(self.output_col, SPARSE_VECTOR, self.num_features))
 
     def row_fn(self):
         """Row kernel: a term hashes as in a batch of its Arrow type (Python ints as int64, floats as
@@ -410,12 +409,12 @@ class CountVectorizerModel(_CountVectorizerModelParams, Model):
             m.eliminate_zeros()
         if self.binary:
             m.data[:] = 1.0
-        return put_column(t, out_field(self.output_col, SPARSE_VECTOR, size), from_csr(m))
+        return with_column(t, vector_field(self.output_col, SPARSE_VECTOR, size), from_csr(m))
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         self._require_model()
         _tokens_field(input_schema, self.input_col, type(self).__name__, "input_col")
-        return put_field(input_schema, out_field(self.output_col, SPARSE_VECTOR, len(self._vocab)))
+        return put_field(input_schema, vector_field(self.output_col, SPARSE_VECTOR, len(self._vocab)))
 
     def row_fn(self):
         self._require_model()
@@ -552,14 +551,14 @@ class IDFModel(_IDFModelParams, Model):
             out = from_csr(y)
         else:
             out = from_numpy(x * self._idf if x.shape[0] else np.zeros((0, d)))
-        return put_column(t, out_field(self.output_col, out.type, d), out)
+        return with_column(t, vector_field(self.output_col, out.type, d), out)
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         self._require_model()
         stage = type(self).__name__
         f = schema_field(input_schema, self.input_col, stage, "input_col")
         typ, _ = vector_out_type(f, stage, "input_col", size=len(self._idf))
-        return put_field(input_schema, out_field(self.output_col, typ, len(self._idf)))
+        return put_field(input_schema, vector_field(self.output_col, typ, len(self._idf)))
 
     def row_fn(self):
         self._require_model()

@@ -27,12 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowlearn.api import Transformer
+from flowlearn.data.columns import with_column
 from flowlearn.feature._columns import (
     SchemaError,
     is_string_list,
     list_from_parts,
     one_table,
-    put_column,
     put_field,
     schema_field,
     string_array,
@@ -189,7 +189,7 @@ class Tokenizer(HasInputCol, HasOutputCol, Transformer):
         t = one_table(tables, stage)
         s = string_array(t, self.input_col, stage)
         tokens = _drop_trailing_empty(pc.split_pattern_regex(pc.utf8_lower(s), r"[ \t\n\x0B\f\r]"))
-        return put_column(t, pa.field(self.output_col, _TOKENS), tokens)
+        return with_column(t, pa.field(self.output_col, _TOKENS), tokens)
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         return _string_to_tokens_schema(self, input_schema)
@@ -248,7 +248,7 @@ class RegexTokenizer(HasInputCol, HasOutputCol, Transformer):
             keep = _utf16_length(values) >= m
             if not keep.all():
                 tokens = _keep(tokens, values, parent, keep)
-        return put_column(t, pa.field(self.output_col, _TOKENS), tokens)
+        return with_column(t, pa.field(self.output_col, _TOKENS), tokens)
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         return _string_to_tokens_schema(self, input_schema)
@@ -425,7 +425,7 @@ class StopWordsRemover(HasInputCols, HasOutputCols, Transformer):
             hit = pc.is_in(key, value_set=stops).fill_null(False).to_numpy(zero_copy_only=False)
             results.append((o, lists if not hit.any() else _keep(lists, values, parent, ~hit)))
         for o, r in results:
-            t = put_column(t, pa.field(o, _TOKENS), r)
+            t = with_column(t, pa.field(o, _TOKENS), r)
         return t
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
@@ -507,7 +507,7 @@ class NGram(HasInputCol, HasOutputCol, Transformer):
         else:
             joined = pa.array([], pa.string())
         out = list_from_parts(grams, joined, lists.is_valid() if lists.null_count else None)
-        return put_column(t, pa.field(self.output_col, _TOKENS), out)
+        return with_column(t, pa.field(self.output_col, _TOKENS), out)
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         _tokens_field(input_schema, self.input_col, type(self).__name__, "input_col")

@@ -24,13 +24,11 @@ import scipy.fft
 import scipy.sparse as sps
 
 from flowlearn.api import Transformer
-from flowlearn.data.columns import numeric_column, vector_column
+from flowlearn.data.columns import numeric_column, vector_column, with_column
+from flowlearn.data.schema import column_size, is_numeric_type, vector_field
 from flowlearn.feature._columns import (
     SchemaError,
-    declared_size,
     one_table,
-    out_field,
-    put_column,
     put_field,
     row_value,
     row_vector,
@@ -54,7 +52,7 @@ def _vectors(stage: Transformer, t: pa.Table, col: str | None = None, param: str
     name = col or stage.input_col
     x = vector_column(t, name, type(stage).__name__, param=param, dense=dense)
     if x.shape[0] == 0:
-        size = declared_size(t.schema.field(name)) or 0
+        size = column_size(t.schema.field(name)) or 0
         return sps.csr_matrix((0, size)) if sps.issparse(x) else np.zeros((0, size))
     return x
 
@@ -71,7 +69,7 @@ def _column_of(x: np.ndarray | sps.csr_matrix) -> pa.Array:
 
 def _put(t: pa.Table, name: str, x: np.ndarray | sps.csr_matrix) -> pa.Table:
     arr = _column_of(x)
-    return put_column(t, out_field(name, arr.type, x.shape[1]), arr)
+    return with_column(t, vector_field(name, arr.type, x.shape[1]), arr)
 
 
 def _sparse_row(size: int, indices: np.ndarray, values: np.ndarray) -> SparseVector:
@@ -96,7 +94,7 @@ def _same_kind_schema(stage: Transformer, schema: pa.Schema, size_of=None) -> pa
     _, in_size = vector_out_type(f, name, "input_col")
     size = in_size if size_of is None else size_of(in_size)
     typ, _ = vector_out_type(f.with_metadata({}), name, "input_col", sparse=is_sparse(f.type), size=size)
-    return put_field(schema, out_field(stage.output_col, typ, size))
+    return put_field(schema, vector_field(stage.output_col, typ, size))
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +215,7 @@ class DCT(HasInputCol, HasOutputCol, Transformer):
         stage = type(self).__name__
         f = schema_field(input_schema, self.input_col, stage, "input_col")
         typ, size = vector_out_type(f, stage, "input_col", sparse=False)
-        return put_field(input_schema, out_field(self.output_col, typ, size))
+        return put_field(input_schema, vector_field(self.output_col, typ, size))
 
     def row_fn(self):
         stage, c, o = type(self).__name__, self.input_col, self.output_col
@@ -538,10 +536,9 @@ class Interaction(HasInputCols, HasOutputCol, Transformer):
         for c in self.input_cols:
             f = schema_field(input_schema, c, stage, "input_cols")
             if is_vector_type(f.type):
-                sizes.append(declared_size(f))
+                sizes.append(column_size(f))
                 sparse |= is_sparse(f.type)
-            elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type) or \
-                    pa.types.is_decimal(f.type):
+            elif is_numeric_type(f.type):
                 sizes.append(1)
             else:
                 raise SchemaError(f"{stage}: column '{c}' (parameter 'input_cols') has type {f.type}, expected a "
@@ -549,7 +546,7 @@ class Interaction(HasInputCols, HasOutputCol, Transformer):
         size = None if None in sizes else math.prod(sizes)
         typ = SPARSE_VECTOR if sparse else (pa.list_(pa.float64(), size) if size is not None
                                             else pa.list_(pa.float64()))
-        return put_field(input_schema, out_field(self.output_col, typ, size))
+        return put_field(input_schema, vector_field(self.output_col, typ, size))
 
     def row_fn(self):
         stage, cols, o = type(self).__name__, list(self.input_cols), self.output_col
@@ -724,9 +721,9 @@ class Binarizer(HasInputCols, HasOutputCols, Transformer):
                 arr = _column_of(y)
             else:
                 arr = from_numpy((x > th).astype(np.float64))
-            results.append((out_field(o, arr.type, x.shape[1]), arr))
+            results.append((vector_field(o, arr.type, x.shape[1]), arr))
         for field, arr in results:
-            t = put_column(t, field, arr)
+            t = with_column(t, field, arr)
         return t
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
@@ -736,9 +733,8 @@ class Binarizer(HasInputCols, HasOutputCols, Transformer):
             f = schema_field(input_schema, c, stage, "input_cols")
             if is_vector_type(f.type):
                 typ, size = vector_out_type(f, stage, "input_cols")
-                schema = put_field(schema, out_field(o, typ, size))
-            elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type) or \
-                    pa.types.is_decimal(f.type):
+                schema = put_field(schema, vector_field(o, typ, size))
+            elif is_numeric_type(f.type):
                 schema = put_field(schema, pa.field(o, pa.float64()))
             else:
                 raise SchemaError(f"{stage}: column '{c}' (parameter 'input_cols') has type {f.type}, expected a "
