@@ -583,3 +583,13 @@ def test_hashing_tf_differs_from_spark_by_its_hash(spark):
                                                      for w in terms)
     ours = HashingTF(input_col="w", output_col="o").transform(tokens_table([terms])).column("o").to_pylist()[0]
     assert ours["indices"] == [67564, 89917, 113827, 131486, 228971] != sorted(theirs.indices.tolist())
+
+
+def test_tokenizer_row_kernels_equal_batch(docs):
+    t = pa.table({"s": pa.array(docs[:100] + ["ΟΔΟΣ İstanbul \U0001F600 x", "", None], pa.string())})
+    for s in (Tokenizer(input_col="s", output_col="o"), RegexTokenizer(input_col="s", output_col="o"),
+              RegexTokenizer(input_col="s", output_col="o", gaps=False, pattern=r"\w+|\p{Punct}", min_token_length=2),
+              RegexTokenizer(input_col="s", output_col="o", pattern=r"\b", to_lowercase=False, min_token_length=0)):
+        _rows_equal_batch(s, t, "o")
+    with pytest.raises(TypeError, match=r"Tokenizer: column 's' holds int, expected a string"):
+        Tokenizer(input_col="s").row_fn()({"s": 3})

@@ -187,12 +187,34 @@ class Tokenizer(HasInputCol, HasOutputCol, Transformer):
     def _transform(self, *tables: pa.Table) -> pa.Table:
         stage = type(self).__name__
         t = one_table(tables, stage)
-        s = string_array(t, self.input_col, stage)
-        tokens = _drop_trailing_empty(pc.split_pattern_regex(pc.utf8_lower(s), r"[ \t\n\x0B\f\r]"))
-        return with_column(t, pa.field(self.output_col, _TOKENS), tokens)
+        return with_column(t, pa.field(self.output_col, _TOKENS), self._tokens(string_array(t, self.input_col, stage)))
+
+    def _tokens(self, s: pa.Array) -> pa.ListArray:
+        return _drop_trailing_empty(pc.split_pattern_regex(pc.utf8_lower(s), r"[ \t\n\x0B\f\r]"))
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         return _string_to_tokens_schema(self, input_schema)
+
+    def row_fn(self):
+        return _string_row_fn(self)
+
+
+def _string_row_fn(stage: Tokenizer | RegexTokenizer):
+    """A tokenizer's row kernel: the batch kernel on a one-element array (the same Arrow case folding
+    and RE2 matching, so row and batch agree exactly), without building a table."""
+    name, c, o, tokens = type(stage).__name__, stage.input_col, stage.output_col, stage._tokens
+
+    def fn(row: dict) -> None:
+        try:
+            v = row[c]
+        except KeyError:
+            raise ValueError(f"{name}: input column '{c}' (parameter 'input_col') is missing from the row; the row "
+                             f"has keys {list(row)}") from None
+        if v is not None and not isinstance(v, str):
+            raise TypeError(f"{name}: column '{c}' holds {type(v).__name__}, expected a string")
+        row[o] = None if v is None else tokens(pa.array([v], pa.string()))[0].as_py()
+
+    return fn
 
 
 def _string_to_tokens_schema(stage: Transformer, schema: pa.Schema) -> pa.Schema:
@@ -237,7 +259,9 @@ class RegexTokenizer(HasInputCol, HasOutputCol, Transformer):
     def _transform(self, *tables: pa.Table) -> pa.Table:
         stage = type(self).__name__
         t = one_table(tables, stage)
-        s = string_array(t, self.input_col, stage)
+        return with_column(t, pa.field(self.output_col, _TOKENS), self._tokens(string_array(t, self.input_col, stage)))
+
+    def _tokens(self, s: pa.Array) -> pa.ListArray:
         if self.to_lowercase:
             s = pc.utf8_lower(s)
         pattern = _java_regex(self.pattern)
@@ -248,10 +272,13 @@ class RegexTokenizer(HasInputCol, HasOutputCol, Transformer):
             keep = _utf16_length(values) >= m
             if not keep.all():
                 tokens = _keep(tokens, values, parent, keep)
-        return with_column(t, pa.field(self.output_col, _TOKENS), tokens)
+        return tokens
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         return _string_to_tokens_schema(self, input_schema)
+
+    def row_fn(self):
+        return _string_row_fn(self)
 
 
 _OPEN, _CLOSE = "\ufdd0", "\ufdd1"  # Unicode noncharacters, reserved for internal use
