@@ -152,6 +152,7 @@ def test_stop_words_remover_flink_published_vectors():
 
 def test_default_stop_words_are_flink_and_spark_english_list():
     words = load_default_stop_words()
+    assert StopWordsRemover.load_default_stop_words("english") == words == StopWordsRemover().stop_words
     assert len(words) == 181 and len(set(words)) == 181
     assert words[:4] == ["i", "me", "my", "myself"] and words[-1] == "would"
     # Spark's and Flink ML's list augments NLTK's snowball list with contractions (nltk_data issue 22)

@@ -430,6 +430,8 @@ class StopWordsRemover(HasInputCols, HasOutputCols, Transformer):
     locale = Param(str, default="en_US", validator=_LOCALE_RULE,
                    doc="Locale of the case-insensitive comparison (ignored when case_sensitive).")
 
+    load_default_stop_words = staticmethod(load_default_stop_words)  # Flink ML's StopWordsRemover.loadDefaultStopWords
+
     def _specs(self) -> list[tuple[str, str]]:
         ins, outs = self.input_cols, self.output_cols
         if len(ins) != len(outs):
