@@ -388,7 +388,17 @@ class VectorAssembler(HasInputCols, HasOutputCol, HasHandleInvalid, Transformer)
         return bound.set(input_sizes=self._infer_sizes(schema))
 
     def _output_field(self, schema: pa.Schema, sizes: list[int], sparse: bool) -> pa.Field:
-        """The output field: its size (declared for a sparse output) and its features' names."""
+        """The output field: its size (declared for a sparse output) and its features' names (built
+        once per input schema: a stream's batches share theirs)."""
+        key = (self.output_col, tuple(self.input_cols), tuple(sizes), sparse)
+        last = self.__dict__.get("_last_field")
+        if last is not None and last[1] == key and (last[0] is schema or last[0].equals(schema, check_metadata=True)):
+            return last[2]
+        field = self._make_output_field(schema, sizes, sparse)
+        self._last_field = (schema, key, field)
+        return field
+
+    def _make_output_field(self, schema: pa.Schema, sizes: list[int], sparse: bool) -> pa.Field:
         total = int(sum(sizes))
         typ = SPARSE_VECTOR if sparse else dense_vector_type(total)
         named: dict[int, str] = {}
@@ -1083,6 +1093,15 @@ class FeatureHasher(HasInputCols, HasCategoricalCols, HasOutputCol, HasNumFeatur
     def _output_field(self) -> pa.Field:
         """The output's size, and the names of the features a numeric column hashes to (its name;
         colliding columns joined by ``|``). A categorical value's index is known only once hashed."""
+        key = (self.output_col, tuple(self.input_cols), tuple(self.categorical_cols), self.num_features)
+        last = self.__dict__.get("_last_field")
+        if last is not None and last[0] == key:
+            return last[1]
+        field = self._make_output_field()
+        self._last_field = (key, field)
+        return field
+
+    def _make_output_field(self) -> pa.Field:
         categorical = set(self.categorical_cols)
         named: dict[int, str] = {}
         for c in self.input_cols:

@@ -814,6 +814,16 @@ class OneHotEncoderModel(_OneHotEncoderParams, Model):
         StringIndexerModel wrote on its index column, else ``<column>=<index>``; the extra category of
         ``handle_invalid="keep"`` is ``<column>=<invalid>``)."""
         raw = (field.metadata or {}).get(LABELS_KEY) if field is not None else None
+        key = (name, col, n, size, raw)
+        cache = self.__dict__.setdefault("_fields", {})
+        if key in cache:
+            return cache[key]
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = out = self._make_output_field(name, col, raw, n, size)
+        return out
+
+    def _make_output_field(self, name: str, col: str, raw: bytes | None, n: int, size: int) -> pa.Field:
         doc = json.loads(raw) if raw else {}
         base, labels = doc.get("column", col), doc.get("labels", [])
         names = [f"{base}={labels[j] if j < len(labels) else j}" if j < n else f"{base}=<invalid>"
