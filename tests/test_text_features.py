@@ -132,6 +132,10 @@ def test_regex_tokenizer_length_counts_utf16_units_and_markers_fall_back():
     assert rt.transform({"s": ["\U0001F600 a bb"]}).column("t").to_pylist() == [["\U0001F600", "bb"]]
     rt = RegexTokenizer(input_col="s", output_col="t", gaps=False, pattern=r"\w+")
     assert rt.transform({"s": ["a\ufdd0b c", "d"]}).column("t").to_pylist() == [["a", "b", "c"], ["d"]]
+    rt = RegexTokenizer(input_col="s", output_col="t", pattern=r"\s+|\b", min_token_length=0)
+    text = ["a\ufdd0b  c ", " d", None]  # the marks in the input: matched row by row, as without them
+    expected = [java_split(x, re.compile(r"\s+|\b", re.ASCII)) if x is not None else None for x in text]
+    assert rt.transform({"s": text}).column("t").to_pylist() == expected
 
 
 def test_regex_tokenizer_bad_pattern_named():
