@@ -101,7 +101,8 @@ _EXPORTS = {
     **{name: ".modelstream" for name in ("ModelStore", "KafkaModelStore", "ModelVersion")},
 }
 _SUBMODULES = ("linalg", "classification", "clustering", "evaluation", "feature", "recommendation", "regression", "stats",
-               "stream", "engines", "iteration", "datasets", "testing", "modelstream", "serving", "cli")
+               "tuning", "stream", "engines", "iteration", "datasets", "testing", "modelstream", "serving", "plot",
+               "dashboard", "cli")
 
 lazy_exports(globals(), __name__, _EXPORTS, _SUBMODULES)
 __all__ = ["__version__", *__all__]  # noqa: F821 - set by lazy_exports

@@ -22,7 +22,7 @@ def test_help_lists_every_command():
     assert out.returncode == 0
     # each command on its own line of the listing, with a description after it (not just a substring)
     listed = re.findall(r"^ {4}(\w+) {2,}\S", out.stdout, flags=re.M)
-    assert listed == ["version", "demo", "models", "run", "serve"], out.stdout
+    assert listed == ["version", "demo", "models", "run", "serve", "dashboard"], out.stdout
 
 
 def test_version():

@@ -1,5 +1,5 @@
 """Classification: logistic regression (batch, and online with FTRL), linear SVM, naive Bayes,
-and online learning of a pipeline's last linear stage (Alink's OnlineLearning).
+k nearest neighbours, and online learning of a pipeline's last linear stage (Alink's OnlineLearning).
 
 Names are imported from their modules on first use (``flowlearn._lazy``); add an export as one
 entry of ``_EXPORTS``."""
@@ -17,6 +17,8 @@ _EXPORTS = {
     "OnlineLogisticRegressionTrainer": ".ftrl",
     "OnlineLearning": ".online_learning",
     "OnlineLearningTrainer": ".online_learning",
+    "Knn": ".knn",
+    "KnnModel": ".knn",
 }
 
 lazy_exports(globals(), __name__, _EXPORTS)

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 import flowlearn as fl
 from flowlearn.classification.ftrl import OnlineLogisticRegression
+from flowlearn.dashboard.metrics import EvalLog, JobMetricsWriter
 from flowlearn.datasets import ClickStream
 from flowlearn.evaluation import StreamingEvaluator
 from flowlearn.modelstream import ModelStore
@@ -129,6 +130,9 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False, progress: bool =
     shutil.rmtree(store_dir, ignore_errors=True)  # a fresh story each run
     store = ModelStore(store_dir, keep_last=20)
     first = store.publish(batch_model, metadata={"kind": "batch", "rows": train.num_rows})
+    metrics_dir = os.path.join(out_dir, "metrics")     # what `flowlearn dashboard` shows
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    live_log, frozen_log = EvalLog(metrics_dir, "live-online"), EvalLog(metrics_dir, "live-frozen")
     predictor = fl.LocalPredictor(store.load(first).model)
     predictor.swap(predictor.model, version=first)
     follower = StoreFollower(store, predictor, poll_interval=0.2)
@@ -167,7 +171,10 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False, progress: bool =
         out = predictor.predict_batch(batch)
         base = frozen.predict_batch(batch)
         base = base.append_column("model_version", pa.array([first] * base.num_rows, pa.int64()))
-        for r_on, r_fr in zip(ev_online.update(out), ev_frozen.update(base)):
+        on_rows, fr_rows = ev_online.update(out), ev_frozen.update(base)
+        live_log.append(on_rows)
+        frozen_log.append(fr_rows)
+        for r_on, r_fr in zip(on_rows, fr_rows):
             best = ClickStream.best_log_loss(live.slice(r_on["window"] * window, window))
             vers = r_on["model_versions"]
             history_rows.append((r_on, r_fr, best))
@@ -180,7 +187,8 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False, progress: bool =
     online_model = ftrl.fit(features.transform(events))  # a model following its own versions
     job = fl.run(fl.stream.model_stream(online_model).foreach(publish),
                  fl.stream.from_table(live, batch_size=n_live // 60).foreach(score))
-    job.wait()
+    with JobMetricsWriter(job, metrics_dir, name="demo"):
+        job.wait()
     live_bar.close()
     follower.close()
 
@@ -199,6 +207,7 @@ def run_demo(out_dir: str = "demo-output", quick: bool = False, progress: bool =
     print(f"  live log loss, frozen batch   {fr_ll:.4f}   (cumulative AUC {history_rows[-1][1]['cumulative_auc']:.4f})")
     print(f"  best achievable log loss      {best_ll:.4f}   (the generating model)")
     print(f"  plot                          {png}")
+    print(f"  dashboard                     flowlearn dashboard {store_dir} --metrics-dir {metrics_dir}")
     return 0
 
 
@@ -220,24 +229,17 @@ def _plot(rows: list, path: str, drift_window: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    w = [r[0]["window"] for r in rows]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    a1.plot(w, [r[0]["window_log_loss"] for r in rows], "o-", label="online FTRL (hot-swapped versions)")
-    a1.plot(w, [r[1]["window_log_loss"] for r in rows], "s--", label="frozen batch model")
-    a1.plot(w, [r[2] for r in rows], ":", color="k", label="best achievable (generating model)")
-    a1.set_ylabel("window log loss")
-    a2.plot(w, [r[0]["window_auc"] for r in rows], "o-", label="online FTRL")
-    a2.plot(w, [r[1]["window_auc"] for r in rows], "s--", label="frozen batch model")
-    a2.set_ylabel("window AUC")
-    a2.set_xlabel("window of live traffic")
-    for ax in (a1, a2):
-        ax.axvline(drift_window, color="grey", alpha=0.5)
-        ax.grid(alpha=0.3)
-    a1.legend(fontsize=8)
-    for r in rows:
-        a2.annotate(f"v{r[0]['model_versions'][-1]}", (r[0]["window"], r[0]["window_auc"]), fontsize=6,
-                    textcoords="offset points", xytext=(0, 4), ha="center")
-    a1.set_title("flowlearn demo: the world drifts at the grey line; the online model follows it")
+    from flowlearn import plot
+
+    fig = plot.metrics_over_windows({"online FTRL (hot-swapped versions)": [r[0] for r in rows],
+                                     "frozen batch model": [r[1] for r in rows]},
+                                    metrics=["log_loss", "auc"], mark=drift_window)
+    fig.set_size_inches(9, 6)
+    fig.axes[0].plot([r[0]["window"] for r in rows], [r[2] for r in rows], ":", color="k",
+                     label="best achievable (generating model)")
+    fig.axes[0].legend(fontsize=8)
+    fig.axes[0].set_title("flowlearn demo: the world drifts at the grey line; the online model follows it")
+    fig.axes[1].set_xlabel("window of live traffic")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

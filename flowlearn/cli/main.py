@@ -1,4 +1,4 @@
-"""The ``flowlearn`` command: ``version``, ``demo``, ``models``, ``run``, ``serve``.
+"""The ``flowlearn`` command: ``version``, ``demo``, ``models``, ``run``, ``serve``, ``dashboard``.
 
 argparse conventions: ``flowlearn`` without a command prints the usage to stderr and exits 2, as
 does any usage error; ``--help`` on the command and on every subcommand describes it.
@@ -9,6 +9,7 @@ Example:
     $ flowlearn models ls ./model-store
     $ flowlearn run job.py --checkpoint-dir ckpt
     $ flowlearn serve ./model-store --port 8080
+    $ flowlearn dashboard ./model-store --metrics-dir metrics
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller data, for tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.set_defaults(func=_demo)
+    from flowlearn.cli.dashboard import add_dashboard_parser
     from flowlearn.cli.models import add_models_parser
     from flowlearn.cli.run import add_run_parser
     from flowlearn.cli.serve import add_serve_parser
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_run_parser(sub)
     add_serve_parser(sub)
+    add_dashboard_parser(sub)
     return parser
 
 

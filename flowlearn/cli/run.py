@@ -78,6 +78,9 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="seconds between checkpoints (default 10)")
     p.add_argument("--progress-interval", type=_non_negative, default=5.0, metavar="S",
                    help="seconds between progress lines on stderr; 0 = none (default 5)")
+    p.add_argument("--metrics-dir", default=None, metavar="DIR",
+                   help="write the job's metrics (and its ModelGates' verdicts) into DIR/jobs/<job>.json and .jsonl "
+                        "every second, for flowlearn dashboard")
     p.add_argument("--traceback", action="store_true", help="print the traceback when the job fails")
     p.set_defaults(func=run_job)
     return p
@@ -273,6 +276,7 @@ def run_job(args: argparse.Namespace) -> int:
     progress = Progress(err)
     state: dict[str, Any] = {"stops": 0, "signal": ""}
     job: Any = None
+    writer: Any = None
     previous: dict[int, Any] = {}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -302,6 +306,10 @@ def run_job(args: argparse.Namespace) -> int:
             return fail(e, "starting the job failed")
         if state["stops"]:
             job.stop(wait=False)
+        if getattr(args, "metrics_dir", None):
+            from flowlearn.dashboard.metrics import job_file_name, watch_job
+
+            writer = watch_job(job, sinks, args.metrics_dir, job_file_name(path), checkpoint_dir=args.checkpoint_dir)
         progress.message(f"flowlearn run: {path} running"
                          + (f", checkpoints every {args.checkpoint_interval:g}s in {args.checkpoint_dir}"
                             if args.checkpoint_dir else ", no checkpoints (no --checkpoint-dir)"))
@@ -326,12 +334,16 @@ def run_job(args: argparse.Namespace) -> int:
         m = job.metrics
         progress.end()
         outcome = "failed" if error is not None else ("stopped" if state["stops"] else "finished")
+        if writer is not None:
+            writer.close(status=outcome, error=error)
         out.write(_summary(m, path, outcome, args.checkpoint_dir) + "\n")
         out.flush()
         if error is not None:
             return fail(error, "job failed")
         return 0
     finally:
+        if writer is not None:
+            writer.close()
         progress.end()
         if in_main:
             for sig, handler in previous.items():

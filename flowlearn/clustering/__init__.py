@@ -1,4 +1,4 @@
-"""Clustering: k-means (batch and online).
+"""Clustering: k-means (batch and online) and agglomerative (hierarchical) clustering.
 
 Names are imported from their modules on first use (``flowlearn._lazy``); add an export as one
 entry of ``_EXPORTS``."""
@@ -10,6 +10,7 @@ _EXPORTS = {
     "OnlineKMeans": ".online_kmeans",
     "OnlineKMeansModel": ".online_kmeans",
     "OnlineKMeansTrainer": ".online_kmeans",
+    "AgglomerativeClustering": ".agglomerative",
 }
 
 lazy_exports(globals(), __name__, _EXPORTS)

@@ -14,6 +14,12 @@ _EXPORTS = {
     "progressive_validation": ".progressive",
     "PROGRESSIVE_METRICS": ".progressive",
     "DEFAULT_METRICS": ".progressive",
+    "MulticlassClassificationEvaluator": ".multiclass",
+    "MULTICLASS_METRICS_NAMES": ".multiclass",
+    "RegressionEvaluator": ".regression",
+    "REGRESSION_METRICS_NAMES": ".regression",
+    "ClusteringEvaluator": ".clustering",
+    "silhouette": ".clustering",
 }
 
 lazy_exports(globals(), __name__, _EXPORTS, submodules=("metrics",))
