@@ -201,3 +201,16 @@ def test_pipeline_model_output_schema_chains_declared_schemas():
     real = pm.transform(mixed()).schema
     assert declared.equals(real, check_metadata=True)
     assert feature_names(declared.field("f")) == ["city=Oslo", "city=Rome", "city=Lima", "city=Kyiv", "age"]
+
+
+def test_a_stream_binds_the_assembler_to_the_plan_schema():
+    # the plan declares 'v' as a 2-vector: the stage in the plan holds the sizes it read there
+    src = fls.from_table(pa.table({"a": [1.0, 2.0], "v": pa.array([[1.0, 2.0], [3.0, 4.0]],
+                                                                  pa.list_(pa.float64(), 2))}))
+    out = VectorAssembler(input_cols=["a", "v"], output_col="f").transform(src)
+    assert out.schema.field("f").type == pa.list_(pa.float64(), 3)
+    assert out.node.spec.stage.input_sizes == [1, 2]
+    assert out.to_table().column("f").to_pylist() == [[1.0, 1.0, 2.0], [2.0, 3.0, 4.0]]
+    unsized = fls.from_table(pa.table({"s": fl.linalg.vectors_to_array([SparseVector(3, [0], [1.0])] * 2)}))
+    with pytest.raises(ValueError, match="cannot tell the size of column 's'"):
+        VectorAssembler(input_cols=["s"]).transform(unsized)

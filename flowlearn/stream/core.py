@@ -445,6 +445,9 @@ class Stream:
                 nodes += [out, *out._side_nodes]
             out._side_nodes = [n for n in nodes if n is not out]   # its side outputs: those of all stages
             return out
+        bind = getattr(stage, "bind_schema", None)
+        if bind is not None and self.schema is not None and not others:
+            stage = bind(self.schema)  # params read from the plan's schema (VectorAssembler's input_sizes)
         return self._then(StageSpec(stage, tuple(others)), type(stage).__name__,
                           _stage_schema(stage, self.schema, others))
 
