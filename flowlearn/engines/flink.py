@@ -43,6 +43,7 @@ from flowlearn.engines.base import Engine, Job
 from flowlearn.engines.flink_functions import from_ipc
 from flowlearn.stream.core import Sink, StatefulMapSpec, StatelessSpec, UnionSpec
 from flowlearn.stream.files import FilesSourceSpec
+from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec
 from flowlearn.stream.models import ModelStoreSinkSpec, ModelStoreSourceSpec, ModelStreamSpec, TrainerSpec
 from flowlearn.stream.plan import PlanNode, build_operator, plan_nodes
 from flowlearn.stream.sinks import EXTENSIONS, CollectSpec, FilesSinkSpec, fsync_dir
@@ -158,6 +159,81 @@ class FlinkJob(Job):
             if n is node:
                 return list(ts)
         raise ValueError(f"{sink!r} is not a collect() sink of this job")
+
+
+def _kafka_chain(roots: list[PlanNode]) -> tuple[KafkaSourceSpec, list[StatelessSpec], KafkaSinkSpec] | None:
+    """``(source, chain, sink)`` when the plan is one ``from_kafka`` -> stateless nodes ->
+    ``to_kafka`` (run with Flink's Kafka connector); None for plans without Kafka nodes."""
+    nodes = plan_nodes(roots)
+    if not any(isinstance(n.spec, (KafkaSourceSpec, KafkaSinkSpec)) for n in nodes):
+        return None
+    chain: list[StatelessSpec] = []
+    n = roots[0].inputs[0] if len(roots) == 1 and isinstance(roots[0].spec, KafkaSinkSpec) else None
+    while n is not None and isinstance(n.spec, StatelessSpec) and len(n.inputs) == 1:
+        chain.insert(0, n.spec)
+        n = n.inputs[0]
+    if n is None or not isinstance(n.spec, KafkaSourceSpec):
+        raise NotImplementedError("FlinkEngine: Kafka runs on Flink as one from_kafka() source, a chain of stateless "
+                                  "nodes (map_batches, filter, select, transformers and models) and one to_kafka() "
+                                  "sink; other plans with Kafka nodes are not translated yet (use the local engine)")
+    src = n.spec
+    if src.handle_invalid != "error" or src.metadata_columns:
+        raise NotImplementedError(f"FlinkEngine: from_kafka({src.topic!r}) with "
+                                  f"{'handle_invalid=' + repr(src.handle_invalid) if src.handle_invalid != 'error' else 'metadata columns'}"
+                                  f" is not translated to Flink yet (use the local engine)")
+    if roots[0].spec.key_col is not None:
+        raise NotImplementedError("FlinkEngine: to_kafka(key_col=...) is not translated to Flink yet")
+    return src, chain, roots[0].spec
+
+
+class TableJob(Job):
+    """A job of PyFlink's Table API (a Kafka plan): its end awaited on a client thread."""
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._finished: float | None = None
+        self._thread = threading.Thread(target=self._run, name="flowlearn-flink-job", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._result.wait()
+        except BaseException as e:  # noqa: BLE001 - re-raised in wait()
+            self._error = e
+        finally:
+            self._finished = time.monotonic()
+
+    def start(self) -> "TableJob":
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> "TableJob":
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the Flink job did not finish within {timeout}s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, wait: bool = True) -> "TableJob":
+        client = self._result.get_job_client()
+        if client is not None and self.running:
+            client.cancel()
+        if wait:
+            self._thread.join()
+        return self
+
+    @property
+    def metrics(self) -> dict:
+        return {"engine": "flink", "elapsed_seconds": (self._finished or time.monotonic()) - self._started}
+
+    def collected(self, sink: Any) -> list[pa.Table]:
+        raise ValueError("a Kafka job on Flink has no collect() sinks")
 
 
 def _remote_environment(cluster: str, conf: Any) -> Any:
@@ -365,6 +441,11 @@ class FlinkEngine(Engine):
         roots = [s.node if isinstance(s, Sink) else s for s in sinks]
         if not roots:
             raise ValueError("fl.run needs at least one sink (stream.collect(), ...)")
+        kafka = _kafka_chain(roots)
+        if kafka is not None:
+            from flowlearn.engines.flink_kafka import submit
+
+            return TableJob(submit(self, *kafka, checkpoint_dir, checkpoint_interval)).start()
         for r in roots:
             if not (isinstance(r, PlanNode) and r.kind == "sink"):
                 raise TypeError(f"fl.run takes sinks, got {type(r).__name__}")
