@@ -12,8 +12,6 @@ Example:
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import os
 import sys
 import tempfile
@@ -45,49 +43,6 @@ _fallback = _numba_cache_dir(os.path.dirname(os.path.abspath(__file__)), dict(os
 if _fallback is not None and "numba" not in sys.modules:
     os.environ["NUMBA_CACHE_DIR"] = _fallback
 
-
-class _RegistryImportsLazily(dict):
-    """The stage registry: a name not registered yet (its module not imported, the package exports
-    being lazy) is looked up through the package's exports, which imports and registers it."""
-
-    def __missing__(self, name: str) -> type:
-        if isinstance(name, str) and name.startswith("flowlearn."):
-            package, _, attr = name.rpartition(".")
-            try:
-                getattr(importlib.import_module(package), attr)
-            except (ImportError, AttributeError):
-                pass
-            if dict.__contains__(self, name):
-                return dict.__getitem__(self, name)
-        raise KeyError(name)
-
-
-class _ApiFinder(importlib.abc.MetaPathFinder):
-    """Gives ``flowlearn.api`` the lazily importing registry as soon as it is imported, by whichever
-    module imports it first (``flowlearn.api`` resolves names through ``_REGISTRY[name]``)."""
-
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - the finder protocol
-        if fullname != "flowlearn.api":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return spec
-        run = spec.loader.exec_module
-
-        def exec_module(module):  # noqa: ANN001
-            run(module)
-            module._REGISTRY = _RegistryImportsLazily(module._REGISTRY)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-if "flowlearn.api" in sys.modules:   # imported before this package finished (a reload)
-    _api = sys.modules["flowlearn.api"]
-    if not isinstance(_api._REGISTRY, _RegistryImportsLazily):
-        _api._REGISTRY = _RegistryImportsLazily(_api._REGISTRY)
-elif not any(isinstance(f, _ApiFinder) for f in sys.meta_path):
-    sys.meta_path.insert(0, _ApiFinder())
 
 _EXPORTS = {
     **{name: ".data" for name in ("table", "parse_schema", "read_csv", "read_json", "read_parquet", "write_csv",

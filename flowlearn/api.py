@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
@@ -76,7 +77,15 @@ def register_stage(cls: type, name: str | None = None) -> type:
 
 
 def registered_stage(name: str) -> type:
-    """The stage class registered under ``name``; a name never registered is refused."""
+    """The stage class registered under ``name``; a name never registered is refused. A
+    flowlearn stage whose module is not imported yet (the packages export lazily) is imported
+    through its package's exports, which registers it."""
+    if name not in _REGISTRY and name.startswith("flowlearn."):
+        package, _, attr = name.rpartition(".")
+        try:
+            getattr(importlib.import_module(package), attr)
+        except (ImportError, AttributeError):
+            pass
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -32,6 +32,8 @@ def _looks_like_vectors(values: Any) -> bool:
             if v is None:
                 continue
             if isinstance(v, (list, tuple)):  # a list of numbers is a vector; of strings it is not
+                if not v:
+                    continue  # an empty list says nothing about its element type
                 return all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in v)
             return isinstance(v, (np.ndarray, SparseVector)) or sps.issparse(v)
     return False
