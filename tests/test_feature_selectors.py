@@ -179,6 +179,11 @@ def test_selector_errors():
         selector("continuous", "categorical", "kbest")
     with pytest.raises(ValueError, match="needs at least 2 distinct labels in column 'label'"):
         selector("continuous", "categorical", "fpr").fit(table(np.eye(3), [1.0, 1.0, 1.0]))
+    # was (found by tests/test_properties_stages.py): "ANOVA F test needs at least 2 classes and more rows than
+    # classes; got 3 classes and 3 rows", naming neither the stage nor the label column
+    with pytest.raises(ValueError, match="UnivariateFeatureSelector: the ANOVA F test needs more rows than distinct "
+                                         "labels in column 'label', got 3 rows and 3 labels"):
+        selector("continuous", "categorical", "fpr").fit(table(np.eye(3), [0.0, 1.0, -1.0]))
     m = UnivariateFeatureSelectorModel().set_model_data({"num_features": [3], "indices": [[0, 2]]})
     with pytest.raises(ValueError, match="holds vectors of size 2, the model expects size 3"):
         m.transform(table(np.eye(2)))

@@ -143,3 +143,23 @@ def test_bad_input_named():
         m.transform(table(np.zeros((1, 3))))
     with pytest.raises(ValueError, match="dimension 0 must hold at least 2 non-decreasing"):
         KBinsDiscretizerModel().set_model_data({"bin_edges": [[[2.0, 1.0]]]})
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile", "kmeans"])
+def test_values_near_the_float64_limit_give_finite_edges(strategy):
+    """Was (kmeans, found by tests/test_properties_stages.py): -1e308 among small values summed to -inf in the
+    centroid update, and the fit ended in "KBinsDiscretizerModel: model data 'bin_edges' ... got [-1e+308, -inf,
+    nan, ...]" (naming no input column). The edges of x equal 2**1000 times the edges of x / 2**1000 (a power of 2
+    scales exactly), where nothing overflows."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 2)) * 1e307
+    x[[2, 5, 7], 0] = -1e308
+    x[[1, 9], 1] = 1.7976931348623157e308
+    kw = dict(strategy=strategy, num_bins=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # no overflow warning either
+        got = edges(KBinsDiscretizer(**kw).fit(table(x)))
+    scaled = edges(KBinsDiscretizer(**kw).fit(table(x / 2.0 ** 1000)))
+    for g, s in zip(got, scaled):
+        assert np.isfinite(g).all() and (np.diff(g) >= 0).all(), g
+        np.testing.assert_allclose(g, s * 2.0 ** 1000, rtol=1e-12)

@@ -134,8 +134,15 @@ def test_bad_input_named():
         m.approx_nearest_neighbors({"vec": [[1.0, 0.0]]}, [0.0, 0.0], 1)
     with pytest.raises(ValueError, match="k = 0 must be a positive integer"):
         m.approx_nearest_neighbors({"vec": [[1.0, 0.0]]}, [1.0, 0.0], 0)
-    with pytest.raises(ValueError, match=r"parameter 'num_hash_tables' = 0 violates gt_eq\(1\)"):
+    with pytest.raises(ValueError, match=r"parameter 'num_hash_tables' = 0 violates in_range\(1, 65536\)"):
         lsh(num_hash_tables=0)
+    # was (found by tests/test_properties_stages.py): num_hash_tables = 2**63 - 1 reached NumPy's "array is too
+    # big" (naming no parameter), and 10**9 drew a billion hash functions in a Python loop into 16 GB of arrays
+    with pytest.raises(ValueError, match=r"parameter 'num_hash_tables' = 9223372036854775807 violates in_range"):
+        lsh(num_hash_tables=2 ** 63 - 1)
+    with pytest.raises(ValueError, match=r"'num_hash_tables' = 1000 and 'num_hash_functions_per_table' = 1000 ask "
+                                         r"for 1000000 hash functions; at most 65536"):
+        lsh(num_hash_tables=1000, num_hash_functions_per_table=1000).fit({"vec": [[1.0, 0.0]]})
     with pytest.raises(ValueError, match="needs num_hash_tables \\* num_hash_functions_per_table"):
         MinHashLSHModel().set_model_data({"num_hash_tables": [2], "num_hash_functions_per_table": [1],
                                           "rand_coefficient_a": [[1]], "rand_coefficient_b": [[1]]})

@@ -61,6 +61,9 @@ class Spec:
     any_size: bool = False                  # takes vectors of any size (no fitted size to refuse others)
     carried: tuple[str, ...] = ()           # columns passed through unread: any value and type is valid
     ragged_ok: bool = False                 # rows' vectors may differ in size (row-wise transforms)
+    numbers_ok: tuple[str, ...] = ()        # vector columns that take plain numbers too (as vectors of size 1)
+    fit_allows_nan: tuple[str, ...] = ()    # columns where fit ignores NaN (transform refuses it)
+    transform_allows_nan: tuple[str, ...] = ()  # columns whose NaN and infinities the model carries to the output
 
     @property
     def fit(self) -> bool:
@@ -91,6 +94,7 @@ def _index_to_string():
 
 BINARY = {"vec_in": "vector", "lab_in": "binary label"}
 MULTI = {"vec_in": "vector", "lab_in": "label"}
+CATEGORIES = {"vec_in": "vector", "lab_in": "category"}     # labels of any value (each value is a class)
 LABEL = ("lab_in", "w_in")
 SPECS: dict[str, Spec] = {
     "LogisticRegression": Spec(lambda: C.LogisticRegression(features_col="vec_in", label_col="lab_in",
@@ -148,11 +152,11 @@ SPECS: dict[str, Spec] = {
         lambda: fl.evaluation.BinaryClassificationEvaluator(raw_prediction_col="raw_in", label_col="lab_in"),
         {"raw_in": "probabilities", "lab_in": "binary label"}),
     # statistics tests (Flink ML): one row of per-feature results; a constant feature gives NaN
-    "ANOVATest": Spec(lambda: fl.stats.ANOVATest(features_col="vec_in", label_col="lab_in"), MULTI, one_row=True,
+    "ANOVATest": Spec(lambda: fl.stats.ANOVATest(features_col="vec_in", label_col="lab_in"), CATEGORIES, one_row=True,
                       nan_ok=True, any_size=True),
     "FValueTest": Spec(lambda: fl.stats.FValueTest(features_col="vec_in", label_col="num_a"),
                        {"vec_in": "vector", "num_a": "number"}, one_row=True, nan_ok=True, any_size=True),
-    "ChiSqTest": Spec(lambda: fl.stats.ChiSqTest(features_col="vec_in", label_col="lab_in"), MULTI, one_row=True,
+    "ChiSqTest": Spec(lambda: fl.stats.ChiSqTest(features_col="vec_in", label_col="lab_in"), CATEGORIES, one_row=True,
                       discrete=True, nan_ok=True, any_size=True),
     "MulticlassClassificationEvaluator": Spec(
         lambda: fl.evaluation.MulticlassClassificationEvaluator(label_col="lab_in", prediction_col="num_a",
@@ -182,25 +186,29 @@ SPECS: dict[str, Spec] = {
                                                                 strategy="uniform"), {"vec_in": "vector"}),
     "KBinsDiscretizer/kmeans": Spec(lambda: F.KBinsDiscretizer(input_col="vec_in", output_col="out", num_bins=3,
                                                                strategy="kmeans"), {"vec_in": "vector"}),
+    # RobustScaler: the fit ignores NaN (as Flink ML), the model refuses it
     "RobustScaler": Spec(lambda: F.RobustScaler(input_col="vec_in", output_col="out", with_centering=True),
-                         {"vec_in": "vector"}),
+                         {"vec_in": "vector"}, fit_allows_nan=("vec_in",)),
+    # the selectors' models only pick entries: NaN and infinities pass unchanged (flowlearn/feature/selectors.py)
     "VarianceThresholdSelector": Spec(lambda: F.VarianceThresholdSelector(input_col="vec_in", output_col="out"),
-                                      {"vec_in": "vector"}),
+                                      {"vec_in": "vector"}, transform_allows_nan=("vec_in",)),
     "UnivariateFeatureSelector": Spec(lambda: F.UnivariateFeatureSelector(
         features_col="vec_in", label_col="lab_in", output_col="out", feature_type="continuous",
-        label_type="categorical", selection_threshold=2), MULTI, fit_only=("lab_in",)),
+        label_type="categorical", selection_threshold=2), CATEGORIES, fit_only=("lab_in",),
+        transform_allows_nan=("vec_in",)),
     "UnivariateFeatureSelector/fregression": Spec(lambda: F.UnivariateFeatureSelector(
         features_col="vec_in", label_col="num_a", output_col="out", feature_type="continuous",
         label_type="continuous", selection_mode="percentile", selection_threshold=0.5),
-        {"vec_in": "vector", "num_a": "number"}, fit_only=("num_a",)),
+        {"vec_in": "vector", "num_a": "number"}, fit_only=("num_a",), transform_allows_nan=("vec_in",)),
     "UnivariateFeatureSelector/chi2": Spec(lambda: F.UnivariateFeatureSelector(
         features_col="vec_in", label_col="lab_in", output_col="out", feature_type="categorical",
-        label_type="categorical", selection_threshold=2), MULTI, fit_only=("lab_in",), discrete=True),
+        label_type="categorical", selection_threshold=2), CATEGORIES, fit_only=("lab_in",), discrete=True,
+        transform_allows_nan=("vec_in",)),
     # VectorIndexer: with 'keep', a value not seen in fit is one more category, not an error
     "VectorIndexer": Spec(lambda: F.VectorIndexer(input_col="vec_in", output_col="out", max_categories=3,
                                                   handle_invalid="keep"), {"vec_in": "vector"}, discrete=True),
     "MinHashLSH": Spec(lambda: F.MinHashLSH(input_col="vec_in", output_col="out", num_hash_tables=2, seed=3),
-                       {"vec_in": "vector"}, discrete=True, nonnegative=("vec_in",)),
+                       {"vec_in": "vector"}, discrete=True, nonnegative=("vec_in",), any_size=True),
     "IDF": Spec(lambda: F.IDF(input_col="vec_in", output_col="out"), {"vec_in": "vector"}, discrete=True,
                 nonnegative=("vec_in",)),
     # vector transformers (no fitted size: any size is a sound input, rows may differ in size)
@@ -215,10 +223,11 @@ SPECS: dict[str, Spec] = {
     "VectorSlicer": Spec(lambda: F.VectorSlicer(input_col="vec_in", output_col="out", indices=[2, 0]),
                          {"vec_in": "vector"}),
     "Interaction": Spec(lambda: F.Interaction(input_cols=["num_a", "vec_in"], output_col="out"),
-                        {"num_a": "number", "vec_in": "vector"}, any_size=True, ragged_ok=True),
+                        {"num_a": "number", "vec_in": "vector"}, any_size=True, ragged_ok=True,
+                        numbers_ok=("vec_in",)),
     "Binarizer": Spec(lambda: F.Binarizer(input_cols=["vec_in", "num_a"], output_cols=["o1", "o2"],
                                           thresholds=[0.0, 0.5]), {"vec_in": "vector", "num_a": "number"},
-                      any_size=True, ragged_ok=True),
+                      any_size=True, ragged_ok=True, numbers_ok=("vec_in",)),
     # text: a null string or token list gives a null output (flowlearn/feature/text.py)
     "Tokenizer": Spec(lambda: F.Tokenizer(input_col="txt_in", output_col="out"), {"txt_in": "text"},
                       allow_null=("txt_in",)),
@@ -243,8 +252,9 @@ SPECS: dict[str, Spec] = {
         features_col="vec_in", num_clusters=2, linkage="average"), {"vec_in": "vector"}, any_size=True),
     "Swing": Spec(lambda: fl.recommendation.Swing(user_col="user_k", item_col="item_k", min_user_behavior=1, k=3),
                   {"user_k": "key", "item_k": "key"}, one_row=True),
+    # FPGrowth (as Spark): a null row is no transaction, and predicts an empty array
     "FPGrowth": Spec(lambda: fl.recommendation.FPGrowth(items_col="tok_in", min_support=0.2, min_confidence=0.5),
-                     {"tok_in": "tokens"}),
+                     {"tok_in": "tokens"}, allow_null=("tok_in",)),
     "Pipeline": Spec(lambda: fl.Pipeline([F.VectorAssembler(input_cols=["num_a", "vec_in"], input_sizes=[1, 3],
                                                             output_col="asm"),
                                           F.StandardScaler(input_col="asm", output_col="scaled"),
@@ -308,7 +318,7 @@ def good_table(spec: Spec, n: int, seed: int, size: int | None = None) -> dict:
             cols[name] = np.abs(x) if name in spec.nonnegative else x
         elif kind == "binary label":
             cols[name] = (np.arange(n) % 2).astype(float)
-        elif kind in ("label", "class"):
+        elif kind in ("label", "class", "category"):
             cols[name] = (np.arange(n) % 3 % 2 + np.arange(n) % 3 // 2 * 2).astype(float)
         elif kind == "number" or kind == "hashed" and name.startswith("num"):
             cols[name] = rng.normal(size=n)
@@ -433,12 +443,26 @@ def _columns_of(spec: Spec, kinds: tuple[str, ...]) -> list[str]:
 tables = st.tuples(st.integers(4, 12), st.integers(0, 2 ** 16))
 
 
-PHASES = [pytest.param(n, p, id=f"{n}-{p}") for n, s in SPECS.items() for p in _phases(s)]
-# the phases where the stage reads a column (RandomSplitter reads none: only its row count matters)
-READING = [pytest.param(n, p, id=f"{n}-{p}") for n, s in SPECS.items() for p in _phases(s) if s.read_in(p)]
+# Defects found in stages this suite does not own, reported with a reproduction rather than fixed here:
+# (spec, test, phase) -> what is wrong. Those cases are expected failures (not strict: they pass once fixed).
+REPORTED = {
+    ("DCT", "test_extreme_finite_values", "transform"):
+        "scipy.fft.dct overflows on entries near 1e308: DCT(input_col='v', output_col='o').transform({'v': "
+        "[[1e308, 1.0, 2.0]]}) gives [[inf, nan, nan]] (the orthonormal DCT-II is finite: (1e308 + 3) / sqrt(3), "
+        "...); flowlearn/feature/vectors.py",
+}
 
 
-@pytest.mark.parametrize("spec_name, phase", READING)
+def _phase_params(test: str, reading: bool = False) -> list:
+    """``(spec, phase)`` cases of ``test`` (``reading``: only phases where the stage reads a column)."""
+    return [pytest.param(n, p, id=f"{n}-{p}", marks=[pytest.mark.xfail(reason=REPORTED[n, test, p], strict=False)]
+                         if (n, test, p) in REPORTED else [])
+            for n, s in SPECS.items() for p in _phases(s) if s.read_in(p) or not reading]
+
+
+
+
+@pytest.mark.parametrize("spec_name, phase", _phase_params("test_missing_column", reading=True))
 @EXAMPLES
 @given(data=st.data())
 def test_missing_column(spec_name, phase, data):
@@ -456,6 +480,7 @@ WRONG_TYPES = {
     "hashed": [[[1.0], [2.0]], [b"x", b"y"], [{"a": 1.0}, {"a": 2.0}]],     # numbers and strings are valid
     "label": [["a", "b"], [[1.0], [2.0]], [b"x", b"y"]],
     "class": [["a", "b"], [[1.0], [2.0]], [b"x", b"y"]],
+    "category": [["a", "b"], [[1.0], [2.0]], [b"x", b"y"]],
     "binary label": [["a", "b"], [[1.0], [2.0]], [b"x", b"y"]],
     "weight": [["a", "b"], [[1.0], [2.0]]],
     "index": [["a", "b"], [[1.0], [2.0]], [{"a": 1.0}, {"a": 2.0}]],
@@ -464,11 +489,11 @@ WRONG_TYPES = {
     "text": [[1.5, 2.5], [["a"], ["b"]], [{"a": 1.0}, {"a": 2.0}], [b"x", b"y"]],
     "tokens": [["a b", "c"], [1.5, 2.5], [[1.0], [2.0]], [{"a": 1.0}, {"a": 2.0}]],
     "terms": [["a b", "c"], [1.5, 2.5], [{"a": 1.0}, {"a": 2.0}]],      # lists of numbers are terms too
-    "key": [[[1.0], [2.0]], [{"a": 1.0}, {"a": 2.0}]],
+    "key": [[[1.0], [2.0]], [{"a": 1.0}, {"a": 2.0}], [1.5, 2.5]],     # ids are integers
 }
 
 
-@pytest.mark.parametrize("spec_name, phase", READING)
+@pytest.mark.parametrize("spec_name, phase", _phase_params("test_wrong_type", reading=True))
 @EXAMPLES
 @given(data=st.data())
 def test_wrong_type(spec_name, phase, data):
@@ -476,7 +501,8 @@ def test_wrong_type(spec_name, phase, data):
     n, seed = data.draw(tables)
     cols = good_table(spec, n, seed)
     col = data.draw(st.sampled_from(spec.read_in(phase)))
-    pattern = data.draw(st.sampled_from(WRONG_TYPES[spec.columns[col]]))
+    pattern = data.draw(st.sampled_from([p for p in WRONG_TYPES[spec.columns[col]]
+                                         if not (col in spec.numbers_ok and isinstance(p[0], float))]))
     cols[col] = (pattern * n)[:n]
     check(_call(spec_name, phase, cols), [spec.names(col)], ok=False, context=(phase, col, pattern))
 
@@ -497,7 +523,7 @@ def _set_rows(values: Any, rows: list[int], new: Any) -> Any:
 bad_rows = st.lists(st.integers(0, 11), min_size=1, max_size=3, unique=True)
 
 
-@pytest.mark.parametrize("spec_name, phase", READING)
+@pytest.mark.parametrize("spec_name, phase", _phase_params("test_nulls", reading=True))
 @EXAMPLES
 @given(data=st.data())
 def test_nulls(spec_name, phase, data):
@@ -517,27 +543,29 @@ def test_nulls(spec_name, phase, data):
     check_sound(o, spec_name, phase, cols, finite_inputs=False)
 
 
-@pytest.mark.parametrize("spec_name, phase", PHASES)
+@pytest.mark.parametrize("spec_name, phase", _phase_params("test_non_finite"))
 @EXAMPLES
 @given(data=st.data())
 def test_non_finite(spec_name, phase, data):
     spec = SPECS[spec_name]
     n, seed = data.draw(tables)
     cols = good_table(spec, n, seed)
-    numeric = [c for c in spec.read_in(phase) if isinstance(cols[c], np.ndarray)]
+    numeric = [c for c in spec.read_in(phase) if isinstance(cols[c], np.ndarray) and spec.columns[c] != "key"]
     if not numeric:
         return
     col = data.draw(st.sampled_from(numeric))
     rows = sorted({r % n for r in data.draw(bad_rows)})
     value = data.draw(st.sampled_from(NON_FINITE))
     cols[col] = _set_rows(cols[col], rows, value)
-    allowed = col in spec.allow_nan or (col in spec.allow_inf and not math.isnan(value))
+    allowed = (col in spec.allow_nan or (col in spec.allow_inf and not math.isnan(value))
+               or col in {"fit": spec.fit_allows_nan, "transform": spec.transform_allows_nan}[phase]
+               and (math.isnan(value) or phase == "transform"))
     o = _call(spec_name, phase, cols)
     check(o, [spec.names(col), f"row {rows[0]}"], ok=allowed, context=(phase, col, rows, value))
     check_sound(o, spec_name, phase, cols, finite_inputs=False)
 
 
-@pytest.mark.parametrize("spec_name, phase", PHASES)
+@pytest.mark.parametrize("spec_name, phase", _phase_params("test_extreme_finite_values"))
 @EXAMPLES
 @given(data=st.data())
 def test_extreme_finite_values(spec_name, phase, data):
@@ -560,7 +588,7 @@ def test_extreme_finite_values(spec_name, phase, data):
     check_sound(o, spec_name, phase, cols)
 
 
-@pytest.mark.parametrize("spec_name, phase", PHASES)
+@pytest.mark.parametrize("spec_name, phase", _phase_params("test_no_rows"))
 def test_no_rows(spec_name, phase):
     """An empty table: an empty result, or an error naming the stage or a column."""
     spec = SPECS[spec_name]

@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import zlib
 
 import numba
@@ -34,11 +35,21 @@ _UNIFORM, _QUANTILE, _KMEANS = "uniform", "quantile", "kmeans"
 _CONSTANT_EDGES = np.array([-np.inf, np.inf])
 
 
+def _mid(a, b):
+    """``(a + b) / 2``, also where ``a + b`` overflows float64 (values near +-1.8e308)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = (a + b) / 2
+    return np.where(np.isfinite(m), m, a / 2 + b / 2) if np.ndim(m) else (m if np.isfinite(m) else a / 2 + b / 2)
+
+
 def _uniform_edges(lo: float, hi: float, k: int) -> np.ndarray:
     """Flink ML's uniform edges: ``min`` then ``k`` steps of ``(max - min) / k`` added in turn."""
     if lo == hi:
         return _CONSTANT_EDGES.copy()
-    return np.cumsum(np.r_[lo, np.full(k, (hi - lo) / k)])
+    step = (hi - lo) / k if np.isfinite(hi - lo) else hi / k - lo / k   # a range beyond float64
+    e = np.cumsum(np.r_[lo, np.full(k, step)])
+    e[-1] = hi          # a sum of steps rounded past the maximum could otherwise reach inf
+    return np.maximum.accumulate(np.minimum(e, hi))
 
 
 def _quantile_edges(v: np.ndarray, k: int) -> np.ndarray:
@@ -57,10 +68,10 @@ def _quantile_edges(v: np.ndarray, k: int) -> np.ndarray:
     i = 1
     while i < len(e) - 1:  # a handful of edges; the loop reads the values it has just moved
         if e[i] == e[i - 1]:
-            e[i] = (e[i + 1] + e[i - 1]) / 2
+            e[i] = _mid(e[i + 1], e[i - 1])
         i += 1
     if len(e) > 2 and e[i] == e[i - 1]:
-        e[i - 1] = (e[i] + e[i - 2]) / 2
+        e[i - 1] = _mid(e[i], e[i - 2])
     return e
 
 
@@ -74,6 +85,11 @@ def _kmeans_edges(v: np.ndarray, k: int, tol: float = 1e-4, max_iter: int = 300)
     if 1 + int(np.count_nonzero(np.diff(v))) <= k:  # v is sorted: distinct values
         return _uniform_edges(float(v[0]), float(v[-1]), k)
     n = len(v)
+    top = float(max(-v[0], v[-1]))
+    if top * n > np.finfo(np.float64).max / 4:
+        # sums of the values would overflow: cluster them divided by a power of 2 (exact), then scale back
+        scale = math.ldexp(1.0, math.frexp(top)[1] - 1)   # values / scale within [-2, 2]
+        return _kmeans_edges(v / scale, k, tol / scale, max_iter) * scale
     c = v[(np.arange(k) * (n / k)).astype(np.int64)].astype(np.float64)
     csum = np.r_[0.0, np.cumsum(v)]
     old = np.finfo(np.float64).max

@@ -30,7 +30,7 @@ from flowlearn.api import Model, OnePassEstimator
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.data.table import table as to_table
 from flowlearn.linalg import SparseVector, dense_vector_type, is_vector_type, row_to_numpy
-from flowlearn.params import HasInputCol, HasOutputCol, HasSeed, Param, gt_eq
+from flowlearn.params import HasInputCol, HasOutputCol, HasSeed, Param, in_range
 
 __all__ = ["MinHashLSH", "MinHashLSHModel"]
 
@@ -113,9 +113,15 @@ def _jaccard_pairs(sa: sps.csr_matrix, ia: np.ndarray, sb: sps.csr_matrix, ib: n
     return 1.0 - inter / union
 
 
+# At most this many hash functions (num_hash_tables * num_hash_functions_per_table): each output row
+# holds one double per function, and the fit draws them one by one.
+MAX_HASH_FUNCTIONS = 1 << 16
+
+
 class _MinHashParams(HasInputCol, HasOutputCol):
-    num_hash_tables = Param(int, default=1, validator=gt_eq(1), doc="Number of hash tables (OR-amplification).")
-    num_hash_functions_per_table = Param(int, default=1, validator=gt_eq(1),
+    num_hash_tables = Param(int, default=1, validator=in_range(1, MAX_HASH_FUNCTIONS),
+                            doc="Number of hash tables (OR-amplification).")
+    num_hash_functions_per_table = Param(int, default=1, validator=in_range(1, MAX_HASH_FUNCTIONS),
                                          doc="Number of hash functions per table (AND-amplification).")
 
 
@@ -161,6 +167,10 @@ class MinHashLSH(_MinHashParams, HasSeed, OnePassEstimator):
                              f"MinHash can index")
         seed = self.seed if self.seed is not None else zlib.crc32(b"flowlearn.feature.MinHashLSH")
         t, f = self.num_hash_tables, self.num_hash_functions_per_table
+        if t * f > MAX_HASH_FUNCTIONS:
+            raise ValueError(f"{type(self).__name__}: parameters 'num_hash_tables' = {t} and "
+                             f"'num_hash_functions_per_table' = {f} ask for {t * f} hash functions; at most "
+                             f"{MAX_HASH_FUNCTIONS} (each output row holds one value per function)")
         a, b = _coefficients(t * f, seed)
         model = MinHashLSHModel()
         self.copy_params_to(model)

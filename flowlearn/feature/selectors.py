@@ -543,6 +543,9 @@ class UnivariateFeatureSelector(_UnivariateParams, HasLabelCol, OnePassEstimator
                                  f"'{self.label_col}', got {state.num_rows}")
             rows = _state_rows(stage, [state], ["mean", "m2"], ["count"])
             counts = np.array([r[0] for r in rows])
+            if counts.sum() <= len(counts):
+                raise ValueError(f"{stage}: the ANOVA F test needs more rows than distinct labels in column "
+                                 f"'{self.label_col}', got {int(counts.sum())} rows and {len(counts)} labels")
             _, p, _ = anova_f_from_groups(counts, np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))
             d = len(rows[0][1])
         elif test == "fregression":
@@ -608,6 +611,8 @@ def _chi2_state(d: int, f: np.ndarray, v: np.ndarray, lab: np.ndarray, cnt: np.n
 
 class UnivariateFeatureSelectorModel(_UnivariateParams, _SelectorModel):
     """The model fitted by :class:`UnivariateFeatureSelector`: keeps the selected dimensions.
+    It only picks entries, so NaN and infinite values pass unchanged (as in Flink ML and Spark);
+    null vectors are refused.
 
     Model data: one row with ``num_features`` (int32, the input vector size) and ``indices``
     (list<int32>, the kept dimensions, ascending).
@@ -674,7 +679,8 @@ class VarianceThresholdSelector(_VarianceThresholdParams, OnePassEstimator):
 
 class VarianceThresholdSelectorModel(_VarianceThresholdParams, _SelectorModel):
     """The model fitted by :class:`VarianceThresholdSelector`: keeps the dimensions whose variance
-    was above the threshold.
+    was above the threshold. It only picks entries, so NaN and infinite values pass unchanged (as
+    in Flink ML and Spark); null vectors are refused.
 
     Model data: one row with ``num_features`` (int32) and ``indices`` (list<int32>, ascending).
 
