@@ -61,7 +61,7 @@ class Spec:
     any_size: bool = False                  # takes vectors of any size (no fitted size to refuse others)
     carried: tuple[str, ...] = ()           # columns passed through unread: any value and type is valid
     ragged_ok: bool = False                 # rows' vectors may differ in size (row-wise transforms)
-    numbers_ok: tuple[str, ...] = ()        # vector columns that take plain numbers too (as vectors of size 1)
+    number_or_vector: tuple[str, ...] = ()  # columns taking numbers and vectors alike (a number: size 1)
     fit_allows_nan: tuple[str, ...] = ()    # columns where fit ignores NaN (transform refuses it)
     transform_allows_nan: tuple[str, ...] = ()  # columns whose NaN and infinities the model carries to the output
 
@@ -224,10 +224,10 @@ SPECS: dict[str, Spec] = {
                          {"vec_in": "vector"}),
     "Interaction": Spec(lambda: F.Interaction(input_cols=["num_a", "vec_in"], output_col="out"),
                         {"num_a": "number", "vec_in": "vector"}, any_size=True, ragged_ok=True,
-                        numbers_ok=("vec_in",)),
+                        number_or_vector=("vec_in", "num_a")),
     "Binarizer": Spec(lambda: F.Binarizer(input_cols=["vec_in", "num_a"], output_cols=["o1", "o2"],
                                           thresholds=[0.0, 0.5]), {"vec_in": "vector", "num_a": "number"},
-                      any_size=True, ragged_ok=True, numbers_ok=("vec_in",)),
+                      any_size=True, ragged_ok=True, number_or_vector=("vec_in", "num_a")),
     # text: a null string or token list gives a null output (flowlearn/feature/text.py)
     "Tokenizer": Spec(lambda: F.Tokenizer(input_col="txt_in", output_col="out"), {"txt_in": "text"},
                       allow_null=("txt_in",)),
@@ -252,9 +252,9 @@ SPECS: dict[str, Spec] = {
         features_col="vec_in", num_clusters=2, linkage="average"), {"vec_in": "vector"}, any_size=True),
     "Swing": Spec(lambda: fl.recommendation.Swing(user_col="user_k", item_col="item_k", min_user_behavior=1, k=3),
                   {"user_k": "key", "item_k": "key"}, one_row=True),
-    # FPGrowth (as Spark): a null row is no transaction, and predicts an empty array
+    # FPGrowth (as Spark): items are strings or numbers; a null row is no transaction, and predicts an empty array
     "FPGrowth": Spec(lambda: fl.recommendation.FPGrowth(items_col="tok_in", min_support=0.2, min_confidence=0.5),
-                     {"tok_in": "tokens"}, allow_null=("tok_in",)),
+                     {"tok_in": "terms"}, allow_null=("tok_in",)),
     "Pipeline": Spec(lambda: fl.Pipeline([F.VectorAssembler(input_cols=["num_a", "vec_in"], input_sizes=[1, 3],
                                                             output_col="asm"),
                                           F.StandardScaler(input_col="asm", output_col="scaled"),
@@ -460,8 +460,6 @@ def _phase_params(test: str, reading: bool = False) -> list:
             for n, s in SPECS.items() for p in _phases(s) if s.read_in(p) or not reading]
 
 
-
-
 @pytest.mark.parametrize("spec_name, phase", _phase_params("test_missing_column", reading=True))
 @EXAMPLES
 @given(data=st.data())
@@ -502,9 +500,14 @@ def test_wrong_type(spec_name, phase, data):
     cols = good_table(spec, n, seed)
     col = data.draw(st.sampled_from(spec.read_in(phase)))
     pattern = data.draw(st.sampled_from([p for p in WRONG_TYPES[spec.columns[col]]
-                                         if not (col in spec.numbers_ok and isinstance(p[0], float))]))
+                                         if not (col in spec.number_or_vector and _numeric(p))]))
     cols[col] = (pattern * n)[:n]
     check(_call(spec_name, phase, cols), [spec.names(col)], ok=False, context=(phase, col, pattern))
+
+
+def _numeric(pattern: list) -> bool:
+    """A pattern of numbers or of vectors of numbers."""
+    return all(isinstance(v, float) or isinstance(v, list) and all(isinstance(x, float) for x in v) for v in pattern)
 
 
 def _set_rows(values: Any, rows: list[int], new: Any) -> Any:
