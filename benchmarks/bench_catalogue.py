@@ -261,9 +261,10 @@ def _logistic(n):
 def _linear_svc(n):
     from sklearn.svm import LinearSVC as Sk
     x, y, t = _classification(n)
-    reg, tol = 1e-4, 1e-4
-    est = fl.classification.LinearSVC(reg=reg, tol=tol, max_iter=100)
-    sk = Sk(C=1.0 / (reg * n), tol=tol, max_iter=100, dual=False)
+    # the same hinge loss on both sides (flowlearn's dual solver, liblinear's dual coordinate descent)
+    reg, tol = 1e-2, 1e-3
+    est = fl.classification.LinearSVC(reg=reg, tol=tol)
+    sk = Sk(loss="hinge", dual=True, C=1.0 / (reg * n), tol=tol, max_iter=1000)
     return _fit_transform(est, t), (lambda: sk.fit(x, y).predict(x)), n
 
 
