@@ -11,6 +11,7 @@ Example (needs the flink extra and Java 17):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -67,6 +68,10 @@ class FlinkCluster:
             "heartbeat.timeout": "10000",
             "heartbeat.interval": "1000",
         }
+        with open(os.path.join(conf, "config.yaml")) as f:   # keep the wheel's JVM options (--add-opens for Arrow)
+            opts = re.search(r"^\s+all:\s*(--add.*)$", f.read(), flags=re.M)
+        if opts:
+            settings["env.java.opts.all"] = opts.group(1).strip()
         with open(os.path.join(conf, "config.yaml"), "w") as f:
             f.writelines(f"{k}: {v}\n" for k, v in settings.items())
         self.env = {**os.environ, "FLINK_CONF_DIR": conf, "FLINK_LOG_DIR": os.path.join(self.dir, "log"),

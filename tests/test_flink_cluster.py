@@ -110,3 +110,17 @@ def test_a_fit_on_the_cluster_equals_the_local_fit(cluster):
                                    local.get_model_data()[0].column(name)[0].as_py(), rtol=1e-12)
     assert sorted(positive.column("id").to_pylist()) == \
         np.flatnonzero(t.column("label").to_numpy() > 0.5).tolist()
+
+
+def test_a_watched_directory_job_survives_a_killed_taskmanager(cluster, tmp_path):
+    """The acceptance of the Flink engine's streaming side: a job on the standalone cluster reads
+    a watched directory and scores rows with a pipeline following a model store; a version
+    published mid-run reaches the output; the taskmanager is SIGKILLed midway and Flink restarts
+    the job from its checkpoint: no row is lost or written twice."""
+    from test_flink_engine import run_watched_directory_job
+
+    def kill():
+        cluster.kill_taskmanager()
+        cluster.start_taskmanager()
+
+    run_watched_directory_job(FlinkEngine(parallelism=2, cluster=cluster.address, config=SHIP), tmp_path, kill)

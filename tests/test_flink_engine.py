@@ -416,3 +416,71 @@ def test_kafka_to_kafka_on_flink_is_exactly_once_through_a_failure(real_kafka, t
     want = [json.loads(v) for v in read_topic(bs, names["local"], 1, timeout=60)]
     got = [json.loads(v) for v in read_topic(bs, names["flink"], len(want), timeout=60)]
     assert len(want) > 1000 and sorted(got, key=lambda r: r["id"]) == sorted(want, key=lambda r: r["id"])
+
+
+# -- a watched directory, scored by a model following a store ------------------------------------------
+def _committed_rows(folder) -> list[dict]:
+    """The rows of the committed part files (Flink's in-progress files start with a dot)."""
+    import json
+
+    rows = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            rows += [json.loads(line) for line in p.read_text().splitlines() if line]
+    return rows
+
+
+def run_watched_directory_job(engine: FlinkEngine, tmp_path, kill=None) -> None:
+    """A streaming job reads a watched directory (files arriving over time), scores every row
+    with a pipeline following a model store and writes JSON lines files; a version published
+    mid-run reaches the output; ``kill()`` (if given) fails the job midway. Every row comes out
+    exactly once, stamped with a version that scored it."""
+    t = _data(3000)
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    store = ModelStore(str(tmp_path / "store"))
+    lr = lambda reg: fl.Pipeline([  # noqa: E731
+        fl.feature.VectorAssembler(input_cols=["a", "b"], output_col="features"),
+        fl.classification.LogisticRegression(reg=reg)]).fit(t)
+    first, second = lr(0.01), lr(10.0)
+    store.publish(first, {"kind": "batch"})
+    follower = fls.follow(fls.from_model_store(store, poll_interval=0.2))
+    stream = fls.from_files(str(inbox), format="json", schema="id long, a double, b double, label double",
+                            watch=True, poll_interval=0.5)
+    sink = follower.transform(stream).select("id", "prediction", "model_version").to_files(str(out), format="json")
+    job = engine.run(sink, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=0.5)
+    parts = 10
+    try:
+        for i in range(parts):
+            fl.write_json(t.select(["id", "a", "b", "label"]).slice(300 * i, 300), str(inbox / f"part-{i}.json"))
+            if i == 3:   # once rows of the first version are committed, a new version is published
+                deadline = time.monotonic() + 120
+                while not _committed_rows(out) and time.monotonic() < deadline:
+                    if not job.running:
+                        job.wait()   # raises the job's error
+                        pytest.fail("the job ended")
+                    time.sleep(0.2)
+                store.publish(second, {"kind": "batch"})
+            if i == 6 and kill is not None:
+                kill()
+            time.sleep(1.0)
+        deadline = time.monotonic() + 240
+        while len(_committed_rows(out)) < t.num_rows and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        job.stop()
+    rows = _committed_rows(out)
+    ids = sorted(r["id"] for r in rows)
+    assert ids == list(range(t.num_rows))                       # every row once: none lost, none twice
+    by_id = {r["id"]: r for r in rows}
+    versions = {r["model_version"] for r in rows}
+    assert versions == {1, 2}
+    assert {by_id[i]["model_version"] for i in range(2700, 3000)} == {2}   # files after the publish
+    for v, m in ((1, first), (2, second)):
+        mine = [i for i in ids if by_id[i]["model_version"] == v]
+        want = m.transform(t.take(mine)).column("prediction").to_pylist()
+        assert [by_id[i]["prediction"] for i in mine] == want
+
+
+def test_a_watched_directory_job_on_flink_scores_every_row_once(tmp_path):
+    run_watched_directory_job(FlinkEngine(parallelism=2), tmp_path)

@@ -161,33 +161,53 @@ class FlinkJob(Job):
         raise ValueError(f"{sink!r} is not a collect() sink of this job")
 
 
-def _kafka_chain(roots: list[PlanNode]) -> tuple[KafkaSourceSpec, list[StatelessSpec], KafkaSinkSpec] | None:
-    """``(source, chain, sink)`` when the plan is one ``from_kafka`` -> stateless nodes ->
-    ``to_kafka`` (run with Flink's Kafka connector); None for plans without Kafka nodes."""
+def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None:
+    """``(source, chain, sink)`` when the plan runs on Flink's connectors: one Kafka topic or
+    watched directory -> stateless nodes -> one Kafka topic or directory; None for other plans
+    without Kafka nodes or watched directories."""
+    from flowlearn.engines.flink_connectors import SINKS, SOURCES
+
     nodes = plan_nodes(roots)
-    if not any(isinstance(n.spec, (KafkaSourceSpec, KafkaSinkSpec)) for n in nodes):
+    if not any(isinstance(n.spec, (KafkaSourceSpec, KafkaSinkSpec)) or
+               (isinstance(n.spec, FilesSourceSpec) and n.spec.watch) for n in nodes):
         return None
-    chain: list[StatelessSpec] = []
-    n = roots[0].inputs[0] if len(roots) == 1 and isinstance(roots[0].spec, KafkaSinkSpec) else None
-    while n is not None and isinstance(n.spec, StatelessSpec) and len(n.inputs) == 1:
-        chain.insert(0, n.spec)
+    chain: list[Any] = []
+    n = roots[0].inputs[0] if len(roots) == 1 and isinstance(roots[0].spec, SINKS) else None
+    while n is not None and isinstance(n.spec, (StatelessSpec, ModelStreamSpec)):
+        if isinstance(n.spec, ModelStreamSpec):   # a model following a store, on every worker
+            src = n.inputs[1].spec
+            if not isinstance(src, ModelStoreSourceSpec) or src.start != "latest" or src.stop_at_end:
+                break
+            chain.insert(0, fn.FollowStore(n.spec.stage, src.store, src.poll_interval, src.kinds))
+        else:
+            chain.insert(0, n.spec)
         n = n.inputs[0]
-    if n is None or not isinstance(n.spec, KafkaSourceSpec):
-        raise NotImplementedError("FlinkEngine: Kafka runs on Flink as one from_kafka() source, a chain of stateless "
-                                  "nodes (map_batches, filter, select, transformers and models) and one to_kafka() "
-                                  "sink; other plans with Kafka nodes are not translated yet (use the local engine)")
+    if n is None or not isinstance(n.spec, SOURCES) or \
+            (isinstance(roots[0].spec, FilesSinkSpec) and roots[0].spec.format == "parquet"):
+        raise NotImplementedError("FlinkEngine: Kafka topics and watched directories run on Flink's connectors as one "
+                                  "source (from_kafka, from_files(watch=True) of CSV or JSON lines), a chain of "
+                                  "stateless nodes (map_batches, filter, select, transformers and models, a model "
+                                  "following a store) and one sink (to_kafka, or to_files as CSV or JSON lines); "
+                                  "other plans with them are not translated yet (use the local engine)")
     src = n.spec
-    if src.handle_invalid != "error" or src.metadata_columns:
-        raise NotImplementedError(f"FlinkEngine: from_kafka({src.topic!r}) with "
-                                  f"{'handle_invalid=' + repr(src.handle_invalid) if src.handle_invalid != 'error' else 'metadata columns'}"
-                                  f" is not translated to Flink yet (use the local engine)")
-    if roots[0].spec.key_col is not None:
+    if src.handle_invalid != "error":
+        raise NotImplementedError(f"FlinkEngine: {type(src).__name__} with handle_invalid={src.handle_invalid!r} is "
+                                  f"not translated to Flink yet: dead letters (use the local engine)")
+    if isinstance(src, KafkaSourceSpec) and src.metadata_columns:
+        raise NotImplementedError(f"FlinkEngine: from_kafka({src.topic!r}) with metadata columns is not translated "
+                                  f"to Flink yet (use the local engine)")
+    if isinstance(src, FilesSourceSpec) and (src.format == "parquet" or src.pattern is not None):
+        raise NotImplementedError(f"FlinkEngine: a watched directory of {src.format} files"
+                                  f"{' with a pattern' if src.pattern else ''} is not translated to Flink yet; "
+                                  f"CSV and JSON lines are (use the local engine)")
+    if isinstance(roots[0].spec, KafkaSinkSpec) and roots[0].spec.key_col is not None:
         raise NotImplementedError("FlinkEngine: to_kafka(key_col=...) is not translated to Flink yet")
     return src, chain, roots[0].spec
 
 
 class TableJob(Job):
-    """A job of PyFlink's Table API (a Kafka plan): its end awaited on a client thread."""
+    """A job of PyFlink's Table API (a plan on Flink's connectors): its end awaited on a client
+    thread."""
 
     def __init__(self, result: Any) -> None:
         self._result = result
@@ -233,7 +253,7 @@ class TableJob(Job):
         return {"engine": "flink", "elapsed_seconds": (self._finished or time.monotonic()) - self._started}
 
     def collected(self, sink: Any) -> list[pa.Table]:
-        raise ValueError("a Kafka job on Flink has no collect() sinks")
+        raise ValueError("a job on Flink's connectors has no collect() sinks")
 
 
 def _remote_environment(cluster: str, conf: Any) -> Any:
@@ -441,11 +461,11 @@ class FlinkEngine(Engine):
         roots = [s.node if isinstance(s, Sink) else s for s in sinks]
         if not roots:
             raise ValueError("fl.run needs at least one sink (stream.collect(), ...)")
-        kafka = _kafka_chain(roots)
-        if kafka is not None:
-            from flowlearn.engines.flink_kafka import submit
+        connectors = _connector_chain(roots)
+        if connectors is not None:
+            from flowlearn.engines.flink_connectors import submit
 
-            return TableJob(submit(self, *kafka, checkpoint_dir, checkpoint_interval)).start()
+            return TableJob(submit(self, *connectors, checkpoint_dir, checkpoint_interval)).start()
         for r in roots:
             if not (isinstance(r, PlanNode) and r.kind == "sink"):
                 raise TypeError(f"fl.run takes sinks, got {type(r).__name__}")
