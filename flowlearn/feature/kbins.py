@@ -27,12 +27,13 @@ from flowlearn.api import Model, OnePassEstimator
 from flowlearn.data.columns import vector_column, with_column
 from flowlearn.feature.scalers import _empty_state, _row_vector, _state_rows, _state_table, _VEC
 from flowlearn.linalg import dense_vector_type, from_numpy, is_vector_type, to_numpy
-from flowlearn.params import HasInputCol, HasOutputCol, Param, gt_eq, in_array
+from flowlearn.params import HasInputCol, HasOutputCol, Param, gt_eq, in_array, in_range
 
 __all__ = ["KBinsDiscretizer", "KBinsDiscretizerModel"]
 
 _UNIFORM, _QUANTILE, _KMEANS = "uniform", "quantile", "kmeans"
 _CONSTANT_EDGES = np.array([-np.inf, np.inf])
+MAX_BINS = 1 << 16  # num_bins + 1 edges per vector element are allocated, in the fit and in the model data
 
 
 def _mid(a, b):
@@ -180,7 +181,8 @@ class KBinsDiscretizer(_KBinsParams, OnePassEstimator):
 
     strategy = Param(str, default=_QUANTILE, validator=in_array([_UNIFORM, _QUANTILE, _KMEANS]),
                      doc="How bin widths are chosen: 'uniform', 'quantile' or 'kmeans'.")
-    num_bins = Param(int, default=5, validator=gt_eq(2), doc="Number of bins to produce.")
+    num_bins = Param(int, default=5, validator=in_range(2, MAX_BINS),
+                     doc="Number of bins to produce (edges are allocated for every bin of every element).")
     sub_samples = Param(int, default=200000, validator=gt_eq(2),
                         doc="Maximum number of rows sampled to fit the 'quantile' and 'kmeans' edges.")
 
