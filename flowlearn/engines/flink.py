@@ -1,20 +1,25 @@
-"""The Flink engine: flowlearn plans as PyFlink DataStream jobs (``pip install flowlearn[flink]``).
+"""The Flink engine: flowlearn plans as PyFlink jobs (``pip install flowlearn[flink]``).
 
 A record is one Arrow record batch (IPC bytes), so Python work is per batch, never per row.
 What runs on Flink today (the rest of the plan is refused by node, before anything starts):
 
-- bounded plans: ``from_table`` and ``from_files`` (CSV, JSON lines, Parquet; not watched)
-  sources, read in parallel by file (or by slice of the table);
+- ``from_table`` and ``from_files`` (CSV, JSON lines, Parquet) sources, read in parallel by
+  file (or by slice of the table) from a checkpointed source of file or slice numbers;
 - chains of stateless nodes (``map_batches``, ``filter``, ``select``, every transformer and model
   applied with ``transform``) fused into one Python operator per chain; ``union``;
-- ``collect()`` sinks: the batches come back to the client as Arrow tables; ``to_files()`` sinks:
-  each batch is written to an in-progress file on a task manager and the client moves them into
-  place when the job succeeds (nothing of a failed job is visible; a file per batch);
-- fits: a one-pass estimator (scalers, imputer, indexers, encoders, naive Bayes) runs ``partial``
-  on every batch in parallel on the task managers and ``merge`` + ``finish`` on the client; an
-  iterative one that drives its rounds (the L-BFGS linear models) runs its driver on the client
-  and each round's partials as one Flink job; other estimators get their input read and prepared
-  by Flink and are fitted on the client.
+- stateful nodes (online trainers, streaming evaluators, ``to_model_store`` sinks) as flowlearn's
+  own operator in a one-key Flink function whose state Flink checkpoints; model streams trained
+  in the job (broadcast to the scorers) or followed from a model store on every worker;
+- ``collect()`` sinks (the batches come back to the client, exactly once under checkpoints) and
+  ``to_files()`` sinks (a file per batch, moved into place by the client when the job succeeds);
+- Kafka topics and watched directories on Flink's own connectors (:mod:`flink_connectors`):
+  source -> stateless chain -> ``to_kafka`` / ``to_files``, exactly once with checkpoints;
+- fits: a one-pass estimator runs ``partial`` on every batch in parallel on the task managers and
+  ``merge`` + ``finish`` on the client; an iterative one that drives its rounds (the L-BFGS
+  linear models) runs its driver on the client and each round's partials as one Flink job;
+  other estimators get their input read and prepared by Flink and are fitted on the client.
+
+Jobs run on a local mini-cluster, or on a session cluster (``cluster="host:port"``).
 
 Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/flink.md``):
     >>> import flowlearn as fl, flowlearn.stream as fls
