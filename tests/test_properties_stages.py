@@ -2,7 +2,8 @@
 
 The stage registry (flowlearn/api.py) is walked: every concrete stage class is covered by a
 spec below (a model through its estimator) or listed in NOT_TABLE_STAGES with the reason, so a
-new stage without a spec fails ``test_every_registered_stage_has_a_spec``.
+new stage without a spec fails ``test_every_registered_stage_has_a_spec`` (which first imports
+every module of the package, so the registry does not depend on what other tests imported).
 
 Each spec builds a good table for its stage; each kind of bad input changes one input column
 (chosen by Hypothesis, as are the rows and values): missing column, wrong type, nulls, NaN and
