@@ -24,6 +24,7 @@ import math
 import numba
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator
@@ -39,15 +40,21 @@ __all__ = ["RobustScaler", "RobustScalerModel"]
 # --------------------------------------------------------------------------------------------
 # the quantile summary of one column: sorted values, rank bounds, count
 
-def _summary_of_sorted(v: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """A summary of the sorted values ``v`` (exact ranks of every ``floor(2 eps n)``-th value)."""
+def _summary_of_column(v: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A summary of the values ``v`` (no NaN; reordered in place): the exact order statistics of
+    every ``floor(2 eps n)``-th rank. Only those ranks are selected (``np.partition``), not the
+    whole column sorted, unless every value is kept."""
     n = len(v)
     step = max(1, int(math.floor(2 * eps * n)))
     idx = np.arange(0, n, step)
     if n and idx[-1] != n - 1:
         idx = np.r_[idx, n - 1]
     r = (idx + 1).astype(np.int64)
-    return v[idx].astype(np.float64), r, r.copy(), n
+    if step == 1:   # every value kept, in place (rmin and rmax are the same exact ranks)
+        v.sort()
+        return v, r, r, n
+    v.partition(idx)
+    return v[idx], r, r, n
 
 
 @numba.njit(cache=True)
@@ -94,9 +101,13 @@ def _merge_summaries(a: tuple, b: tuple, eps: float) -> tuple:
 def _query(s: tuple, qs: list[float]) -> list[float]:
     """The kept value whose rank bounds are nearest ``ceil(q * n)`` for each ``q``."""
     v, rmin, rmax, n = s
+    exact = len(v) == n and np.array_equal(rmin, rmax)   # every value kept: v[i] has rank i + 1
     out = []
     for q in qs:
         r = max(1, math.ceil(q * n))
+        if exact:
+            out.append(float(v[r - 1]))
+            continue
         err = np.maximum(r - rmin, rmax - r)
         out.append(float(v[int(np.argmin(err))]))
     return out
@@ -169,10 +180,10 @@ class RobustScaler(_RobustScalerParams, OnePassEstimator):
             row = int(np.flatnonzero(inf.any(axis=1))[0])
             raise ValueError(f"{stage}: column '{self.input_col}' has infinity at row {row}; filter or clip such rows "
                              f"first (NaN values are ignored by the fit)")
-        xs = np.sort(x, axis=0)  # NaN sort last
-        counts = n - np.isnan(x).sum(axis=0)
         eps = self.relative_error
-        return _state_of([_summary_of_sorted(xs[:counts[j], j], eps) for j in range(d)])
+        nan = np.isnan(x)
+        columns = (x[:, j][~nan[:, j]] if nan[:, j].any() else x[:, j].copy() for j in range(d))
+        return _state_of([_summary_of_column(c, eps) for c in columns])
 
     def _summaries(self, states: list[pa.Table]) -> list[tuple]:
         stage = type(self).__name__
@@ -187,11 +198,12 @@ class RobustScaler(_RobustScalerParams, OnePassEstimator):
                                  f"{stage}.partial")
             d = s.column("num_features")[0].as_py()
             cols = s.column("column").to_pylist()
-            vals, rmin, rmax = (s.column(c).to_pylist() for c in ("values", "rmin", "rmax"))
+            vals, rmin, rmax = (_split_lists(s.column(c)) for c in ("values", "rmin", "rmax"))
             counts = s.column("count").to_pylist()
             part = [None] * d
             for c, v, lo, hi, k in zip(cols, vals, rmin, rmax, counts):
-                part[c] = (np.asarray(v, np.float64), np.asarray(lo, np.int64), np.asarray(hi, np.int64), k)
+                part[c] = (v.astype(np.float64, copy=False), lo.astype(np.int64, copy=False),
+                           hi.astype(np.int64, copy=False), k)
             if merged is None:
                 merged = part
             elif len(merged) != d:
@@ -218,15 +230,33 @@ class RobustScaler(_RobustScalerParams, OnePassEstimator):
         return model.set_model_data(_model_table(medians=q[:, 0], ranges=q[:, 2] - q[:, 1]))
 
 
+def _list_array(parts: list[np.ndarray], value_type: pa.DataType) -> pa.ListArray:
+    """One list per array of ``parts``, built from the arrays without Python lists (an exact
+    summary keeps every value of its column)."""
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    flat = np.concatenate(parts) if parts else np.zeros(0)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat, value_type))
+
+
+def _split_lists(column: pa.ChunkedArray) -> list[np.ndarray]:
+    """The lists of a list column as NumPy arrays (views into the flattened values)."""
+    arr = column.combine_chunks()
+    flat = arr.flatten().to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
+    return np.split(flat, np.cumsum(lengths)[:-1])
+
+
 def _state_of(summaries: list[tuple]) -> pa.Table:
     d = len(summaries)
+    rmin = _list_array([s[1] for s in summaries], pa.int64())
     return pa.table({
         "column": pa.array(np.arange(d, dtype=np.int32)),
         "num_features": pa.array(np.full(d, d, np.int32)),
         "count": pa.array([s[3] for s in summaries], pa.int64()),
-        "values": pa.array([s[0].tolist() for s in summaries], pa.list_(pa.float64())),
-        "rmin": pa.array([s[1].tolist() for s in summaries], pa.list_(pa.int64())),
-        "rmax": pa.array([s[2].tolist() for s in summaries], pa.list_(pa.int64())),
+        "values": _list_array([s[0] for s in summaries], pa.float64()),
+        "rmin": rmin,
+        "rmax": rmin if all(s[1] is s[2] for s in summaries) else _list_array([s[2] for s in summaries], pa.int64()),
     }, schema=_STATE)
 
 

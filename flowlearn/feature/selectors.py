@@ -28,6 +28,8 @@ Example:
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import pyarrow as pa
@@ -219,12 +221,51 @@ def chi2_from_contingency(feature: np.ndarray, value: np.ndarray, label: np.ndar
     return stat, p, dof.astype(np.int64)
 
 
+_MAX_CELLS = 1 << 22      # counts of the one-bincount path: features x values x classes
+_BLOCK_ROWS = 1 << 18
+
+
+def _small_integer_contingency(x: np.ndarray, inv: np.ndarray, k: int) -> tuple[np.ndarray, ...] | None:
+    """The non-zero cells of :func:`_contingency` when every value of the dense ``x`` is an
+    integer of a small range (the usual categorical coding): every (feature, value, label) triple
+    gets its slot of one ``bincount``, in row blocks, instead of a sort per feature. ``None`` when
+    ``x`` holds other values (NaN, infinity, fractions, a wide range)."""
+    n, d = x.shape
+    if n == 0 or d == 0:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo != math.floor(lo) or hi - lo >= _MAX_CELLS:
+        return None
+    r = int(hi - lo) + 1
+    if d * r * k > _MAX_CELLS:
+        return None
+    base = (np.arange(d, dtype=np.int64) * r - int(lo))[None, :]
+    cnt = np.zeros(d * r * k, dtype=np.int64)
+    for start in range(0, n, _BLOCK_ROWS):
+        block = x[start:start + _BLOCK_ROWS]
+        keys = block.astype(np.int64)
+        if not np.array_equal(keys, block):
+            return None
+        keys += base
+        keys *= k
+        keys += inv[start:start + _BLOCK_ROWS, None]
+        cnt += np.bincount(keys.ravel(), minlength=d * r * k)
+    cell = np.flatnonzero(cnt)
+    value = (cell // k) % r + lo
+    cell = cell[value != 0]
+    return cell // (r * k), ((cell // k) % r + lo).astype(np.float64), cell % k, cnt[cell]
+
+
 def _contingency(x: np.ndarray | sps.spmatrix, inv: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
     """Non-zero contingency cells ``(feature, value, label, count)`` and ``label_counts`` of ``x``
     with rows labelled by class index ``inv`` (``k`` classes): per feature, its non-zero values are
     factorized and counted with their labels in one ``bincount``."""
     label_counts = np.bincount(inv, minlength=k)
     n, d = x.shape
+    if not sps.issparse(x):
+        cells = _small_integer_contingency(x, inv, k)
+        if cells is not None:
+            return (*cells, label_counts)
     csc = x.tocsc() if sps.issparse(x) else None
     fs, vs, ls, cs = [], [], [], []
     for j in range(d):  # per feature, vectorized over the rows
