@@ -80,9 +80,13 @@ def _register_scalers() -> None:
     case("StandardScaler")(_scaler_case(fl.feature.StandardScaler, skp.StandardScaler, with_mean=True))
     case("MinMaxScaler")(_scaler_case(fl.feature.MinMaxScaler, skp.MinMaxScaler))
     case("MaxAbsScaler")(_scaler_case(fl.feature.MaxAbsScaler, skp.MaxAbsScaler))
-    # exact quantiles on both sides (relative_error=0: flowlearn sorts, as scikit-learn does)
-    case("RobustScaler")(_scaler_case(RobustScaler, lambda: skp.RobustScaler(with_centering=True),
-                                      with_centering=True, relative_error=0.0))
+    # exact quantiles on both sides (relative_error=0: flowlearn keeps every value of each column sorted)
+    case("RobustScaler(exact)")(_scaler_case(RobustScaler, lambda: skp.RobustScaler(with_centering=True),
+                                             with_centering=True, relative_error=0.0))
+    # Flink ML's default: quantiles within 0.001 * n ranks (scikit-learn has no approximate mode)
+    case("RobustScaler(relative_error=0.001)")(_scaler_case(RobustScaler,
+                                                            lambda: skp.RobustScaler(with_centering=True),
+                                                            with_centering=True, relative_error=0.001))
 
 
 _register_scalers()
