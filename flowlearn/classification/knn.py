@@ -32,6 +32,7 @@ __all__ = ["Knn", "KnnModel"]
 
 # Bound on the elements of one block's temporaries (query rows x training rows, or x labels).
 _BLOCK_ELEMENTS = 1 << 22
+_TILE_ROWS, _TILE_COLUMNS = 256, 2048   # dense queries x training rows per dot-product tile
 
 
 class _KnnModelParams(HasFeaturesCol, HasPredictionCol):
@@ -106,23 +107,29 @@ def _vote(nbr: np.ndarray, dist: np.ndarray, codes: np.ndarray, spread: np.ndarr
 
 
 @numba.njit(cache=True, nogil=True)
-def _nearest(dot: np.ndarray, xx: np.ndarray, tt: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest training rows of each query row, from the dot products ``dot`` (queries x
-    training rows) and the squared norms ``xx`` / ``tt``: their indices and squared distances
-    ``|x|^2 + |t|^2 - 2 x.t`` (Flink ML's formula), by distance. A row enters only when strictly
-    closer than the k-th, so among equal distances the earlier training rows are kept (as Flink
-    ML's heap keeps them). One pass per query row with a sorted buffer of k entries."""
-    b, n = dot.shape
-    idx = np.empty((b, k), dtype=np.int64)
-    dist = np.empty((b, k))
+def _nearest(dot: np.ndarray, xx: np.ndarray, tt: np.ndarray, j0: int, k: int, idx: np.ndarray, dist: np.ndarray,
+             cnt: np.ndarray) -> None:
+    """Updates the ``k`` nearest training rows of each query row (``idx``, ``dist``: rows x k,
+    sorted by distance, the first ``cnt[r]`` filled) with the training rows ``j0 .. j0 + m``, from
+    their dot products ``dot`` (rows x m) and the squared norms ``xx`` (queries) / ``tt`` (all
+    training rows): squared distances ``|x|^2 + |t|^2 - 2 x.t`` (Flink ML's formula). Training rows
+    must come in ascending order over the calls. A row enters only when strictly closer than the
+    k-th, so among equal distances the earlier training rows are kept (as Flink ML's heap keeps
+    them). One pass per query row with a sorted buffer of k entries."""
+    b, m = dot.shape
     for r in range(b):
-        cnt = 0
-        for j in range(n):
-            d = abs(xx[r] + tt[j] - 2.0 * dot[r, j])
-            if cnt < k:
-                p = cnt
-                cnt += 1
-            elif d < dist[r, k - 1]:
+        c = cnt[r]
+        xr = xx[r]
+        worst = dist[r, k - 1] if c == k else np.inf   # the k-th distance, held in a register
+        for jj in range(m):
+            d = xr + tt[j0 + jj] - 2.0 * dot[r, jj]
+            if d >= worst:   # most rows: |d| >= d >= the k-th distance, rejected without more work
+                continue
+            d = abs(d)
+            if c < k:
+                p = c
+                c += 1
+            elif d < worst:
                 p = k - 1
             else:
                 continue
@@ -131,8 +138,10 @@ def _nearest(dot: np.ndarray, xx: np.ndarray, tt: np.ndarray, k: int) -> tuple[n
                 idx[r, p] = idx[r, p - 1]
                 p -= 1
             dist[r, p] = d
-            idx[r, p] = j
-    return idx, dist
+            idx[r, p] = j0 + jj
+            if c == k:
+                worst = dist[r, k - 1]
+        cnt[r] = c
 
 
 class Knn(_KnnParams, OnePassEstimator):
@@ -236,11 +245,23 @@ class KnnModel(_KnnModelParams, Model):
         k = min(self.k, n)
         out = np.empty(x.shape[0])
         xx = _sq_norms(x)
-        block = max(1, _BLOCK_ELEMENTS // max(n, len(self._labels), k * 4))
+        # dense: tiles of queries x training rows small enough to stay in cache between the dot
+        # products and the scan (with few features the dot products are cheap and the memory
+        # traffic of a large block dominates); sparse: every training row at once
+        dense = not (sps.issparse(x) or sps.issparse(self._x))
+        width = min(n, _TILE_COLUMNS) if dense else n
+        block = max(1, _BLOCK_ELEMENTS // max(width, len(self._labels), k * 4))
+        if dense:
+            block = min(block, _TILE_ROWS)
         for s in range(0, x.shape[0], block):
-            dot = x[s:s + block] @ self._xt
-            dot = np.ascontiguousarray(dot.toarray() if sps.issparse(dot) else dot, dtype=np.float64)
-            nbr, dist = _nearest(dot, np.ascontiguousarray(xx[s:s + block]), self._norms, k)
+            xs = x[s:s + block]
+            b = xs.shape[0]
+            nbr, dist, cnt = np.empty((b, k), dtype=np.int64), np.empty((b, k)), np.zeros(b, dtype=np.int64)
+            xxs = np.ascontiguousarray(xx[s:s + block])
+            for j0 in range(0, n, width):
+                dot = xs @ (self._x[j0:j0 + width].T if dense else self._xt)
+                dot = np.ascontiguousarray(dot.toarray() if sps.issparse(dot) else dot, dtype=np.float64)
+                _nearest(dot, xxs, self._norms, j0, k, nbr, dist, cnt)
             code = _vote(nbr, dist, self._codes, self._spread, k)
             out[s:s + len(code)] = self._labels[code]
         return out
