@@ -153,8 +153,8 @@ def test_bad_input_named():
 def test_values_near_the_float64_limit_give_finite_edges(strategy):
     """Was (kmeans, found by tests/test_properties_stages.py): -1e308 among small values summed to -inf in the
     centroid update, and the fit ended in "KBinsDiscretizerModel: model data 'bin_edges' ... got [-1e+308, -inf,
-    nan, ...]" (naming no input column). The edges of x equal 2**1000 times the edges of x / 2**1000 (a power of 2
-    scales exactly), where nothing overflows."""
+    nan, ...]" (naming no input column); uniform edges were inf. The edges of x equal 2**1000 times the edges of
+    x / 2**1000 (a power of 2 scales exactly), where nothing overflows."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(40, 2)) * 1e307
     x[[2, 5, 7], 0] = -1e308
@@ -167,3 +167,12 @@ def test_values_near_the_float64_limit_give_finite_edges(strategy):
     for g, s in zip(got, scaled):
         assert np.isfinite(g).all() and (np.diff(g) >= 0).all(), g
         np.testing.assert_allclose(g, s * 2.0 ** 1000, rtol=1e-12)
+
+
+def test_kmeans_clusters_small_values_next_to_a_huge_one():
+    """Lloyd's iterations by hand: from the centroids v[0], v[1], v[2] the clusters are {-1e308}, {-1.25} and
+    {-0.25, 0.75} (centroid 0.25) and stay so; the edges are the minimum, the midpoints and the maximum. (Cluster
+    sums taken as differences of prefix sums cancelled the small values against -1e308.)"""
+    x = np.array([[-1e308], [-1.25], [-0.25], [0.75]])
+    got = edges(KBinsDiscretizer(strategy="kmeans", num_bins=3).fit(table(x)))[0]
+    np.testing.assert_allclose(got, [-1e308, (-1e308 - 1.25) / 2, (-1.25 + 0.25) / 2, 0.75], rtol=1e-15)

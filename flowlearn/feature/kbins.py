@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import zlib
 
 import numba
@@ -83,36 +82,36 @@ def _kmeans_edges(v: np.ndarray, k: int, tol: float = 1e-4, max_iter: int = 300)
     centroids and the maximum. Fewer than ``k + 1`` distinct values use the uniform edges."""
     if v[0] == v[-1]:
         return _CONSTANT_EDGES.copy()
-    if 1 + int(np.count_nonzero(np.diff(v))) <= k:  # v is sorted: distinct values
+    if 1 + int(np.count_nonzero(v[1:] != v[:-1])) <= k:  # v is sorted: distinct values
         return _uniform_edges(float(v[0]), float(v[-1]), k)
     n = len(v)
-    top = float(max(-v[0], v[-1]))
-    if top * n > np.finfo(np.float64).max / 4:
-        # sums of the values would overflow: cluster them divided by a power of 2 (exact), then scale back
-        scale = math.ldexp(1.0, math.frexp(top)[1] - 1)   # values / scale within [-2, 2]
-        return _kmeans_edges(v / scale, k, tol / scale, max_iter) * scale
     c = v[(np.arange(k) * (n / k)).astype(np.int64)].astype(np.float64)
-    csum = np.r_[0.0, np.cumsum(v)]
     old = np.finfo(np.float64).max
-    for _ in range(max_iter):
-        # 1-D: the sorted centroids' clusters are runs of v split at the midpoints; a value at a
-        # midpoint goes to the lower centroid (Flink ML's strict "<" keeps the first nearest)
-        order = np.argsort(c, kind="stable")
-        cs = c[order]
-        cuts = np.r_[0, np.searchsorted(v, (cs[1:] + cs[:-1]) / 2, side="right"), n]
-        counts = np.diff(cuts)
-        sums = csum[cuts[1:]] - csum[cuts[:-1]]
-        assign = np.repeat(np.arange(k), counts)
-        loss = float(np.abs(v - cs[assign]).sum()) / n
-        upd = cs.copy()
-        nz = counts > 0
-        upd[nz] = sums[nz] / counts[nz]  # an empty cluster keeps its centroid (Flink ML would get NaN)
-        c[order] = upd
-        if abs(loss - old) <= tol:
-            break
-        old = loss
+    with np.errstate(over="ignore", invalid="ignore"):  # values near +-1.8e308: sums and distances overflow
+        for _ in range(max_iter):
+            # 1-D: the sorted centroids' clusters are runs of v split at the midpoints; a value at a
+            # midpoint goes to the lower centroid (Flink ML's strict "<" keeps the first nearest)
+            order = np.argsort(c, kind="stable")
+            cs = c[order]
+            cuts = np.r_[0, np.searchsorted(v, _mid(cs[1:], cs[:-1]), side="right"), n]
+            counts = np.diff(cuts)
+            assign = np.repeat(np.arange(k), counts)
+            loss = float(np.abs(v - cs[assign]).sum()) / n
+            # each cluster summed on its own (a prefix sum would cancel a small cluster's values
+            # against a huge one before it); an empty cluster keeps its centroid (Flink ML would get NaN)
+            nz = counts > 0
+            starts, sizes = cuts[:-1][nz], counts[nz]
+            means = np.add.reduceat(v, starts) / sizes
+            if not np.isfinite(means).all():  # a sum beyond float64: add the values divided by the count
+                means = np.add.reduceat(v / np.repeat(sizes, sizes), starts)
+            upd = cs.copy()
+            upd[nz] = means
+            c[order] = upd
+            if abs(loss - old) <= tol:
+                break
+            old = loss
     c = np.sort(c)
-    return np.r_[v[0], (c[1:] + c[:-1]) / 2, v[-1]]
+    return np.r_[v[0], np.clip(_mid(c[1:], c[:-1]), v[0], v[-1]), v[-1]]
 
 
 @numba.njit(cache=True)
