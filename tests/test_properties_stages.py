@@ -221,8 +221,9 @@ SPECS: dict[str, Spec] = {
                                 {"vec_in": "vector"}, any_size=True, ragged_ok=True),
     "ElementwiseProduct": Spec(lambda: F.ElementwiseProduct(input_col="vec_in", output_col="out",
                                                             scaling_vec=[0.5, -1.0, 2.0]), {"vec_in": "vector"}),
+    # VectorSlicer: any vector holding its indices (sizes >= 3 here) is sound, a shorter one is refused
     "VectorSlicer": Spec(lambda: F.VectorSlicer(input_col="vec_in", output_col="out", indices=[2, 0]),
-                         {"vec_in": "vector"}),
+                         {"vec_in": "vector"}, any_size=True, ragged_ok=True),
     "Interaction": Spec(lambda: F.Interaction(input_cols=["num_a", "vec_in"], output_col="out"),
                         {"num_a": "number", "vec_in": "vector"}, any_size=True, ragged_ok=True,
                         number_or_vector=("vec_in", "num_a")),
