@@ -40,19 +40,24 @@ __all__ = ["RobustScaler", "RobustScalerModel"]
 # --------------------------------------------------------------------------------------------
 # the quantile summary of one column: sorted values, rank bounds, count
 
-def _summary_of_column(v: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _summary_of_column(v: np.ndarray, eps: float, ranks: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """A summary of the values ``v`` (no NaN; reordered in place): the exact order statistics of
     every ``floor(2 eps n)``-th rank. Only those ranks are selected (``np.partition``), not the
-    whole column sorted, unless every value is kept."""
+    whole column sorted, unless every value is kept; then ``v`` itself is the summary's values and
+    its ranks ``1 .. n`` are written into ``ranks`` when given (an array of ``n``)."""
     n = len(v)
     step = max(1, int(math.floor(2 * eps * n)))
+    if step == 1:   # every value kept, in place (rmin and rmax are the same exact ranks)
+        v.sort()
+        r = np.arange(1, n + 1, dtype=np.int64) if ranks is None else ranks
+        if ranks is not None:
+            r[:] = np.arange(1, n + 1)
+        return v, r, r, n
     idx = np.arange(0, n, step)
     if n and idx[-1] != n - 1:
         idx = np.r_[idx, n - 1]
     r = (idx + 1).astype(np.int64)
-    if step == 1:   # every value kept, in place (rmin and rmax are the same exact ranks)
-        v.sort()
-        return v, r, r, n
     v.partition(idx)
     return v[idx], r, r, n
 
@@ -182,8 +187,20 @@ class RobustScaler(_RobustScalerParams, OnePassEstimator):
                              f"first (NaN values are ignored by the fit)")
         eps = self.relative_error
         nan = np.isnan(x)
-        columns = (x[:, j][~nan[:, j]] if nan[:, j].any() else x[:, j].copy() for j in range(d))
-        return _state_of([_summary_of_column(c, eps) for c in columns])
+        counts = n - nan.sum(axis=0)
+        offsets = np.zeros(d + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        # the columns' values side by side in one buffer: an exact summary sorts its part in place
+        # and the state's list column is that buffer, not a copy
+        buf = np.empty(int(offsets[-1]))
+        ranks = np.empty(int(offsets[-1]), dtype=np.int64) if eps == 0.0 else None
+        summaries = []
+        for j in range(d):
+            part = buf[offsets[j]:offsets[j + 1]]
+            part[:] = x[:, j] if counts[j] == n else x[:, j][~nan[:, j]]
+            summaries.append(_summary_of_column(part, eps, None if ranks is None else
+                                                ranks[offsets[j]:offsets[j + 1]]))
+        return _state_of(summaries)
 
     def _summaries(self, states: list[pa.Table]) -> list[tuple]:
         stage = type(self).__name__
@@ -235,8 +252,25 @@ def _list_array(parts: list[np.ndarray], value_type: pa.DataType) -> pa.ListArra
     summary keeps every value of its column)."""
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum([len(p) for p in parts], out=offsets[1:])
-    flat = np.concatenate(parts) if parts else np.zeros(0)
+    flat = _joined_view(parts, int(offsets[-1]))
+    if flat is None:
+        flat = np.concatenate(parts) if parts else np.zeros(0)
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat, value_type))
+
+
+def _joined_view(parts: list[np.ndarray], total: int) -> np.ndarray | None:
+    """The one 1-D buffer ``parts`` are consecutive slices of, from its start, or None."""
+    if not parts:
+        return None
+    base = parts[0].base
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous or len(base) < total:
+        return None
+    addr = base.ctypes.data
+    for p in parts:
+        if p.base is not base or p.ctypes.data != addr or not p.flags.c_contiguous:
+            return None
+        addr += p.nbytes
+    return base[:total]
 
 
 def _split_lists(column: pa.ChunkedArray) -> list[np.ndarray]:
