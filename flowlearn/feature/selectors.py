@@ -58,8 +58,24 @@ __all__ = [
 # statistic kernels (shared with flowlearn.stats)
 
 
+_MAX_CELLS = 1 << 22      # counts of the one-bincount path: features x values x classes
+_BLOCK_ROWS = 1 << 18
+
+
 def _labels_index(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(classes, index of each row's class)``."""
+    """``(classes, index of each row's class)``, as ``np.unique``. Integral labels of a small
+    range (the usual class coding) are indexed by counting instead of sorting."""
+    if y.ndim == 1 and len(y):
+        lo, hi = float(y.min()), float(y.max())
+        if math.isfinite(lo) and math.isfinite(hi) and hi - lo < _MAX_CELLS:
+            code = y.astype(np.int64)
+            if np.array_equal(code, y):
+                code -= int(lo)
+                present = np.bincount(code, minlength=int(hi - lo) + 1) > 0
+                inv = (np.cumsum(present) - 1)[code]
+                classes = np.empty(int(present.sum()), dtype=y.dtype)
+                classes[inv] = y   # the labels' own values (as np.unique returns them)
+                return classes, inv
     classes, inv = np.unique(y, return_inverse=True)
     return classes, inv.ravel()
 
@@ -219,10 +235,6 @@ def chi2_from_contingency(feature: np.ndarray, value: np.ndarray, label: np.ndar
     p[pos] = scipy.stats.chi2.sf(stat[pos], dof[pos])
     stat[~pos] = 0.0
     return stat, p, dof.astype(np.int64)
-
-
-_MAX_CELLS = 1 << 22      # counts of the one-bincount path: features x values x classes
-_BLOCK_ROWS = 1 << 18
 
 
 def _small_integer_contingency(x: np.ndarray, inv: np.ndarray, k: int) -> tuple[np.ndarray, ...] | None:
