@@ -73,23 +73,62 @@ def _spread_key(record: bytes) -> int:
 __all__ = ["FlinkEngine", "FlinkJob"]
 
 
-class FlinkJob(Job):
-    """A job submitted to Flink: its ``collect()`` results arrive on a client thread."""
+class _FollowedJob(Job):
+    """A Flink job followed by a client thread: ``_follow()`` runs there until the job ends, and
+    ``wait()`` re-raises its error."""
+
+    def __init__(self) -> None:
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._finished: float | None = None
+        self._thread = threading.Thread(target=self._run, name="flowlearn-flink-job", daemon=True)
+
+    def _follow(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        try:
+            self._follow()
+        except BaseException as e:  # noqa: BLE001 - re-raised in wait()
+            self._error = e
+        finally:
+            self._finished = time.monotonic()
+
+    def _elapsed(self) -> float:
+        return (self._finished or time.monotonic()) - self._started
+
+    def start(self) -> "_FollowedJob":
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> "_FollowedJob":
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the Flink job did not finish within {timeout}s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+
+class FlinkJob(_FollowedJob):
+    """A job of the DataStream API: its ``collect()`` results and written files arrive on the
+    client thread."""
 
     def __init__(self, collect: Any, sinks: list[PlanNode], token: str, temp_folders: list[str]) -> None:
+        super().__init__()
         self._collect = collect            # () -> a closeable iterator of records tagged by Tag
         self._temp_folders = temp_folders  # removed when the job ends
         self._sinks = sinks
         self._token = token
         self._results: list[list[pa.Table]] = [[] for _ in sinks]
         self._written: list[list[tuple[str, int]]] = [[] for _ in sinks]   # in-progress files of file sinks
-        self._error: BaseException | None = None
         self._iterator: Any = None
-        self._started = time.monotonic()
-        self._finished: float | None = None
-        self._thread = threading.Thread(target=self._run, name="flowlearn-flink-job", daemon=True)
 
-    def _run(self) -> None:
+    def _follow(self) -> None:
         try:
             with self._collect() as it:
                 self._iterator = it
@@ -101,13 +140,12 @@ class FlinkJob(Job):
                         name, rows = payload.decode().split("\t")
                         self._written[k].append((name, int(rows)))
             self._commit_files()
-        except BaseException as e:  # noqa: BLE001 - re-raised in wait()
-            self._error = e
+        except BaseException:
             self._discard_files()
+            raise
         finally:
             for folder in self._temp_folders:
                 shutil.rmtree(folder, ignore_errors=True)
-            self._finished = time.monotonic()
 
     def _commit_files(self) -> None:
         """The job succeeded: every in-progress file goes into place (a bounded job's output is
@@ -128,22 +166,6 @@ class FlinkJob(Job):
                     if f"-flink-{self._token}-" in name:
                         os.remove(os.path.join(folder, name))
 
-    def start(self) -> "FlinkJob":
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> "FlinkJob":
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(f"the Flink job did not finish within {timeout}s")
-        if self._error is not None:
-            raise self._error
-        return self
-
     def stop(self, wait: bool = True) -> "FlinkJob":
         if self._iterator is not None:
             self._iterator.close()   # cancels the job
@@ -153,7 +175,7 @@ class FlinkJob(Job):
 
     @property
     def metrics(self) -> dict:
-        elapsed = (self._finished or time.monotonic()) - self._started
+        elapsed = self._elapsed()
         per_sink = {n.uid or n.name: sum(t.num_rows for t in ts) + sum(r for _, r in fs)
                     for n, ts, fs in zip(self._sinks, self._results, self._written)}
         return {"engine": "flink", "rows_out": sum(per_sink.values()), "elapsed_seconds": elapsed, "sinks": per_sink}
@@ -210,40 +232,16 @@ def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None
     return src, chain, roots[0].spec
 
 
-class TableJob(Job):
-    """A job of PyFlink's Table API (a plan on Flink's connectors): its end awaited on a client
+class TableJob(_FollowedJob):
+    """A job of PyFlink's Table API (a plan on Flink's connectors), its end awaited on the client
     thread."""
 
     def __init__(self, result: Any) -> None:
+        super().__init__()
         self._result = result
-        self._error: BaseException | None = None
-        self._started = time.monotonic()
-        self._finished: float | None = None
-        self._thread = threading.Thread(target=self._run, name="flowlearn-flink-job", daemon=True)
 
-    def _run(self) -> None:
-        try:
-            self._result.wait()
-        except BaseException as e:  # noqa: BLE001 - re-raised in wait()
-            self._error = e
-        finally:
-            self._finished = time.monotonic()
-
-    def start(self) -> "TableJob":
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> "TableJob":
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(f"the Flink job did not finish within {timeout}s")
-        if self._error is not None:
-            raise self._error
-        return self
+    def _follow(self) -> None:
+        self._result.wait()
 
     def stop(self, wait: bool = True) -> "TableJob":
         client = self._result.get_job_client()
@@ -255,7 +253,7 @@ class TableJob(Job):
 
     @property
     def metrics(self) -> dict:
-        return {"engine": "flink", "elapsed_seconds": (self._finished or time.monotonic()) - self._started}
+        return {"engine": "flink", "elapsed_seconds": self._elapsed()}
 
     def collected(self, sink: Any) -> list[pa.Table]:
         raise ValueError("a job on Flink's connectors has no collect() sinks")
