@@ -25,7 +25,6 @@ the URL).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -99,16 +98,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flowlearn.cli.dashboard [dashboard] STORE ...``: the command on its own."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["dashboard"]:
-        argv = argv[1:]
-    parser = argparse.ArgumentParser(prog="flowlearn dashboard", description=_DESCRIPTION)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    from flowlearn.cli.main import run_command
+
+    return run_command("dashboard", argv)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def run_command(command: str, argv: list[str] | None = None) -> int:
+    """``python -m flowlearn.cli.<command> ...``: one command on its own (the command's name may be
+    left out of ``argv``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return main(argv if command in argv[:2] else [command, *argv])
+
+
 class _Command(types.ModuleType):
     """This module is also the command: importing ``flowlearn.cli.main`` binds the package attribute
     ``flowlearn.cli.main`` to the module, where the entry point ``flowlearn.cli:main`` looks for the

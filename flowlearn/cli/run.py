@@ -353,16 +353,9 @@ def run_job(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flowlearn.cli.run JOB.py [...]``: the ``run`` command on its own."""
-    parser = argparse.ArgumentParser(prog="flowlearn")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_run_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["run"]:
-        argv = ["run"] + argv
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    from flowlearn.cli.main import run_command
+
+    return run_command("run", argv)
 
 
 if __name__ == "__main__":

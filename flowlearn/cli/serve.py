@@ -27,7 +27,6 @@ first line printed names the URL).
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -124,16 +123,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flowlearn.cli.serve [serve] PATH_OR_STORE_URL ...``: the ``serve`` command on its own."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["serve"]:
-        argv = argv[1:]
-    parser = argparse.ArgumentParser(prog="flowlearn serve", description=_DESCRIPTION)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    from flowlearn.cli.main import run_command
+
+    return run_command("serve", argv)
 
 
 if __name__ == "__main__":
