@@ -32,7 +32,6 @@ __all__ = ["Knn", "KnnModel"]
 
 # Bound on the elements of one block's temporaries (query rows x training rows, or x labels).
 _BLOCK_ELEMENTS = 1 << 22
-_TILE_ROWS, _TILE_COLUMNS = 256, 2048   # dense queries x training rows per dot-product tile
 
 
 class _KnnModelParams(HasFeaturesCol, HasPredictionCol):
@@ -245,23 +244,17 @@ class KnnModel(_KnnModelParams, Model):
         k = min(self.k, n)
         out = np.empty(x.shape[0])
         xx = _sq_norms(x)
-        # dense: tiles of queries x training rows small enough to stay in cache between the dot
-        # products and the scan (with few features the dot products are cheap and the memory
-        # traffic of a large block dominates); sparse: every training row at once
-        dense = not (sps.issparse(x) or sps.issparse(self._x))
-        width = min(n, _TILE_COLUMNS) if dense else n
-        block = max(1, _BLOCK_ELEMENTS // max(width, len(self._labels), k * 4))
-        if dense:
-            block = min(block, _TILE_ROWS)
+        # one BLAS call per block of queries against every training row: tiles small enough to
+        # stay in cache were faster on a quiet machine but many times slower on a busy one (each
+        # small multithreaded BLAS call waits for its threads)
+        block = max(1, _BLOCK_ELEMENTS // max(n, len(self._labels), k * 4))
         for s in range(0, x.shape[0], block):
             xs = x[s:s + block]
             b = xs.shape[0]
             nbr, dist, cnt = np.empty((b, k), dtype=np.int64), np.empty((b, k)), np.zeros(b, dtype=np.int64)
-            xxs = np.ascontiguousarray(xx[s:s + block])
-            for j0 in range(0, n, width):
-                dot = xs @ (self._x[j0:j0 + width].T if dense else self._xt)
-                dot = np.ascontiguousarray(dot.toarray() if sps.issparse(dot) else dot, dtype=np.float64)
-                _nearest(dot, xxs, self._norms, j0, k, nbr, dist, cnt)
+            dot = xs @ self._xt
+            dot = np.ascontiguousarray(dot.toarray() if sps.issparse(dot) else dot, dtype=np.float64)
+            _nearest(dot, np.ascontiguousarray(xx[s:s + block]), self._norms, 0, k, nbr, dist, cnt)
             code = _vote(nbr, dist, self._codes, self._spread, k)
             out[s:s + len(code)] = self._labels[code]
         return out
