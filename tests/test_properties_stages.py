@@ -28,7 +28,7 @@ from hypothesis import assume, given, settings, strategies as st
 
 import flowlearn as fl
 from flowlearn.api import _REGISTRY, Estimator, Stage
-from flowlearn.linalg import SPARSE_VECTOR, from_csr, from_numpy, is_sparse, is_vector_type, to_numpy
+from flowlearn.linalg import SPARSE_VECTOR, from_csr, is_sparse, is_vector_type, to_numpy
 from strategies import EXTREME_FLOATS, ISOLATED, NON_FINITE, check, outcome
 
 pytestmark = pytest.mark.fuzz
@@ -812,7 +812,8 @@ JUNK_PARAMS = [math.nan, math.inf, -math.inf, -1, 0, 2 ** 63 - 1, 2 ** 63, 10 **
 _PARAM_LEFT = {
     ("LinearSVC", "reg", 5e-324): "the dual solver's C = 1 / (reg * n) overflows: 'LinearSVCModel model data: column "
                                   "'coefficient' has NaN or infinity'",
-    ("OnlineLogisticRegression", "alpha", 5e-324): "FTRL divides by alpha: 'model data has NaN or infinite coefficients'",
+    ("OnlineLogisticRegression", "alpha", 5e-324): "FTRL divides by alpha: 'model data has NaN or infinite "
+                                                   "coefficients'",
     ("OnlineLearning", "alpha", 5e-324): "FTRL divides by alpha: NaN coefficients, message without 'alpha'",
     ("OnlineLearning", "reg", 1e308): "reg * weights overflows: NaN coefficients, message without 'reg'",
     ("OnlineLearning", "beta", 1e308): "beta overflows the FTRL update: NaN coefficients, message without 'beta'",

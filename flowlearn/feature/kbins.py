@@ -118,8 +118,8 @@ def _kmeans_edges(v: np.ndarray, k: int, tol: float = 1e-4, max_iter: int = 300)
 def _bin_rows(x, padded, last, out):
     """``out[i, j]`` = the bin of ``x[i, j]`` among the sorted edges ``padded[j]`` (padded with +inf):
     the number of edges <= x minus 1, clipped to ``[0, last[j]]``. Row by row over row-major data
-    (a count of the edges, or a binary search when there are many), where NumPy's searchsorted per strided column is several times
-    slower."""
+    (a count of the edges, or a binary search when there are many), where NumPy's searchsorted per
+    strided column is several times slower."""
     n, d = x.shape
     m = padded.shape[1]
     for i in range(n):

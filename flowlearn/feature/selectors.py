@@ -691,8 +691,8 @@ class VarianceThresholdSelector(_VarianceThresholdParams, OnePassEstimator):
     ML's ``VarianceThresholdSelector``. The variance is the population one (divided by ``n``, as
     in Flink ML and scikit-learn's ``VarianceThreshold``; Spark MLlib's divides by ``n - 1``),
     computed from merged moments (Chan et al.), so no ``E[x^2] - E[x]^2`` cancellation turns a
-    constant dimension into a tiny positive variance. The default threshold 0 removes the constant dimensions. Sparse input stays sparse;
-    if no dimension is kept the output vectors have size 0.
+    constant dimension into a tiny positive variance. The default threshold 0 removes the constant
+    dimensions. Sparse input stays sparse; if no dimension is kept the output vectors have size 0.
 
     Params: ``input_col`` ("input"), ``output_col`` ("output"), ``variance_threshold`` (0.0).
 
