@@ -508,8 +508,9 @@ def test_wrong_type(spec_name, phase, data):
 
 
 def _numeric(pattern: list) -> bool:
-    """A pattern of numbers or of vectors of numbers."""
-    return all(isinstance(v, float) or isinstance(v, list) and all(isinstance(x, float) for x in v) for v in pattern)
+    """A pattern of numbers (booleans too, as numeric columns take them) or of vectors of numbers."""
+    return all(isinstance(v, (float, bool)) or isinstance(v, list) and all(isinstance(x, float) for x in v)
+               for v in pattern)
 
 
 def _set_rows(values: Any, rows: list[int], new: Any) -> Any:
