@@ -73,7 +73,8 @@ ORACLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     # issue 12
     "Knn": [("test_knn", "test_matches_sklearn_brute", ("sklearn",))],
     "NaiveBayes": [("test_naive_bayes", "test_matches_sklearn_categorical_nb_on_digits", ("CategoricalNB",)),
-                   ("test_naive_bayes", "test_multinomial_matches_sklearn_multinomial_nb_on_digits", ("MultinomialNB",)),
+                   ("test_naive_bayes", "test_multinomial_matches_sklearn_multinomial_nb_on_digits",
+                    ("MultinomialNB",)),
                    ("test_naive_bayes", "test_gaussian_matches_sklearn_gaussian_nb", ("GaussianNB",))],
     "AgglomerativeClustering": [("test_agglomerative_clustering", "test_labels_equal_sklearn", ("sklearn",)),
                                 ("test_agglomerative_clustering", "test_merge_tree_equals_scipy", ("scipy",))],
@@ -118,7 +119,8 @@ ORACLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "RegressionEvaluator": [("test_regression_evaluator", "test_metrics_match_sklearn", ("sklearn",))],
     "ClusteringEvaluator": [("test_clustering_evaluator", "test_matches_sklearn_silhouette", ("silhouette",))],
     # the grid the builder makes is the one GridSearchCV is given (linreg_cv builds it)
-    "ParamGridBuilder": [("test_tuning", "test_cross_validator_matches_grid_search_ridge", ("linreg_cv", "GridSearchCV"))],
+    "ParamGridBuilder": [("test_tuning", "test_cross_validator_matches_grid_search_ridge",
+                          ("linreg_cv", "GridSearchCV"))],
     "CrossValidator": [("test_tuning", "test_cross_validator_matches_grid_search_ridge", ("GridSearchCV",)),
                        ("test_tuning", "test_cross_validator_matches_grid_search_logistic", ("GridSearchCV",))],
     "TrainValidationSplit": [("test_tuning", "test_train_validation_split_matches_sklearn_on_its_split",
