@@ -225,18 +225,7 @@ def test_has_a_conformance_case(name):
         assert model in _case_names(), f"tests/conformance_cases/ has no case for {model}"
 
 
-# Names without a page of their own yet (strict: adding the page turns the mark into a failure
-# to remove).
-NO_PAGE_YET = {"StreamingEvaluator": "not a stage; documented in passing in docs/streams.md and docs/dashboard.md"}
-
-
-def _docs_param(name):
-    if name in NO_PAGE_YET:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NO_PAGE_YET[name]))
-    return name
-
-
-@pytest.mark.parametrize("name", [_docs_param(n) for n in ALL])
+@pytest.mark.parametrize("name", ALL)
 def test_has_a_docs_page(name):
     page = DOCS / SHARED_PAGES.get(name, f"{name}.md")
     assert page.is_file(), f"{page} is missing"
