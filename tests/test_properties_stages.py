@@ -447,12 +447,7 @@ tables = st.tuples(st.integers(4, 12), st.integers(0, 2 ** 16))
 
 # Defects found in stages this suite does not own, reported with a reproduction rather than fixed here:
 # (spec, test, phase) -> what is wrong. Those cases are expected failures (not strict: they pass once fixed).
-REPORTED = {
-    ("DCT", "test_extreme_finite_values", "transform"):
-        "scipy.fft.dct overflows on entries near 1e308: DCT(input_col='v', output_col='o').transform({'v': "
-        "[[1e308, 1.0, 2.0]]}) gives [[inf, nan, nan]] (the orthonormal DCT-II is finite: (1e308 + 3) / sqrt(3), "
-        "...); flowlearn/feature/vectors.py",
-}
+REPORTED: dict[tuple[str, str, str], str] = {}
 
 
 def _phase_params(test: str, reading: bool = False) -> list:

@@ -37,7 +37,7 @@ from flowlearn.feature._columns import (
 from flowlearn.feature.assemblers import _murmur3_32, _murmur3_units
 from flowlearn.feature.text import _TOKENS, _flat, _row_tokens, _tokens_field, _utf16_length
 from flowlearn.linalg import SPARSE_VECTOR, SparseVector, from_csr, from_numpy
-from flowlearn.params import HasInputCol, HasNumFeatures, HasOutputCol, Param, gt, gt_eq
+from flowlearn.params import HasInputCol, HasNumFeatures, HasOutputCol, Param, gt, gt_eq, in_range
 
 __all__ = ["HashingTF", "CountVectorizer", "CountVectorizerModel", "IDF", "IDFModel"]
 
@@ -161,6 +161,9 @@ class HashingTF(HasInputCol, HasOutputCol, HasNumFeatures, Transformer):
         >>> tf.transform({"words": [["HashingTFTest", "Hashing", "Hashing", "Test", "Test"]]}).column("tf").to_pylist()
         [{'size': 262144, 'indices': [67564, 131486, 228971], 'values': [1.0, 2.0, 2.0]}]
     """
+
+    num_features = Param(int, default=262144, validator=in_range(1, 2 ** 31 - 1),
+                         doc="Number of features (hash buckets); a sparse vector's indices are 32-bit.")
 
     binary = Param(bool, default=False, doc="Write 1.0 for every term present instead of its count.")
 

@@ -183,6 +183,17 @@ class Normalizer(HasInputCol, HasOutputCol, Transformer):
 # DCT
 
 
+def _dct(x: np.ndarray, inverse: bool) -> np.ndarray:
+    """The orthonormal DCT-II (or its inverse) of each row of ``x``. Each row is scaled by a power
+    of two (exact) so that no intermediate sum overflows for entries near the float64 limit."""
+    f = scipy.fft.idct if inverse else scipy.fft.dct
+    top = np.max(np.abs(x), axis=1, keepdims=True)
+    _, exponent = np.frexp(np.where(np.isfinite(top) & (top > 0), top, 1.0))
+    scale = np.ldexp(1.0, exponent - 1)   # rows scaled into [0.5, 2): 2**1023 at most, no overflow
+    with np.errstate(over="ignore"):   # a result beyond float64's range is inf, as any overflowing sum
+        return f(x / scale, type=2, norm="ortho", axis=1) * scale
+
+
 class DCT(HasInputCol, HasOutputCol, Transformer):
     """The 1-D discrete cosine transform of each vector, as Flink ML's ``DCT``: the orthonormal
     (unitary) DCT-II, or with ``inverse=True`` its inverse (the orthonormal DCT-III), of the whole
@@ -207,8 +218,7 @@ class DCT(HasInputCol, HasOutputCol, Transformer):
         t = one_table(tables, stage)
         x = _vectors(self, t, dense=True)
         if x.shape[0] and x.shape[1]:
-            f = scipy.fft.idct if self.inverse else scipy.fft.dct
-            x = f(x, type=2, norm="ortho", axis=1)
+            x = _dct(x, self.inverse)
         return _put(t, self.output_col, np.array(x, dtype=np.float64))
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
@@ -218,13 +228,12 @@ class DCT(HasInputCol, HasOutputCol, Transformer):
         return put_field(input_schema, vector_field(self.output_col, typ, size))
 
     def row_fn(self):
-        stage, c, o = type(self).__name__, self.input_col, self.output_col
-        f = scipy.fft.idct if self.inverse else scipy.fft.dct
+        stage, c, o, inverse = type(self).__name__, self.input_col, self.output_col, self.inverse
 
         def fn(row: dict) -> None:
             v = row_vector(row, c, stage)
             x = v.to_numpy() if isinstance(v, SparseVector) else v
-            row[o] = f(x, type=2, norm="ortho") if len(x) else np.zeros(0)
+            row[o] = _dct(x[None, :], inverse)[0] if len(x) else np.zeros(0)
 
         return fn
 
