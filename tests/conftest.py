@@ -47,6 +47,24 @@ def real_kafka():
         yield broker.bootstrap_servers
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """A Spark session (``local[1]``) for the tests that use Spark MLlib as their oracle; skipped
+    where pyspark or Java is missing (pyspark is an oracle of the main environment only)."""
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
 @pytest.fixture
 def unbounded_steps(monkeypatch):
     """Every IterationStep of the iterate_unbounded runs behind the online estimators' fit_versions."""

@@ -9,7 +9,6 @@ oracle is chi2_contingency without Yates' correction per feature. Flink ML ranks
 of freedom the orders agree on data whose p-values are distinct and non-zero (wine, breast
 cancer, diabetes). Spark MLlib's UnivariateFeatureSelector (through pyspark) shares Flink ML's
 definitions, chi-squared test included."""
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ import flowlearn as fl
 from flowlearn.feature.selectors import (UnivariateFeatureSelector, UnivariateFeatureSelectorModel,
                                          VarianceThresholdSelector, anova_f_test, chi2_independence_test,
                                          f_regression_test)
+from spark_oracle import spark_vectors
 
 
 def table(x, y=None, sparse=False):
@@ -224,28 +224,6 @@ def test_variance_threshold_merge_and_nothing_kept():
 
 
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java")
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
-
-
-def spark_vectors(spark, x, **columns):
-    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
-    from pyspark.ml.linalg import Vectors
-
-    names = list(columns)
-    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
-    return spark.createDataFrame(rows, ["features", *names])
 
 
 @pytest.mark.parametrize("ftype,ltype,mode,threshold", [

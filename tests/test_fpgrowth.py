@@ -7,7 +7,6 @@ every candidate itemset (a closed form of the definition) on small random data.
 """
 import itertools
 import math
-import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -116,22 +115,8 @@ def test_save_load_and_min_confidence_on_model(tmp_path):
 # --- Spark MLlib itself ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def spark():
-    pyspark = pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java")
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[1]").appName("flowlearn-fpgrowth-oracle")
-         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    yield s, pyspark
-    s.stop()
-
-
 def _spark_fit(spark, rows, min_support, min_confidence, queries):
-    session, _ = spark
+    session = spark
     from pyspark.ml.fpm import FPGrowth as SparkFPGrowth
 
     df = session.createDataFrame([(r,) for r in rows], ["items"])

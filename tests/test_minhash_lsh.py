@@ -3,7 +3,6 @@ approximate nearest neighbours and similarity join) and against exact Jaccard di
 SciPy (scipy.spatial.distance.cdist, metric="jaccard") on sets built from scikit-learn's digits
 (the pixels above 8), and against Spark MLlib's MinHashLSH through pyspark (same coefficients for
 the same seed). Every statement is deterministic given the seed."""
-import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -149,28 +148,6 @@ def test_bad_input_named():
 
 
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java")
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
-
-
-def spark_vectors(spark, x, **columns):
-    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
-    from pyspark.ml.linalg import Vectors
-
-    names = list(columns)
-    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
-    return spark.createDataFrame(rows, ["features", *names])
 
 
 def test_spark_minhash_hashes_neighbours_and_join(spark):

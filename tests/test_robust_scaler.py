@@ -7,7 +7,6 @@ the quartiles and deciles of 441 = 4 * 110 + 1 = 10 * 44 + 1 values. scikit-lear
 dimension with a zero quantile range unscaled, Flink ML scales it to 0: the oracle is corrected
 for that in test_zero_range_scales_to_zero. Spark MLlib's RobustScaler (through pyspark) returns
 order statistics as flowlearn does, so it is the oracle on data that is not 4m + 1 rows."""
-import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +17,7 @@ from sklearn.preprocessing import RobustScaler as SkRobustScaler
 
 import flowlearn as fl
 from flowlearn.feature.robust_scaler import RobustScaler, RobustScalerModel
+from spark_oracle import spark_vectors
 
 
 def table(x, name="input"):
@@ -132,28 +132,6 @@ def test_bad_input_named():
 
 
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java")
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
-
-
-def spark_vectors(spark, x, **columns):
-    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
-    from pyspark.ml.linalg import Vectors
-
-    names = list(columns)
-    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
-    return spark.createDataFrame(rows, ["features", *names])
 
 
 @pytest.mark.parametrize("lower,upper", [(0.25, 0.75), (0.1, 0.6)])

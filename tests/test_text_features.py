@@ -504,21 +504,6 @@ def test_hashing_tf_row_kernel_numbers_as_batch():
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
 
 
-@pytest.fixture(scope="module")
-def spark():
-    import shutil
-
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java")
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    return s  # left running: other modules' Spark oracles reuse it
-
-
 def test_text_stages_equal_spark_mllib(spark, docs):
     """Spark MLlib shares Flink ML's definitions of these stages (both run Java's regex and split)."""
     from pyspark.ml import feature as sf

@@ -363,21 +363,6 @@ def test_row_kernels_refuse_bad_rows_naming_the_column():
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
 
 
-@pytest.fixture(scope="module")
-def spark():
-    import shutil
-
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java")
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    return s  # left running: other modules' Spark oracles reuse it
-
-
 def _spark_matrix(df, col):
     return np.array([r[col].toArray() for r in df.select(col).collect()])
 

@@ -3,7 +3,6 @@
 scikit-learn's OrdinalEncoder on the digits pixels: for non-negative values with 0.0 present,
 Flink ML's order (0.0 first, then ascending) is the ascending order OrdinalEncoder uses; and
 against Spark MLlib's VectorIndexer through pyspark on values with negatives and zeros."""
-import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +13,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 import flowlearn as fl
 from flowlearn.feature.vector_indexer import VectorIndexer, VectorIndexerModel
+from spark_oracle import spark_vectors
 
 TRAIN = np.array([[1, 1], [2, -1], [3, 1], [4, 0], [5, 0]], dtype=float)
 TEST = np.array([[0, 2], [0, 0], [0, -1]], dtype=float)
@@ -100,28 +100,6 @@ def test_bad_input_named():
 
 
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java")
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[1]").appName("flowlearn-oracle").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    return s  # left running: the next module's Spark oracle reuses it (the JVM ends with the process)
-
-
-def spark_vectors(spark, x, **columns):
-    """A Spark DataFrame with the rows of ``x`` as dense vectors in column "features" (plus ``columns``)."""
-    from pyspark.ml.linalg import Vectors
-
-    names = list(columns)
-    rows = [(Vectors.dense(r.tolist()), *[float(columns[c][i]) for c in names]) for i, r in enumerate(x)]
-    return spark.createDataFrame(rows, ["features", *names])
 
 
 @pytest.mark.parametrize("max_categories", [3, 9])
