@@ -23,6 +23,7 @@ import zlib
 from functools import partial
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
@@ -161,11 +162,43 @@ def _round_sums(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndar
     k, d = centers.shape
     if n == 0:
         return _round_state(np.zeros(k), np.zeros((k, d)))
+    if measure == "euclidean" and not sps.issparse(x) and k * d <= _FUSED_MAX_KD:
+        return _round_state(*_assign_and_sum(np.ascontiguousarray(x, dtype=np.float64),
+                                             np.ascontiguousarray(centers, dtype=np.float64)))
     assign, _ = _closest(x, xx, centers, measure)
     counts = np.bincount(assign, minlength=k).astype(np.float64)
     member = sps.csc_matrix((np.ones(n), assign, np.arange(n + 1)), shape=(k, n))
     sums = member @ x
     return _round_state(counts, sums.toarray() if sps.issparse(sums) else np.asarray(sums))
+
+
+# Up to this many centroid entries (k x d) a round is one fused pass over the rows (distances, the
+# closest centroid, its count and sum) instead of a BLAS product to an n x k distance matrix, an
+# argmin and a membership product, which move the data several times.
+_FUSED_MAX_KD = 4096
+
+
+@numba.njit(cache=True, nogil=True)
+def _assign_and_sum(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per centroid: the number and the sum of the rows of ``x`` closest to it (squared euclidean
+    distance, the first centroid on ties)."""
+    n, d = x.shape
+    k = centers.shape[0]
+    counts = np.zeros(k)
+    sums = np.zeros((k, d))
+    for i in range(n):
+        best, closest = np.inf, 0
+        for j in range(k):
+            dist = 0.0
+            for t in range(d):
+                diff = x[i, t] - centers[j, t]
+                dist += diff * diff
+            if dist < best:
+                best, closest = dist, j
+        counts[closest] += 1.0
+        for t in range(d):
+            sums[closest, t] += x[i, t]
+    return counts, sums
 
 
 def _round_state(counts: np.ndarray, sums: np.ndarray) -> pa.Table:
