@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numba
 import numpy as np
@@ -24,8 +23,8 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator, RowFn
-from flowlearn.data.columns import check_squares, numeric_column, vector_column, with_column
-from flowlearn.linalg import SparseVector, from_csr, from_numpy, is_sparse, to_csr
+from flowlearn.data.columns import check_squares, dense_row_vector, numeric_column, vector_column, with_column
+from flowlearn.linalg import from_csr, from_numpy, is_sparse, to_csr
 from flowlearn.params import HasFeaturesCol, HasLabelCol, HasPredictionCol, Param, gt
 
 __all__ = ["Knn", "KnnModel"]
@@ -277,19 +276,7 @@ class KnnModel(_KnnModelParams, Model):
         d = self._x.shape[1]
 
         def fn(row: dict) -> None:
-            if fc not in row:
-                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
-                                 f"the row has keys {list(row)}")
-            v: Any = row[fc]
-            if v is None:
-                raise ValueError(f"{stage}: column '{fc}' is null in this row; drop or impute it first")
-            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
-            if x.shape != (d,):
-                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
-                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
-            if not np.isfinite(x).all():
-                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
-                                 f"rows first (for example with fl.feature.Imputer)")
+            x = dense_row_vector(row, fc, stage, d)
             row[pc] = float(self.predict(x[None, :])[0])
 
         return fn

@@ -21,7 +21,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,9 +28,9 @@ import pyarrow.compute as pc
 import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator, RowFn
-from flowlearn.data.columns import check_finite, numeric_column, vector_column, with_column
+from flowlearn.data.columns import check_finite, dense_row_vector, numeric_column, vector_column, with_column
 from flowlearn.feature.scalers import _merge_moments, _moments
-from flowlearn.linalg import SparseVector, dense_vector_type, to_numpy
+from flowlearn.linalg import dense_vector_type, to_numpy
 from flowlearn.params import HasFeaturesCol, HasLabelCol, HasPredictionCol, Param, gt_eq, in_array
 
 __all__ = ["NaiveBayes", "NaiveBayesModel"]
@@ -671,18 +670,7 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
         unseen = self._unseen_error
 
         def fn(row: dict) -> None:
-            try:
-                v: Any = row[fc]
-            except KeyError:
-                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
-                                 f"it has {sorted(row)}") from None
-            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
-            if x.shape != (d,):
-                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
-                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
-            if not np.isfinite(x).all():
-                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
-                                 f"rows first (for example with fl.feature.Imputer)")
+            x = dense_row_vector(row, fc, stage, d)
             idx, found = cats.lookup(feats, x)
             if not found.all():
                 j = int(np.flatnonzero(~found)[0])
@@ -701,18 +689,7 @@ class NaiveBayesModel(_NaiveBayesModelParams, Model):
         scores_of, pick = self._dense_scores, self._pick
 
         def fn(row: dict) -> None:
-            try:
-                v: Any = row[fc]
-            except KeyError:
-                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
-                                 f"it has {sorted(row)}") from None
-            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
-            if x.shape != (d,):
-                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
-                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
-            if not np.isfinite(x).all():
-                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
-                                 f"rows first (for example with fl.feature.Imputer)")
+            x = dense_row_vector(row, fc, stage, d)
             row[pc] = float(pick(scores_of(x[None, :], 0), 0)[0])
 
         return fn

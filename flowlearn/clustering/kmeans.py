@@ -29,11 +29,11 @@ import pyarrow as pa
 import scipy.sparse as sps
 
 from flowlearn.api import IterativeEstimator, Model, RowFn
-from flowlearn.data.columns import check_squares, numeric_column, vector_column, with_column
+from flowlearn.data.columns import check_squares, dense_row_vector, numeric_column, vector_column, with_column
 from flowlearn.data.table import table as fl_table
 from flowlearn.iteration import (BatchStream, IterationBodyResult, IterationOperator, OperatorContext,
                                  TerminateOnMaxIterOrTol, iterate_bounded)
-from flowlearn.linalg import SparseVector, from_csr, from_numpy, to_csr, to_numpy
+from flowlearn.linalg import from_csr, from_numpy, to_csr, to_numpy
 from flowlearn.params import (HasDistanceMeasure, HasFeaturesCol, HasMaxIter, HasPredictionCol, HasSeed, Param,
                               gt, gt_eq, in_array)
 
@@ -470,18 +470,7 @@ class KMeansModel(_KMeansModelParams, Model):
         d = c.shape[1]
 
         def fn(row: dict) -> None:
-            try:
-                v: Any = row[fc]
-            except KeyError:
-                raise ValueError(f"{stage}: input column '{fc}' (parameter 'features_col') is missing from the row; "
-                                 f"it has {sorted(row)}") from None
-            x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
-            if x.shape != (d,):
-                raise ValueError(f"{stage}: column '{fc}' holds a vector of size {x.size}, the model expects "
-                                 f"size {d}; transform data with the same feature pipeline the model was fitted on")
-            if not np.isfinite(x).all():
-                raise ValueError(f"{stage}: column '{fc}' has NaN or infinity at row 0; impute or filter such "
-                                 f"rows first (for example with fl.feature.Imputer)")
+            x = dense_row_vector(row, fc, stage, d)
             x2 = x[None, :]
             row[pc] = int(np.argmin(_pairwise(x2, _row_sq_norms(x2), c, cc, measure, ct)[0]))
 

@@ -155,3 +155,31 @@ def with_column(t: pa.Table, name: str | pa.Field, values: Any) -> pa.Table:
     if name in t.column_names:
         return t.set_column(t.column_names.index(name), field, arr)
     return t.append_column(field, arr)
+
+
+def dense_row_vector(row: dict, col: str, stage: str, size: int, param: str = "features_col") -> np.ndarray:
+    """One row's vector (a list, an array or a ``SparseVector``) as a dense float64 array of
+    ``size`` entries, checked as a model's batch path checks its column: present, not null, of
+    the model's size, finite; errors name the stage, column and rule.
+
+    Example:
+        >>> dense_row_vector({"f": [1.0, 2.0]}, "f", "KMeansModel", 2)
+        array([1., 2.])
+    """
+    from flowlearn.linalg import SparseVector
+
+    try:
+        v: Any = row[col]
+    except KeyError:
+        raise ValueError(f"{stage}: input column '{col}' (parameter '{param}') is missing from the row; it has "
+                         f"{sorted(row)}") from None
+    if v is None:
+        raise ValueError(f"{stage}: column '{col}' is null in this row; drop or impute it first")
+    x = v.to_numpy() if isinstance(v, SparseVector) else np.asarray(v, dtype=np.float64)
+    if x.shape != (size,):
+        raise ValueError(f"{stage}: column '{col}' holds a vector of size {x.size}, the model expects size {size}; "
+                         f"transform data with the same feature pipeline the model was fitted on")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{stage}: column '{col}' has NaN or infinity at row 0; impute or filter such rows first "
+                         f"(for example with fl.feature.Imputer)")
+    return x
