@@ -47,7 +47,8 @@ def _versions(data: fls.Stream) -> fls.Stream:
 
 
 class Slow:
-    """Passes each batch on after a pause, so the job runs long enough to be killed midway."""
+    """Passes each batch on after a pause: 200 batches of a source take 20 s or more, long enough for
+    checkpoints to complete and the taskmanager to be killed midway."""
 
     def __call__(self, t: pa.Table) -> pa.Table:
         time.sleep(0.1)
@@ -71,11 +72,11 @@ def test_a_job_on_a_standalone_cluster_survives_a_killed_taskmanager(cluster, tm
     batch = fl.classification.LogisticRegression(reg=0.1).fit(t)
     store.publish(batch, {"kind": "batch"})
     with fl.set_engine(LocalEngine()):
-        want = _versions(fls.from_table(t, batch_size=150)).to_table()
+        want = _versions(fls.from_table(t, batch_size=60)).to_table()
 
-    versions = _versions(fls.from_table(t, batch_size=150).map_batches(Slow())).collect()
+    versions = _versions(fls.from_table(t, batch_size=60).map_batches(Slow())).collect()
     follower = fls.follow(fls.from_model_store(store, poll_interval=0.2))
-    scored = follower.transform(fls.from_table(t, batch_size=150).map_batches(Slow())).collect()
+    scored = follower.transform(fls.from_table(t, batch_size=60).map_batches(Slow())).collect()
     job = FlinkEngine(parallelism=1, cluster=cluster.address, config=SHIP).run(
         versions, scored, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=0.5)
     deadline = time.monotonic() + 240
