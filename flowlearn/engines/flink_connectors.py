@@ -57,17 +57,22 @@ class RecordChain:
 
     def __init__(self, source: Any, specs: list[Any], sink: Any) -> None:
         self.source, self.specs, self.sink = source, specs, sink
-        self.header = ",".join(source.schema.names).encode() if source.format == "csv" else None
+        self.header = [n.encode() for n in source.schema.names] if source.format == "csv" else None
         self.where = (f"from_kafka({source.topic!r})" if isinstance(source, KafkaSourceSpec)
                       else f"from_files({source.path!r})")
 
     def __call__(self, payloads: list[bytes]) -> list[bytes | None]:
-        keep = [i for i, p in enumerate(payloads) if p.strip() and p.strip() != self.header]
+        keep = [i for i, p in enumerate(payloads) if p.strip() and not self._is_header(p)]
         out: list[bytes | None] = [None] * len(payloads)
         if keep:
             for i, message in zip(keep, self._chain([payloads[i] for i in keep])):
                 out[i] = message
         return out
+
+    def _is_header(self, payload: bytes) -> bool:
+        """A CSV file's header line: the schema's names, quoted or not (``fl.write_csv`` quotes them)."""
+        return self.header is not None and \
+            [f.strip().strip(b'"') for f in payload.strip().split(b",")] == self.header
 
     def _chain(self, payloads: list[bytes]) -> list[bytes | None]:
         t, bad = parse_messages(payloads, self.source.format, self.source.schema)
