@@ -26,6 +26,7 @@ from flowlearn.api import Model, OnePassEstimator
 from flowlearn.data.columns import vector_column, with_column
 from flowlearn.feature.scalers import _empty_state, _row_vector, _state_rows, _state_table, _VEC
 from flowlearn.linalg import dense_vector_type, from_numpy, is_vector_type, to_numpy
+from flowlearn.feature._columns import put_field, schema_field
 from flowlearn.params import HasInputCol, HasOutputCol, Param, gt_eq, in_array, in_range
 
 __all__ = ["KBinsDiscretizer", "KBinsDiscretizerModel"]
@@ -291,16 +292,11 @@ class KBinsDiscretizerModel(_KBinsParams, Model):
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         self._require_model()
         stage, col = type(self).__name__, self.input_col
-        if col not in input_schema.names:
-            raise ValueError(f"{stage}: input column '{col}' (parameter 'input_col') is missing; the input has "
-                             f"columns {input_schema.names}")
-        if not is_vector_type(input_schema.field(col).type):
-            raise ValueError(f"{stage}: column '{col}' has type {input_schema.field(col).type}, expected a vector "
-                             f"column")
+        src = schema_field(input_schema, col, stage, "input_col")
+        if not is_vector_type(src.type):
+            raise ValueError(f"{stage}: column '{col}' has type {src.type}, expected a vector column")
         field = pa.field(self.output_col, dense_vector_type(self._dim))
-        names = input_schema.names
-        return input_schema.set(names.index(self.output_col), field) if self.output_col in names \
-            else input_schema.append(field)
+        return put_field(input_schema, field)
 
     def _transform(self, *tables: pa.Table) -> pa.Table:
         stage = type(self).__name__

@@ -30,6 +30,7 @@ from flowlearn.api import Model, OnePassEstimator
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.data.table import table as to_table
 from flowlearn.linalg import SparseVector, dense_vector_type, is_vector_type, row_to_numpy
+from flowlearn.feature._columns import put_field, schema_field
 from flowlearn.params import HasInputCol, HasOutputCol, HasSeed, Param, in_range
 
 __all__ = ["MinHashLSH", "MinHashLSHModel"]
@@ -228,16 +229,11 @@ class MinHashLSHModel(_MinHashParams, Model):
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         self._require_model()
         stage, col = type(self).__name__, self.input_col
-        if col not in input_schema.names:
-            raise ValueError(f"{stage}: input column '{col}' (parameter 'input_col') is missing; the input has "
-                             f"columns {input_schema.names}")
-        if not is_vector_type(input_schema.field(col).type):
-            raise ValueError(f"{stage}: column '{col}' has type {input_schema.field(col).type}, expected a vector "
-                             f"column")
+        src = schema_field(input_schema, col, stage, "input_col")
+        if not is_vector_type(src.type):
+            raise ValueError(f"{stage}: column '{col}' has type {src.type}, expected a vector column")
         field = pa.field(self.output_col, self._out_type())
-        names = input_schema.names
-        return input_schema.set(names.index(self.output_col), field) if self.output_col in names \
-            else input_schema.append(field)
+        return put_field(input_schema, field)
 
     def _input_sets(self, t: pa.Table) -> sps.csr_matrix:
         stage = type(self).__name__
