@@ -64,6 +64,20 @@ def test_a_stateless_plan_on_flink_equals_the_local_engine():
     np.testing.assert_allclose(np.sort(want.column("a").to_numpy()), np.sort(2 * a[(a > 0) | (a <= -1.0)]))
 
 
+def test_batches_and_fit_states_above_flinks_collect_limit_reach_the_client_whole():
+    """Flink's collect sink refuses records above 2 MB; a 6.4 MB batch and a multi-megabyte
+    partial state (an exact quantile summary) travel in chunks and arrive whole."""
+    rng = np.random.default_rng(5)
+    t = fl.table({"id": np.arange(50_000), "v": fl.linalg.from_numpy(rng.normal(size=(50_000, 16)))})
+    with fl.set_engine(FLINK):
+        got = fls.from_table(t, batch_size=50_000).to_table()
+        scaler = fl.feature.RobustScaler(input_col="v", output_col="s", relative_error=0.0).fit(
+            fls.from_table(t, batch_size=50_000))
+    assert got.equals(t)
+    want = fl.feature.RobustScaler(input_col="v", output_col="s", relative_error=0.0).fit(t)
+    assert scaler.get_model_data()[0].equals(want.get_model_data()[0])
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
 def test_files_are_read_in_parallel_and_give_the_local_rows(tmp_path, fmt):
     t = _data(900).select(["id", "a", "b", "city"])

@@ -131,6 +131,34 @@ def test_bad_input_named():
         m.transform(table(np.array([[np.nan]])))
 
 
+
+def test_fits_in_concurrent_threads_match_sklearn(diabetes):
+    # the fit spreads the columns over a shared thread pool; fits from several threads at once (as
+    # CrossValidator's parallel candidates) must each get the whole-data answer
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.c_[diabetes, diabetes[:, ::-1] * 3.0]   # 20 columns
+    x[::5, 3] = np.nan                              # column 3 keeps 352 values: NaN handled per column
+    want = SkRobustScaler(with_centering=True).fit(x[:, [0, 1, 2] + list(range(4, 20))])
+
+    def fit(_):
+        m = RobustScaler(relative_error=0.0, with_centering=True).fit(table(x))
+        return np.array(m.get_model_data()[0].column("medians").to_pylist()[0])
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(fit, range(8)))
+    keep = [0, 1, 2] + list(range(4, 20))
+    for med in results:
+        np.testing.assert_array_equal(med[keep], want.center_)
+        assert med[3] == np.sort(x[~np.isnan(x[:, 3]), 3])[175]   # rank ceil(0.5 * 352) = 176
+
+
+def test_huge_finite_values_are_kept(diabetes):
+    # column sums that overflow must not be taken for infinity (the fit only refuses real infinities)
+    x = np.array([[1e308], [1e308], [-1e308], [0.0], [5.0]])
+    m = RobustScaler(relative_error=0.0, with_centering=True, with_scaling=False).fit(table(x))
+    assert m.get_model_data()[0].column("medians").to_pylist() == [[5.0]]
+
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
 
 

@@ -120,7 +120,7 @@ class FlinkJob(_FollowedJob):
 
     def __init__(self, collect: Any, sinks: list[PlanNode], token: str, temp_folders: list[str]) -> None:
         super().__init__()
-        self._collect = collect            # () -> a closeable iterator of records tagged by Tag
+        self._collect = collect            # () -> a closeable iterator of chunks made by Tag
         self._temp_folders = temp_folders  # removed when the job ends
         self._sinks = sinks
         self._token = token
@@ -132,8 +132,7 @@ class FlinkJob(_FollowedJob):
         try:
             with self._collect() as it:
                 self._iterator = it
-                for record in it:
-                    k, payload = int.from_bytes(record[:4], "little"), bytes(record[4:])
+                for k, payload in fn.untag(it):
                     if isinstance(self._sinks[k].spec, CollectSpec):
                         self._results[k].append(from_ipc(payload))
                     else:
@@ -495,7 +494,7 @@ class FlinkEngine(Engine):
                 # paths resolved here: the task managers' Python workers need not share the client's directory
                 spec = dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path))
                 ds = ds.map(fn.WriteFile(spec, token), output_type=records)
-            tagged.append(ds.map(fn.Tag(k), output_type=records))
+            tagged.append(ds.flat_map(fn.Tag(k), output_type=records))
         both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
         job = FlinkJob(both.execute_and_collect, roots, token, self._spilled)
         for s in sinks:
@@ -510,8 +509,10 @@ class FlinkEngine(Engine):
         self._spilled = []
         try:
             (ds,) = self._translate(self._env(), [stream.collect().node])
-            with ds.map(func, output_type=Types.PICKLED_BYTE_ARRAY()).name(name).execute_and_collect() as it:
-                return [from_ipc(bytes(b)) for b in it]
+            records = Types.PICKLED_BYTE_ARRAY()
+            ds = ds.map(func, output_type=records).name(name).flat_map(fn.Tag(0), output_type=records)
+            with ds.execute_and_collect() as it:
+                return [from_ipc(b) for _, b in fn.untag(it)]
         finally:
             for folder in self._spilled:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -132,14 +132,44 @@ class WriteFile:
         return f"{name}\t{t.num_rows}".encode()
 
 
+# Flink's collect sink refuses a record above 2 MB (collect-sink.batch-size.max) and a remote
+# cluster's RPC frames are 10 MB, so records for the client travel in chunks of at most this size.
+CHUNK_BYTES = 1 << 20
+
+
 class Tag:
-    """A record prefixed with the index of the sink it goes to (4 bytes, little endian)."""
+    """A record for the client, cut into chunks of at most ``CHUNK_BYTES``, each prefixed with
+    the index of the sink it goes to, the record's id, the chunk's number and the number of
+    chunks (4 + 8 + 4 + 4 bytes, little endian); :func:`untag` puts them back together."""
 
     def __init__(self, k: int) -> None:
         self.prefix = k.to_bytes(4, "little")
 
-    def __call__(self, record: bytes) -> bytes:
-        return self.prefix + record
+    def __call__(self, record: bytes) -> Iterator[bytes]:
+        head = self.prefix + os.urandom(8)
+        total = max(1, -(-len(record) // CHUNK_BYTES))
+        for i in range(total):
+            yield head + i.to_bytes(4, "little") + total.to_bytes(4, "little") + \
+                record[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
+
+
+def untag(records: Any) -> Iterator[tuple[int, bytes]]:
+    """``(sink index, record)`` for each whole record of tagged chunks (see :class:`Tag`); the
+    chunks of one record come in order from one task, those of different records interleave."""
+    parts: dict[bytes, list[bytes]] = {}
+    for chunk in records:
+        chunk = bytes(chunk)
+        head, i, total = chunk[:12], int.from_bytes(chunk[12:16], "little"), int.from_bytes(chunk[16:20], "little")
+        if total == 1:
+            yield int.from_bytes(head[:4], "little"), chunk[20:]
+            continue
+        got = parts.setdefault(head, [])
+        if len(got) != i:
+            raise RuntimeError(f"FlinkEngine: chunk {i} of a record arrived after {len(got)} of its {total} chunks")
+        got.append(chunk[20:])
+        if len(got) == total:
+            del parts[head]
+            yield int.from_bytes(head[:4], "little"), b"".join(got)
 
 
 class FollowStore:

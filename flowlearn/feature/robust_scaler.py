@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sps
 
 from flowlearn.api import Model, OnePassEstimator
+from flowlearn._parallel import parallel_map
 from flowlearn.data.columns import require_column, vector_column, with_column
 from flowlearn.feature.scalers import (_center_scale, _finite_dense, _model_table, _model_vectors, _row_vector,
                                        _scale_sparse)
@@ -106,7 +107,7 @@ def _merge_summaries(a: tuple, b: tuple, eps: float) -> tuple:
 def _query(s: tuple, qs: list[float]) -> list[float]:
     """The kept value whose rank bounds are nearest ``ceil(q * n)`` for each ``q``."""
     v, rmin, rmax, n = s
-    exact = len(v) == n and np.array_equal(rmin, rmax)   # every value kept: v[i] has rank i + 1
+    exact = len(v) == n and (rmin is rmax or np.array_equal(rmin, rmax))   # every value kept: v[i] has rank i + 1
     out = []
     for q in qs:
         r = max(1, math.ceil(q * n))
@@ -180,26 +181,31 @@ class RobustScaler(_RobustScalerParams, OnePassEstimator):
         n, d = x.shape
         if n == 0:
             return _STATE.empty_table()
-        inf = np.isinf(x)
-        if inf.any():
-            row = int(np.flatnonzero(inf.any(axis=1))[0])
-            raise ValueError(f"{stage}: column '{self.input_col}' has infinity at row {row}; filter or clip such rows "
-                             f"first (NaN values are ignored by the fit)")
+        # finite column sums (the usual case) rule out NaN and infinity without a mask of x
+        with np.errstate(invalid="ignore", over="ignore"):
+            nan = None if np.isfinite(x.sum(axis=0)).all() else np.isnan(x)
+        if nan is not None:
+            inf = np.isinf(x)
+            if inf.any():
+                row = int(np.flatnonzero(inf.any(axis=1))[0])
+                raise ValueError(f"{stage}: column '{self.input_col}' has infinity at row {row}; filter or clip such "
+                                 f"rows first (NaN values are ignored by the fit)")
         eps = self.relative_error
-        nan = np.isnan(x)
-        counts = n - nan.sum(axis=0)
+        counts = np.full(d, n) if nan is None else n - nan.sum(axis=0)
         offsets = np.zeros(d + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         # the columns' values side by side in one buffer: an exact summary sorts its part in place
         # and the state's list column is that buffer, not a copy
         buf = np.empty(int(offsets[-1]))
         ranks = np.empty(int(offsets[-1]), dtype=np.int64) if eps == 0.0 else None
-        summaries = []
-        for j in range(d):
+
+        def summary(j: int) -> tuple:
             part = buf[offsets[j]:offsets[j + 1]]
             part[:] = x[:, j] if counts[j] == n else x[:, j][~nan[:, j]]
-            summaries.append(_summary_of_column(part, eps, None if ranks is None else
-                                                ranks[offsets[j]:offsets[j + 1]]))
+            return _summary_of_column(part, eps, None if ranks is None else ranks[offsets[j]:offsets[j + 1]])
+
+        # the columns' sorts / selections release the GIL: the columns are spread over the cores
+        summaries = parallel_map(summary, range(d))
         return _state_of(summaries)
 
     def _summaries(self, states: list[pa.Table]) -> list[tuple]:
@@ -215,7 +221,9 @@ class RobustScaler(_RobustScalerParams, OnePassEstimator):
                                  f"{stage}.partial")
             d = s.column("num_features")[0].as_py()
             cols = s.column("column").to_pylist()
-            vals, rmin, rmax = (_split_lists(s.column(c)) for c in ("values", "rmin", "rmax"))
+            vals, rmin = _split_lists(s.column("values")), _split_lists(s.column("rmin"))
+            # an exact summary's state shares one list column for rmin and rmax: read it once
+            rmax = rmin if _same_lists(s.column("rmin"), s.column("rmax")) else _split_lists(s.column("rmax"))
             counts = s.column("count").to_pylist()
             part = [None] * d
             for c, v, lo, hi, k in zip(cols, vals, rmin, rmax, counts):
@@ -273,9 +281,19 @@ def _joined_view(parts: list[np.ndarray], total: int) -> np.ndarray | None:
     return base[:total]
 
 
+def _same_lists(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
+    """Whether two list columns are one array (the same buffers, offset and length)."""
+    if a.num_chunks != 1 or b.num_chunks != 1:
+        return False
+    x, y = a.chunk(0), b.chunk(0)
+    return (x.offset, len(x), x.values.offset, len(x.values)) == (y.offset, len(y), y.values.offset, len(y.values)) \
+        and [None if c is None else c.address for c in x.buffers()] == \
+        [None if c is None else c.address for c in y.buffers()]
+
+
 def _split_lists(column: pa.ChunkedArray) -> list[np.ndarray]:
     """The lists of a list column as NumPy arrays (views into the flattened values)."""
-    arr = column.combine_chunks()
+    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     flat = arr.flatten().to_numpy(zero_copy_only=False)
     lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
     return np.split(flat, np.cumsum(lengths)[:-1])
