@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sps
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SKKMeans
-from sklearn.datasets import load_iris, load_wine
+from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.preprocessing import StandardScaler
 
 import flowlearn as fl
@@ -204,6 +204,29 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match="null vector at row 1"):
         model.transform(pa.table({"features": pa.array([[0.0, 1.0], None], fl.linalg.dense_vector_type(2))}))
 
+
+
+@pytest.mark.parametrize("data,k", [("wine", 3), ("digits", 10)])
+def test_fits_in_concurrent_threads_match_sklearn(request, monkeypatch, data, k):
+    # a round's rows go in chunks over a shared thread pool; small chunks make even these data sets
+    # many chunks, and fits from several threads at once (CrossValidator's parallel candidates)
+    # must each reach scikit-learn's Lloyd fixed point from the same start
+    from concurrent.futures import ThreadPoolExecutor
+
+    import flowlearn.clustering.kmeans as km
+
+    x = request.getfixturevalue(data) if data == "wine" else load_digits().data
+    monkeypatch.setattr(km, "_CHUNK_ROWS", 13)
+    est = KMeans(k=k, seed=5, max_iter=300)
+    oracle = SKKMeans(n_clusters=k, init=est._initial_centroids(x), n_init=1, algorithm="lloyd", max_iter=300,
+                      tol=0.0).fit(x)
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: est.fit({"features": x}), range(6)))
+    for model in models:
+        np.testing.assert_allclose(centroids(model), oracle.cluster_centers_, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(preds(model, x), oracle.labels_)
+        np.testing.assert_array_equal(model.get_model_data()[0].column("weights").to_numpy(),
+                                      np.bincount(oracle.labels_, minlength=k))
 
 # --- row kernel ----------------------------------------------------------------------------
 

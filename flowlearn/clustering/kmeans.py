@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
+from flowlearn._parallel import chunk_bounds, parallel_map
 from flowlearn.api import IterativeEstimator, Model, RowFn
 from flowlearn.data.columns import check_squares, dense_row_vector, numeric_column, vector_column, with_column
 from flowlearn.data.table import table as fl_table
@@ -162,9 +163,8 @@ def _round_sums(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndar
     k, d = centers.shape
     if n == 0:
         return _round_state(np.zeros(k), np.zeros((k, d)))
-    if measure == "euclidean" and not sps.issparse(x) and k * d <= _FUSED_MAX_KD:
-        return _round_state(*_assign_and_sum(np.ascontiguousarray(x, dtype=np.float64),
-                                             np.ascontiguousarray(centers, dtype=np.float64)))
+    if _fused(x, measure, centers):
+        return _round_state(*_fused_round(x, centers))
     assign, _ = _closest(x, xx, centers, measure)
     counts = np.bincount(assign, minlength=k).astype(np.float64)
     member = sps.csc_matrix((np.ones(n), assign, np.arange(n + 1)), shape=(k, n))
@@ -176,29 +176,94 @@ def _round_sums(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndar
 # closest centroid, its count and sum) instead of a BLAS product to an n x k distance matrix, an
 # argmin and a membership product, which move the data several times.
 _FUSED_MAX_KD = 4096
+# Rows per chunk of a fused pass. Chunks are what the threads share; their partial counts and sums
+# are added in chunk order, so a round's result does not depend on the number of threads.
+_CHUNK_ROWS = 1 << 15
+
+
+def _fused(x: np.ndarray | sps.csr_matrix, measure: str, centers: np.ndarray) -> bool:
+    return measure == "euclidean" and not sps.issparse(x) and centers.size <= _FUSED_MAX_KD
 
 
 @numba.njit(cache=True, nogil=True)
-def _assign_and_sum(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per centroid: the number and the sum of the rows of ``x`` closest to it (squared euclidean
-    distance, the first centroid on ties)."""
-    n, d = x.shape
-    k = centers.shape[0]
-    counts = np.zeros(k)
-    sums = np.zeros((k, d))
-    for i in range(n):
-        best, closest = np.inf, 0
-        for j in range(k):
-            dist = 0.0
+def _assign_rows(x: np.ndarray, centers: np.ndarray, lo: int, hi: int, labels: np.ndarray, counts: np.ndarray,
+                 sums: np.ndarray) -> None:
+    """For the rows ``lo .. hi`` of ``x``: the closest centroid (squared euclidean distance, the
+    first centroid on ties) written to ``labels[i]`` when ``labels`` is not empty, and each row
+    added to its centroid's ``counts`` and ``sums`` (in row order) when ``counts`` is not empty.
+
+    Rows go in blocks of 64, transposed so that one centroid's distances to the whole block are
+    computed side by side (SIMD lanes over rows); each distance is still summed over the
+    dimensions in order, so it is the same number as one row at a time."""
+    k, d = centers.shape
+    block = 64
+    xt = np.empty((d, block))
+    dist = np.empty(block)
+    best = np.empty(block)
+    closest = np.empty(block, dtype=np.int64)
+    write = labels.shape[0] > 0
+    add = counts.shape[0] > 0
+    for i0 in range(lo, hi, block):
+        m = min(block, hi - i0)
+        for r in range(m):
             for t in range(d):
-                diff = x[i, t] - centers[j, t]
-                dist += diff * diff
-            if dist < best:
-                best, closest = dist, j
-        counts[closest] += 1.0
-        for t in range(d):
-            sums[closest, t] += x[i, t]
+                xt[t, r] = x[i0 + r, t]
+            best[r] = np.inf
+            closest[r] = 0
+        for j in range(k):
+            for r in range(m):
+                dist[r] = 0.0
+            for t in range(d):
+                c = centers[j, t]
+                for r in range(m):
+                    diff = xt[t, r] - c
+                    dist[r] += diff * diff
+            for r in range(m):   # branch-free, so it vectorizes too
+                closer = dist[r] < best[r]
+                best[r] = dist[r] if closer else best[r]
+                closest[r] = j if closer else closest[r]
+        for r in range(m):
+            cl = closest[r]
+            if write:
+                labels[i0 + r] = cl
+            if add:
+                counts[cl] += 1.0
+                for t in range(d):
+                    sums[cl, t] += xt[t, r]
+
+
+_NO_LABELS = np.empty(0, dtype=np.int32)
+_NO_COUNTS = np.empty(0)
+
+
+def _fused_round(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per centroid: the number and the sum of the rows of ``x`` closest to it (squared euclidean
+    distance, the first centroid on ties), over chunks of rows on the machine's cores."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    k, d = centers.shape
+    c = np.ascontiguousarray(centers, dtype=np.float64)
+
+    def chunk(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        counts, sums = np.zeros(k), np.zeros((k, d))
+        _assign_rows(x, c, bounds[0], bounds[1], _NO_LABELS, counts, sums)
+        return counts, sums
+
+    parts = parallel_map(chunk, chunk_bounds(x.shape[0], _CHUNK_ROWS))
+    counts, sums = parts[0]
+    for c, s in parts[1:]:
+        counts += c
+        sums += s
     return counts, sums
+
+
+def _fused_labels(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """The closest centroid (int32) of every row of ``x``, as :func:`_fused_round` assigns them."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    c = np.ascontiguousarray(centers, dtype=np.float64)
+    labels = np.empty(x.shape[0], dtype=np.int32)
+    parallel_map(lambda b: _assign_rows(x, c, b[0], b[1], labels, _NO_COUNTS, _NO_COUNTS.reshape(0, 0)),
+                 chunk_bounds(x.shape[0], _CHUNK_ROWS))
+    return labels
 
 
 def _round_state(counts: np.ndarray, sums: np.ndarray) -> pa.Table:
@@ -457,6 +522,8 @@ class KMeansModel(_KMeansModelParams, Model):
             return with_column(t, self.prediction_col, pa.array([], pa.int32()))
         if sps.issparse(x):
             x = sps.csr_matrix(x, dtype=np.float64)
+        if _fused(x, self.distance_measure, self._centroids):   # as the fit's rounds assign them
+            return with_column(t, self.prediction_col, pa.array(_fused_labels(x, self._centroids)))
         assign, _ = _closest(x, _row_sq_norms(x), self._centroids, self.distance_measure)
         return with_column(t, self.prediction_col, pa.array(assign.astype(np.int32)))
 
@@ -468,10 +535,17 @@ class KMeansModel(_KMeansModelParams, Model):
         cc = _row_sq_norms(c)
         ct = np.ascontiguousarray(c.T)
         d = c.shape[1]
+        fused = _fused(c[:1], measure, c)
 
         def fn(row: dict) -> None:
             x = dense_row_vector(row, fc, stage, d)
             x2 = x[None, :]
-            row[pc] = int(np.argmin(_pairwise(x2, _row_sq_norms(x2), c, cc, measure, ct)[0]))
+            if fused:   # the batch transform's rule
+                label = np.empty(1, dtype=np.int32)
+                _assign_rows(np.ascontiguousarray(x2, dtype=np.float64), c, 0, 1, label, _NO_COUNTS,
+                             _NO_COUNTS.reshape(0, 0))
+                row[pc] = int(label[0])
+            else:
+                row[pc] = int(np.argmin(_pairwise(x2, _row_sq_norms(x2), c, cc, measure, ct)[0]))
 
         return fn
