@@ -53,6 +53,34 @@ def test_matches_sklearn_brute(loader, k, seed):
     np.testing.assert_array_equal(got[ok], want[ok])
 
 
+
+def test_predictions_in_concurrent_threads_match_sklearn(monkeypatch):
+    # dense queries go in chunks over a shared thread pool, each in blocks of query rows side by side;
+    # tiny chunks and blocks (a partial last block included) make digits many of both, and
+    # predictions from several threads at once (parallel CrossValidator candidates, a server)
+    # must each match scikit-learn where the answer is unambiguous
+    from concurrent.futures import ThreadPoolExecutor
+
+    import flowlearn.classification.knn as knn
+
+    monkeypatch.setattr(knn, "_CHUNK_QUERIES", 23)
+    monkeypatch.setattr(knn, "_QUERY_BLOCK", 5)
+    x, y = load_digits(return_X_y=True)
+    xtr, ytr, xte, _ = _split(x.astype(float), y.astype(float), 5)
+    want = KNeighborsClassifier(n_neighbors=5, algorithm="brute").fit(xtr, ytr).predict(xte)
+    ok = _unambiguous(xtr, ytr, xte, 5)
+    assert ok.sum() > 400
+
+    def fit_predict(_):
+        model = Knn(k=5).fit({"features": xtr.tolist(), "label": ytr})
+        return model.transform({"features": xte.tolist()}).column("prediction").to_numpy()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(fit_predict, range(6)))
+    for got in results:
+        np.testing.assert_array_equal(got[ok], want[ok])
+        np.testing.assert_array_equal(got, results[0])
+
 def test_sparse_features_equal_dense():
     x, y = load_digits(return_X_y=True)
     xtr, ytr, xte, _ = _split(x.astype(float), y.astype(float), 4)

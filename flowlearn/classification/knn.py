@@ -2,8 +2,10 @@
 
 Fitting keeps the training rows (features, their squared norms, labels) as model data; predicting
 finds, for every row, the ``k`` training rows nearest in euclidean distance and takes a majority
-vote of their labels. Distances of a block of query rows to all training rows are one matrix
-product (``|x|^2 + |t|^2 - 2 x.t``, Flink ML's formula), dense or sparse.
+vote of their labels. Distances are Flink ML's ``|x|^2 + |t|^2 - 2 x.t``: for dense rows one
+Numba pass per chunk of queries computes the dot products block by block and keeps the k nearest
+as it goes (chunks on all cores); for sparse rows a sparse product per block of queries feeds
+the same selection.
 
 Example:
     >>> import flowlearn as fl
@@ -22,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sps
 
+from flowlearn._parallel import chunk_bounds, parallel_map
 from flowlearn.api import Model, OnePassEstimator, RowFn
 from flowlearn.data.columns import check_squares, dense_row_vector, numeric_column, vector_column, with_column
 from flowlearn.linalg import from_csr, from_numpy, is_sparse, to_csr
@@ -104,6 +107,30 @@ def _vote(nbr: np.ndarray, dist: np.ndarray, codes: np.ndarray, spread: np.ndarr
     return np.argmax(counts * span - order_key, axis=1)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _offer(idx: np.ndarray, dist: np.ndarray, r: int, c: int, k: int, d: float, j: int) -> int:
+    """Offers training row ``j`` at squared distance ``d`` to query row ``r``'s ``k`` nearest
+    (``idx``, ``dist``: sorted by distance, the first ``c`` filled); returns the new fill. A row
+    enters only when strictly closer than the k-th, so among equal distances the earlier training
+    rows are kept (as Flink ML's heap keeps them). ``d`` may be slightly negative (rounding of
+    ``|x|^2 + |t|^2 - 2 x.t``): its absolute value is taken."""
+    d = abs(d)
+    if c < k:
+        p = c
+        c += 1
+    elif d < dist[r, k - 1]:
+        p = k - 1
+    else:
+        return c
+    while p > 0 and dist[r, p - 1] > d:
+        dist[r, p] = dist[r, p - 1]
+        idx[r, p] = idx[r, p - 1]
+        p -= 1
+    dist[r, p] = d
+    idx[r, p] = j
+    return c
+
+
 @numba.njit(cache=True, nogil=True)
 def _nearest(dot: np.ndarray, xx: np.ndarray, tt: np.ndarray, j0: int, k: int, idx: np.ndarray, dist: np.ndarray,
              cnt: np.ndarray) -> None:
@@ -111,9 +138,8 @@ def _nearest(dot: np.ndarray, xx: np.ndarray, tt: np.ndarray, j0: int, k: int, i
     sorted by distance, the first ``cnt[r]`` filled) with the training rows ``j0 .. j0 + m``, from
     their dot products ``dot`` (rows x m) and the squared norms ``xx`` (queries) / ``tt`` (all
     training rows): squared distances ``|x|^2 + |t|^2 - 2 x.t`` (Flink ML's formula). Training rows
-    must come in ascending order over the calls. A row enters only when strictly closer than the
-    k-th, so among equal distances the earlier training rows are kept (as Flink ML's heap keeps
-    them). One pass per query row with a sorted buffer of k entries."""
+    must come in ascending order over the calls. One pass per query row with a sorted buffer of k
+    entries."""
     b, m = dot.shape
     for r in range(b):
         c = cnt[r]
@@ -123,23 +149,70 @@ def _nearest(dot: np.ndarray, xx: np.ndarray, tt: np.ndarray, j0: int, k: int, i
             d = xr + tt[j0 + jj] - 2.0 * dot[r, jj]
             if d >= worst:   # most rows: |d| >= d >= the k-th distance, rejected without more work
                 continue
-            d = abs(d)
-            if c < k:
-                p = c
-                c += 1
-            elif d < worst:
-                p = k - 1
-            else:
-                continue
-            while p > 0 and dist[r, p - 1] > d:
-                dist[r, p] = dist[r, p - 1]
-                idx[r, p] = idx[r, p - 1]
-                p -= 1
-            dist[r, p] = d
-            idx[r, p] = j0 + jj
+            c = _offer(idx, dist, r, c, k, d, j0 + jj)
             if c == k:
                 worst = dist[r, k - 1]
         cnt[r] = c
+
+
+# Query rows whose distances to one training row are computed side by side (SIMD lanes); passed
+# to the kernel at run time: a constant block gets its loops unrolled instead of vectorized.
+_QUERY_BLOCK = 64
+# Query rows per chunk of work shared among the threads.
+_CHUNK_QUERIES = 256
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_dense(q: np.ndarray, qq: np.ndarray, t: np.ndarray, tt: np.ndarray, k: int, lo: int, hi: int,
+                   idx: np.ndarray, dist: np.ndarray, nb: int) -> None:
+    """The ``k`` nearest training rows (rows of ``t``, squared norms ``tt``) of the query rows
+    ``lo .. hi`` of ``q`` (squared norms ``qq``), into the same rows of ``idx`` / ``dist`` (sorted
+    by distance), dense rows only. The same squared distances as :func:`_nearest`, with the dot
+    products computed here for blocks of ``nb`` query rows against one training row at a time
+    (no query x training matrix in memory); a training row farther than the k-th of every query
+    of the block is rejected after one vectorized comparison."""
+    n, d = t.shape
+    qt = np.zeros((d, nb))
+    qn = np.zeros(nb)
+    acc = np.empty(nb)
+    worst = np.empty(nb)
+    cnt = np.zeros(nb, dtype=np.int64)
+    for s in range(lo, hi, nb):
+        m = min(nb, hi - s)
+        for r in range(nb):
+            if r < m:
+                for u in range(d):
+                    qt[u, r] = q[s + r, u]
+                qn[r] = qq[s + r]
+                worst[r] = np.inf
+            else:   # padding lanes: never closer than their k-th
+                for u in range(d):
+                    qt[u, r] = 0.0
+                qn[r] = 0.0
+                worst[r] = -np.inf
+            cnt[r] = 0
+        for j in range(n):
+            for r in range(nb):
+                acc[r] = 0.0
+            for u in range(d):
+                v = t[j, u]
+                qu = qt[u]
+                for r in range(nb):
+                    acc[r] += qu[r] * v
+            tj = tt[j]
+            hits = 0
+            for r in range(nb):
+                acc[r] = qn[r] + tj - 2.0 * acc[r]
+                hits += acc[r] < worst[r]
+            if hits == 0:
+                continue
+            for r in range(m):
+                if acc[r] >= worst[r]:   # |d| >= d >= the k-th distance
+                    continue
+                c = _offer(idx, dist, s + r, cnt[r], k, acc[r], j)
+                cnt[r] = c
+                if c == k:
+                    worst[r] = dist[s + r, k - 1]
 
 
 class Knn(_KnnParams, OnePassEstimator):
@@ -241,20 +314,29 @@ class KnnModel(_KnnModelParams, Model):
         """Predicted labels of the rows of ``x`` (2-D array or CSR matrix of the model's width)."""
         n = self._x.shape[0]
         k = min(self.k, n)
-        out = np.empty(x.shape[0])
+        m = x.shape[0]
         xx = _sq_norms(x)
-        # one BLAS call per block of queries against every training row: tiles small enough to
-        # stay in cache were faster on a quiet machine but many times slower on a busy one (each
-        # small multithreaded BLAS call waits for its threads)
-        block = max(1, _BLOCK_ELEMENTS // max(n, len(self._labels), k * 4))
-        for s in range(0, x.shape[0], block):
-            xs = x[s:s + block]
-            b = xs.shape[0]
-            nbr, dist, cnt = np.empty((b, k), dtype=np.int64), np.empty((b, k)), np.zeros(b, dtype=np.int64)
-            dot = xs @ self._xt
-            dot = np.ascontiguousarray(dot.toarray() if sps.issparse(dot) else dot, dtype=np.float64)
-            _nearest(dot, np.ascontiguousarray(xx[s:s + block]), self._norms, 0, k, nbr, dist, cnt)
-            code = _vote(nbr, dist, self._codes, self._spread, k)
+        nbr, dist = np.empty((m, k), dtype=np.int64), np.empty((m, k))
+        if not sps.issparse(x) and not sps.issparse(self._x):
+            # chunks of queries on all cores, each scanning the training rows with its own dot products
+            q = np.ascontiguousarray(x, dtype=np.float64)
+            parallel_map(lambda b: _nearest_dense(q, xx, self._x, self._norms, k, b[0], b[1], nbr, dist,
+                                                 _QUERY_BLOCK),
+                         chunk_bounds(m, _CHUNK_QUERIES))
+        else:
+            # sparse: one sparse product per block of queries against every training row
+            block = max(1, _BLOCK_ELEMENTS // max(n, k * 4))
+            for s in range(0, m, block):
+                xs = x[s:s + block]
+                b = xs.shape[0]
+                dot = xs @ self._xt
+                dot = np.ascontiguousarray(dot.toarray() if sps.issparse(dot) else dot, dtype=np.float64)
+                _nearest(dot, np.ascontiguousarray(xx[s:s + block]), self._norms, 0, k, nbr[s:s + b],
+                         dist[s:s + b], np.zeros(b, dtype=np.int64))
+        out = np.empty(m)
+        block = max(1, _BLOCK_ELEMENTS // max(len(self._labels), k * 4))
+        for s in range(0, m, block):
+            code = _vote(nbr[s:s + block], dist[s:s + block], self._codes, self._spread, k)
             out[s:s + len(code)] = self._labels[code]
         return out
 
