@@ -447,6 +447,36 @@ class CountVectorizerModel(_CountVectorizerModelParams, Model):
 # IDF
 
 
+@numba.njit(cache=True, nogil=True)
+def _doc_freq(indices: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Per index in ``[0, size)``: the number of stored entries with a positive value (CSR rows
+    hold each index at most once, so that is the number of rows)."""
+    df = np.zeros(size, dtype=np.int64)
+    for p in range(len(indices)):
+        if values[p] > 0:
+            df[indices[p]] += 1
+    return df
+
+
+@numba.njit(cache=True, nogil=True)
+def _scale_entries(values: np.ndarray, indices: np.ndarray, scale: np.ndarray, out: np.ndarray) -> None:
+    """``out``: each stored entry times the scale of its index (one pass; ``values * scale[indices]``
+    would first copy the int32 indices to int64). ``out`` comes from NumPy, whose large buffers
+    start on huge pages: writing a fresh buffer of Numba's costs more in page faults than the loop."""
+    for p in range(len(values)):
+        out[p] = values[p] * scale[indices[p]]
+
+
+def _int64_lists(col: pa.ChunkedArray) -> list[np.ndarray]:
+    """The rows of a ``list<int64>`` column as NumPy arrays (views of its values, no Python ints)."""
+    arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    if arr.null_count:
+        raise ValueError(f"a null list at row {int(np.flatnonzero(~np.asarray(arr.is_valid()))[0])}")
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    ends = np.cumsum(pc.list_value_length(arr).to_numpy(zero_copy_only=False))
+    return np.split(flat, ends[:-1]) if len(arr) else []
+
+
 class _IDFModelParams(HasInputCol, HasOutputCol):
     pass
 
@@ -480,41 +510,55 @@ class IDF(_IDFModelParams, OnePassEstimator):
         if x.shape[0] == 0:
             return pa.table({"num_docs": pa.array([], pa.int64()), "doc_freq": pa.array([], pa.list_(pa.int64()))})
         if sps.issparse(x):
-            df = np.bincount(x.indices[x.data > 0], minlength=x.shape[1])
+            df = _doc_freq(x.indices, x.data, x.shape[1])
         else:
-            df = (x > 0).sum(axis=0)
-        return pa.table({"num_docs": pa.array([x.shape[0]], pa.int64()),
-                         "doc_freq": pa.array([df.astype(np.int64)], pa.list_(pa.int64()))})
+            df = (x > 0).sum(axis=0).astype(np.int64)
+        return _idf_state(x.shape[0], df)
 
     def _merge(self, states: list[pa.Table]) -> pa.Table:
         docs, df = 0, None
+        stage = type(self).__name__
         for s in states:
             if "num_docs" not in s.column_names or "doc_freq" not in s.column_names:
-                raise ValueError(f"{type(self).__name__}: a fit state has columns {s.column_names}, expected "
-                                 f"['num_docs', 'doc_freq']; merge states made by {type(self).__name__}.partial")
-            for n, d in zip(s.column("num_docs").to_pylist(), s.column("doc_freq").to_pylist()):
-                d = np.asarray(d, dtype=np.int64)
+                raise ValueError(f"{stage}: a fit state has columns {s.column_names}, expected "
+                                 f"['num_docs', 'doc_freq']; merge states made by {stage}.partial")
+            try:
+                freqs = _int64_lists(s.column("doc_freq"))
+            except ValueError as e:
+                raise ValueError(f"{stage}: fit state column 'doc_freq' has {e}; merge states made by "
+                                 f"{stage}.partial") from None
+            for n, d in zip(s.column("num_docs").to_pylist(), freqs):
                 if df is not None and len(d) != len(df):
-                    raise ValueError(f"{type(self).__name__}: the parts of the input hold vectors of sizes "
+                    raise ValueError(f"{stage}: the parts of the input hold vectors of sizes "
                                      f"{len(df)} and {len(d)}; every row of one input needs vectors of one size")
                 docs, df = docs + n, d if df is None else df + d
         if df is None:
             return pa.table({"num_docs": pa.array([], pa.int64()), "doc_freq": pa.array([], pa.list_(pa.int64()))})
-        return pa.table({"num_docs": pa.array([docs], pa.int64()), "doc_freq": pa.array([df], pa.list_(pa.int64()))})
+        return _idf_state(docs, df)
 
     def _finish(self, state: pa.Table) -> "IDFModel":
         state = self._merge([state])
         m = int(state.column("num_docs")[0].as_py())
-        df = np.asarray(state.column("doc_freq")[0].as_py(), dtype=np.int64)
+        df = _int64_lists(state.column("doc_freq"))[0]
         kept = df >= self.min_doc_freq
         idf = np.where(kept, np.log((m + 1.0) / (df + 1.0)), 0.0)
         model = IDFModel()
         self.copy_params_to(model)
         return model.set_model_data(pa.table({
-            "idf": pa.array([idf], pa.list_(pa.float64(), len(idf))),
-            "doc_freq": pa.array([np.where(kept, df, 0)], pa.list_(pa.int64())),
+            "idf": from_numpy(idf[None, :]),
+            "doc_freq": _one_list(np.where(kept, df, 0)),
             "num_docs": pa.array([m], pa.int64()),
         }))
+
+
+def _one_list(values: np.ndarray) -> pa.ListArray:
+    """A ``list<int64>`` column of one row holding ``values`` (built from the buffer)."""
+    return pa.ListArray.from_arrays(pa.array(np.array([0, len(values)], dtype=np.int32)),
+                                    pa.array(np.asarray(values, dtype=np.int64)))
+
+
+def _idf_state(num_docs: int, df: np.ndarray) -> pa.Table:
+    return pa.table({"num_docs": pa.array([num_docs], pa.int64()), "doc_freq": _one_list(df)})
 
 
 class IDFModel(_IDFModelParams, Model):
@@ -536,7 +580,13 @@ class IDFModel(_IDFModelParams, Model):
         if len(tables) != 1 or "idf" not in tables[0].column_names or tables[0].num_rows != 1:
             raise ValueError(f"{stage}: model data is one table with one row and columns 'idf', 'doc_freq', "
                              f"'num_docs', got {[tb.schema.names for tb in tables]}")
-        idf = np.asarray(tables[0].column("idf")[0].as_py(), dtype=np.float64)
+        col = tables[0].column("idf")
+        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
+                or pa.types.is_fixed_size_list(col.type)) or col.null_count:
+            raise ValueError(f"{stage}: model data column 'idf' has type {col.type}{' with a null' * bool(col.null_count)}"
+                             f", expected one vector (a list of doubles)")
+        idf = (col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()).flatten()
+        idf = idf.to_numpy(zero_copy_only=False).astype(np.float64)
         if not np.isfinite(idf).all():
             raise ValueError(f"{stage}: model data column 'idf' holds NaN or infinity; refit the model")
         self._idf = idf
@@ -550,7 +600,9 @@ class IDFModel(_IDFModelParams, Model):
         if sps.issparse(x):
             if x.shape[0] == 0:
                 x = sps.csr_matrix((0, d))
-            y = sps.csr_matrix((x.data * self._idf[x.indices], x.indices, x.indptr), shape=x.shape)
+            data = np.empty(len(x.data))
+            _scale_entries(x.data, x.indices, self._idf, data)
+            y = sps.csr_matrix((data, x.indices, x.indptr), shape=x.shape)
             out = from_csr(y)
         else:
             out = from_numpy(x * self._idf if x.shape[0] else np.zeros((0, d)))
