@@ -159,6 +159,29 @@ def test_huge_finite_values_are_kept(diabetes):
     m = RobustScaler(relative_error=0.0, with_centering=True, with_scaling=False).fit(table(x))
     assert m.get_model_data()[0].column("medians").to_pylist() == [[5.0]]
 
+
+@pytest.mark.parametrize("relative_error", [0.0, 0.001])
+def test_large_columns_match_sklearn_and_sorted_order_statistics(relative_error):
+    # 40,001 rows (4m + 1: scikit-learn's interpolated quartiles are order statistics): long columns
+    # take the fit's radix sort; heavy tails, ties, signed zeros and subnormals included
+    rng = np.random.default_rng(3)
+    n = 40_001
+    x = np.c_[rng.standard_cauchy(n) * 1e200, rng.integers(-3, 4, n).astype(float), rng.standard_normal(n)]
+    x[:50, 2] = -0.0
+    x[50:100, 2] = 0.0
+    x[100:110, 2] = 5e-324
+    est = RobustScaler(relative_error=relative_error, with_centering=True)
+    state = est.partial(table(x))
+    for j in range(3):
+        kept = np.array(state.column("values")[j].as_py())
+        ranks = np.array(state.column("rmin")[j].as_py())
+        np.testing.assert_array_equal(kept, np.sort(x[:, j])[ranks - 1])   # exact order statistics
+    if relative_error == 0.0:
+        sk = SkRobustScaler(with_centering=True).fit(x)
+        data = est.finish(state).get_model_data()[0]
+        np.testing.assert_array_equal(data.column("medians").to_pylist()[0], sk.center_)
+        np.testing.assert_allclose(data.column("ranges").to_pylist()[0], sk.scale_, rtol=1e-15)
+
 # --- Spark MLlib itself (pyspark on local[1]; skipped without pyspark or Java) ------------------
 
 

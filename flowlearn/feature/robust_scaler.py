@@ -44,13 +44,14 @@ __all__ = ["RobustScaler", "RobustScalerModel"]
 def _summary_of_column(v: np.ndarray, eps: float, ranks: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """A summary of the values ``v`` (no NaN; reordered in place): the exact order statistics of
-    every ``floor(2 eps n)``-th rank. Only those ranks are selected (``np.partition``), not the
-    whole column sorted, unless every value is kept; then ``v`` itself is the summary's values and
-    its ranks ``1 .. n`` are written into ``ranks`` when given (an array of ``n``)."""
+    every ``floor(2 eps n)``-th rank. A few ranks are selected (``np.partition``); many cost as much
+    as a sort, so a long column is then sorted (radix sort). When every value is kept, ``v`` itself
+    is the summary's values and its ranks ``1 .. n`` are written into ``ranks`` when given (an array
+    of ``n``)."""
     n = len(v)
     step = max(1, int(math.floor(2 * eps * n)))
     if step == 1:   # every value kept, in place (rmin and rmax are the same exact ranks)
-        v.sort()
+        _sort(v)
         r = np.arange(1, n + 1, dtype=np.int64) if ranks is None else ranks
         if ranks is not None:
             r[:] = np.arange(1, n + 1)
@@ -59,8 +60,67 @@ def _summary_of_column(v: np.ndarray, eps: float, ranks: np.ndarray | None = Non
     if n and idx[-1] != n - 1:
         idx = np.r_[idx, n - 1]
     r = (idx + 1).astype(np.int64)
-    v.partition(idx)
+    if len(idx) > 64 and n >= _RADIX_MIN:   # many ranks: selecting them costs a sort, and a radix sort is cheaper
+        _sort(v)
+    else:
+        v.partition(idx)
     return v[idx], r, r, n
+
+
+# Below this many values NumPy's sort is the faster one.
+_RADIX_MIN = 1 << 14
+_DIGIT_BITS = 11
+
+
+def _sort(v: np.ndarray) -> None:
+    """Sorts the values ``v`` (float64, no NaN) in place."""
+    if len(v) < _RADIX_MIN:
+        v.sort()
+    else:   # the scratch keys from NumPy: its large buffers start on huge pages (fewer page faults)
+        _radix_sort(v, np.empty(len(v), dtype=np.uint64), np.empty(len(v), dtype=np.uint64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_sort(v, keys, scratch):
+    """Sorts the float64 values ``v`` (no NaN) in place: an LSD radix sort on 64-bit keys that order
+    as the values do (sign bit flipped for positives, all bits for negatives), 11-bit digits, a
+    pass skipped where every key has the same digit. (-0.0 sorts before 0.0.) ``keys`` and
+    ``scratch``: uint64 buffers of ``len(v)``."""
+    n = len(v)
+    sign = np.uint64(1) << np.uint64(63)
+    ones = ~np.uint64(0)
+    bits = v.view(np.uint64)
+    for i in range(n):
+        b = bits[i]
+        keys[i] = (b ^ ones) if (b & sign) else (b | sign)
+    radix = 1 << _DIGIT_BITS
+    mask = np.uint64(radix - 1)
+    passes = (64 + _DIGIT_BITS - 1) // _DIGIT_BITS
+    counts = np.zeros((passes, radix), dtype=np.int64)
+    for i in range(n):
+        k = keys[i]
+        for p in range(passes):
+            counts[p, np.int64((k >> np.uint64(p * _DIGIT_BITS)) & mask)] += 1
+    src, dst = keys, scratch
+    for p in range(passes):
+        c = counts[p]
+        if c.max() == n:
+            continue
+        total = 0
+        for d in range(radix):
+            t = c[d]
+            c[d] = total
+            total += t
+        shift = np.uint64(p * _DIGIT_BITS)
+        for i in range(n):
+            k = src[i]
+            d = np.int64((k >> shift) & mask)
+            dst[c[d]] = k
+            c[d] += 1
+        src, dst = dst, src
+    for i in range(n):
+        k = src[i]
+        bits[i] = (k ^ sign) if (k & sign) else (k ^ ones)
 
 
 @numba.njit(cache=True)
