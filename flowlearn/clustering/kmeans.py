@@ -3,9 +3,11 @@
 Lloyd's algorithm on the bounded iteration engine (``flowlearn.iteration.iterate_bounded``), as
 Flink ML writes it: the centroids are the variable stream, the features are replayed data
 (blocks of rows), and each round two operators assign every point to its closest centroid
-(one matrix product per block of rows for euclidean and cosine distance) and move each
-centroid to the mean of its points; a termination-criteria stream ends the iteration after
-``max_iter`` rounds or once no centroid moves more than ``tol``.
+and move each centroid to the mean of its points; a termination-criteria stream ends the
+iteration after ``max_iter`` rounds or once no centroid moves more than ``tol``. Dense rows under
+euclidean distance are assigned and summed in one Numba pass over chunks of rows on all cores
+(the model's transform uses the same kernel); otherwise one matrix product per block of rows
+gives the distances.
 
 Example:
     >>> import flowlearn as fl
@@ -156,9 +158,10 @@ def _init_kmeans_pp(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, k: int, meas
 
 def _round_sums(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, centers: np.ndarray, measure: str) -> pa.Table:
     """The round state of the rows ``x`` (squared norms ``xx``): ``counts`` (double) and ``sums``
-    (dense vectors), one row per centroid. Every row is assigned to its closest centroid with one
-    sparse membership matrix product (the k x n membership matrix built directly in CSC form, one
-    entry per column, with no COO conversion)."""
+    (dense vectors), one row per centroid: the fused pass of :func:`_fused_round` where it
+    applies; otherwise every row is assigned to its closest centroid and summed with one sparse
+    membership matrix product (the k x n membership matrix built directly in CSC form, one entry
+    per column, with no COO conversion)."""
     n = x.shape[0]
     k, d = centers.shape
     if n == 0:
