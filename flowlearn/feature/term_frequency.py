@@ -583,8 +583,9 @@ class IDFModel(_IDFModelParams, Model):
         col = tables[0].column("idf")
         if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
                 or pa.types.is_fixed_size_list(col.type)) or col.null_count:
-            raise ValueError(f"{stage}: model data column 'idf' has type {col.type}{' with a null' * bool(col.null_count)}"
-                             f", expected one vector (a list of doubles)")
+            null = " with a null" if col.null_count else ""
+            raise ValueError(f"{stage}: model data column 'idf' has type {col.type}{null}, expected one vector (a "
+                             f"list of doubles)")
         idf = (col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()).flatten()
         idf = idf.to_numpy(zero_copy_only=False).astype(np.float64)
         if not np.isfinite(idf).all():
