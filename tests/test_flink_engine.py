@@ -132,6 +132,35 @@ def test_a_pipeline_fitted_on_flink_predicts_as_the_local_one():
                                fl.linalg.to_numpy(local.transform(t).column("raw_prediction")), rtol=1e-9, atol=1e-12)
 
 
+def test_thread_mode_runs_chains_trainers_and_fits_as_the_local_engine():
+    """Python inside the task manager's JVM (PyFlink's thread mode): the flowlearn work is handed
+    to Python-created threads (Numba on the JVM's task threads can hang); same results as the
+    local engine: rows of a stateless plan, the FTRL versions bit for bit at parallelism 1 and a
+    one-pass fit merged from parallel partials. A model trained in the same job is refused (its
+    broadcast scorer hangs in PyFlink 2.3's thread mode when the trainer finishes first)."""
+    t = _data()
+    scaler = fl.feature.StandardScaler(input_col="v", output_col="s", with_mean=True)
+    plan = lambda: scaler.fit(t).transform(fls.from_table(t, batch_size=128)).filter(  # noqa: E731
+        pc.field("a") > 0.0).map_batches(double_a)
+    clicks = _clicks(8000)
+    with fl.set_engine(LocalEngine()):
+        rows = plan().to_table()
+        versions = _versions(fls.from_table(clicks, batch_size=500)).to_table()
+    # the task manager's Python imports this module's functions as a cluster's workers would
+    ship = ",".join(os.path.join(os.path.dirname(__file__), f) for f in ("test_flink_engine.py", "doc_examples.py"))
+    thread_mode = dict(mode="thread", config={"python.files": ship})
+    with fl.set_engine(FlinkEngine(parallelism=2, **thread_mode)):
+        _same_rows(plan().to_table(), rows)
+        fitted = scaler.fit(fls.from_table(t, batch_size=97))
+    np.testing.assert_allclose(fitted.get_model_data()[0].column("std")[0].as_py(),
+                               fl.linalg.to_numpy(t.column("v")).std(axis=0, ddof=1), rtol=1e-12)
+    with fl.set_engine(FlinkEngine(parallelism=1, **thread_mode)):
+        assert _versions(fls.from_table(clicks, batch_size=500)).to_table().equals(versions)
+        model = fls.fit_online(_ftrl(), fls.from_table(clicks, batch_size=500))
+        with pytest.raises(NotImplementedError, match="hangs in PyFlink 2.3's thread mode.*use mode='process'"):
+            model.transform(fls.from_table(clicks, batch_size=500)).to_table()
+
+
 def test_an_empty_input_fails_as_it_does_locally():
     t = _data(10).slice(0, 0)
     with fl.set_engine(FLINK), pytest.raises(ValueError, match="at least one row"):

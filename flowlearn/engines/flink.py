@@ -320,6 +320,12 @@ class FlinkEngine(Engine):
             from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
         except ImportError:
             raise ImportError("FlinkEngine needs PyFlink: pip install 'flowlearn[flink]' (apache-flink 2.3)") from None
+        # Thread mode's embedded Python (pemja) finds its packages through the PATH of PyFlink's
+        # JVM, which the first environment starts: this environment's bin goes first (as an
+        # activated virtualenv's does), in any mode, so that later thread-mode jobs work too.
+        bin_dir = os.path.dirname(sys.executable)
+        if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         conf = Configuration()
         conf.set_string("python.execution-mode", self.mode)
         conf.set_string("python.executable", sys.executable)
@@ -417,6 +423,12 @@ class FlinkEngine(Engine):
                 ds, chain = out[id(n.inputs[0])]
                 out[id(n)] = (ds, chain + [fn.FollowStore(spec.stage, src.store, src.poll_interval, src.kinds)])
             elif isinstance(spec, ModelStreamSpec):   # versions made in this job: broadcast to the scorers
+                if self.mode == "thread":
+                    raise NotImplementedError(
+                        f"FlinkEngine: {where} scores with versions trained in the same job, which hangs in "
+                        f"PyFlink 2.3's thread mode when the trainer's task finishes before the scorer's (its "
+                        f"embedded interpreter is finalized while the scorer runs Python); use mode='process', or "
+                        f"publish the versions to a model store and follow it")
                 data, versions = materialized(n.inputs[0]), materialized(n.inputs[1])
 
                 scorer = fn.broadcast_model_function()

@@ -13,10 +13,16 @@ Example (no Flink needed for the codec):
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import queue
+import sys
+import threading
 import time
 import uuid
-from typing import Any, Iterator
+from concurrent.futures import Future
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -40,6 +46,66 @@ def from_ipc(b: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(b)).read_all()
 
 
+# -- thread mode ---------------------------------------------------------------------------------
+class _PythonThreads:
+    """Daemon threads that run calls handed to them (a thread pool that interpreter shutdown
+    does not wait for: the embedded interpreter of a finishing task must not join threads that
+    another task's call may still be using)."""
+
+    def __init__(self, n: int) -> None:
+        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        for k in range(n):
+            threading.Thread(target=self._serve, name=f"flowlearn-flink-{k}", daemon=True).start()
+
+    def _serve(self) -> None:
+        _OURS.pool = True
+        while True:
+            done, fn, args = self.calls.get()
+            try:
+                done.set_result(_materialized(fn, *args))
+            except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+                done.set_exception(e)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        done: Future = Future()
+        self.calls.put((done, fn, args))
+        return done.result()
+
+
+_POOL: _PythonThreads | None = None
+_POOL_LOCK = threading.Lock()
+_OURS = threading.local()   # .pool is True on the pool's threads
+
+
+def on_python_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` (a generator's items as a list) on a thread Python created.
+
+    In PyFlink's thread mode Python runs inside the task manager's JVM (through pemja) and is
+    called on the JVM's task threads; Numba-compiled code called on such a thread can hang, so
+    those calls go to a small pool of Python threads. Elsewhere (process mode's Python workers, the
+    client) ``fn`` runs where it is called."""
+    global _POOL
+    if "_pemja" not in sys.modules or getattr(_OURS, "pool", False):
+        return _materialized(fn, *args)
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = _PythonThreads(os.cpu_count() or 2)
+    return _POOL.run(fn, *args)
+
+
+def _materialized(fn: Callable[..., Any], *args: Any) -> Any:
+    out = fn(*args)
+    return list(out) if inspect.isgenerator(out) else out
+
+
+def python_thread(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: the method runs on a Python-created thread (see :func:`on_python_thread`)."""
+    @functools.wraps(method)
+    def run(*args: Any) -> Any:
+        return on_python_thread(method, *args)
+    return run
+
+
 # -- sources ------------------------------------------------------------------------------------
 class TableSlices:
     """Slice ``i`` of a table as one record (a ``from_table`` source, read by slice)."""
@@ -47,6 +113,7 @@ class TableSlices:
     def __init__(self, table: pa.Table, batch_size: int) -> None:
         self.table, self.batch_size = table, batch_size
 
+    @python_thread
     def __call__(self, i: int) -> Iterator[bytes]:
         yield to_ipc(self.table.slice(int(i) * self.batch_size, self.batch_size))
 
@@ -58,6 +125,7 @@ class SpilledSlices:
     def __init__(self, paths: list[str]) -> None:
         self.paths = paths
 
+    @python_thread
     def __call__(self, i: int) -> Iterator[bytes]:
         import pyarrow.parquet as pq
 
@@ -70,6 +138,7 @@ class FileBatches:
     def __init__(self, spec: Any, paths: list[str]) -> None:
         self.spec, self.paths = spec, paths
 
+    @python_thread
     def __call__(self, i: int) -> Iterator[bytes]:
         t = build_operator(self.spec).read_table(self.paths[int(i)])
         for start in range(0, t.num_rows, self.spec.batch_size):
@@ -84,6 +153,7 @@ class Chain:
     def __init__(self, specs: list[Any]) -> None:
         self.specs = specs
 
+    @python_thread
     def __call__(self, record: bytes) -> Iterator[bytes]:
         t: pa.Table | None = from_ipc(record)
         for s in self.specs:
@@ -100,6 +170,7 @@ class Partial:
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
 
+    @python_thread
     def __call__(self, record: bytes) -> bytes:
         return to_ipc(self.estimator.partial(from_ipc(record)))
 
@@ -110,6 +181,7 @@ class MapBatch:
     def __init__(self, fn: Any) -> None:
         self.fn = fn
 
+    @python_thread
     def __call__(self, record: bytes) -> bytes:
         return to_ipc(self.fn(from_ipc(record)))
 
@@ -121,6 +193,7 @@ class WriteFile:
     def __init__(self, spec: Any, token: str) -> None:
         self.spec, self.token = spec, token
 
+    @python_thread
     def __call__(self, record: bytes) -> bytes:
         from flowlearn.stream.sinks import EXTENSIONS, FormatFile
 
@@ -145,6 +218,7 @@ class Tag:
     def __init__(self, k: int) -> None:
         self.prefix = k.to_bytes(4, "little")
 
+    @python_thread
     def __call__(self, record: bytes) -> Iterator[bytes]:
         head = self.prefix + os.urandom(8)
         total = max(1, -(-len(record) // CHUNK_BYTES))
@@ -231,35 +305,43 @@ def keyed_operator_function() -> Any:
 
         def _operator(self, ctx: Any) -> Any:
             if self.op is None:   # first record or timer of this worker: restore what Flink restored
-                op = build_operator(self.spec)
-                op.open(self.ctx)
                 saved = self.state.value()
-                if saved is not None:
-                    op.restore_state(OperatorState.from_bytes(bytes(saved)))
-                self.op = op
+                self.op = on_python_thread(self._restored, None if saved is None else bytes(saved))
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-                if op.wants_timer:
+                if self.op.wants_timer:
                     ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 1000)
             return self.op
 
-        def _emit(self, outs: list[pa.Table]) -> Iterator[bytes]:
+        def _restored(self, saved: bytes | None) -> Any:
+            op = build_operator(self.spec)
+            op.open(self.ctx)
+            if saved is not None:
+                op.restore_state(OperatorState.from_bytes(saved))
+            return op
+
+        def _step(self, call: Callable[..., list[pa.Table]], *args: Any) -> tuple[list[bytes], bytes | None]:
+            """The operator's outputs of ``call(*args)`` and its state after it, as bytes."""
+            outs = call(*args)
             snap = self.op.snapshot_state()
-            if snap is not None:
-                self.state.update(snap.to_bytes())
-            for t in outs:
-                yield to_ipc(t)
+            return [to_ipc(t) for t in outs], None if snap is None else snap.to_bytes()
+
+        def _emit(self, call: Callable[..., list[pa.Table]], *args: Any) -> Iterator[bytes]:
+            records, snap = on_python_thread(self._step, call, *args)
+            if snap is not None:   # keyed state is written on the thread Flink called us on
+                self.state.update(snap)
+            yield from records
 
         def process_element(self, record: bytes, ctx: Any) -> Iterator[bytes]:
             op = self._operator(ctx)
-            yield from self._emit(op.process(from_ipc(record), 0))
+            yield from self._emit(lambda r: op.process(from_ipc(r), 0), record)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[bytes]:
             op = self._operator(ctx)
             if ctx.time_domain() == TimeDomain.EVENT_TIME:
-                yield from self._emit(op.on_end())
+                yield from self._emit(op.on_end)
                 return
             ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 1000)
-            yield from self._emit(op.on_timer(time.time()))
+            yield from self._emit(op.on_timer, time.time())
 
     return OperatorFunction
 
@@ -299,16 +381,20 @@ def broadcast_model_function() -> Any:
             if current != self.applied:
                 if self.op is None:
                     self.op = ModelStreamOp(self.stage)
-                self.op.process(from_ipc(current), 1)
+                on_python_thread(self.op.process, from_ipc(current), 1)
                 self.applied = current
             return self.op
 
-        def _score(self, op: Any, record: bytes) -> Iterator[bytes]:
-            for out in op.process(from_ipc(record), 0):
-                yield to_ipc(out)
+        def _score(self, op: Any, record: bytes) -> list[bytes]:
+            return on_python_thread(self._scored, op, record)
+
+        @staticmethod
+        def _scored(op: Any, record: bytes) -> list[bytes]:
+            out = [to_ipc(t) for t in op.process(from_ipc(record), 0)]
             if op.waiting:
                 raise NotImplementedError("FlinkEngine: rows that wait for a fresher version (event-time model "
                                           "freshness) are not translated to Flink yet; use the local engine")
+            return out
 
         def process_element(self, record: bytes, ctx: Any) -> Iterator[bytes]:
             op = self._model(ctx)
