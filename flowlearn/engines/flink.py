@@ -10,6 +10,10 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
 - stateful nodes (online trainers, streaming evaluators, ``to_model_store`` sinks) as flowlearn's
   own operator in a one-key Flink function whose state Flink checkpoints; model streams trained
   in the job (broadcast to the scorers) or followed from a model store on every worker;
+- event time as Flink's (batch timestamps, bounded out-of-orderness watermarks) and windows
+  (count, processing and event time, tumbling and sliding) as flowlearn's window operator on one
+  key driven by Flink's timers; a window's late rows and a files source's dead letters as Flink
+  side outputs (:mod:`flink_time`);
 - ``collect()`` sinks (the batches come back to the client, exactly once under checkpoints) and
   ``to_files()`` sinks (a file per batch, moved into place by the client when the job succeeds);
 - Kafka topics and watched directories on Flink's own connectors (:mod:`flink_connectors`):
