@@ -81,8 +81,8 @@ def test_tumbling_and_sliding_event_time_windows_on_flink_at_parallelism_2_equal
 
 
 def test_files_read_in_parallel_give_the_local_windows_and_dead_letters(tmp_path):
-    """Four CSV files read by two readers (Flink's watermark: the minimum of theirs), with
-    malformed lines that go to the dead-letter side output."""
+    """Four CSV files read by two readers (Flink's watermark: the minimum of theirs), cut into
+    tumbling and sliding windows, with malformed lines that go to the dead-letter side output."""
     t = _events(2000, seed=2, span=20.0)
     for i in range(4):
         fl.write_csv(t.slice(500 * i, 500), str(tmp_path / f"part-{i}.csv"))
@@ -94,17 +94,18 @@ def test_files_read_in_parallel_give_the_local_windows_and_dead_letters(tmp_path
         s = fls.from_files(str(tmp_path), format="csv", schema="id long, t double, x double, k string",
                            batch_size=120, handle_invalid="skip")
         dead = s.dead_letters()
-        return (_windowed(s, event_time=2.0).collect(),
+        return ([_windowed(s, **w).collect() for w in WINDOWS],
                 dead.collect() if dead_letters_to is None else dead.to_files(dead_letters_to, format="parquet"))
 
     windows, dead = plans()
-    fl.run(windows, dead, engine=LocalEngine()).wait(60)
-    want_windows, want_dead = windows.result(), dead.result()
+    fl.run(*windows, dead, engine=LocalEngine()).wait(60)
+    want_windows, want_dead = [w.result() for w in windows], dead.result()
     out = tmp_path / "dead"   # on Flink the dead letters go to a to_files() sink
     windows, dead = plans(str(out))
-    FLINK.run(windows, dead).wait(300)
-    _same_windows(windows.result(), want_windows)
-    assert windows.result().column("n").to_numpy().sum() == 2000
+    FLINK.run(*windows, dead).wait(300)
+    for got, want, per_row in zip(windows, want_windows, (1, 3)):   # a row is in 1 tumbling, 3 sliding windows
+        _same_windows(got.result(), want)
+        assert got.result().column("n").to_numpy().sum() == 2000 * per_row
     got_dead = pa.concat_tables([fl.read_parquet(str(p)) for p in sorted(out.iterdir()) if p.is_file()])
     by_line = [("source", "ascending"), ("location", "ascending")]
     assert want_dead.num_rows == 4 and got_dead.sort_by(by_line).equals(want_dead.sort_by(by_line))
