@@ -10,6 +10,10 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
 - stateful nodes (online trainers, streaming evaluators, ``to_model_store`` sinks) as flowlearn's
   own operator in a one-key Flink function whose state Flink checkpoints; model streams trained
   in the job (broadcast to the scorers) or followed from a model store on every worker;
+- event time as Flink's (batch timestamps, bounded out-of-orderness watermarks) and windows
+  (count, processing and event time, tumbling and sliding) as flowlearn's window operator on one
+  key driven by Flink's timers; a window's late rows and a files source's dead letters as Flink
+  side outputs (:mod:`flink_time`);
 - ``collect()`` sinks (the batches come back to the client, exactly once under checkpoints) and
   ``to_files()`` sinks (a file per batch, moved into place by the client when the job succeeds);
 - Kafka topics and watched directories on Flink's own connectors (:mod:`flink_connectors`):
@@ -46,13 +50,15 @@ from flowlearn.api import IterativeEstimator, OnePassEstimator
 from flowlearn.engines import flink_functions as fn
 from flowlearn.engines.base import Engine, Job
 from flowlearn.engines.flink_functions import from_ipc
+from flowlearn.engines.flink_time import TimeTranslation
 from flowlearn.stream.core import Sink, StatefulMapSpec, StatelessSpec, UnionSpec
 from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec
 from flowlearn.stream.models import ModelStoreSinkSpec, ModelStoreSourceSpec, ModelStreamSpec, TrainerSpec
-from flowlearn.stream.plan import PlanNode, build_operator, plan_nodes
+from flowlearn.stream.plan import PlanNode, SideOutputSpec, build_operator, plan_nodes
 from flowlearn.stream.sinks import EXTENSIONS, CollectSpec, FilesSinkSpec, fsync_dir
 from flowlearn.stream.source import TableSourceSpec
+from flowlearn.stream.window import WatermarkSpec, WindowSpec
 
 # Plan nodes that run flowlearn's own stateful operator on one key, their state in Flink's keyed state.
 _KEYED = (TrainerSpec, StatefulMapSpec, ModelStoreSinkSpec)
@@ -375,6 +381,7 @@ class FlinkEngine(Engine):
         followed = {id(n.inputs[1]) for n in nodes if isinstance(n.spec, ModelStreamSpec)
                     and isinstance(n.inputs[1].spec, ModelStoreSourceSpec) and consumers[id(n.inputs[1])] == 1}
         out: dict[int, tuple[Any, list[Any]]] = {}
+        timed = TimeTranslation(nodes)   # event time, windows and the side outputs the plan reads
 
         def materialized(n: PlanNode) -> Any:
             ds, chain = out[id(n)]
@@ -404,13 +411,19 @@ class FlinkEngine(Engine):
                         else fn.SpilledSlices(self._spill(spec.table, spec.batch_size)))
                 out[id(n)] = (indexes(k, n.name).flat_map(read, output_type=records).name(n.name), [])
             elif isinstance(spec, FilesSourceSpec):
-                if spec.handle_invalid != "error":
-                    raise NotImplementedError(f"FlinkEngine: {where} has handle_invalid={spec.handle_invalid!r}; dead "
-                                              f"letters are not translated to Flink yet, so bad records would be lost: "
-                                              f"use handle_invalid='error' or the local engine")
                 paths = build_operator(spec).ready_files()
-                out[id(n)] = (indexes(len(paths), n.name).flat_map(fn.FileBatches(spec, paths),
-                                                                   output_type=records).name(n.name), [])
+                if spec.handle_invalid != "error" or timed.reads_side_outputs(n):   # dead letters: a side output
+                    out[id(n)] = (timed.files(indexes(len(paths), n.name), n, paths), [])
+                else:
+                    out[id(n)] = (indexes(len(paths), n.name).flat_map(fn.FileBatches(spec, paths),
+                                                                       output_type=records).name(n.name), [])
+            elif isinstance(spec, WatermarkSpec):   # Flink timestamps, computed at the end of its input's chain
+                ds, chain = out[id(n.inputs[0])]
+                out[id(n)] = (timed.watermarks(ds, chain, n), [])
+            elif isinstance(spec, WindowSpec):
+                out[id(n)] = (timed.window(materialized(n.inputs[0]), n), [])
+            elif isinstance(spec, SideOutputSpec):
+                out[id(n)] = (timed.side_output(n), [])
             elif isinstance(spec, StatelessSpec):   # joins its input's chain (a shared input's chain ran below)
                 ds, chain = out[id(n.inputs[0])]
                 out[id(n)] = (ds, chain + [spec])
@@ -450,7 +463,8 @@ class FlinkEngine(Engine):
                 raise NotImplementedError(f"FlinkEngine: {where} is not translated to Flink yet; the Flink engine runs "
                                           f"from_table/from_files sources, stateless stages, model streams (trained in "
                                           f"the job or followed from a model store), online trainers, streaming "
-                                          f"evaluators, union and collect()/to_files()/to_model_store() sinks so far "
+                                          f"evaluators, watermarks, windows, late rows and dead letters, union and "
+                                          f"collect()/to_files()/to_model_store() sinks so far "
                                           f"(use the local engine for this plan)")
             if consumers.get(id(n), 0) > 1:   # a shared node's chain runs once, before its consumers
                 materialized(n)
@@ -492,7 +506,8 @@ class FlinkEngine(Engine):
                     raise NotImplementedError("FlinkEngine: to_files() sinks commit when the job succeeds, not on "
                                               "checkpoints; with checkpoint_dir use collect() or to_model_store()")
                 os.makedirs(os.path.join(r.spec.path, ".inprogress"), exist_ok=True)
-        stateful = any(isinstance(n.spec, _KEYED + (ModelStreamSpec,)) for n in plan_nodes(roots))
+        stateful = any(isinstance(n.spec, _KEYED + (ModelStreamSpec, WatermarkSpec, WindowSpec))
+                       for n in plan_nodes(roots))   # event time and windows: Flink's streaming mode
         env = self._env(stateful or checkpoint_dir is not None, checkpoint_dir, checkpoint_interval)
         self._spilled = []
         streams = self._translate(env, roots)
