@@ -170,13 +170,14 @@ def test_an_empty_input_fails_as_it_does_locally():
 def test_what_is_not_translated_yet_is_refused_by_node_before_anything_runs(tmp_path):
     t = _data(50)
     s = fls.from_table(t)
-    with pytest.raises(NotImplementedError, match="'window_aggregate' \\(WindowSpec\\) is not translated"):
-        FLINK.run(s.window(count=5).aggregate(n=("a", "count")).collect())
+    with pytest.raises(NotImplementedError, match="reads the side output 'dead_letter' of 'from_table'"):
+        FLINK.run(s.dead_letters().collect())
     with pytest.raises(NotImplementedError, match="sink 'foreach' \\(ForeachSpec\\).*collect\\(\\), to_files"):
         FLINK.run(s.foreach(print))
     (tmp_path / "in").mkdir()
-    with pytest.raises(NotImplementedError, match="handle_invalid='skip'; dead letters are not translated"):
-        FLINK.run(fls.from_files(str(tmp_path / "in"), schema="a double", handle_invalid="skip").collect())
+    with pytest.raises(NotImplementedError, match="handle_invalid='skip' is not translated to Flink yet: dead letters"):
+        FLINK.run(fls.from_files(str(tmp_path / "in"), format="csv", schema="a double", handle_invalid="skip",
+                                 watch=True).to_files(str(tmp_path / "out"), format="csv"))
     with pytest.raises(NotImplementedError, match="is unbounded"):
         FLINK.run(fls.generate(lambda i: {"a": [1.0]}).collect())
     with pytest.raises(ValueError, match="parameter 'parallelism' = 0 violates gt_eq\\(1\\)"):
@@ -217,6 +218,19 @@ def test_to_files_on_flink_commits_the_rows_of_the_local_engine_once(tmp_path, f
     _same_rows(rows(tmp_path / "flink"), rows(tmp_path / "local"))
     assert job.metrics["rows_out"] == int((t.column("a").to_numpy() > 0).sum())
     assert os.listdir(tmp_path / "flink" / ".inprogress") == []
+
+
+def test_two_file_sinks_sharing_a_source_each_get_its_rows_once_and_leave_nothing_in_progress(tmp_path):
+    """Python operators above a node with two consumers run once (PyFlink's chaining applied to
+    the whole job): both sinks commit their rows and no orphan in-progress file stays."""
+    t = _data(700).select(["id", "a"])
+    s = fls.from_table(t, batch_size=64)
+    FLINK.run(s.to_files(str(tmp_path / "all"), format="parquet"),
+              s.map_batches(double_a).to_files(str(tmp_path / "doubled"), format="parquet")).wait()
+    for name, want in (("all", t), ("doubled", double_a(t))):
+        parts = sorted(p for p in (tmp_path / name).iterdir() if p.is_file())
+        _same_rows(pa.concat_tables([fl.read_parquet(str(p)) for p in parts]), want)
+        assert os.listdir(tmp_path / name / ".inprogress") == []
 
 
 def test_a_failed_flink_job_leaves_no_file(tmp_path):

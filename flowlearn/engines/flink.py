@@ -283,6 +283,18 @@ def _remote_environment(cluster: str, conf: Any) -> Any:
     return StreamExecutionEnvironment(j_env)
 
 
+def _execute_and_collect(env: Any, ds: Any) -> Any:
+    """``ds.execute_and_collect()`` with PyFlink's chaining of Python operators applied to the
+    whole job (``DataStream.execute_and_collect`` applies it from ``ds`` upwards, which leaves
+    unchained copies of the Python operators above a node with two consumers running for nothing:
+    twice the Python work, and in-progress files of to_files() sinks that nobody commits)."""
+    from pyflink.datastream.data_stream import CloseableIterator
+
+    j_iterator = ds._j_data_stream.collectAsync()
+    env.execute_async("flowlearn")
+    return CloseableIterator(j_iterator, ds.get_type())
+
+
 def _uri(path: str) -> str:
     return path if "://" in path else "file://" + os.path.abspath(path)
 
@@ -523,7 +535,7 @@ class FlinkEngine(Engine):
                 ds = ds.map(fn.WriteFile(spec, token), output_type=records)
             tagged.append(ds.flat_map(fn.Tag(k), output_type=records))
         both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
-        job = FlinkJob(both.execute_and_collect, roots, token, self._spilled)
+        job = FlinkJob(lambda: _execute_and_collect(env, both), roots, token, self._spilled)
         for s in sinks:
             if isinstance(s, Sink):
                 s.job = job
