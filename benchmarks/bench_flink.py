@@ -2,7 +2,7 @@
 
 Run: .venv-flink/bin/python benchmarks/bench_flink.py [--rows 2000000] [--train-rows 2000000]
 
-Prints, for each engine (local; Flink at parallelism 1 and 2, process mode):
+Prints, for each engine (local; Flink at parallelism 1 and 2, in process and thread mode):
 - job start-up: a one-batch plan end to end (environment, job graph, Python workers);
 - batch predict end to end: Parquet files -> fitted pipeline (scaler, logistic regression) ->
   Parquet files, rows/s;
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000, help="rows of the batch-predict job")
     ap.add_argument("--train-rows", type=int, default=2_000_000, help="rows of the FTRL training job")
     ap.add_argument("--files", type=int, default=8)
+    ap.add_argument("--modes", default="process,thread", help="Flink's Python execution modes to run")
     a = ap.parse_args()
     root = tempfile.mkdtemp()
     src = os.path.join(root, "in")
@@ -60,8 +61,8 @@ def main() -> None:
     model = fl.Pipeline([fl.feature.StandardScaler(input_col="features", output_col="scaled"),
                          fl.classification.LogisticRegression(features_col="scaled", max_iter=20)]).fit(_table(20_000, 99))
     train = _table(a.train_rows, 7)
-    engines = [("local", LocalEngine()), ("flink p=1", FlinkEngine(parallelism=1)),
-               ("flink p=2", FlinkEngine(parallelism=2))]
+    engines = [("local", LocalEngine())] + [
+        (f"flink p={p} {mode}", FlinkEngine(parallelism=p, mode=mode)) for mode in a.modes.split(",") for p in (1, 2)]
     results: dict[str, dict[str, float]] = {}
     for name, eng in engines:
         r = results[name] = {}
@@ -85,9 +86,9 @@ def main() -> None:
             r["ftrl rows/s"] = a.train_rows / _timed(ftrl)
         print(name, {k: round(v, 2) for k, v in r.items()}, flush=True)
     local = results["local"]
-    print(f"\n{'':12}{'start-up s':>12}{'predict rows/s':>18}{'x local':>9}{'ftrl rows/s':>15}{'x local':>9}")
+    print(f"\n{'':20}{'start-up s':>12}{'predict rows/s':>18}{'x local':>9}{'ftrl rows/s':>15}{'x local':>9}")
     for name, r in results.items():
-        print(f"{name:12}{r['start-up s']:12.2f}{r['predict rows/s']:18,.0f}"
+        print(f"{name:20}{r['start-up s']:12.2f}{r['predict rows/s']:18,.0f}"
               f"{r['predict rows/s'] / local['predict rows/s']:9.2f}{r['ftrl rows/s']:15,.0f}"
               f"{r['ftrl rows/s'] / local['ftrl rows/s']:9.2f}")
     shutil.rmtree(root, ignore_errors=True)

@@ -355,6 +355,24 @@ def test_a_failed_training_job_restarts_from_its_checkpoint_and_emits_each_versi
     assert got.equals(want)
 
 
+def test_a_table_too_large_for_the_job_graph_is_read_from_a_spilled_arrow_file(monkeypatch):
+    """Above the job-graph limit a from_table source is written once to an Arrow IPC file that the
+    readers memory-map, a record batch per slice: the slices (of a table whose chunks do not line
+    up with them) and the trainer reading them itself give the local engine's results exactly."""
+    import flowlearn.engines.flink as flink_engine
+
+    monkeypatch.setattr(flink_engine, "_SHIPPED_TABLE_BYTES", 1000)
+    t = _clicks(9000)
+    chunked = pa.Table.from_batches(t.to_batches(max_chunksize=700))
+    with fl.set_engine(LocalEngine()):
+        want = _versions(fls.from_table(t, batch_size=500)).to_table()
+    with fl.set_engine(FlinkEngine(parallelism=1)):
+        got = _versions(fls.from_table(chunked, batch_size=500)).to_table()
+        rows = fls.from_table(chunked, batch_size=500).map_batches(lambda b: b).to_table()
+    assert got.equals(want)
+    _same_rows(rows, t)
+
+
 def _log_loss(model, t: pa.Table) -> float:
     p = np.clip(np.asarray(model.transform(t).column("raw_prediction").to_pylist())[:, 1], 1e-15, 1 - 1e-15)
     y = t.column("label").to_numpy()

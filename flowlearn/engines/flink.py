@@ -64,12 +64,12 @@ from flowlearn.stream.window import WatermarkSpec, WindowSpec
 _KEYED = (TrainerSpec, StatefulMapSpec, ModelStoreSinkSpec)
 
 
-# A from_table source larger than this goes to the workers as Parquet files (in the client's temp
+# A from_table source larger than this goes to the workers as an Arrow IPC file (in the client's temp
 # directory, removed when the job ends) instead of inside the job graph, whose size Java caps.
 _SHIPPED_TABLE_BYTES = 32 * 2 ** 20
 
 
-def _one_key(record: bytes) -> int:
+def _one_key(record: Any) -> int:
     return 0
 
 
@@ -366,16 +366,16 @@ class FlinkEngine(Engine):
             env.enable_checkpointing(int(checkpoint_interval * 1000))
         return env
 
-    def _spill(self, table: pa.Table, batch_size: int) -> list[str]:
-        import pyarrow.parquet as pq
-
+    def _spill(self, table: pa.Table, batch_size: int) -> str:
+        """``table`` as an Arrow IPC file in the client's temp directory (removed when the job
+        ends), one record batch per slice of ``batch_size`` rows, memory-mapped by the readers."""
         folder = tempfile.mkdtemp(prefix="flowlearn-flink-")
         self._spilled.append(folder)
-        paths = []
-        for i, start in enumerate(range(0, table.num_rows, batch_size)):
-            paths.append(os.path.join(folder, f"slice-{i:06d}.parquet"))
-            pq.write_table(table.slice(start, batch_size), paths[-1])
-        return paths
+        path = os.path.join(folder, "table.arrow")
+        with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            for start in range(0, table.num_rows, batch_size):
+                w.write_batch(fn.one_batch(table.slice(start, batch_size)))
+        return path
 
     # -- translation ---------------------------------------------------------------------------
     def _translate(self, env: Any, roots: list[PlanNode]) -> list[Any]:
@@ -393,6 +393,9 @@ class FlinkEngine(Engine):
         followed = {id(n.inputs[1]) for n in nodes if isinstance(n.spec, ModelStreamSpec)
                     and isinstance(n.inputs[1].spec, ModelStoreSourceSpec) and consumers[id(n.inputs[1])] == 1}
         out: dict[int, tuple[Any, list[Any]]] = {}
+        # (batch numbers, reader) of a source whose batches reach this node through a chain of its
+        # own: a one-key operator fed by it can read them itself, sparing the records a crossing
+        read_by: dict[int, tuple[Any, Any]] = {}
         timed = TimeTranslation(nodes)   # event time, windows and the side outputs the plan reads
 
         def materialized(n: PlanNode) -> Any:
@@ -421,14 +424,17 @@ class FlinkEngine(Engine):
                 k = -(-spec.table.num_rows // spec.batch_size)
                 read = (fn.TableSlices(spec.table, spec.batch_size) if spec.table.nbytes <= _SHIPPED_TABLE_BYTES
                         else fn.SpilledSlices(self._spill(spec.table, spec.batch_size)))
-                out[id(n)] = (indexes(k, n.name).flat_map(read, output_type=records).name(n.name), [])
+                numbers = indexes(k, n.name)
+                out[id(n)] = (numbers.flat_map(read, output_type=records).name(n.name), [])
+                read_by[id(n)] = (numbers, read)
             elif isinstance(spec, FilesSourceSpec):
                 paths = build_operator(spec).ready_files()
                 if spec.handle_invalid != "error" or timed.reads_side_outputs(n):   # dead letters: a side output
                     out[id(n)] = (timed.files(indexes(len(paths), n.name), n, paths), [])
                 else:
-                    out[id(n)] = (indexes(len(paths), n.name).flat_map(fn.FileBatches(spec, paths),
-                                                                       output_type=records).name(n.name), [])
+                    numbers, read = indexes(len(paths), n.name), fn.FileBatches(spec, paths)
+                    out[id(n)] = (numbers.flat_map(read, output_type=records).name(n.name), [])
+                    read_by[id(n)] = (numbers, read)
             elif isinstance(spec, WatermarkSpec):   # Flink timestamps, computed at the end of its input's chain
                 ds, chain = out[id(n.inputs[0])]
                 out[id(n)] = (timed.watermarks(ds, chain, n), [])
@@ -439,6 +445,8 @@ class FlinkEngine(Engine):
             elif isinstance(spec, StatelessSpec):   # joins its input's chain (a shared input's chain ran below)
                 ds, chain = out[id(n.inputs[0])]
                 out[id(n)] = (ds, chain + [spec])
+                if id(n.inputs[0]) in read_by:
+                    read_by[id(n)] = read_by[id(n.inputs[0])]
             elif isinstance(spec, ModelStreamSpec) and id(n.inputs[1]) in followed:
                 src = n.inputs[1].spec
                 if src.start != "latest" or src.stop_at_end:
@@ -464,9 +472,17 @@ class FlinkEngine(Engine):
                 if len(n.inputs) != 1:
                     raise NotImplementedError(f"FlinkEngine: {where} has {len(n.inputs)} inputs; a trainer rebased "
                                               f"by a second input is not translated to Flink yet")
-                op = fn.keyed_operator_function()(spec, n.uid or n.name)
-                ds = materialized(n.inputs[0]).key_by(_one_key, key_type=Types.INT()) \
-                    .process(op, output_type=records).name(n.name).set_parallelism(1)   # one key: one task
+                _, chain = out[id(n.inputs[0])]
+                if id(n.inputs[0]) in read_by and (not chain or self.parallelism == 1):
+                    # the trainer's task reads the source and runs the chain itself: no batch crosses to
+                    # the JVM and back (a chain still runs in parallel ahead of it at parallelism > 1)
+                    numbers, read = read_by[id(n.inputs[0])]
+                    op = fn.keyed_operator_function()(spec, n.uid or n.name, read, chain)
+                    ds = numbers.key_by(_one_key, key_type=Types.INT())
+                else:
+                    op = fn.keyed_operator_function()(spec, n.uid or n.name)
+                    ds = materialized(n.inputs[0]).key_by(_one_key, key_type=Types.INT())
+                ds = ds.process(op, output_type=records).name(n.name).set_parallelism(1)   # one key: one task
                 out[id(n)] = (ds.uid(n.uid) if n.uid else ds, [])   # a uid keeps state across plan changes
             elif isinstance(spec, UnionSpec):
                 first, *rest = [materialized(i) for i in n.inputs]
@@ -480,6 +496,7 @@ class FlinkEngine(Engine):
                                           f"(use the local engine for this plan)")
             if consumers.get(id(n), 0) > 1:   # a shared node's chain runs once, before its consumers
                 materialized(n)
+                read_by.pop(id(n), None)
         return [materialized(r) if isinstance(r.spec, ModelStoreSinkSpec) else materialized(r.inputs[0])
                 for r in roots]
 

@@ -107,45 +107,76 @@ def python_thread(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # -- sources ------------------------------------------------------------------------------------
-class TableSlices:
-    """Slice ``i`` of a table as one record (a ``from_table`` source, read by slice)."""
+def one_batch(t: pa.Table) -> pa.RecordBatch:
+    """The rows of ``t`` as one record batch (columns of several chunks are combined)."""
+    return pa.RecordBatch.from_arrays([c.combine_chunks() for c in t.columns], schema=t.schema)
+
+
+class _Reader:
+    """A source read by batch number: ``tables(i)`` are batch ``i``'s tables; called by Flink
+    with the number, it emits them as records."""
+
+    def tables(self, i: int) -> Iterator[pa.Table]:
+        raise NotImplementedError
+
+    @python_thread
+    def __call__(self, i: int) -> Iterator[bytes]:
+        for t in self.tables(int(i)):
+            yield to_ipc(t)
+
+
+class TableSlices(_Reader):
+    """Slice ``i`` of a table (a ``from_table`` source shipped inside the job)."""
 
     def __init__(self, table: pa.Table, batch_size: int) -> None:
         self.table, self.batch_size = table, batch_size
 
-    @python_thread
-    def __call__(self, i: int) -> Iterator[bytes]:
-        yield to_ipc(self.table.slice(int(i) * self.batch_size, self.batch_size))
+    def tables(self, i: int) -> Iterator[pa.Table]:
+        yield self.table.slice(i * self.batch_size, self.batch_size)
 
 
-class SpilledSlices:
-    """Slice ``i`` of a ``from_table`` source too large to ship inside the job, read from the
-    Parquet file the client wrote it to."""
+class SpilledSlices(_Reader):
+    """Slice ``i`` of a ``from_table`` source too large to ship inside the job: record batch ``i``
+    of the Arrow IPC file the client wrote it to, memory-mapped (no copy, no decoding)."""
 
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: Any = None
 
-    @python_thread
-    def __call__(self, i: int) -> Iterator[bytes]:
-        import pyarrow.parquet as pq
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
 
-        yield to_ipc(pq.read_table(self.paths[int(i)]))
+    def __setstate__(self, state: dict) -> None:
+        self.path, self._file = state["path"], None
+
+    def tables(self, i: int) -> Iterator[pa.Table]:
+        if self._file is None:
+            self._file = pa.ipc.open_file(pa.memory_map(self.path))
+        yield pa.Table.from_batches([self._file.get_batch(i)])
 
 
-class FileBatches:
+class FileBatches(_Reader):
     """The batches of file ``i`` of a ``from_files`` source, read with the local engine's reader."""
 
     def __init__(self, spec: Any, paths: list[str]) -> None:
         self.spec, self.paths = spec, paths
 
-    @python_thread
-    def __call__(self, i: int) -> Iterator[bytes]:
-        t = build_operator(self.spec).read_table(self.paths[int(i)])
+    def tables(self, i: int) -> Iterator[pa.Table]:
+        t = build_operator(self.spec).read_table(self.paths[i])
         for start in range(0, t.num_rows, self.spec.batch_size):
-            yield to_ipc(t.slice(start, self.spec.batch_size))
+            yield t.slice(start, self.spec.batch_size)
 
 
 # -- stateless work ----------------------------------------------------------------------------
+def run_chain(specs: list[Any], t: pa.Table) -> pa.Table | None:
+    """``t`` through a chain of stateless specs; None when a link drops the batch or it ends empty."""
+    for s in specs:
+        t = s.apply(t)
+        if t is None:
+            return None
+    return t if t.num_rows else None
+
+
 class Chain:
     """A chain of stateless specs applied to each batch in one Python operator; empty batches are
     dropped."""
@@ -155,12 +186,8 @@ class Chain:
 
     @python_thread
     def __call__(self, record: bytes) -> Iterator[bytes]:
-        t: pa.Table | None = from_ipc(record)
-        for s in self.specs:
-            t = s.apply(t)
-            if t is None:
-                return
-        if t.num_rows:
+        t = run_chain(self.specs, from_ipc(record))
+        if t is not None:
             yield to_ipc(t)
 
 
@@ -291,8 +318,8 @@ def keyed_operator_function() -> Any:
         input (an event-time timer at Long.MAX_VALUE - 1) calls the operator's ``on_end``; an
         operator that ``wants_timer`` is polled every second of processing time."""
 
-        def __init__(self, spec: Any, uid: str) -> None:
-            self.spec, self.uid = spec, uid
+        def __init__(self, spec: Any, uid: str, read: _Reader | None = None, chain: list[Any] = ()) -> None:
+            self.spec, self.uid, self.read, self.chain = spec, uid, read, list(chain)
             self.op: Any = None
 
         def open(self, runtime_context: Any) -> None:
@@ -331,9 +358,22 @@ def keyed_operator_function() -> Any:
                 self.state.update(snap)
             yield from records
 
-        def process_element(self, record: bytes, ctx: Any) -> Iterator[bytes]:
+        def _read_and_process(self, i: int) -> list[pa.Table]:
+            """Batch ``i`` of the source this operator reads itself, through its chain."""
+            outs: list[pa.Table] = []
+            for t in self.read.tables(int(i)):
+                t = run_chain(self.chain, t)
+                if t is not None:
+                    outs += self.op.process(t, 0)
+            return outs
+
+        def process_element(self, record: Any, ctx: Any) -> Iterator[bytes]:
+            """``record``: a batch's IPC bytes, or the number of a batch to read (with ``read``)."""
             op = self._operator(ctx)
-            yield from self._emit(lambda r: op.process(from_ipc(r), 0), record)
+            if self.read is not None:
+                yield from self._emit(self._read_and_process, record)
+            else:
+                yield from self._emit(lambda r: op.process(from_ipc(r), 0), record)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[bytes]:
             op = self._operator(ctx)
