@@ -283,6 +283,53 @@ def _remote_environment(cluster: str, conf: Any) -> Any:
     return StreamExecutionEnvironment(j_env)
 
 
+def _is_local(env: Any) -> bool:
+    from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
+
+    return is_local_deployment(get_j_env_configuration(env._j_stream_execution_environment))
+
+
+# Mini-clusters kept for the session, by (slots, configuration): starting one per job (what a local
+# environment does) costs a second or more of every job's start-up.
+_SESSIONS: dict[tuple, tuple[Any, str]] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session_environment(parallelism: int, config: dict[str, str], conf: Any) -> Any:
+    """An environment submitting to a mini-cluster in this process's JVM, started on first use
+    with ``config`` and twice ``parallelism`` slots (a second job fits beside a running one) and
+    kept until the process ends; Python functions of process mode run in this process (PyFlink's
+    loopback worker, as on a local environment's mini-cluster)."""
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    key = (parallelism, tuple(sorted(config.items())))
+    with _SESSIONS_LOCK:
+        if key not in _SESSIONS:
+            cluster_conf = Configuration()
+            for k, v in config.items():
+                cluster_conf.set_string(k, str(v))
+            cluster_conf.set_string("rest.bind-address", "127.0.0.1")
+            cluster_conf.set_string("rest.address", "127.0.0.1")
+            cluster_conf.set_string("rest.port", "0")
+            mc = gateway.jvm.org.apache.flink.runtime.minicluster
+            built = mc.MiniClusterConfiguration.Builder().setConfiguration(cluster_conf._j_configuration) \
+                .setNumTaskManagers(1).setNumSlotsPerTaskManager(2 * parallelism).build()
+            cluster = mc.MiniCluster(built)
+            cluster.start()
+            loopback = BeamFnLoopbackWorkerPoolServicer().configure(Configuration()).start()
+            _SESSIONS[key] = (cluster, loopback)
+        cluster, loopback = _SESSIONS[key]
+    conf.set_string("python.loopback-server.address", loopback)
+    rest = cluster.getRestAddress().get()
+    j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.createRemoteEnvironment(
+        rest.getHost(), rest.getPort(), conf._j_configuration, gateway.new_array(gateway.jvm.String, 0))
+    return StreamExecutionEnvironment(j_env)
+
+
 def _execute_and_collect(env: Any, ds: Any) -> Any:
     """``ds.execute_and_collect()`` with PyFlink's chaining of Python operators applied to the
     whole job (``DataStream.execute_and_collect`` applies it from ``ds`` upwards, which leaves
@@ -356,10 +403,12 @@ class FlinkEngine(Engine):
             conf.set_string("restart-strategy.fixed-delay.delay", "500 ms")
         for k, v in self.config.items():
             conf.set_string(k, str(v))
-        if self.cluster is None:   # a local mini-cluster, or the cluster of `flink run -py`
-            env = StreamExecutionEnvironment.get_execution_environment(conf)
-        else:
+        if self.cluster is not None:
             env = _remote_environment(self.cluster, conf)
+        else:   # a mini-cluster kept for the session, or the cluster of `flink run -py`
+            env = StreamExecutionEnvironment.get_execution_environment(conf)
+            if _is_local(env):
+                env = _session_environment(self.parallelism, self.config, conf)
         env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)
         env.set_parallelism(self.parallelism)
         if checkpoint_dir is not None:
