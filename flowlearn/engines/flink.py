@@ -8,7 +8,8 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
 - chains of stateless nodes (``map_batches``, ``filter``, ``select``, every transformer and model
   applied with ``transform``) fused into one Python operator per chain; ``union``;
 - stateful nodes (online trainers, streaming evaluators, ``to_model_store`` sinks) as flowlearn's
-  own operator in a one-key Flink function whose state Flink checkpoints; model streams trained
+  own operator in a one-key Flink function whose state Flink checkpoints (reading its source
+  itself when the batches reach it through a chain of their own); model streams trained
   in the job (broadcast to the scorers) or followed from a model store on every worker;
 - event time as Flink's (batch timestamps, bounded out-of-orderness watermarks) and windows
   (count, processing and event time, tumbling and sliding) as flowlearn's window operator on one
@@ -23,7 +24,9 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
   linear models) runs its driver on the client and each round's partials as one Flink job;
   other estimators get their input read and prepared by Flink and are fitted on the client.
 
-Jobs run on a local mini-cluster, or on a session cluster (``cluster="host:port"``).
+Jobs run on a mini-cluster kept for the session in PyFlink's JVM, or on a session cluster
+(``cluster="host:port"``); Python runs in process mode (Beam workers; on the mini-cluster, this
+process) or thread mode (inside the JVM, the work handed to Python-created threads).
 
 Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/flink.md``):
     >>> import flowlearn as fl, flowlearn.stream as fls
@@ -350,9 +353,10 @@ class FlinkEngine(Engine):
     """Runs plans on Apache Flink through PyFlink's DataStream API (see the module docstring).
 
     ``parallelism``: the job's parallelism; ``config``: Flink configuration entries (strings);
-    ``mode``: ``"process"`` (Python workers in their own processes) or ``"thread"`` (inside the
-    task manager's JVM). ``cluster``: ``None`` runs jobs on a local mini-cluster in this
-    process; ``"host:port"`` (a jobmanager's REST address) submits them to that session cluster
+    ``mode``: ``"process"`` (Python workers in their own processes; on the local mini-cluster,
+    this process) or ``"thread"`` (inside the task manager's JVM; jobs start faster, functions are
+    imported by module: ship yours with ``config={"python.files": ...}``). ``cluster``: ``None``
+    runs jobs on a mini-cluster kept for the session in PyFlink's JVM; ``"host:port"`` (a jobmanager's REST address) submits them to that session cluster
     (standalone, YARN or Kubernetes session), whose task managers must reach flowlearn, the
     data and the model stores (see docs/flink.md).
     """
