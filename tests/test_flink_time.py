@@ -16,6 +16,7 @@ pytest.importorskip("pyflink")
 import flowlearn as fl  # noqa: E402
 import flowlearn.stream as fls  # noqa: E402
 from flowlearn.engines import FlinkEngine, LocalEngine  # noqa: E402
+from test_flink_engine import FailOnce  # noqa: E402
 
 pytestmark = pytest.mark.flink
 
@@ -182,21 +183,6 @@ def test_count_and_processing_time_windows_on_flink(tmp_path):
     assert p.column("n").to_numpy().sum() == 1000
     assert set(pc.subtract(p.column("window_end"), p.column("window_start")).to_pylist()) == {
         np.timedelta64(50, "ms").item()}
-
-
-class FailOnce:
-    """Fails the job once, at the ``at``-th batch this worker sees, while ``marker`` exists."""
-
-    def __init__(self, marker: str, at: int) -> None:
-        self.marker, self.at, self.seen = marker, at, 0
-
-    def __call__(self, t: pa.Table) -> pa.Table:
-        self.seen += 1
-        time.sleep(0.02)   # a few checkpoints (every 0.2 s) before the failure
-        if self.seen == self.at and os.path.exists(self.marker):
-            os.remove(self.marker)
-            raise RuntimeError("injected failure")
-        return t
 
 
 def test_a_failed_window_job_restarts_from_its_checkpoint_and_emits_each_window_once(tmp_path):
