@@ -51,7 +51,6 @@ import functools
 import itertools
 import logging
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -62,6 +61,7 @@ import pyarrow as pa
 import scipy.sparse as sps
 from scipy.special import expit, logsumexp
 
+from flowlearn._parallel import num_threads
 from flowlearn.data.columns import check_finite, check_squares, numeric_column, vector_column
 from flowlearn.iteration import BatchStream, IterationBodyResult, iterate_bounded
 from flowlearn.linalg import SparseVector, _numbers, from_numpy
@@ -451,13 +451,6 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
-def _n_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class LinearObjective:
     """``F(W, b)`` of a linear model (see the module docstring) over dense or CSR ``X``.
 
@@ -496,7 +489,7 @@ class LinearObjective:
         self.l2 = float(l2)
         self.l1 = float(l1)
         self.n_params = self.K * self.d + (self.K if self.fit_intercept else 0)
-        self.n_threads = n_threads or _n_threads()
+        self.n_threads = n_threads or num_threads()
         self._rows = None if self.sparse else np.arange(self.n, dtype=np.int64)  # dense kernels read rows by index
         self._pool: ThreadPoolExecutor | None = None
         self.n_evals = 0
