@@ -23,7 +23,7 @@ import logging
 import math
 import zlib
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import numba
 import numpy as np
@@ -450,6 +450,70 @@ class KMeans(_KMeansParams, IterativeEstimator):
         the round's counts) and the largest distance a centroid moved."""
         return _move_centroids(variables, state)
 
+    # --- rounds driven for an engine (fit_rounds) ----------------------------------------------
+
+    @property
+    def drives_rounds(self) -> bool:   # both initialisations and Lloyd's rounds, see fit_rounds
+        return True
+
+    def fit_rounds(self, map_batches: Callable[..., list[pa.Table]]) -> "KMeansModel":
+        """Fit with every pass over the data one ``map_batches`` (an engine's job over the batches in
+        parallel), the driver here: the model ``fit`` gives on the batches' rows in their source
+        order (to floating-point rounding of the merged sums).
+
+        Batches are ordered by their key (schema metadata ``flowlearn.batch``, ``"<split>.<batch>"``,
+        set by the Flink engine's sources); a single batch needs none. Passes: one for the shape; the
+        initial centroids: ``"random"`` one (the rows at the indexes ``fit`` draws), ``"k-means++"``
+        two plus two per further centroid (per step the running sums of the squared distances, the
+        rows the drawn thresholds fall on, and each candidate's potential); then one per Lloyd round
+        (``round_partial`` at the current centroids, merged in key order, ``round_update`` here),
+        stopping as ``fit`` does (``max_iter``, ``tol``)."""
+        stage = type(self).__name__
+        shapes = map_batches(self._batch_shape, "shape")
+        if not shapes:
+            raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
+        keys = [_batch_key(t) for t in shapes]
+        if len(shapes) > 1 and (None in keys or len(set(keys)) != len(keys)):
+            raise ValueError(f"{stage}: fit_rounds over several batches needs each batch numbered by its place in "
+                             f"the source (schema metadata {_BATCH_KEY.decode()!r}, distinct), got {keys}; the "
+                             f"initial centroids depend on the rows' order (fit with the local engine)")
+        sizes = {t.column("size")[0].as_py() for t in shapes}
+        if len(sizes) != 1:
+            raise ValueError(f"{stage}: column '{self.features_col}' (parameter 'features_col') holds vectors of "
+                             f"sizes {sorted(sizes)}; all vectors in a column must have the same size")
+        order = sorted(range(len(shapes)), key=lambda i: keys[i] or (0, 0))
+        rows = np.array([shapes[i].column("rows")[0].as_py() for i in order], dtype=np.int64)
+        offsets = dict(zip([keys[i] for i in order], np.r_[0, np.cumsum(rows)[:-1]].tolist()))
+        n, d = int(rows.sum()), sizes.pop()
+        if n < self.k:
+            raise ValueError(f"{stage}: k={self.k} clusters need at least {self.k} rows, the input has {n}; "
+                             f"lower k or add data")
+        seed = self.seed if self.seed is not None else _default_seed(type(self))
+        rng = np.random.default_rng(seed)
+        rounds = _Rounds(self, map_batches, offsets, d)
+        if self.init_mode == "random":
+            centers = rounds.rows(np.sort(rng.choice(n, size=self.k, replace=False)))
+        else:
+            centers = rounds.kmeans_pp(n, rng)
+        variables = _centroids_table(centers, np.zeros(self.k))
+        for _ in range(self.max_iter):
+            states = rounds.ordered(map_batches(partial(_keyed, self.round_partial, variables), "lloyd"))
+            variables, shift = self.round_update(variables, self.round_merge(states))
+            if not shift > self.tol:
+                break
+        model = KMeansModel()
+        self.copy_params_to(model)
+        return model.set_model_data(variables)
+
+    def _batch_shape(self, batch: pa.Table) -> pa.Table:
+        x = self._batch_features(batch)
+        check_squares(x, self.features_col, type(self).__name__, "features_col", "squared distances")
+        return _with_key(pa.table({"rows": [x.shape[0]], "size": [x.shape[1]]}), batch)
+
+    def _batch_features(self, batch: pa.Table, size: int | None = None) -> np.ndarray | sps.csr_matrix:
+        x = vector_column(batch, self.features_col, type(self).__name__, param="features_col", size=size)
+        return sps.csr_matrix(x, dtype=np.float64) if sps.issparse(x) else x
+
     def _features(self, t: pa.Table) -> np.ndarray | sps.csr_matrix:
         stage = type(self).__name__
         if t.num_rows == 0:
@@ -473,6 +537,121 @@ class KMeans(_KMeansParams, IterativeEstimator):
         if self.init_mode == "random":
             return _rows(x, np.sort(rng.choice(x.shape[0], size=self.k, replace=False)))
         return _init_kmeans_pp(x, xx, self.k, self.distance_measure, rng)
+
+
+_BATCH_KEY = b"flowlearn.batch"   # flowlearn.engines.flink_functions.BATCH_KEY: a batch's place in its source
+
+
+def _batch_key(t: pa.Table) -> tuple[int, int] | None:
+    key = (t.schema.metadata or {}).get(_BATCH_KEY)
+    return None if key is None else tuple(int(v) for v in key.decode().split("."))
+
+
+def _with_key(out: pa.Table, batch: pa.Table) -> pa.Table:
+    """``out`` labelled with the key of the ``batch`` it was computed from."""
+    key = (batch.schema.metadata or {}).get(_BATCH_KEY)
+    return out if key is None else out.replace_schema_metadata({_BATCH_KEY: key})
+
+
+def _keyed(fn: Callable[[pa.Table, pa.Table], pa.Table], variables: pa.Table, batch: pa.Table) -> pa.Table:
+    return _with_key(fn(variables, batch), batch)
+
+
+def _closest_sq(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, steps: list[tuple[np.ndarray, int]],
+                measure: str) -> np.ndarray:
+    """The squared distance of every row to its closest centroid chosen by k-means++ so far, as
+    :func:`_init_kmeans_pp` computes it: ``steps`` are the candidate rows of each step (the first
+    centroid alone first) and the candidate chosen."""
+    closest = None
+    for cand, b in steps:
+        dist = _pairwise(x, xx, cand, _row_sq_norms(cand), measure)[:, b]
+        if measure != "euclidean":
+            dist = dist ** 2
+        closest = dist if closest is None else np.minimum(closest, dist)
+    return closest
+
+
+class _Rounds:
+    """The passes of :meth:`KMeans.fit_rounds` before Lloyd's rounds: functions of one batch run by
+    ``map_batches``, their results put in the batches' source order (``offsets``: key -> index of
+    the batch's first row)."""
+
+    def __init__(self, est: KMeans, map_batches: Callable[..., list[pa.Table]],
+                 offsets: dict[tuple[int, int] | None, int], d: int) -> None:
+        self.est, self.map_batches, self.offsets, self.d = est, map_batches, offsets, d
+
+    def ordered(self, parts: list[pa.Table]) -> list[pa.Table]:
+        return sorted(parts, key=lambda t: self.offsets[_batch_key(t)])
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """The rows at the (sorted, distinct) global ``index``es, as dense vectors."""
+        got = pa.concat_tables(self.map_batches(partial(_pick_rows, self.est, self.offsets, self.d, index), "rows"))
+        got = got.sort_by("index")
+        if not np.array_equal(got.column("index").to_numpy(), index):
+            raise RuntimeError(f"{type(self.est).__name__}: rows {index.tolist()} were asked for, the batches returned "
+                               f"{got.column('index').to_pylist()}")
+        return to_numpy(got.column("row")).reshape(len(index), self.d)
+
+    def kmeans_pp(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """:func:`_init_kmeans_pp` over the batches: the same draws from ``rng``; each step's
+        cumulative sum over the rows is the batches' running sums from the sum of the batches before."""
+        est, k, measure = self.est, self.est.k, self.est.distance_measure
+        trials = 2 + int(math.log(k))
+        centers = np.empty((k, self.d))
+        centers[0] = self.rows(np.array([rng.integers(n)]))[0]
+        steps = [(centers[:1].copy(), 0)]
+        sums = self.ordered(self.map_batches(partial(_potentials, est, self.d, steps, centers[:0]), "potential"))
+        batch_pots = np.array([t.column("potential")[0].as_py() for t in sums])
+        pot = np.sum(batch_pots)
+        for i in range(1, k):
+            before = np.r_[0.0, np.cumsum(batch_pots)[:-1]]
+            thresholds = rng.uniform(size=trials) * pot
+            starts = {key: float(b) for key, b in zip(sorted(self.offsets, key=self.offsets.get), before)}
+            found = self.map_batches(partial(_count_below, est, self.d, steps, starts, thresholds), "draw")
+            counts = sum(t.column("count").to_numpy() for t in found)
+            cand = np.minimum(counts, n - 1)
+            drawn = np.unique(cand)
+            cand_rows = self.rows(drawn)[np.searchsorted(drawn, cand)]
+            parts = self.ordered(self.map_batches(partial(_potentials, est, self.d, steps, cand_rows), "potential"))
+            per_batch = np.array([t.column("potential").to_numpy() for t in parts])   # batches x candidates
+            pots = per_batch.sum(axis=0)
+            b = int(np.argmin(pots))
+            pot, centers[i], batch_pots = pots[b], cand_rows[b], per_batch[:, b]
+            steps.append((cand_rows, b))
+        return centers
+
+
+def _pick_rows(est: KMeans, offsets: dict, d: int, index: np.ndarray, batch: pa.Table) -> pa.Table:
+    x = est._batch_features(batch, d)
+    lo = offsets[_batch_key(batch)]
+    mine = index[(index >= lo) & (index < lo + x.shape[0])]
+    picked = _rows(x, mine - lo) if len(mine) else np.empty((0, d))
+    return pa.table({"index": pa.array(mine, pa.int64()), "row": from_numpy(picked.reshape(len(mine), d))})
+
+
+def _potentials(est: KMeans, d: int, steps: list, cand: np.ndarray, batch: pa.Table) -> pa.Table:
+    """The batch's sum of the squared distances to the closest centroid so far (no ``cand``), or
+    per candidate row of ``cand`` with that candidate added."""
+    x = est._batch_features(batch, d)
+    xx = _row_sq_norms(x)
+    closest = _closest_sq(x, xx, steps, est.distance_measure)
+    if len(cand) == 0:
+        return _with_key(pa.table({"potential": [float(closest.sum())]}), batch)
+    dist = _pairwise(x, xx, cand, _row_sq_norms(cand), est.distance_measure)
+    if est.distance_measure != "euclidean":
+        dist = dist ** 2
+    return _with_key(pa.table({"potential": np.minimum(closest[:, None], dist).sum(axis=0)}), batch)
+
+
+def _count_below(est: KMeans, d: int, steps: list, starts: dict, thresholds: np.ndarray, batch: pa.Table,
+                 ) -> pa.Table:
+    """Per threshold, the batch's rows whose cumulative squared distance (from the sum over the
+    batches before, ``starts``) is at most the threshold: summed over the batches, the index
+    ``searchsorted(cumsum, threshold, side="right")`` of :func:`_init_kmeans_pp`."""
+    x = est._batch_features(batch, d)
+    closest = _closest_sq(x, _row_sq_norms(x), steps, est.distance_measure)
+    cum = np.cumsum(np.r_[starts[_batch_key(batch)], closest])[1:]
+    return pa.table({"count": np.searchsorted(cum, thresholds, side="right").astype(np.int64)})
 
 
 class KMeansModel(_KMeansModelParams, Model):

@@ -431,9 +431,10 @@ class FlinkEngine(Engine):
         return path
 
     # -- translation ---------------------------------------------------------------------------
-    def _translate(self, env: Any, roots: list[PlanNode]) -> list[Any]:
+    def _translate(self, env: Any, roots: list[PlanNode], keyed: bool = False) -> list[Any]:
         """DataStreams of IPC records for ``roots`` (sinks: their input; model store sinks: the
-        sink itself, which emits nothing); stateless chains fused."""
+        sink itself, which emits nothing); stateless chains fused. ``keyed``: the sources' records
+        carry their place in the source (``fn.BATCH_KEY``)."""
         from pyflink.common import Types, WatermarkStrategy
         from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
@@ -477,6 +478,7 @@ class FlinkEngine(Engine):
                 k = -(-spec.table.num_rows // spec.batch_size)
                 read = (fn.TableSlices(spec.table, spec.batch_size) if spec.table.nbytes <= _SHIPPED_TABLE_BYTES
                         else fn.SpilledSlices(self._spill(spec.table, spec.batch_size)))
+                read.keyed = keyed
                 numbers = indexes(k, n.name)
                 out[id(n)] = (numbers.flat_map(read, output_type=records).name(n.name), [])
                 read_by[id(n)] = (numbers, read)
@@ -486,6 +488,7 @@ class FlinkEngine(Engine):
                     out[id(n)] = (timed.files(indexes(len(paths), n.name), n, paths), [])
                 else:
                     numbers, read = indexes(len(paths), n.name), fn.FileBatches(spec, paths)
+                    read.keyed = keyed
                     out[id(n)] = (numbers.flat_map(read, output_type=records).name(n.name), [])
                     read_by[id(n)] = (numbers, read)
             elif isinstance(spec, WatermarkSpec):   # Flink timestamps, computed at the end of its input's chain
@@ -611,13 +614,13 @@ class FlinkEngine(Engine):
                 s.job = job
         return job.start()
 
-    def _map_collect(self, stream: Any, func: Any, name: str) -> list[pa.Table]:
+    def _map_collect(self, stream: Any, func: Any, name: str, keyed: bool = False) -> list[pa.Table]:
         """One job: ``func(record) -> IPC bytes`` over every batch of ``stream`` in parallel; the results."""
         from pyflink.common import Types
 
         self._spilled = []
         try:
-            (ds,) = self._translate(self._env(), [stream.collect().node])
+            (ds,) = self._translate(self._env(), [stream.collect().node], keyed)
             records = Types.PICKLED_BYTE_ARRAY()
             ds = ds.map(func, output_type=records).name(name).flat_map(fn.Tag(0), output_type=records)
             with ds.execute_and_collect() as it:
@@ -641,7 +644,7 @@ class FlinkEngine(Engine):
         if not stream.bounded:
             raise ValueError(f"{type(estimator).__name__} is a batch estimator and cannot train on an unbounded stream")
         if rounds:
-            return estimator.fit_rounds(lambda f, name="round": self._map_collect(stream, fn.MapBatch(f), name))
+            return estimator.fit_rounds(lambda f, name="round": self._map_collect(stream, fn.MapBatch(f), name, True))
         parts = self._map_collect(stream, fn.Partial(estimator), "partial")
         if not parts:   # no rows: the estimator's own message for an empty input
             return estimator.fit(stream.schema.empty_table() if stream.schema is not None else pa.table({}))

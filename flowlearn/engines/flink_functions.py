@@ -107,6 +107,17 @@ def python_thread(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # -- sources ------------------------------------------------------------------------------------
+# Schema metadata of a batch of a fit's rounds: its place in its bounded source, "<split>.<batch>"
+# (slice or file number, batch within it). Flink returns a job's results in any order; a driver
+# that needs the input's row order (KMeans's initial rows, SGD's mini-batches) orders the batches
+# by it (flowlearn.optim.batch_offsets). Chains keep it; only the rounds' jobs set it (``keyed``).
+BATCH_KEY = b"flowlearn.batch"
+
+
+def with_batch_key(t: pa.Table, split: int, batch: int) -> pa.Table:
+    return t.replace_schema_metadata({**(t.schema.metadata or {}), BATCH_KEY: f"{int(split)}.{int(batch)}".encode()})
+
+
 def one_batch(t: pa.Table) -> pa.RecordBatch:
     """The rows of ``t`` as one record batch (columns of several chunks are combined)."""
     return pa.RecordBatch.from_arrays([c.combine_chunks() for c in t.columns], schema=t.schema)
@@ -116,13 +127,15 @@ class _Reader:
     """A source read by batch number: ``tables(i)`` are batch ``i``'s tables; called by Flink
     with the number, it emits them as records."""
 
+    keyed = False   # records labelled with their place in the source (BATCH_KEY)
+
     def tables(self, i: int) -> Iterator[pa.Table]:
         raise NotImplementedError
 
     @python_thread
     def __call__(self, i: int) -> Iterator[bytes]:
-        for t in self.tables(int(i)):
-            yield to_ipc(t)
+        for j, t in enumerate(self.tables(int(i))):
+            yield to_ipc(with_batch_key(t, i, j) if self.keyed else t)
 
 
 class TableSlices(_Reader):
@@ -144,10 +157,10 @@ class SpilledSlices(_Reader):
         self._file: Any = None
 
     def __getstate__(self) -> dict:
-        return {"path": self.path}
+        return {"path": self.path, "keyed": self.keyed}
 
     def __setstate__(self, state: dict) -> None:
-        self.path, self._file = state["path"], None
+        self.path, self.keyed, self._file = state["path"], state["keyed"], None
 
     def tables(self, i: int) -> Iterator[pa.Table]:
         if self._file is None:
@@ -186,7 +199,11 @@ class Chain:
 
     @python_thread
     def __call__(self, record: bytes) -> Iterator[bytes]:
-        t = run_chain(self.specs, from_ipc(record))
+        t = from_ipc(record)
+        key = (t.schema.metadata or {}).get(BATCH_KEY)
+        t = run_chain(self.specs, t)
+        if t is not None and key is not None and (t.schema.metadata or {}).get(BATCH_KEY) != key:
+            t = t.replace_schema_metadata({**(t.schema.metadata or {}), BATCH_KEY: key})
         if t is not None:
             yield to_ipc(t)
 
