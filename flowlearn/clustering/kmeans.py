@@ -464,10 +464,10 @@ class KMeans(_KMeansParams, IterativeEstimator):
         Batches are ordered by their key (schema metadata ``flowlearn.batch``, ``"<split>.<batch>"``,
         set by the Flink engine's sources); a single batch needs none. Passes: one for the shape; the
         initial centroids: ``"random"`` one (the rows at the indexes ``fit`` draws), ``"k-means++"``
-        two plus two per further centroid (per step the running sums of the squared distances, the
-        rows the drawn thresholds fall on, and each candidate's potential); then one per Lloyd round
-        (``round_partial`` at the current centroids, merged in key order, ``round_update`` here),
-        stopping as ``fit`` does (``max_iter``, ``tol``)."""
+        two plus two per further centroid (per step: the running sums of the squared distances up
+        to the drawn thresholds, with the rows they fall on; each candidate's potential); then one
+        per Lloyd round (``round_partial`` at the current centroids, merged in key order,
+        ``round_update`` here), stopping as ``fit`` does (``max_iter``, ``tol``)."""
         stage = type(self).__name__
         shapes = map_batches(self._batch_shape, "shape")
         if not shapes:
@@ -592,10 +592,25 @@ class _Rounds:
                                f"{got.column('index').to_pylist()}")
         return to_numpy(got.column("row")).reshape(len(index), self.d)
 
+    def drawn_rows(self, found: list[pa.Table], cand: np.ndarray) -> np.ndarray:
+        """The rows at the indexes ``cand`` drawn from the ordered batches' counts (``found``): each
+        batch sent its row at its count, the drawn one when the running sums rise across the
+        batches; otherwise (rounding at a batch's edge) they are fetched."""
+        starts = np.array([self.offsets[_batch_key(t)] for t in found])
+        out = np.empty((len(cand), self.d))
+        for j, g in enumerate(cand):
+            b = int(np.searchsorted(starts, g, side="right")) - 1
+            t = found[b]
+            if min(t.column("count")[j].as_py(), t.column("rows")[0].as_py() - 1) != g - starts[b]:
+                drawn = np.unique(cand)
+                return self.rows(drawn)[np.searchsorted(drawn, cand)]
+            out[j] = t.column("row")[j].values.to_numpy()
+        return out
+
     def kmeans_pp(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """:func:`_init_kmeans_pp` over the batches: the same draws from ``rng``; each step's
         cumulative sum over the rows is the batches' running sums from the sum of the batches before."""
-        est, k, measure = self.est, self.est.k, self.est.distance_measure
+        est, k = self.est, self.est.k
         trials = 2 + int(math.log(k))
         centers = np.empty((k, self.d))
         centers[0] = self.rows(np.array([rng.integers(n)]))[0]
@@ -607,11 +622,10 @@ class _Rounds:
             before = np.r_[0.0, np.cumsum(batch_pots)[:-1]]
             thresholds = rng.uniform(size=trials) * pot
             starts = {key: float(b) for key, b in zip(sorted(self.offsets, key=self.offsets.get), before)}
-            found = self.map_batches(partial(_count_below, est, self.d, steps, starts, thresholds), "draw")
-            counts = sum(t.column("count").to_numpy() for t in found)
-            cand = np.minimum(counts, n - 1)
-            drawn = np.unique(cand)
-            cand_rows = self.rows(drawn)[np.searchsorted(drawn, cand)]
+            found = self.ordered(self.map_batches(partial(_count_below, est, self.d, steps, starts, thresholds),
+                                                  "draw"))
+            cand = np.minimum(sum(t.column("count").to_numpy() for t in found), n - 1)
+            cand_rows = self.drawn_rows(found, cand)
             parts = self.ordered(self.map_batches(partial(_potentials, est, self.d, steps, cand_rows), "potential"))
             per_batch = np.array([t.column("potential").to_numpy() for t in parts])   # batches x candidates
             pots = per_batch.sum(axis=0)
@@ -651,7 +665,10 @@ def _count_below(est: KMeans, d: int, steps: list, starts: dict, thresholds: np.
     x = est._batch_features(batch, d)
     closest = _closest_sq(x, _row_sq_norms(x), steps, est.distance_measure)
     cum = np.cumsum(np.r_[starts[_batch_key(batch)], closest])[1:]
-    return pa.table({"count": np.searchsorted(cum, thresholds, side="right").astype(np.int64)})
+    count = np.searchsorted(cum, thresholds, side="right").astype(np.int64)
+    rows = _rows(x, np.minimum(count, x.shape[0] - 1))   # the drawn row if it is in this batch
+    return _with_key(pa.table({"count": count, "row": from_numpy(rows), "rows": np.full(len(count), x.shape[0])}),
+                     batch)
 
 
 class KMeansModel(_KMeansModelParams, Model):
