@@ -51,6 +51,7 @@ import functools
 import itertools
 import logging
 import math
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -990,28 +991,38 @@ class LinearRounds:
         return value, np.concatenate(grad)
 
     @property
-    def drives_rounds(self) -> bool:   # the smooth objective's L-BFGS rounds (not SGD's, nor LinearSVC's exact solver)
-        return getattr(self, "solver", "lbfgs") in ("lbfgs", "auto", "normal")
+    def drives_rounds(self) -> bool:   # L-BFGS's rounds; SGD's where the estimator makes its model (_model_of)
+        solver = getattr(self, "solver", "lbfgs")
+        return solver in ("lbfgs", "auto", "normal") or (
+            solver == "sgd" and type(self)._model_of is not LinearRounds._model_of)
 
     def _batch_shape(self, batch: pa.Table) -> pa.Table:
-        X, y, _ = read_training_input(batch, type(self).__name__, self.features_col, self.label_col, self.weight_col,
+        X, y, s = read_training_input(batch, type(self).__name__, self.features_col, self.label_col, self.weight_col,
                                       part=True)
-        return pa.table({"size": [X.shape[1]], "max_label": [float(y.max())]})
+        s = np.ones(len(y)) if s is None else s
+        classes = np.bincount(y.astype(np.int64), weights=s) if (y >= 0).all() and (y == np.floor(y)).all() \
+            and y.max() < 1 << 16 else np.zeros(0)
+        return with_key_of(pa.table({"size": [X.shape[1]], "max_label": [float(y.max())], "rows": [len(y)],
+                                     "weight": [float(s.sum())], "weighted_labels": [float(s @ y)],
+                                     "class_weights": pa.array([classes], pa.list_(pa.float64()))}), batch)
 
     def fit_rounds(self, map_batches: Callable[..., list[pa.Table]]) -> Any:
         """L-BFGS (OWL-QN with an L1 part) here, each evaluation one ``map_batches`` of round partials
         merged here; from zero, stopping as ``fit`` does (``max_iter``, ``tol``), so it reaches the
-        optimum ``fit`` reaches."""
+        optimum ``fit`` reaches. With ``solver="sgd"``: ``fit``'s epochs exactly (see
+        :meth:`_sgd_rounds`), a ``map_batches`` per mini-batch."""
         stage = type(self).__name__
-        shapes = map_batches(self._batch_shape, "shape")
-        if not shapes:
+        parts = map_batches(self._batch_shape, "shape")
+        if not parts:
             raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
-        shapes = pa.concat_tables(shapes)
+        shapes = pa.concat_tables([t.replace_schema_metadata(None) for t in parts])
         sizes = set(shapes.column("size").to_pylist())
         if len(sizes) != 1:
             raise ValueError(f"{stage}: column '{self.features_col}' (parameter 'features_col') holds vectors of "
                              f"sizes {sorted(sizes)}; all vectors in a column must have the same size")
         d, K = sizes.pop(), self.round_outputs(max(shapes.column("max_label").to_pylist()))
+        if getattr(self, "solver", None) == "sgd":
+            return self._sgd_rounds(map_batches, parts, d, K)
         _, l1 = self._penalty()
         n = K * d + (K if self.fit_intercept else 0)
 
@@ -1025,6 +1036,63 @@ class LinearRounds:
         res = minimize_lbfgs(objective, np.zeros(n), max_iter=self.max_iter, tol=self.tol,
                              l1=np.r_[np.full(K * d, l1), np.zeros(n - K * d)])
         return self.round_model(variables_of(res.x))
+
+    def _sgd_rounds(self, map_batches: Callable[..., list[pa.Table]], shapes: list[pa.Table], d: int, K: int) -> Any:
+        """:func:`sgd` as ``fit`` runs it, over batches numbered by their place in the source (see
+        :func:`batch_offsets`): the start of ``fit`` (zero coefficients, the null model's
+        intercepts from the batches' weighted label sums), the same permutation of the rows per
+        epoch from the same seed, and per mini-batch of ``global_batch_size`` rows one
+        ``map_batches`` of ``round_partial`` over the batches' rows in it, merged here, then
+        ``round_update``; stopping as ``fit`` does (``max_iter`` epochs or the epoch objective
+        changing by at most ``tol * max(1, |objective|)``). The same steps up to the rounding of
+        the sums, so the same model to far within 1e-4."""
+        stage = type(self).__name__
+        offsets, n = batch_offsets(shapes, stage)
+        total = pa.concat_tables([t.replace_schema_metadata(None) for t in shapes])
+        weight = float(np.sum(total.column("weight").to_numpy()))
+        if not weight > 0:
+            raise ValueError(f"{stage}: the weights in column '{self.weight_col}' (parameter 'weight_col') sum to 0; "
+                             f"at least one row needs a positive weight")
+        kind = self._round_loss(np.zeros(1), K)
+        b = np.zeros(K)
+        if self.fit_intercept:   # LinearObjective.initial's null model
+            mean = float(np.sum(total.column("weighted_labels").to_numpy())) / weight
+            if kind == "squared":
+                b[0] = mean
+            elif kind == "logistic":
+                p = min(max(mean, 1e-8), 1 - 1e-8)
+                b[0] = math.log(p / (1 - p))
+            elif kind == "multinomial":
+                prior = np.zeros(K)
+                for c in total.column("class_weights").to_pylist():
+                    prior[:min(K, len(c))] += np.asarray(c[:K])
+                lp = np.log(np.maximum(prior / weight, 1e-8))
+                b = lp - lp.mean()
+        variables = linear_model_table(np.zeros((K, d)), b)
+        seed = self.seed if self.seed is not None else zlib.crc32(stage.encode())
+        rng = np.random.default_rng(seed)
+        batch = int(min(max(1, self.global_batch_size), max(1, n)))
+        l2, l1 = self._penalty()
+        prev = None
+        for epoch in range(1, int(self.max_iter) + 1):
+            perm = rng.permutation(n).astype(np.int64)
+            loss = wsum = 0.0
+            for start in range(0, n, batch):
+                rows = np.sort(perm[start:start + batch])
+                state = self.round_merge(map_batches(functools.partial(_mini_batch_partial, self, variables, offsets,
+                                                                       rows), "sgd"))
+                w, f, _, _ = _read_round(state, stage)
+                loss, wsum = loss + f, wsum + w
+                variables = self.round_update(variables, state)
+            W, b, _ = read_linear_model_table([variables], stage)
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise ValueError(f"{stage}: SGD diverged at epoch {epoch} (non-finite coefficients); lower "
+                                 f"learning_rate (now {self.learning_rate}) or standardize the features")
+            cur = loss / wsum + 0.5 * l2 * float(np.vdot(W, W)) + l1 * float(np.abs(W).sum())
+            if _objective_converged(prev, cur, self.tol):
+                break
+            prev = cur
+        return self.round_model(variables)
 
     def round_outputs(self, max_label: float) -> int:
         """Rows of the coefficients for labels up to ``max_label`` (1: one output)."""
@@ -1051,6 +1119,46 @@ class LinearRounds:
             _sgd_step(W, b, G, gb, lr / weight, self.fit_intercept)
             _prox(W, lr, l2, l1)
         return linear_model_table(W, b, version)
+
+
+def _mini_batch_partial(est: LinearRounds, variables: pa.Table, offsets: dict, rows: np.ndarray,
+                        batch: pa.Table) -> pa.Table:
+    """``round_partial`` over the rows of ``batch`` whose index in the input is in ``rows`` (sorted)."""
+    lo = offsets[batch_key(batch)]
+    mine = rows[np.searchsorted(rows, lo):np.searchsorted(rows, lo + batch.num_rows)] - lo
+    return est.round_partial(variables, batch.take(pa.array(mine, pa.int64())))
+
+
+# Schema metadata of a batch of a fit driven in rounds (``IterativeEstimator.fit_rounds``): its
+# place in its source, ``"<split>.<batch>"`` (the Flink engine's sources set it:
+# flowlearn.engines.flink_functions.BATCH_KEY). An engine returns a job's results in any order;
+# a driver that needs the rows' order (KMeans's initial rows, SGD's mini-batches) orders by it.
+BATCH_KEY = b"flowlearn.batch"
+
+
+def batch_key(t: pa.Table) -> tuple[int, int] | None:
+    """The place in its source of the batch ``t`` (or of the result computed from it), if labelled."""
+    key = (t.schema.metadata or {}).get(BATCH_KEY)
+    return None if key is None else tuple(int(v) for v in key.decode().split("."))
+
+
+def with_key_of(out: pa.Table, batch: pa.Table) -> pa.Table:
+    """``out`` labelled with the key of the ``batch`` it was computed from."""
+    key = (batch.schema.metadata or {}).get(BATCH_KEY)
+    return out if key is None else out.replace_schema_metadata({BATCH_KEY: key})
+
+
+def batch_offsets(shapes: list[pa.Table], stage: str) -> tuple[dict[tuple[int, int] | None, int], int]:
+    """``({key: index of the batch's first row in the input}, rows)`` from one result per batch
+    (labelled by :func:`with_key_of`, a ``rows`` column); a single batch needs no label."""
+    keys = [batch_key(t) for t in shapes]
+    if len(shapes) > 1 and (None in keys or len(set(keys)) != len(keys)):
+        raise ValueError(f"{stage}: fit_rounds over several batches needs each batch numbered by its place in the "
+                         f"source (schema metadata {BATCH_KEY.decode()!r}, distinct), got {keys}; this fit depends "
+                         f"on the rows' order (fit with the local engine)")
+    order = sorted(range(len(shapes)), key=lambda i: keys[i] or (0, 0))
+    rows = np.array([shapes[i].column("rows")[0].as_py() for i in order], dtype=np.int64)
+    return dict(zip([keys[i] for i in order], np.r_[0, np.cumsum(rows)[:-1]].tolist())), int(rows.sum())
 
 
 def _round_table(weight: float, loss: float, G: np.ndarray, gb: np.ndarray) -> pa.Table:

@@ -1,8 +1,9 @@
 """Iterative fits driven in rounds for an engine (``fit_rounds``): KMeans's initialisation and
-Lloyd's rounds over batches that come back in any order, in process and on a real PyFlink
-mini-cluster at parallelism 2 (marker ``flink``; ``make test`` runs those in ``.venv-flink``).
-Oracles: scikit-learn's Lloyd ``KMeans`` from the same initial centroids, on scikit-learn's iris
-and wine data, and the local fit."""
+Lloyd's rounds, and the linear models' SGD epochs, over batches that come back in any order, in
+process and on a real PyFlink mini-cluster at parallelism 2 (marker ``flink``; ``make test`` runs
+those in ``.venv-flink``). Oracles: scikit-learn's Lloyd ``KMeans`` from the same initial
+centroids on scikit-learn's iris and wine data, and the local fit (whose own oracles are in
+tests/test_kmeans.py and the linear models' tests)."""
 from __future__ import annotations
 
 import importlib.util
@@ -118,6 +119,54 @@ def test_rounds_refuse_bad_inputs_as_the_fit_does():
     assert str(rounds.value) == str(local.value)
 
 
+def _standardized(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(axis=0)) / x.std(axis=0)
+
+
+def _outputs(model, t: pa.Table) -> np.ndarray:
+    """The model's probabilities (classifiers) or predictions (regressors) on ``t``."""
+    out = model.transform(t)
+    col = out.column("raw_prediction" if "raw_prediction" in out.column_names else "prediction")
+    return fl.linalg.to_numpy(col) if pa.types.is_fixed_size_list(col.type) else col.to_numpy()
+
+
+SGD_CASES = {
+    "binomial-elastic-net": (lambda: fl.classification.LogisticRegression(
+        solver="sgd", reg=0.01, elastic_net=0.5, global_batch_size=64, max_iter=4, tol=0.0), "load_breast_cancer"),
+    "multinomial": (lambda: fl.classification.LogisticRegression(
+        solver="sgd", multi_class="multinomial", global_batch_size=50, max_iter=300, tol=1e-3), "load_iris"),
+    "linear-regression": (lambda: fl.regression.LinearRegression(
+        solver="sgd", global_batch_size=100, max_iter=5, learning_rate=0.05, tol=0.0), "load_diabetes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SGD_CASES))
+def test_sgd_rounds_over_shuffled_batches_take_the_local_fits_steps(case):
+    make, data = SGD_CASES[case]
+    d = getattr(sklearn_datasets, data)()
+    y = d.target / 100.0 if data == "load_diabetes" else d.target.astype(np.float64)
+    t = fl.table({"features": fl.linalg.from_numpy(_standardized(d.data)), "label": y})
+    est = make()
+    assert est.drives_rounds
+    map_batches, names = _in_any_order(t, [40, 77, 78, 120], seed=7)
+    got = est.fit_rounds(map_batches)
+    want = make().fit(t)
+    np.testing.assert_allclose(_outputs(got, t), _outputs(want, t), rtol=0, atol=1e-9)   # the brief's bar: 1e-4
+    assert got.get_params() == want.get_params()
+    steps = -(-t.num_rows // est.global_batch_size)   # mini-batches per epoch, one job each
+    assert names[0] == "shape" and set(names[1:]) == {"sgd"} and (len(names) - 1) % steps == 0
+    epochs = (len(names) - 1) // steps
+    assert epochs == est.max_iter if est.tol == 0.0 else 1 < epochs < est.max_iter   # tol stopped the multinomial one
+
+
+def test_sgd_rounds_need_numbered_batches_and_linear_svc_keeps_its_client_fit():
+    t = fl.table({"features": fl.linalg.from_numpy(np.eye(4)), "label": [0.0, 1.0, 0.0, 1.0]})
+    with pytest.raises(ValueError, match="numbered by its place in the source"):
+        fl.classification.LogisticRegression(solver="sgd").fit_rounds(
+            lambda fn, name="round": [fn(t.slice(0, 2)), fn(t.slice(2))])
+    assert not fl.classification.LinearSVC(solver="sgd").drives_rounds
+
+
 # --- on Flink ------------------------------------------------------------------------------------
 
 
@@ -177,3 +226,17 @@ def test_kmeans_plus_plus_on_flink_from_several_files_equals_the_local_fit_and_s
     pred = got.transform(t).column("prediction").to_numpy()
     np.testing.assert_array_equal(pred, want.transform(t).column("prediction").to_numpy())
     np.testing.assert_array_equal(pred, oracle.labels_)
+
+
+@pytest.mark.flink
+@needs_flink
+def test_sgd_logistic_regression_on_flink_equals_the_local_fit(monkeypatch):
+    d = sklearn_datasets.load_breast_cancer()
+    t = fl.table({"features": fl.linalg.from_numpy(_standardized(d.data)), "label": d.target.astype(np.float64)})
+    make = lambda: fl.classification.LogisticRegression(solver="sgd", reg=0.01, global_batch_size=300,  # noqa: E731
+                                                        max_iter=1)
+    names = _spy_jobs(monkeypatch)
+    with fl.set_engine(_flink()):
+        got = make().fit(fls.from_table(t, batch_size=150))   # 4 batches; 2 mini-batches of rows from all of them
+    assert names == ["shape", "sgd", "sgd"]
+    np.testing.assert_allclose(_outputs(got, t), _outputs(make().fit(t), t), rtol=0, atol=1e-4)

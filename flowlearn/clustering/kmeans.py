@@ -37,6 +37,7 @@ from flowlearn.data.table import table as fl_table
 from flowlearn.iteration import (BatchStream, IterationBodyResult, IterationOperator, OperatorContext,
                                  TerminateOnMaxIterOrTol, iterate_bounded)
 from flowlearn.linalg import from_csr, from_numpy, to_csr, to_numpy
+from flowlearn.optim import batch_key, batch_offsets, with_key_of
 from flowlearn.params import (HasDistanceMeasure, HasFeaturesCol, HasMaxIter, HasPredictionCol, HasSeed, Param,
                               gt, gt_eq, in_array)
 
@@ -462,7 +463,8 @@ class KMeans(_KMeansParams, IterativeEstimator):
         order (to floating-point rounding of the merged sums).
 
         Batches are ordered by their key (schema metadata ``flowlearn.batch``, ``"<split>.<batch>"``,
-        set by the Flink engine's sources); a single batch needs none. Passes: one for the shape; the
+        set by the Flink engine's sources; ``flowlearn.optim.batch_offsets``); one batch needs none.
+        Passes: one for the shape; the
         initial centroids: ``"random"`` one (the rows at the indexes ``fit`` draws), ``"k-means++"``
         two plus two per further centroid (per step: the running sums of the squared distances up
         to the drawn thresholds, with the rows they fall on; each candidate's potential); then one
@@ -472,19 +474,12 @@ class KMeans(_KMeansParams, IterativeEstimator):
         shapes = map_batches(self._batch_shape, "shape")
         if not shapes:
             raise ValueError(f"{stage}: fit needs at least one row; the input table is empty")
-        keys = [_batch_key(t) for t in shapes]
-        if len(shapes) > 1 and (None in keys or len(set(keys)) != len(keys)):
-            raise ValueError(f"{stage}: fit_rounds over several batches needs each batch numbered by its place in "
-                             f"the source (schema metadata {_BATCH_KEY.decode()!r}, distinct), got {keys}; the "
-                             f"initial centroids depend on the rows' order (fit with the local engine)")
+        offsets, n = batch_offsets(shapes, stage)
         sizes = {t.column("size")[0].as_py() for t in shapes}
         if len(sizes) != 1:
             raise ValueError(f"{stage}: column '{self.features_col}' (parameter 'features_col') holds vectors of "
                              f"sizes {sorted(sizes)}; all vectors in a column must have the same size")
-        order = sorted(range(len(shapes)), key=lambda i: keys[i] or (0, 0))
-        rows = np.array([shapes[i].column("rows")[0].as_py() for i in order], dtype=np.int64)
-        offsets = dict(zip([keys[i] for i in order], np.r_[0, np.cumsum(rows)[:-1]].tolist()))
-        n, d = int(rows.sum()), sizes.pop()
+        d = sizes.pop()
         if n < self.k:
             raise ValueError(f"{stage}: k={self.k} clusters need at least {self.k} rows, the input has {n}; "
                              f"lower k or add data")
@@ -508,7 +503,7 @@ class KMeans(_KMeansParams, IterativeEstimator):
     def _batch_shape(self, batch: pa.Table) -> pa.Table:
         x = self._batch_features(batch)
         check_squares(x, self.features_col, type(self).__name__, "features_col", "squared distances")
-        return _with_key(pa.table({"rows": [x.shape[0]], "size": [x.shape[1]]}), batch)
+        return with_key_of(pa.table({"rows": [x.shape[0]], "size": [x.shape[1]]}), batch)
 
     def _batch_features(self, batch: pa.Table, size: int | None = None) -> np.ndarray | sps.csr_matrix:
         x = vector_column(batch, self.features_col, type(self).__name__, param="features_col", size=size)
@@ -539,22 +534,8 @@ class KMeans(_KMeansParams, IterativeEstimator):
         return _init_kmeans_pp(x, xx, self.k, self.distance_measure, rng)
 
 
-_BATCH_KEY = b"flowlearn.batch"   # flowlearn.engines.flink_functions.BATCH_KEY: a batch's place in its source
-
-
-def _batch_key(t: pa.Table) -> tuple[int, int] | None:
-    key = (t.schema.metadata or {}).get(_BATCH_KEY)
-    return None if key is None else tuple(int(v) for v in key.decode().split("."))
-
-
-def _with_key(out: pa.Table, batch: pa.Table) -> pa.Table:
-    """``out`` labelled with the key of the ``batch`` it was computed from."""
-    key = (batch.schema.metadata or {}).get(_BATCH_KEY)
-    return out if key is None else out.replace_schema_metadata({_BATCH_KEY: key})
-
-
 def _keyed(fn: Callable[[pa.Table, pa.Table], pa.Table], variables: pa.Table, batch: pa.Table) -> pa.Table:
-    return _with_key(fn(variables, batch), batch)
+    return with_key_of(fn(variables, batch), batch)
 
 
 def _closest_sq(x: np.ndarray | sps.csr_matrix, xx: np.ndarray, steps: list[tuple[np.ndarray, int]],
@@ -581,7 +562,7 @@ class _Rounds:
         self.est, self.map_batches, self.offsets, self.d = est, map_batches, offsets, d
 
     def ordered(self, parts: list[pa.Table]) -> list[pa.Table]:
-        return sorted(parts, key=lambda t: self.offsets[_batch_key(t)])
+        return sorted(parts, key=lambda t: self.offsets[batch_key(t)])
 
     def rows(self, index: np.ndarray) -> np.ndarray:
         """The rows at the (sorted, distinct) global ``index``es, as dense vectors."""
@@ -596,7 +577,7 @@ class _Rounds:
         """The rows at the indexes ``cand`` drawn from the ordered batches' counts (``found``): each
         batch sent its row at its count, the drawn one when the running sums rise across the
         batches; otherwise (rounding at a batch's edge) they are fetched."""
-        starts = np.array([self.offsets[_batch_key(t)] for t in found])
+        starts = np.array([self.offsets[batch_key(t)] for t in found])
         out = np.empty((len(cand), self.d))
         for j, g in enumerate(cand):
             b = int(np.searchsorted(starts, g, side="right")) - 1
@@ -637,7 +618,7 @@ class _Rounds:
 
 def _pick_rows(est: KMeans, offsets: dict, d: int, index: np.ndarray, batch: pa.Table) -> pa.Table:
     x = est._batch_features(batch, d)
-    lo = offsets[_batch_key(batch)]
+    lo = offsets[batch_key(batch)]
     mine = index[(index >= lo) & (index < lo + x.shape[0])]
     picked = _rows(x, mine - lo) if len(mine) else np.empty((0, d))
     return pa.table({"index": pa.array(mine, pa.int64()), "row": from_numpy(picked.reshape(len(mine), d))})
@@ -650,11 +631,11 @@ def _potentials(est: KMeans, d: int, steps: list, cand: np.ndarray, batch: pa.Ta
     xx = _row_sq_norms(x)
     closest = _closest_sq(x, xx, steps, est.distance_measure)
     if len(cand) == 0:
-        return _with_key(pa.table({"potential": [float(closest.sum())]}), batch)
+        return with_key_of(pa.table({"potential": [float(closest.sum())]}), batch)
     dist = _pairwise(x, xx, cand, _row_sq_norms(cand), est.distance_measure)
     if est.distance_measure != "euclidean":
         dist = dist ** 2
-    return _with_key(pa.table({"potential": np.minimum(closest[:, None], dist).sum(axis=0)}), batch)
+    return with_key_of(pa.table({"potential": np.minimum(closest[:, None], dist).sum(axis=0)}), batch)
 
 
 def _count_below(est: KMeans, d: int, steps: list, starts: dict, thresholds: np.ndarray, batch: pa.Table,
@@ -664,10 +645,10 @@ def _count_below(est: KMeans, d: int, steps: list, starts: dict, thresholds: np.
     ``searchsorted(cumsum, threshold, side="right")`` of :func:`_init_kmeans_pp`."""
     x = est._batch_features(batch, d)
     closest = _closest_sq(x, _row_sq_norms(x), steps, est.distance_measure)
-    cum = np.cumsum(np.r_[starts[_batch_key(batch)], closest])[1:]
+    cum = np.cumsum(np.r_[starts[batch_key(batch)], closest])[1:]
     count = np.searchsorted(cum, thresholds, side="right").astype(np.int64)
     rows = _rows(x, np.minimum(count, x.shape[0] - 1))   # the drawn row if it is in this batch
-    return _with_key(pa.table({"count": count, "row": from_numpy(rows), "rows": np.full(len(count), x.shape[0])}),
+    return with_key_of(pa.table({"count": count, "row": from_numpy(rows), "rows": np.full(len(count), x.shape[0])}),
                      batch)
 
 
