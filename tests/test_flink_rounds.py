@@ -159,12 +159,14 @@ def test_sgd_rounds_over_shuffled_batches_take_the_local_fits_steps(case):
     assert epochs == est.max_iter if est.tol == 0.0 else 1 < epochs < est.max_iter   # tol stopped the multinomial one
 
 
-def test_sgd_rounds_need_numbered_batches_and_linear_svc_keeps_its_client_fit():
+def test_sgd_rounds_need_numbered_batches():
     t = fl.table({"features": fl.linalg.from_numpy(np.eye(4)), "label": [0.0, 1.0, 0.0, 1.0]})
     with pytest.raises(ValueError, match="numbered by its place in the source"):
         fl.classification.LogisticRegression(solver="sgd").fit_rounds(
             lambda fn, name="round": [fn(t.slice(0, 2)), fn(t.slice(2))])
-    assert not fl.classification.LinearSVC(solver="sgd").drives_rounds
+    one = fl.classification.LogisticRegression(solver="sgd", max_iter=3).fit_rounds(lambda fn, name="round": [fn(t)])
+    want = fl.classification.LogisticRegression(solver="sgd", max_iter=3).fit(t)
+    np.testing.assert_allclose(_outputs(one, t), _outputs(want, t), atol=1e-12)   # one batch needs no number
 
 
 # --- on Flink ------------------------------------------------------------------------------------
