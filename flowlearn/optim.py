@@ -1000,8 +1000,8 @@ class LinearRounds:
         X, y, s = read_training_input(batch, type(self).__name__, self.features_col, self.label_col, self.weight_col,
                                       part=True)
         s = np.ones(len(y)) if s is None else s
-        classes = np.bincount(y.astype(np.int64), weights=s) if (y >= 0).all() and (y == np.floor(y)).all() \
-            and y.max() < 1 << 16 else np.zeros(0)
+        multinomial = hasattr(self, "multi_class") and (y >= 0).all() and (y == np.floor(y)).all() and y.max() < 1 << 16
+        classes = np.bincount(y.astype(np.int64), weights=s) if multinomial else np.zeros(0)   # the null model's prior
         return with_key_of(pa.table({"size": [X.shape[1]], "max_label": [float(y.max())], "rows": [len(y)],
                                      "weight": [float(s.sum())], "weighted_labels": [float(s @ y)],
                                      "class_weights": pa.array([classes], pa.list_(pa.float64()))}), batch)
@@ -1079,8 +1079,8 @@ class LinearRounds:
             loss = wsum = 0.0
             for start in range(0, n, batch):
                 rows = np.sort(perm[start:start + batch])
-                state = self.round_merge(map_batches(functools.partial(_mini_batch_partial, self, variables, offsets,
-                                                                       rows), "sgd"))
+                parts = map_batches(functools.partial(_mini_batch_partial, self, variables, offsets, rows), "sgd")
+                state = self.round_merge(sorted(parts, key=lambda t: offsets[batch_key(t)]))   # merged in input order
                 w, f, _, _ = _read_round(state, stage)
                 loss, wsum = loss + f, wsum + w
                 variables = self.round_update(variables, state)
@@ -1126,7 +1126,7 @@ def _mini_batch_partial(est: LinearRounds, variables: pa.Table, offsets: dict, r
     """``round_partial`` over the rows of ``batch`` whose index in the input is in ``rows`` (sorted)."""
     lo = offsets[batch_key(batch)]
     mine = rows[np.searchsorted(rows, lo):np.searchsorted(rows, lo + batch.num_rows)] - lo
-    return est.round_partial(variables, batch.take(pa.array(mine, pa.int64())))
+    return with_key_of(est.round_partial(variables, batch.take(pa.array(mine, pa.int64()))), batch)
 
 
 # Schema metadata of a batch of a fit driven in rounds (``IterativeEstimator.fit_rounds``): its
