@@ -135,6 +135,8 @@ SGD_CASES = {
         solver="sgd", reg=0.01, elastic_net=0.5, global_batch_size=64, max_iter=4, tol=0.0), "load_breast_cancer"),
     "multinomial": (lambda: fl.classification.LogisticRegression(
         solver="sgd", multi_class="multinomial", global_batch_size=50, max_iter=300, tol=1e-3), "load_iris"),
+    "linear-svc": (lambda: fl.classification.LinearSVC(
+        solver="sgd", reg=0.01, global_batch_size=64, max_iter=4, tol=0.0), "load_breast_cancer"),
     "linear-regression": (lambda: fl.regression.LinearRegression(
         solver="sgd", global_batch_size=100, max_iter=5, learning_rate=0.05, tol=0.0), "load_diabetes"),
 }

@@ -346,9 +346,13 @@ class LinearSVC(_LinearSVCParams, LinearRounds, IterativeEstimator):
             log.warning("%s: solver '%s' stopped without reaching tol=%g (%s); raise max_iter or tol",
                         stage, self.solver, self.tol, msg)
         log.info("%s: %s, objective %.12g", stage, msg, hinge_objective(X, y, w, b, reg, en, s))
+        return self._model_of(np.asarray(w), np.array([b]))
+
+    def _model_of(self, W: np.ndarray, b: np.ndarray) -> "LinearSVCModel":
         model = LinearSVCModel()
         self.copy_params_to(model)
-        return model.set_model_data(linear_model_table(np.asarray(w).reshape(1, -1), np.array([b]), 0))
+        return model.set_model_data(linear_model_table(np.asarray(W).reshape(1, -1),
+                                                       np.asarray(b, dtype=np.float64).reshape(1), 0))
 
 
 class LinearSVCModel(_LinearSVCModelParams, LinearModelResults, Model):

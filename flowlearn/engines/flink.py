@@ -485,7 +485,7 @@ class FlinkEngine(Engine):
             elif isinstance(spec, FilesSourceSpec):
                 paths = build_operator(spec).ready_files()
                 if spec.handle_invalid != "error" or timed.reads_side_outputs(n):   # dead letters: a side output
-                    out[id(n)] = (timed.files(indexes(len(paths), n.name), n, paths), [])
+                    out[id(n)] = (timed.files(indexes(len(paths), n.name), n, paths, keyed), [])
                 else:
                     numbers, read = indexes(len(paths), n.name), fn.FileBatches(spec, paths)
                     read.keyed = keyed

@@ -40,7 +40,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from flowlearn.engines.flink_functions import END_OF_INPUT, Chain, from_ipc, to_ipc
+from flowlearn.engines.flink_functions import END_OF_INPUT, Chain, from_ipc, on_python_thread, to_ipc, with_batch_key
 from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, OperatorContext
 from flowlearn.stream.plan import PlanNode, SideOutputSpec, build_operator
@@ -113,8 +113,8 @@ def files_reader_function() -> Any:
         """The batches of file ``i``, read with the local engine's reader; the records it rejects
         (``handle_invalid="skip"``) go to the side output ``dead_letter`` when it is read."""
 
-        def __init__(self, spec: FilesSourceSpec, paths: list[str], wanted: set[str]) -> None:
-            self.spec, self.paths, self.wanted = spec, paths, wanted
+        def __init__(self, spec: FilesSourceSpec, paths: list[str], wanted: set[str], keyed: bool = False) -> None:
+            self.spec, self.paths, self.wanted, self.keyed = spec, paths, wanted, keyed
 
         def open(self, runtime_context: Any) -> None:
             self.sides = _Sides(self.wanted)
@@ -122,11 +122,16 @@ def files_reader_function() -> Any:
             self.reader = build_operator(self.spec)
             self.reader.open(OperatorContext("files", side=self.sides))
 
+        def _read(self, i: int) -> list[bytes]:
+            """File ``i``'s batches (labelled with their place for a fit's rounds, ``keyed``)."""
+            t = self.reader.read_table(self.paths[i])
+            parts = [t.slice(start, self.spec.batch_size) for start in range(0, t.num_rows, self.spec.batch_size)]
+            return [to_ipc(with_batch_key(part, i, j) if self.keyed else part) for j, part in enumerate(parts)]
+
         def process_element(self, i: int, ctx: Any) -> Iterator[Any]:
-            t = self.reader.read_table(self.paths[int(i)])
+            records = on_python_thread(self._read, int(i))
             yield from self.sides.drain(self.tags)
-            for start in range(0, t.num_rows, self.spec.batch_size):
-                yield to_ipc(t.slice(start, self.spec.batch_size))
+            yield from records
 
     return FilesWithDeadLetters
 
@@ -157,16 +162,19 @@ def window_function() -> Any:
 
         def _operator(self, ctx: Any) -> Any:
             if self.op is None:   # first record or timer of this worker: restore what Flink restored
-                op = build_operator(self.spec)
-                ctx_ = OperatorContext(self.uid, side=self.sides)
-                ctx_.checkpointing = True
-                op.open(ctx_)
                 saved = self.state.value()
-                if saved is not None:
-                    op.restore_state(OperatorState.from_bytes(bytes(saved)))
-                self.op = op
+                self.op = on_python_thread(self._restored, None if saved is None else bytes(saved))
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
             return self.op
+
+        def _restored(self, saved: bytes | None) -> Any:
+            op = build_operator(self.spec)
+            ctx_ = OperatorContext(self.uid, side=self.sides)
+            ctx_.checkpointing = True
+            op.open(ctx_)
+            if saved is not None:
+                op.restore_state(OperatorState.from_bytes(saved))
+            return op
 
         def _watermark(self, ctx: Any, at_least: int = MIN_WATERMARK) -> int:
             return min(max(ctx.timer_service().current_watermark(), at_least, MIN_WATERMARK), MAX_WATERMARK)
@@ -187,31 +195,40 @@ def window_function() -> Any:
                 (ts.register_event_time_timer if op.kind == "event" else ts.register_processing_time_timer)(due)
             self.timer = due
 
-        def _emit(self, ctx: Any, outs: list[pa.Table]) -> Iterator[Any]:
-            self._arm(ctx)
+        def _step(self, call: Any, *args: Any) -> tuple[list[bytes], bytes | None]:
+            """The window's outputs of ``call(*args)`` and its state after it, as bytes (run on a
+            Python-created thread: thread mode's JVM threads can hang in Numba code)."""
+            outs = [to_ipc(t) for t in call(*args) if t.num_rows]
             snap = self.op.snapshot_state()
+            return outs, None if snap is None else snap.to_bytes()
+
+        def _emit(self, ctx: Any, call: Any, *args: Any) -> Iterator[Any]:
+            records, snap = on_python_thread(self._step, call, *args)
+            self._arm(ctx)
             if snap is not None:
-                self.state.update(snap.to_bytes())
+                self.state.update(snap)
             yield from self.sides.drain(self.tags)
-            for t in outs:
-                if t.num_rows:
-                    yield to_ipc(t)
+            yield from records
+
+        def _batch(self, watermark: int | None, record: bytes) -> list[pa.Table]:
+            outs = self.op.on_watermark(watermark) if watermark is not None else []
+            return outs + self.op.process(from_ipc(record), 0)
 
         def process_element(self, record: bytes, ctx: Any) -> Iterator[Any]:
             op = self._operator(ctx)
-            outs = op.on_watermark(self._watermark(ctx)) if op.kind == "event" else []
-            outs += op.process(from_ipc(record), 0)
-            yield from self._emit(ctx, outs)
+            yield from self._emit(ctx, self._batch, self._watermark(ctx) if op.kind == "event" else None, record)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
             op = self._operator(ctx)
             if timestamp == self.timer:
                 self.timer = None
             if ctx.time_domain() == TimeDomain.EVENT_TIME:
-                outs = op.on_end() if timestamp == END_OF_INPUT else op.on_watermark(self._watermark(ctx, timestamp))
+                if timestamp == END_OF_INPUT:
+                    yield from self._emit(ctx, op.on_end)
+                else:
+                    yield from self._emit(ctx, op.on_watermark, self._watermark(ctx, timestamp))
             else:
-                outs = op.on_timer(max(time.time(), (timestamp + 0.5) / 1000.0))
-            yield from self._emit(ctx, outs)
+                yield from self._emit(ctx, op.on_timer, max(time.time(), (timestamp + 0.5) / 1000.0))
 
     return WindowFunction
 
@@ -242,11 +259,12 @@ class TimeTranslation:
     def reads_side_outputs(self, n: PlanNode) -> bool:
         return id(n) in self.wanted
 
-    def files(self, indexes: Any, n: PlanNode, paths: list[str]) -> Any:
-        """Files ``indexes`` of a ``from_files`` source read with their dead letters as a side output."""
+    def files(self, indexes: Any, n: PlanNode, paths: list[str], keyed: bool = False) -> Any:
+        """Files ``indexes`` of a ``from_files`` source read with their dead letters as a side
+        output (batches labelled with their place when ``keyed``: a fit's rounds)."""
         from pyflink.common import Types
 
-        reader = files_reader_function()(n.spec, paths, self.wanted.get(id(n), set()))
+        reader = files_reader_function()(n.spec, paths, self.wanted.get(id(n), set()), keyed)
         ds = indexes.process(reader, output_type=Types.PICKLED_BYTE_ARRAY()).name(n.name)
         self.emitters[id(n)] = ds
         return ds
