@@ -370,8 +370,11 @@ class IterativeEstimator(Estimator):
 
     def fit_rounds(self, map_batches: Callable[[Callable[[pa.Table], pa.Table]], list[pa.Table]]) -> Model:
         """Fit with the rounds' partials run by an engine: ``map_batches(fn)`` applies ``fn(batch) ->
-        table`` to every batch of the input (in parallel, next to the data) and returns the results;
-        the driver (here) merges them and updates the variables until it converges."""
+        table`` to every batch of the input (in parallel, next to the data) and returns the results
+        in any order; the driver (here) merges them and updates the variables until it converges.
+        An engine labels each batch with its place in the input (schema metadata
+        ``flowlearn.batch`` = ``"<slice or file>.<batch>"``), so drivers that need the row order
+        (KMeans's initial rows, SGD's permutation) can restore it."""
         raise NotImplementedError(f"{type(self).__name__} does not drive its rounds for an engine")
 
     def round_partial(self, variables: pa.Table, batch: Any) -> pa.Table:
