@@ -119,17 +119,23 @@ def test_one_pass_fits_merge_parallel_partials_into_the_local_model(make):
         np.testing.assert_allclose(md.column("std")[0].as_py(), v.std(axis=0, ddof=1), rtol=1e-12)
 
 
-def test_a_pipeline_fitted_on_flink_predicts_as_the_local_one():
+def test_a_pipeline_fitted_on_flink_predicts_as_the_local_one(monkeypatch):
     t = _data()
     pipe = lambda: fl.Pipeline([  # noqa: E731
         fl.feature.StandardScaler(input_col="v", output_col="features", with_mean=True),
         fl.classification.LogisticRegression(reg=0.01),
     ])
     local = pipe().fit(t)
+    jobs = []
+    run_job = FlinkEngine._map_collect
+    monkeypatch.setattr(FlinkEngine, "_map_collect", lambda self, *a: jobs.append(a[2]) or run_job(self, *a))
     with fl.set_engine(FLINK):
         flink = pipe().fit(fls.from_table(t, batch_size=256))
+    # each stage fitted on Flink: the scaler's partials, then the L-BFGS rounds on the scaled plan
+    assert jobs[0] == "partial" and jobs[1] == "shape" and set(jobs[2:]) == {"round"} and len(jobs) > 3
+    # the same optimum (the acceptance: probabilities within 1e-4; the merged sums differ in rounding)
     np.testing.assert_allclose(fl.linalg.to_numpy(flink.transform(t).column("raw_prediction")),
-                               fl.linalg.to_numpy(local.transform(t).column("raw_prediction")), rtol=1e-9, atol=1e-12)
+                               fl.linalg.to_numpy(local.transform(t).column("raw_prediction")), rtol=0, atol=1e-4)
 
 
 def test_thread_mode_runs_chains_trainers_and_fits_as_the_local_engine():

@@ -631,18 +631,26 @@ class FlinkEngine(Engine):
 
     def fit(self, estimator: Any, *inputs: Any) -> Any:
         """A one-pass estimator: ``partial`` per batch in parallel on Flink, ``merge`` and ``finish``
-        here. An iterative estimator that drives its rounds (``drives_rounds``: the L-BFGS linear
-        models): its driver runs here and each round's partials run in parallel on Flink, a job per
-        round. Other estimators: their inputs read on Flink and the fit run here."""
+        here. An iterative estimator that drives its rounds (``drives_rounds``: the L-BFGS and SGD
+        linear models, KMeans): its driver runs here and each round's partials run in parallel on
+        Flink, a job per round. A pipeline: each estimator fitted so, on the plan of the stages
+        before it applied to the input. Other estimators: their inputs read on Flink and the fit
+        run here."""
         import flowlearn.stream as fls
+        from flowlearn.builder import Pipeline
+        from flowlearn.stream.plan import set_engine
 
         rounds = isinstance(estimator, IterativeEstimator) and estimator.drives_rounds
-        if not (isinstance(estimator, OnePassEstimator) or rounds) or len(inputs) != 1:
+        pipeline = isinstance(estimator, Pipeline)
+        if not (isinstance(estimator, OnePassEstimator) or rounds or pipeline) or len(inputs) != 1:
             return super().fit(estimator, *inputs)
         (data,) = inputs
         stream = data if getattr(data, "_flowlearn_stream", False) else fls.from_table(data)
         if not stream.bounded:
             raise ValueError(f"{type(estimator).__name__} is a batch estimator and cannot train on an unbounded stream")
+        if pipeline:   # the stages' fits come back here, one by one, on streams
+            with set_engine(self):
+                return estimator._fit(stream)
         if rounds:
             return estimator.fit_rounds(lambda f, name="round": self._map_collect(stream, fn.MapBatch(f), name, True))
         parts = self._map_collect(stream, fn.Partial(estimator), "partial")
