@@ -193,6 +193,15 @@ def _spy_jobs(monkeypatch) -> list[str]:
     return names
 
 
+def _same_clusters(got, want, oracle, t: pa.Table) -> None:
+    """The Flink fit's centroids and predictions equal the local fit's and scikit-learn's."""
+    np.testing.assert_allclose(_centroids(got), _centroids(want), rtol=1e-9)
+    np.testing.assert_allclose(_centroids(got), oracle.cluster_centers_, rtol=1e-9)
+    pred = got.transform(t).column("prediction").to_numpy()
+    np.testing.assert_array_equal(pred, want.transform(t).column("prediction").to_numpy())
+    np.testing.assert_array_equal(pred, oracle.labels_)
+
+
 @pytest.mark.flink
 @needs_flink
 def test_kmeans_on_flink_from_table_slices_equals_the_local_fit_and_sklearn(monkeypatch):
@@ -204,11 +213,7 @@ def test_kmeans_on_flink_from_table_slices_equals_the_local_fit_and_sklearn(monk
     want, rounds = _local_fit(monkeypatch, est, t)
     oracle = _sklearn(est, t, 300)
     assert names == ["shape", "rows"] + ["lloyd"] * rounds and rounds == 4   # to the fixed point
-    np.testing.assert_allclose(_centroids(got), _centroids(want), rtol=1e-9)
-    np.testing.assert_allclose(_centroids(got), oracle.cluster_centers_, rtol=1e-9)
-    pred = got.transform(t).column("prediction").to_numpy()
-    np.testing.assert_array_equal(pred, want.transform(t).column("prediction").to_numpy())
-    np.testing.assert_array_equal(pred, oracle.labels_)
+    _same_clusters(got, want, oracle, t)
 
 
 @pytest.mark.flink
@@ -225,11 +230,7 @@ def test_kmeans_plus_plus_on_flink_from_several_files_equals_the_local_fit_and_s
     want, rounds = _local_fit(monkeypatch, est, t)
     oracle = _sklearn(est, t, 2)
     assert names == ["shape", "rows", "potential", "draw", "potential", "lloyd", "lloyd"] and rounds == 2
-    np.testing.assert_allclose(_centroids(got), _centroids(want), rtol=1e-9)
-    np.testing.assert_allclose(_centroids(got), oracle.cluster_centers_, rtol=1e-9)
-    pred = got.transform(t).column("prediction").to_numpy()
-    np.testing.assert_array_equal(pred, want.transform(t).column("prediction").to_numpy())
-    np.testing.assert_array_equal(pred, oracle.labels_)
+    _same_clusters(got, want, oracle, t)
 
 
 @pytest.mark.flink
