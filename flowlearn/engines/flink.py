@@ -292,7 +292,7 @@ def _is_local(env: Any) -> bool:
     return is_local_deployment(get_j_env_configuration(env._j_stream_execution_environment))
 
 
-# Mini-clusters kept for the session, by (slots, configuration): starting one per job (what a local
+# Mini-clusters kept for the session, by (parallelism, configuration): starting one per job (what a local
 # environment does) costs a second or more of every job's start-up.
 _SESSIONS: dict[tuple, tuple[Any, str]] = {}
 _SESSIONS_LOCK = threading.Lock()
@@ -356,9 +356,10 @@ class FlinkEngine(Engine):
     ``mode``: ``"process"`` (Python workers in their own processes; on the local mini-cluster,
     this process) or ``"thread"`` (inside the task manager's JVM; jobs start faster, functions are
     imported by module: ship yours with ``config={"python.files": ...}``). ``cluster``: ``None``
-    runs jobs on a mini-cluster kept for the session in PyFlink's JVM; ``"host:port"`` (a jobmanager's REST address) submits them to that session cluster
-    (standalone, YARN or Kubernetes session), whose task managers must reach flowlearn, the
-    data and the model stores (see docs/flink.md).
+    runs jobs on a mini-cluster kept for the session in PyFlink's JVM; ``"host:port"`` (a
+    jobmanager's REST address) submits them to that session cluster (standalone, YARN or
+    Kubernetes session), whose task managers must reach flowlearn, the data and the model stores
+    (see docs/flink.md).
     """
 
     name = "flink"

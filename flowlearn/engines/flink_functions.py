@@ -291,11 +291,12 @@ def untag(records: Any) -> Iterator[tuple[int, bytes]]:
 
 
 class FollowStore:
-    """A model following a model store (a link of a :class:`Chain`), applied to each batch on every task manager: the store
-    is polled at most every ``poll_interval`` seconds and the newest version (of the kinds asked
-    for) replaces the model, so all workers swap within a poll interval; each row gets the
-    ``model_version`` that scored it. A batch that arrives before the store has any version
-    waits for the first one (as rows wait for version 1 on the local engine)."""
+    """A model following a model store (a link of a :class:`Chain`), applied to each batch on
+    every task manager: the store is polled at most every ``poll_interval`` seconds and the
+    newest version (of the kinds asked for) replaces the model, so all workers swap within a
+    poll interval; each row gets the ``model_version`` that scored it. A batch that arrives
+    before the store has any version waits for the first one (as rows wait for version 1 on the
+    local engine)."""
 
     def __init__(self, model: Any, store: Any, poll_interval: float, kinds: tuple[str, ...] | None) -> None:
         self.model, self.store, self.poll_interval, self.kinds = model, store, poll_interval, kinds
