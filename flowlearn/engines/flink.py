@@ -72,10 +72,6 @@ _KEYED = (TrainerSpec, StatefulMapSpec, ModelStoreSinkSpec)
 _SHIPPED_TABLE_BYTES = 32 * 2 ** 20
 
 
-def _one_key(record: Any) -> int:
-    return 0
-
-
 def _spread_key(record: bytes) -> int:
     return zlib.crc32(record[-256:]) % 1024
 
@@ -267,23 +263,30 @@ class TableJob(_FollowedJob):
         raise ValueError("a job on Flink's connectors has no collect() sinks")
 
 
-def _remote_environment(cluster: str, conf: Any) -> Any:
-    """An environment submitting to the session cluster whose jobmanager's REST endpoint is
-    ``cluster``; the job ships PyFlink's runtime jar (flink-python, which a cluster's lib/ lacks)."""
-    import pyflink
+def _remote_environment(host: str, port: int, conf: Any, jars: list[str]) -> Any:
+    """An environment submitting to the cluster whose jobmanager's REST endpoint is
+    ``host:port``, shipping ``jars`` with every job."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.java_gateway import get_gateway
 
     gateway = get_gateway()
-    opt = os.path.join(os.path.dirname(os.path.abspath(pyflink.__file__)), "opt")
-    jars = [os.path.join(opt, n) for n in sorted(os.listdir(opt)) if n.startswith("flink-python")]
     j_jars = gateway.new_array(gateway.jvm.String, len(jars))
     for i, j in enumerate(jars):
         j_jars[i] = j
-    host, _, port = cluster.rpartition(":")
     j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.createRemoteEnvironment(
         host, int(port), conf._j_configuration, j_jars)
     return StreamExecutionEnvironment(j_env)
+
+
+def _cluster_environment(cluster: str, conf: Any) -> Any:
+    """An environment submitting to the session cluster at ``cluster`` ("host:port"); the jobs
+    ship PyFlink's runtime jar (flink-python, which a cluster's lib/ lacks)."""
+    import pyflink
+
+    opt = os.path.join(os.path.dirname(os.path.abspath(pyflink.__file__)), "opt")
+    jars = [os.path.join(opt, n) for n in sorted(os.listdir(opt)) if n.startswith("flink-python")]
+    host, _, port = cluster.rpartition(":")
+    return _remote_environment(host, int(port), conf, jars)
 
 
 def _is_local(env: Any) -> bool:
@@ -304,7 +307,6 @@ def _session_environment(parallelism: int, config: dict[str, str], conf: Any) ->
     kept until the process ends; Python functions of process mode run in this process (PyFlink's
     loopback worker, as on a local environment's mini-cluster)."""
     from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
     from pyflink.java_gateway import get_gateway
 
@@ -328,9 +330,7 @@ def _session_environment(parallelism: int, config: dict[str, str], conf: Any) ->
         cluster, loopback = _SESSIONS[key]
     conf.set_string("python.loopback-server.address", loopback)
     rest = cluster.getRestAddress().get()
-    j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.createRemoteEnvironment(
-        rest.getHost(), rest.getPort(), conf._j_configuration, gateway.new_array(gateway.jvm.String, 0))
-    return StreamExecutionEnvironment(j_env)
+    return _remote_environment(rest.getHost(), rest.getPort(), conf, [])   # its JVM has flink-python
 
 
 def _execute_and_collect(env: Any, ds: Any) -> Any:
@@ -409,7 +409,7 @@ class FlinkEngine(Engine):
         for k, v in self.config.items():
             conf.set_string(k, str(v))
         if self.cluster is not None:
-            env = _remote_environment(self.cluster, conf)
+            env = _cluster_environment(self.cluster, conf)
         else:   # a mini-cluster kept for the session, or the cluster of `flink run -py`
             env = StreamExecutionEnvironment.get_execution_environment(conf)
             if _is_local(env):
@@ -535,10 +535,10 @@ class FlinkEngine(Engine):
                     # the JVM and back (a chain still runs in parallel ahead of it at parallelism > 1)
                     numbers, read = read_by[id(n.inputs[0])]
                     op = fn.keyed_operator_function()(spec, n.uid or n.name, read, chain)
-                    ds = numbers.key_by(_one_key, key_type=Types.INT())
+                    ds = numbers.key_by(fn.one_key, key_type=Types.INT())
                 else:
                     op = fn.keyed_operator_function()(spec, n.uid or n.name)
-                    ds = materialized(n.inputs[0]).key_by(_one_key, key_type=Types.INT())
+                    ds = materialized(n.inputs[0]).key_by(fn.one_key, key_type=Types.INT())
                 ds = ds.process(op, output_type=records).name(n.name).set_parallelism(1)   # one key: one task
                 out[id(n)] = (ds.uid(n.uid) if n.uid else ds, [])   # a uid keeps state across plan changes
             elif isinstance(spec, UnionSpec):

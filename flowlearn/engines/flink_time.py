@@ -40,7 +40,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from flowlearn.engines.flink_functions import END_OF_INPUT, Chain, from_ipc, on_python_thread, to_ipc, with_batch_key
+from flowlearn.engines.flink_functions import (END_OF_INPUT, Chain, from_ipc, on_python_thread, one_key, to_ipc,
+                                               with_batch_key)
 from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, OperatorContext
 from flowlearn.stream.plan import PlanNode, SideOutputSpec, build_operator
@@ -233,10 +234,6 @@ def window_function() -> Any:
     return WindowFunction
 
 
-def _one_key(record: bytes) -> int:
-    return 0
-
-
 class TimeTranslation:
     """The event-time, window and side-output nodes of one plan as Flink streams (used by
     ``FlinkEngine._translate``): which side outputs the plan reads, and the Flink operators
@@ -295,7 +292,7 @@ class TimeTranslation:
         from pyflink.common import Types
 
         fn = window_function()(n.spec, n.uid or n.name, self.wanted.get(id(n), set()))
-        out = ds.key_by(_one_key, key_type=Types.INT()).process(fn, output_type=Types.PICKLED_BYTE_ARRAY()) \
+        out = ds.key_by(one_key, key_type=Types.INT()).process(fn, output_type=Types.PICKLED_BYTE_ARRAY()) \
             .name(n.name).set_parallelism(1)
         out = out.uid(n.uid) if n.uid else out   # a uid keeps the open windows across plan changes
         self.emitters[id(n)] = out
