@@ -37,15 +37,17 @@ Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
 import uuid
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -67,9 +69,12 @@ from flowlearn.stream.window import WatermarkSpec, WindowSpec
 _KEYED = (TrainerSpec, StatefulMapSpec, ModelStoreSinkSpec)
 
 
-# A from_table source larger than this goes to the workers as an Arrow IPC file (in the client's temp
-# directory, removed when the job ends) instead of inside the job graph, whose size Java caps.
+# A from_table source larger than this goes to the workers as an Arrow IPC file (in the client's
+# shared memory or temp directory, removed when the job ends) instead of inside the job graph,
+# whose size Java caps.
 _SHIPPED_TABLE_BYTES = 32 * 2 ** 20
+# Cluster hosts whose task managers run on the client's machine (they read its spilled tables).
+_THIS_MACHINE = {"localhost", "127.0.0.1", "::1", "[::1]", socket.gethostname()}
 
 
 def _spread_key(record: bytes) -> int:
@@ -393,6 +398,7 @@ class FlinkEngine(Engine):
         # Thread mode's embedded Python (pemja) finds its packages through the PATH of PyFlink's
         # JVM, which the first environment starts: this environment's bin goes first (as an
         # activated virtualenv's does), in any mode, so that later thread-mode jobs work too.
+        fn.IN_CLIENT = True
         bin_dir = os.path.dirname(sys.executable)
         if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
             os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
@@ -416,14 +422,26 @@ class FlinkEngine(Engine):
                 env = _session_environment(self.parallelism, self.config, conf)
         env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)
         env.set_parallelism(self.parallelism)
+        # a record is a whole batch (or a batch's number): send it on at once instead of waiting up to
+        # Flink's default 100 ms for its network buffer to fill
+        env.set_buffer_timeout(0)
         if checkpoint_dir is not None:
             env.enable_checkpointing(int(checkpoint_interval * 1000))
         return env
 
-    def _spill(self, table: pa.Table, batch_size: int) -> str:
-        """``table`` as an Arrow IPC file in the client's temp directory (removed when the job
-        ends), one record batch per slice of ``batch_size`` rows, memory-mapped by the readers."""
-        folder = tempfile.mkdtemp(prefix="flowlearn-flink-")
+    def _spill(self, table: pa.Table, batch_size: int, where: str) -> str:
+        """``table`` as an Arrow IPC file on the client's machine (removed when the job ends), one
+        record batch per slice of ``batch_size`` rows, memory-mapped by the readers: in shared
+        memory (``/dev/shm``) when it has room, else in the temp directory."""
+        if self.cluster is not None and self.cluster.rpartition(":")[0] not in _THIS_MACHINE:
+            raise ValueError(f"FlinkEngine: {where} is a from_table source of {table.nbytes / 2 ** 20:.0f} MB, "
+                             f"above the {_SHIPPED_TABLE_BYTES // 2 ** 20} MB shipped inside a job, and the "
+                             f"cluster {self.cluster!r} runs on another machine, which cannot read the "
+                             f"client's copy; write the table to files on a filesystem the cluster reads "
+                             f"and use from_files")
+        shm = "/dev/shm"
+        room = os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * table.nbytes
+        folder = tempfile.mkdtemp(prefix="flowlearn-flink-", dir=shm if room else None)
         self._spilled.append(folder)
         path = os.path.join(folder, "table.arrow")
         with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
@@ -448,23 +466,35 @@ class FlinkEngine(Engine):
         followed = {id(n.inputs[1]) for n in nodes if isinstance(n.spec, ModelStreamSpec)
                     and isinstance(n.inputs[1].spec, ModelStoreSourceSpec) and consumers[id(n.inputs[1])] == 1}
         out: dict[int, tuple[Any, list[Any]]] = {}
-        # (batch numbers, reader) of a source whose batches reach this node through a chain of its
-        # own: a one-key operator fed by it can read them itself, sparing the records a crossing
-        read_by: dict[int, tuple[Any, Any]] = {}
+        # the reader of a source whose batches reach this node through a chain of its own: a one-key
+        # operator fed by it can read them itself, sparing the records a crossing
+        read_by: dict[int, fn._Reader] = {}
         timed = TimeTranslation(nodes)   # event time, windows and the side outputs the plan reads
+
+        def stream(ds: Any) -> Any:
+            """A DataStream, or a source's reader built now (see ``reader``)."""
+            return ds() if callable(ds) else ds
+
+        def reader(read: fn._Reader, name: str) -> Callable[[], Any]:
+            """The records of a source read by batch number, made on first use: Flink runs every
+            operator a job defines, consumed or not, and a trainer that reads the source itself
+            leaves them unconsumed."""
+            return functools.cache(lambda: indexes(read.count, name).flat_map(read, output_type=records).name(name))
 
         def materialized(n: PlanNode) -> Any:
             ds, chain = out[id(n)]
+            ds = stream(ds)
             if chain:
                 ds = ds.flat_map(fn.Chain(chain), output_type=records).name(f"chain({n.name})")
-                out[id(n)] = (ds, [])
+            out[id(n)] = (ds, [])
             return ds
 
         def indexes(k: int, name: str) -> Any:
             """Batch numbers 0..k-1 from a checkpointed source: a restored job reads on from its
             checkpoint instead of from the start."""
-            return env.from_source(NumberSequenceSource(0, max(k, 1) - 1), WatermarkStrategy.no_watermarks(),
-                                   f"{name} batches").filter(lambda i, k=k: i < k)
+            numbers = env.from_source(NumberSequenceSource(0, max(k, 1) - 1), WatermarkStrategy.no_watermarks(),
+                                      f"{name} batches")
+            return numbers.filter(lambda i: False) if k == 0 else numbers   # a sequence has at least one number
 
         for n in nodes:
             spec, where = n.spec, f"plan node {n.name!r} ({type(n.spec).__name__})"
@@ -476,25 +506,24 @@ class FlinkEngine(Engine):
                 raise NotImplementedError(f"FlinkEngine: {where} is unbounded; the Flink engine runs bounded inputs "
                                           f"so far (use the local engine for streams that do not end)")
             if isinstance(spec, TableSourceSpec):
-                k = -(-spec.table.num_rows // spec.batch_size)
                 read = (fn.TableSlices(spec.table, spec.batch_size) if spec.table.nbytes <= _SHIPPED_TABLE_BYTES
-                        else fn.SpilledSlices(self._spill(spec.table, spec.batch_size)))
+                        else fn.SpilledSlices(self._spill(spec.table, spec.batch_size, where), spec.table.num_rows,
+                                              spec.batch_size))
                 read.keyed = keyed
-                numbers = indexes(k, n.name)
-                out[id(n)] = (numbers.flat_map(read, output_type=records).name(n.name), [])
-                read_by[id(n)] = (numbers, read)
+                out[id(n)] = (reader(read, n.name), [])
+                read_by[id(n)] = read
             elif isinstance(spec, FilesSourceSpec):
                 paths = build_operator(spec).ready_files()
                 if spec.handle_invalid != "error" or timed.reads_side_outputs(n):   # dead letters: a side output
                     out[id(n)] = (timed.files(indexes(len(paths), n.name), n, paths, keyed), [])
                 else:
-                    numbers, read = indexes(len(paths), n.name), fn.FileBatches(spec, paths)
+                    read = fn.FileBatches(spec, paths)
                     read.keyed = keyed
-                    out[id(n)] = (numbers.flat_map(read, output_type=records).name(n.name), [])
-                    read_by[id(n)] = (numbers, read)
+                    out[id(n)] = (reader(read, n.name), [])
+                    read_by[id(n)] = read
             elif isinstance(spec, WatermarkSpec):   # Flink timestamps, computed at the end of its input's chain
                 ds, chain = out[id(n.inputs[0])]
-                out[id(n)] = (timed.watermarks(ds, chain, n), [])
+                out[id(n)] = (timed.watermarks(stream(ds), chain, n), [])
             elif isinstance(spec, WindowSpec):
                 out[id(n)] = (timed.window(materialized(n.inputs[0]), n), [])
             elif isinstance(spec, SideOutputSpec):
@@ -533,9 +562,9 @@ class FlinkEngine(Engine):
                 if id(n.inputs[0]) in read_by and (not chain or self.parallelism == 1):
                     # the trainer's task reads the source and runs the chain itself: no batch crosses to
                     # the JVM and back (a chain still runs in parallel ahead of it at parallelism > 1)
-                    numbers, read = read_by[id(n.inputs[0])]
+                    read = read_by[id(n.inputs[0])]
                     op = fn.keyed_operator_function()(spec, n.uid or n.name, read, chain)
-                    ds = numbers.key_by(fn.one_key, key_type=Types.INT())
+                    ds = indexes(read.count, n.inputs[0].name).key_by(fn.one_key, key_type=Types.INT())
                 else:
                     op = fn.keyed_operator_function()(spec, n.uid or n.name)
                     ds = materialized(n.inputs[0]).key_by(fn.one_key, key_type=Types.INT())

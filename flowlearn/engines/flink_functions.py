@@ -31,6 +31,8 @@ from flowlearn.trainer import OperatorState
 
 __all__ = ["to_ipc", "from_ipc"]
 
+# About how long a one-key operator that reads a table itself reads on in one call.
+CALL_SECONDS = 0.05
 # Fires once a bounded input has ended (Flink's end-of-input watermark is Long.MAX_VALUE).
 END_OF_INPUT = 2 ** 63 - 2
 
@@ -82,6 +84,25 @@ _POOL_LOCK = threading.Lock()
 _OURS = threading.local()   # .pool is True on the pool's threads
 
 
+# True in the process that submits jobs: a local mini-cluster's process-mode tasks run their
+# Python there too (PyFlink's loopback worker), and that process is the user's, not a worker's.
+IN_CLIENT = False
+_WORKER_READY = False
+
+
+def _set_up_worker() -> None:
+    """Once per Python worker: BLAS on one thread. A task slot is Flink's unit of parallelism,
+    and OpenBLAS's own threads, spinning while they wait for work, take the cores the other
+    slots and the JVM need (as Spark's Python workers do, a task uses its one core)."""
+    global _WORKER_READY
+    if not _WORKER_READY:
+        _WORKER_READY = True
+        if not IN_CLIENT:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1, user_api="blas")
+
+
 def on_python_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` (a generator's items as a list) on a thread Python created.
 
@@ -90,6 +111,7 @@ def on_python_thread(fn: Callable[..., Any], *args: Any) -> Any:
     those calls go to a small pool of Python threads. Elsewhere (process mode's Python workers, the
     client) ``fn`` runs where it is called."""
     global _POOL
+    _set_up_worker()
     if "_pemja" not in sys.modules or getattr(_OURS, "pool", False):
         return _materialized(fn, *args)
     with _POOL_LOCK:
@@ -129,10 +151,11 @@ def one_batch(t: pa.Table) -> pa.RecordBatch:
 
 
 class _Reader:
-    """A source read by batch number: ``tables(i)`` are batch ``i``'s tables; called by Flink
-    with the number, it emits them as records."""
+    """A source read by batch number: ``tables(i)`` are batch ``i``'s tables, for ``i`` in
+    ``range(count)``; called by Flink with the number, it emits them as records."""
 
     keyed = False   # records labelled with their place in the source (BATCH_KEY)
+    count: int
 
     def tables(self, i: int) -> Iterator[pa.Table]:
         raise NotImplementedError
@@ -143,41 +166,58 @@ class _Reader:
             yield to_ipc(with_batch_key(t, i, j) if self.keyed else t)
 
 
-class TableSlices(_Reader):
-    """Slice ``i`` of a table (a ``from_table`` source shipped inside the job)."""
+class _Slices(_Reader):
+    """A ``from_table`` source read by slices of ``batch_size`` rows: batch number ``i`` is slice
+    ``i`` (``slice(i)``)."""
 
-    def __init__(self, table: pa.Table, batch_size: int) -> None:
-        self.table, self.batch_size = table, batch_size
+    def __init__(self, num_rows: int, batch_size: int) -> None:
+        self.count, self.batch_size = -(-num_rows // batch_size), batch_size
+
+    def slice(self, j: int) -> pa.Table:
+        raise NotImplementedError
 
     def tables(self, i: int) -> Iterator[pa.Table]:
-        yield self.table.slice(i * self.batch_size, self.batch_size)
+        yield self.slice(i)
 
 
-class SpilledSlices(_Reader):
-    """Slice ``i`` of a ``from_table`` source too large to ship inside the job: record batch ``i``
-    of the Arrow IPC file the client wrote it to, memory-mapped (no copy, no decoding)."""
+class TableSlices(_Slices):
+    """The slices of a table shipped inside the job (a small ``from_table`` source)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, table: pa.Table, batch_size: int) -> None:
+        super().__init__(table.num_rows, batch_size)
+        self.table = table
+
+    def slice(self, j: int) -> pa.Table:
+        return self.table.slice(j * self.batch_size, self.batch_size)
+
+
+class SpilledSlices(_Slices):
+    """The slices of a ``from_table`` source too large to ship inside the job: the record batches
+    of the Arrow IPC file the client wrote it to, one per slice, memory-mapped (no copy, no
+    decoding)."""
+
+    def __init__(self, path: str, num_rows: int, batch_size: int) -> None:
+        super().__init__(num_rows, batch_size)
         self.path = path
         self._file: Any = None
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "keyed": self.keyed}
+        return {k: v for k, v in self.__dict__.items() if k != "_file"}
 
     def __setstate__(self, state: dict) -> None:
-        self.path, self.keyed, self._file = state["path"], state["keyed"], None
+        self.__dict__.update(state, _file=None)
 
-    def tables(self, i: int) -> Iterator[pa.Table]:
+    def slice(self, j: int) -> pa.Table:
         if self._file is None:
             self._file = pa.ipc.open_file(pa.memory_map(self.path))
-        yield pa.Table.from_batches([self._file.get_batch(i)])
+        return pa.Table.from_batches([self._file.get_batch(j)])
 
 
 class FileBatches(_Reader):
     """The batches of file ``i`` of a ``from_files`` source, read with the local engine's reader."""
 
     def __init__(self, spec: Any, paths: list[str]) -> None:
-        self.spec, self.paths = spec, paths
+        self.spec, self.paths, self.count = spec, paths, len(paths)
 
     def tables(self, i: int) -> Iterator[pa.Table]:
         t = build_operator(self.spec).read_table(self.paths[i])
@@ -349,12 +389,15 @@ def keyed_operator_function() -> Any:
             from flowlearn.stream.operator import OperatorContext
 
             self.state = runtime_context.get_state(ValueStateDescriptor("operator", Types.PICKLED_BYTE_ARRAY()))
+            self.position = runtime_context.get_state(ValueStateDescriptor("next slice", Types.LONG()))
             self.ctx = OperatorContext(self.uid)
             self.ctx.checkpointing = True
             self.op = None
+            self.next_slice = 0
 
         def _operator(self, ctx: Any) -> Any:
             if self.op is None:   # first record or timer of this worker: restore what Flink restored
+                self.next_slice = self.position.value() or 0
                 saved = self.state.value()
                 self.op = on_python_thread(self._restored, None if saved is None else bytes(saved))
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
@@ -376,19 +419,38 @@ def keyed_operator_function() -> Any:
             return [to_ipc(t) for t in outs], None if snap is None else snap.to_bytes()
 
         def _emit(self, call: Callable[..., list[pa.Table]], *args: Any) -> Iterator[bytes]:
+            before = self.next_slice
             records, snap = on_python_thread(self._step, call, *args)
             if snap is not None:   # keyed state is written on the thread Flink called us on
                 self.state.update(snap)
+            if self.next_slice != before:
+                self.position.update(self.next_slice)
             yield from records
 
         def _read_and_process(self, i: int) -> list[pa.Table]:
-            """Batch ``i`` of the source this operator reads itself, through its chain."""
+            """What the operator makes of the source it reads itself, through its chain: file ``i``,
+            or a table's slices from where the last call stopped for about ``CALL_SECONDS`` (a call
+            crosses from the JVM and rewrites the state, which a few slices would not amortize; the
+            slices' number ``i`` only paces the calls, and the call that reads the last slice is
+            followed by calls that do nothing)."""
+            if isinstance(self.read, _Slices):
+                tables: Iterator[pa.Table] = self._slices_for_a_while()
+            else:
+                tables = self.read.tables(int(i))
             outs: list[pa.Table] = []
-            for t in self.read.tables(int(i)):
+            for t in tables:
                 t = run_chain(self.chain, t)
                 if t is not None:
                     outs += self.op.process(t, 0)
             return outs
+
+        def _slices_for_a_while(self) -> Iterator[pa.Table]:
+            end = time.perf_counter() + CALL_SECONDS
+            while self.next_slice < self.read.count:
+                self.next_slice += 1
+                yield self.read.slice(self.next_slice - 1)
+                if time.perf_counter() >= end:
+                    return
 
         def process_element(self, record: Any, ctx: Any) -> Iterator[bytes]:
             """``record``: a batch's IPC bytes, or the number of a batch to read (with ``read``)."""
