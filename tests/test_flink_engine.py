@@ -184,8 +184,16 @@ def test_what_is_not_translated_yet_is_refused_by_node_before_anything_runs(tmp_
     with pytest.raises(NotImplementedError, match="handle_invalid='skip' is not translated to Flink yet: dead letters"):
         FLINK.run(fls.from_files(str(tmp_path / "in"), format="csv", schema="a double", handle_invalid="skip",
                                  watch=True).to_files(str(tmp_path / "out"), format="csv"))
-    with pytest.raises(NotImplementedError, match="is unbounded"):
+    with pytest.raises(NotImplementedError, match="is unbounded; the Flink engine reads streams that do not end from"):
         FLINK.run(fls.generate(lambda i: {"a": [1.0]}).collect())
+    ending = fls.from_kafka("t", "127.0.0.1:9", schema="a double", stop_at_end=True)
+    with pytest.raises(NotImplementedError, match="stops at the topic's end"):
+        FLINK.run(ending.window(count=10).aggregate(n=("a", "count")).collect())
+    watched = fls.from_files(str(tmp_path / "in"), format="csv", schema="a double", watch=True)
+    with pytest.raises(NotImplementedError, match="sink 'to_files\\(.*\\)' writes a stream that does not end"):
+        FLINK.run(watched.window(count=10).aggregate(n=("a", "count")).to_files(str(tmp_path / "o"), format="csv"))
+    with pytest.raises(NotImplementedError, match="sink 'to_kafka\\(o\\)' \\(KafkaSinkSpec\\) is not translated.*to_kafka\\(\\) straight after"):
+        FLINK.run(watched.window(count=10).aggregate(n=("a", "count")).to_kafka("o", "127.0.0.1:9"))
     with pytest.raises(ValueError, match="parameter 'parallelism' = 0 violates gt_eq\\(1\\)"):
         FlinkEngine(parallelism=0)
 
@@ -584,3 +592,109 @@ def run_watched_directory_job(engine: FlinkEngine, tmp_path, kill=None) -> None:
 
 def test_a_watched_directory_job_on_flink_scores_every_row_once(tmp_path):
     run_watched_directory_job(FlinkEngine(parallelism=2), tmp_path)
+
+
+# -- streams that do not end, into stateful plans ----------------------------------------------------
+def _wait_for(job, sink, rows: int, timeout: float = 120) -> pa.Table:
+    """The collected rows of ``sink`` once there are at least ``rows`` (fails if the job ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = job.collected(sink)
+        if sum(t.num_rows for t in got) >= rows:
+            return pa.concat_tables(got)
+        if not job.running:
+            job.wait()   # raises the job's error
+            pytest.fail("the job ended")
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {rows} rows after {timeout} s")
+
+
+def _ftrl_on_columns(data: fls.Stream) -> fls.Stream:
+    feats = fl.feature.VectorAssembler(input_cols=["a", "b", "c"], output_col="features").transform(data)
+    return fls.model_stream(fls.fit_online(OnlineLogisticRegression(emit_every=500, global_batch_size=50), feats))
+
+
+def _labelled(n: int = 1500) -> pa.Table:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(n, 3))
+    return fl.table({"id": np.arange(n), "a": x[:, 0], "b": x[:, 1], "c": x[:, 2],
+                     "label": (x @ [1.0, -2.0, 0.5] + rng.logistic(size=n) > 0).astype(np.float64)})
+
+
+def test_online_training_from_a_kafka_topic_on_flink_survives_a_failure_and_equals_the_local_engine(
+        real_kafka, tmp_path):
+    """from_kafka (one partition, so one order) -> VectorAssembler -> FTRL -> versions, on Flink
+    with checkpoints while messages keep arriving; a failure injected mid-run restarts the job from
+    its checkpoint (the topic's offsets and the records of unfired windows in Flink's state, the
+    trainer's state in keyed state). Every version comes out once, bit-identical to the local
+    engine trained on the same rows."""
+    import json
+
+    import confluent_kafka as ck
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    t = _labelled()
+    with fl.set_engine(LocalEngine()):
+        want = _ftrl_on_columns(fls.from_table(t, batch_size=100)).to_table()
+    topic = f"clicks-{os.getpid()}-{time.monotonic_ns()}"
+    admin = AdminClient({"bootstrap.servers": real_kafka})
+    for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result(30)
+    producer = ck.Producer({"bootstrap.servers": real_kafka, "linger.ms": 5})
+
+    def produce(part: pa.Table) -> None:
+        for row in part.to_pylist():
+            producer.produce(topic, json.dumps(row))
+        assert producer.flush(30) == 0
+
+    marker = tmp_path / "fail"
+    marker.touch()
+    src = fls.from_kafka(topic, real_kafka, schema="id long, a double, b double, c double, label double",
+                         start="earliest")
+    sink = _ftrl_on_columns(src.map_batches(FailOnce(str(marker), 2))).collect()
+    job = FlinkEngine(parallelism=1).run(sink, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=0.3)
+    try:
+        for k in range(3):   # 500 rows a part: a version each; the second part's first batch fails
+            produce(t.slice(500 * k, 500))
+            got = _wait_for(job, sink, k + 1)
+    finally:
+        job.stop()
+    assert not marker.exists()                                  # the failure happened
+    assert got.column("model_version").to_pylist() == [1, 2, 3]  # each version once
+    assert got.to_pydict() == want.to_pydict()
+
+
+def test_event_time_windows_over_a_watched_directory_on_flink_count_every_row(tmp_path):
+    """A watched directory of CSV files (a minute of events each, arriving one by one) -> event-time
+    windows of a minute at parallelism 2, on Flink's watermarks (a quiet file's window task does
+    not hold them back): each window that the watermark passed fires once, with the rows NumPy
+    counts for it."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    rng = np.random.default_rng(5)
+    views = fls.from_files(str(inbox), format="csv", schema="t double, user string, ms double", watch=True,
+                           poll_interval=0.2)
+    minutes = views.window(event_time=60.0, time_col="t", max_out_of_orderness=60.0).aggregate(
+        by="user", n=("ms", "count")).collect()
+    rows = views.collect()   # paces the test: each file is read before the next one arrives
+    job = FlinkEngine(parallelism=2).run(minutes, rows, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=0.3)
+    written = []
+    try:
+        for k in range(5):
+            t = fl.table({"t": 60.0 * k + rng.uniform(0, 60, 200), "user": rng.choice(["a", "b"], 200),
+                          "ms": rng.uniform(size=200)})
+            fl.write_csv(t, str(inbox / f"views-{k}.csv"))
+            written.append(t)
+            _wait_for(job, rows, 200 * (k + 1))
+        got = _wait_for(job, minutes, 6)   # the watermark (last minute's max - 60 s) passed minutes 0, 1 and 2
+        time.sleep(1.0)                    # and no other window fires
+        got = pa.concat_tables(job.collected(minutes))
+    finally:
+        job.stop()
+    events = pa.concat_tables(written)
+    minute = np.floor(events.column("t").to_numpy() / 60).astype(int)
+    users = events.column("user").to_numpy(zero_copy_only=False)
+    want = {(m * 60_000, u): int(((minute == m) & (users == u)).sum()) for m in range(3) for u in ("a", "b")}
+    starts = pc.cast(got.column("window_start"), pa.int64()).to_pylist()
+    assert dict(zip(zip(starts, got.column("user").to_pylist()), got.column("n").to_pylist())) == want
+    assert got.num_rows == len(want)

@@ -73,6 +73,9 @@ _KEYED = (TrainerSpec, StatefulMapSpec, ModelStoreSinkSpec)
 # shared memory or temp directory, removed when the job ends) instead of inside the job graph,
 # whose size Java caps.
 _SHIPPED_TABLE_BYTES = 32 * 2 ** 20
+# A Kafka topic or watched directory read by a plan with stateful nodes reaches them in batches of
+# this many seconds of records (each partition's or file's own).
+STREAM_BATCH_SECONDS = 0.5
 # Cluster hosts whose task managers run on the client's machine (they read its spilled tables).
 _THIS_MACHINE = {"localhost", "127.0.0.1", "::1", "[::1]", socket.gethostname()}
 
@@ -197,48 +200,50 @@ class FlinkJob(_FollowedJob):
         raise ValueError(f"{sink!r} is not a collect() sink of this job")
 
 
+def _is_connector_source(spec: Any) -> bool:
+    """A source Flink's own connectors read: a Kafka topic or a watched directory."""
+    return isinstance(spec, KafkaSourceSpec) or (isinstance(spec, FilesSourceSpec) and spec.watch)
+
+
+def _check_connector_source(spec: Any) -> None:
+    if spec.handle_invalid != "error":
+        raise NotImplementedError(f"FlinkEngine: {type(spec).__name__} with handle_invalid={spec.handle_invalid!r} is "
+                                  f"not translated to Flink yet: dead letters (use the local engine)")
+    if isinstance(spec, KafkaSourceSpec) and spec.metadata_columns:
+        raise NotImplementedError(f"FlinkEngine: from_kafka({spec.topic!r}) with metadata columns is not translated "
+                                  f"to Flink yet (use the local engine)")
+    if isinstance(spec, FilesSourceSpec) and (spec.format == "parquet" or spec.pattern is not None):
+        raise NotImplementedError(f"FlinkEngine: a watched directory of {spec.format} files"
+                                  f"{' with a pattern' if spec.pattern else ''} is not translated to Flink yet; "
+                                  f"CSV and JSON lines are (use the local engine)")
+
+
 def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None:
-    """``(source, chain, sink)`` when the plan runs on Flink's connectors: one Kafka topic or
-    watched directory -> stateless nodes -> one Kafka topic or directory; None for other plans
-    without Kafka nodes or watched directories."""
+    """``(source, chain, sink)`` when the plan runs on Flink's connectors end to end: one Kafka
+    topic or watched directory -> stateless nodes -> one Kafka topic or directory (CSV, JSON
+    lines), rows aligned with their records; None for other plans (the general translation)."""
     from flowlearn.engines.flink_connectors import SINKS, SOURCES
 
-    nodes = plan_nodes(roots)
-    if not any(isinstance(n.spec, (KafkaSourceSpec, KafkaSinkSpec)) or
-               (isinstance(n.spec, FilesSourceSpec) and n.spec.watch) for n in nodes):
-        return None
+    for n in plan_nodes(roots):
+        if _is_connector_source(n.spec):
+            _check_connector_source(n.spec)
     chain: list[Any] = []
     n = roots[0].inputs[0] if len(roots) == 1 and isinstance(roots[0].spec, SINKS) else None
     while n is not None and isinstance(n.spec, (StatelessSpec, ModelStreamSpec)):
         if isinstance(n.spec, ModelStreamSpec):   # a model following a store, on every worker
             src = n.inputs[1].spec
             if not isinstance(src, ModelStoreSourceSpec) or src.start != "latest" or src.stop_at_end:
-                break
+                return None
             chain.insert(0, fn.FollowStore(n.spec.stage, src.store, src.poll_interval, src.kinds))
         else:
             chain.insert(0, n.spec)
         n = n.inputs[0]
-    if n is None or not isinstance(n.spec, SOURCES) or \
+    if n is None or not _is_connector_source(n.spec) or not isinstance(n.spec, SOURCES) or \
             (isinstance(roots[0].spec, FilesSinkSpec) and roots[0].spec.format == "parquet"):
-        raise NotImplementedError("FlinkEngine: Kafka topics and watched directories run on Flink's connectors as one "
-                                  "source (from_kafka, from_files(watch=True) of CSV or JSON lines), a chain of "
-                                  "stateless nodes (map_batches, filter, select, transformers and models, a model "
-                                  "following a store) and one sink (to_kafka, or to_files as CSV or JSON lines); "
-                                  "other plans with them are not translated yet (use the local engine)")
-    src = n.spec
-    if src.handle_invalid != "error":
-        raise NotImplementedError(f"FlinkEngine: {type(src).__name__} with handle_invalid={src.handle_invalid!r} is "
-                                  f"not translated to Flink yet: dead letters (use the local engine)")
-    if isinstance(src, KafkaSourceSpec) and src.metadata_columns:
-        raise NotImplementedError(f"FlinkEngine: from_kafka({src.topic!r}) with metadata columns is not translated "
-                                  f"to Flink yet (use the local engine)")
-    if isinstance(src, FilesSourceSpec) and (src.format == "parquet" or src.pattern is not None):
-        raise NotImplementedError(f"FlinkEngine: a watched directory of {src.format} files"
-                                  f"{' with a pattern' if src.pattern else ''} is not translated to Flink yet; "
-                                  f"CSV and JSON lines are (use the local engine)")
+        return None
     if isinstance(roots[0].spec, KafkaSinkSpec) and roots[0].spec.key_col is not None:
         raise NotImplementedError("FlinkEngine: to_kafka(key_col=...) is not translated to Flink yet")
-    return src, chain, roots[0].spec
+    return n.spec, chain, roots[0].spec
 
 
 class TableJob(_FollowedJob):
@@ -502,10 +507,19 @@ class FlinkEngine(Engine):
                 continue
             if n.kind == "sink" and not isinstance(spec, ModelStoreSinkSpec):
                 continue
-            if not n.bounded and not isinstance(spec, (ModelStreamSpec, ModelStoreSinkSpec)):
-                raise NotImplementedError(f"FlinkEngine: {where} is unbounded; the Flink engine runs bounded inputs "
-                                          f"so far (use the local engine for streams that do not end)")
-            if isinstance(spec, TableSourceSpec):
+            if n.kind == "source" and not n.bounded and not _is_connector_source(spec):
+                raise NotImplementedError(f"FlinkEngine: {where} is unbounded; the Flink engine reads streams that do "
+                                          f"not end from Kafka topics and watched directories (use the local engine)")
+            if _is_connector_source(spec):
+                if getattr(spec, "stop_at_end", False):
+                    raise NotImplementedError(
+                        f"FlinkEngine: {where} stops at the topic's end, and the last records of a window would "
+                        f"not reach this plan's stateful nodes; leave the job running and stop it, or use the "
+                        f"local engine")
+                from flowlearn.engines.flink_connectors import batches
+
+                out[id(n)] = (batches(env, spec, n.name, STREAM_BATCH_SECONDS), [])
+            elif isinstance(spec, TableSourceSpec):
                 read = (fn.TableSlices(spec.table, spec.batch_size) if spec.table.nbytes <= _SHIPPED_TABLE_BYTES
                         else fn.SpilledSlices(self._spill(spec.table, spec.batch_size, where), spec.table.num_rows,
                                               spec.batch_size))
@@ -523,7 +537,8 @@ class FlinkEngine(Engine):
                     read_by[id(n)] = read
             elif isinstance(spec, WatermarkSpec):   # Flink timestamps, computed at the end of its input's chain
                 ds, chain = out[id(n.inputs[0])]
-                out[id(n)] = (timed.watermarks(stream(ds), chain, n), [])
+                idle = None if n.bounded else 2 * STREAM_BATCH_SECONDS   # quiet partitions or files
+                out[id(n)] = (timed.watermarks(stream(ds), chain, n, idle), [])
             elif isinstance(spec, WindowSpec):
                 out[id(n)] = (timed.window(materialized(n.inputs[0]), n), [])
             elif isinstance(spec, SideOutputSpec):
@@ -615,14 +630,20 @@ class FlinkEngine(Engine):
             if not isinstance(r.spec, (CollectSpec, FilesSinkSpec, ModelStoreSinkSpec)):
                 raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} ({type(r.spec).__name__}) is not "
                                           f"translated to Flink yet; collect(), to_files() and to_model_store() "
-                                          f"sinks are (use the local engine)")
+                                          f"sinks are, and to_kafka() straight after a Kafka topic or watched "
+                                          f"directory and stateless nodes (use the local engine)")
             if isinstance(r.spec, FilesSinkSpec):
+                if not r.bounded:
+                    raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} writes a stream that does not end; "
+                                              f"Flink's file sink writes one only straight after its Kafka topic or "
+                                              f"watched directory and stateless nodes (use collect(), "
+                                              f"to_model_store() or the local engine)")
                 if checkpoint_dir is not None:
                     raise NotImplementedError("FlinkEngine: to_files() sinks commit when the job succeeds, not on "
                                               "checkpoints; with checkpoint_dir use collect() or to_model_store()")
                 os.makedirs(os.path.join(r.spec.path, ".inprogress"), exist_ok=True)
         stateful = any(isinstance(n.spec, _KEYED + (ModelStreamSpec, WatermarkSpec, WindowSpec))
-                       for n in plan_nodes(roots))   # event time and windows: Flink's streaming mode
+                       or _is_connector_source(n.spec) for n in plan_nodes(roots))   # Flink's streaming mode
         env = self._env(stateful or checkpoint_dir is not None, checkpoint_dir, checkpoint_interval)
         self._spilled = []
         streams = self._translate(env, roots)

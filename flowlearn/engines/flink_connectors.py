@@ -12,22 +12,28 @@ vectorized Python function of PyFlink's Table API): each batch of payloads is pa
 local engine's parser, goes through the chain, and each output row is serialized as the local
 sinks do. Rows keep their record's position through the chain (a hidden row-number column), so
 filters drop records and every other node maps one record to one record.
+
+Other plans that read a topic or watched directory (trainers, windows, model streams) get it as
+a DataStream of Arrow batches from :func:`batches`: the same connector, a tumbling
+processing-time window per Kafka partition or file, and a vectorized aggregate function that
+parses each window's records at once (:class:`WindowBatch`).
 """
 from __future__ import annotations
 
 import glob
 import os
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 
+from flowlearn.engines.flink_functions import to_ipc
 from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec, _serialize, parse_messages
 from flowlearn.stream.sinks import FilesSinkSpec
 
-__all__ = ["connector_jar", "RecordChain", "submit", "SOURCES", "SINKS"]
+__all__ = ["connector_jar", "RecordChain", "WindowBatch", "batches", "submit", "SOURCES", "SINKS"]
 
 SOURCES = (KafkaSourceSpec, FilesSourceSpec)
 SINKS = (KafkaSinkSpec, FilesSinkSpec)
@@ -51,35 +57,48 @@ def connector_jar() -> str:
     return found[-1]
 
 
-class RecordChain:
-    """Payloads -> parsed rows -> the chain -> serialized rows, aligned with the payloads (None
-    where the chain dropped the row). A CSV file's header line is no record."""
+class _Records:
+    """Payloads of a Kafka topic or lines of watched files, parsed with the local engine's parser.
+    A CSV file's header line and blank lines are no records."""
 
-    def __init__(self, source: Any, specs: list[Any], sink: Any) -> None:
-        self.source, self.specs, self.sink = source, specs, sink
+    def __init__(self, source: Any) -> None:
+        self.source = source
         self.header = [n.encode() for n in source.schema.names] if source.format == "csv" else None
         self.where = (f"from_kafka({source.topic!r})" if isinstance(source, KafkaSourceSpec)
                       else f"from_files({source.path!r})")
 
+    def is_record(self, payload: bytes) -> bool:
+        """Not blank, and not a CSV header: the schema's names, quoted or not (``fl.write_csv`` quotes them)."""
+        return bool(payload.strip()) and not (
+            self.header is not None and [f.strip().strip(b'"') for f in payload.strip().split(b",")] == self.header)
+
+    def parse(self, payloads: list[bytes]) -> pa.Table:
+        t, bad = parse_messages(payloads, self.source.format, self.source.schema)
+        if bad:
+            i, col, why = bad[0]
+            raise ValueError(f"{self.where}: record {payloads[i][:200]!r}, column '{col}': {why} (dead letters are "
+                             f"not translated to Flink yet; use the local engine for handle_invalid='skip')")
+        return t
+
+
+class RecordChain(_Records):
+    """Payloads -> parsed rows -> the chain -> serialized rows, aligned with the payloads (None
+    where the chain dropped the row)."""
+
+    def __init__(self, source: Any, specs: list[Any], sink: Any) -> None:
+        super().__init__(source)
+        self.specs, self.sink = specs, sink
+
     def __call__(self, payloads: list[bytes]) -> list[bytes | None]:
-        keep = [i for i, p in enumerate(payloads) if p.strip() and not self._is_header(p)]
+        keep = [i for i, p in enumerate(payloads) if self.is_record(p)]
         out: list[bytes | None] = [None] * len(payloads)
         if keep:
             for i, message in zip(keep, self._chain([payloads[i] for i in keep])):
                 out[i] = message
         return out
 
-    def _is_header(self, payload: bytes) -> bool:
-        """A CSV file's header line: the schema's names, quoted or not (``fl.write_csv`` quotes them)."""
-        return self.header is not None and \
-            [f.strip().strip(b'"') for f in payload.strip().split(b",")] == self.header
-
     def _chain(self, payloads: list[bytes]) -> list[bytes | None]:
-        t, bad = parse_messages(payloads, self.source.format, self.source.schema)
-        if bad:
-            i, col, why = bad[0]
-            raise ValueError(f"{self.where}: record {payloads[i][:200]!r}, column '{col}': {why} (dead letters are "
-                             f"not translated to Flink yet; use the local engine for handle_invalid='skip')")
+        t = self.parse(payloads)
         rows: pa.Array = pa.array(np.arange(len(payloads), dtype=np.int64))
         t = t.append_column(_ROW, rows)
         for spec in self.specs:
@@ -142,6 +161,46 @@ def _sink_table(sink: Any, job: str, checkpoint_interval: float, checkpoints: bo
 
 def _uri(path: str) -> str:
     return path if "://" in path else "file://" + os.path.abspath(path)
+
+
+class WindowBatch(_Records):
+    """A window's payloads -> one batch of parsed rows as Arrow IPC bytes (empty bytes when none
+    is a record): the vectorized aggregate function of :func:`batches`."""
+
+    def __call__(self, payloads: Any) -> bytes:
+        records = [b for b in (bytes(v) for v in payloads) if self.is_record(b)]
+        return to_ipc(self.parse(records)) if records else b""
+
+
+def batches(env: Any, source: Any, name: str, seconds: float) -> Any:
+    """A Kafka topic or watched directory as a DataStream of Arrow batches (IPC bytes) for the
+    rest of a plan: Flink's connector reads it (offsets or files read in Flink's checkpoints), a
+    tumbling processing-time window of ``seconds`` gathers the records of each Kafka partition or
+    file (in their order, in Flink's window state until the window fires), and a vectorized
+    (pandas) aggregate function of PyFlink's Table API parses each window's records at once."""
+    from pyflink.common import Types
+    from pyflink.table import DataTypes, EnvironmentSettings, StreamTableEnvironment
+    from pyflink.table.udf import udaf
+
+    if isinstance(source, KafkaSourceSpec):
+        env.add_jars("file://" + connector_jar())
+        place = "place INT METADATA FROM 'partition' VIRTUAL"
+    else:
+        place = "place STRING NOT NULL METADATA FROM 'file.path' VIRTUAL"
+    t_env = StreamTableEnvironment.create(env, EnvironmentSettings.in_streaming_mode())
+    job = uuid.uuid4().hex[:12]
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE src_{job} (v BYTES, {place}, pt AS PROCTIME()) "
+                      f"WITH ({_options(**_source_table(source, job))})")
+    parse = udaf(WindowBatch(source), result_type=DataTypes.BYTES(), func_type="pandas")
+    t_env.create_temporary_function(f"batch_{job}", parse)
+    windows = t_env.sql_query(f"SELECT batch_{job}(v) AS b FROM src_{job} "
+                              f"GROUP BY TUMBLE(pt, INTERVAL '{max(seconds, 0.001):.3f}' SECOND), place")
+    return t_env.to_data_stream(windows).flat_map(_nonempty, output_type=Types.PICKLED_BYTE_ARRAY()).name(name)
+
+
+def _nonempty(row: Any) -> Iterator[bytes]:
+    if row[0]:
+        yield bytes(row[0])
 
 
 def submit(engine: Any, source: Any, specs: list[Any], sink: Any, checkpoint_dir: str | None,

@@ -266,8 +266,10 @@ class TimeTranslation:
         self.emitters[id(n)] = ds
         return ds
 
-    def watermarks(self, ds: Any, chain: list[Any], n: PlanNode) -> Any:
-        """``ds`` (then the stateless ``chain``) with Flink timestamps and bounded out-of-orderness watermarks."""
+    def watermarks(self, ds: Any, chain: list[Any], n: PlanNode, idle: float | None = None) -> Any:
+        """``ds`` (then the stateless ``chain``) with Flink timestamps and bounded out-of-orderness
+        watermarks; ``idle``: seconds without records after which a parallel input stops holding
+        the watermark back (a stream that does not end, whose partitions or files go quiet)."""
         from pyflink.common import Duration, Types, WatermarkStrategy
         from pyflink.datastream import DataStream
         from pyflink.java_gateway import get_gateway
@@ -281,9 +283,11 @@ class TimeTranslation:
         # Python operator: the chain above computed the timestamps, Java takes field 1 as the
         # record's timestamp, runs the bounded out-of-orderness generator and drops the field.
         j = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime
+        strategy = WatermarkStrategy.for_bounded_out_of_orderness(delay)
+        if idle is not None:
+            strategy = strategy.with_idleness(Duration.of_millis(int(idle * 1000)))
         stamped = timed._j_data_stream.assignTimestampsAndWatermarks(
-            WatermarkStrategy.for_bounded_out_of_orderness(delay)._j_watermark_strategy
-            .withTimestampAssigner(j.CustomTimestampAssigner()))
+            strategy._j_watermark_strategy.withTimestampAssigner(j.CustomTimestampAssigner()))
         out = DataStream(stamped.map(j.RemoveTimestampMapFunction(), records.get_java_type_info()))
         return out.name(f"{n.name} timestamps")
 
