@@ -238,9 +238,11 @@ def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None
         else:
             chain.insert(0, n.spec)
         n = n.inputs[0]
-    if n is None or not _is_connector_source(n.spec) or not isinstance(n.spec, SOURCES) or \
-            (isinstance(roots[0].spec, FilesSinkSpec) and roots[0].spec.format == "parquet"):
-        return None
+    if n is None or not isinstance(n.spec, SOURCES) or \
+            (isinstance(roots[0].spec, FilesSinkSpec) and roots[0].spec.format == "parquet") or \
+            not (_is_connector_source(n.spec) or isinstance(roots[0].spec, KafkaSinkSpec)):
+        return None   # (files that are there into files: the general translation, files committed at the end)
+    _check_connector_source(n.spec)
     if isinstance(roots[0].spec, KafkaSinkSpec) and roots[0].spec.key_col is not None:
         raise NotImplementedError("FlinkEngine: to_kafka(key_col=...) is not translated to Flink yet")
     return n.spec, chain, roots[0].spec
@@ -635,9 +637,9 @@ class FlinkEngine(Engine):
             if isinstance(r.spec, FilesSinkSpec):
                 if not r.bounded:
                     raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} writes a stream that does not end; "
-                                              f"Flink's file sink writes one only straight after its Kafka topic or "
-                                              f"watched directory and stateless nodes (use collect(), "
-                                              f"to_model_store() or the local engine)")
+                                              f"Flink's file sink writes one only as CSV or JSON lines straight after "
+                                              f"its Kafka topic or watched directory and stateless nodes (use "
+                                              f"collect(), to_model_store() or the local engine)")
                 if checkpoint_dir is not None:
                     raise NotImplementedError("FlinkEngine: to_files() sinks commit when the job succeeds, not on "
                                               "checkpoints; with checkpoint_dir use collect() or to_model_store()")
