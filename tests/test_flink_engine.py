@@ -4,7 +4,6 @@ scikit-learn for the fitted models; one JVM serves the whole module."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import numpy as np

@@ -367,6 +367,25 @@ class FollowStore:
 
 
 # -- stateful plan nodes -------------------------------------------------------------------------
+def restored_operator(spec: Any, ctx: Any, saved: Any) -> Any:
+    """``build_operator(spec)`` opened with ``ctx`` and restored from ``saved``, the bytes a
+    stateful function keeps in Flink's keyed state (None: a fresh start); built on a
+    Python-created thread."""
+    def build() -> Any:
+        op = build_operator(spec)
+        op.open(ctx)
+        if saved is not None:
+            op.restore_state(OperatorState.from_bytes(bytes(saved)))
+        return op
+    return on_python_thread(build)
+
+
+def outputs_and_state(op: Any, outs: list[pa.Table]) -> tuple[list[bytes], bytes | None]:
+    """``outs`` as records, and ``op``'s state after them as the bytes for Flink's keyed state."""
+    snap = op.snapshot_state()
+    return [to_ipc(t) for t in outs], None if snap is None else snap.to_bytes()
+
+
 def keyed_operator_function() -> Any:
     """The class of Flink keyed function that runs one flowlearn operator (made on first use, so
     this module imports without PyFlink)."""
@@ -398,25 +417,15 @@ def keyed_operator_function() -> Any:
         def _operator(self, ctx: Any) -> Any:
             if self.op is None:   # first record or timer of this worker: restore what Flink restored
                 self.next_slice = self.position.value() or 0
-                saved = self.state.value()
-                self.op = on_python_thread(self._restored, None if saved is None else bytes(saved))
+                self.op = restored_operator(self.spec, self.ctx, self.state.value())
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
                 if self.op.wants_timer:
                     ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 1000)
             return self.op
 
-        def _restored(self, saved: bytes | None) -> Any:
-            op = build_operator(self.spec)
-            op.open(self.ctx)
-            if saved is not None:
-                op.restore_state(OperatorState.from_bytes(saved))
-            return op
-
         def _step(self, call: Callable[..., list[pa.Table]], *args: Any) -> tuple[list[bytes], bytes | None]:
             """The operator's outputs of ``call(*args)`` and its state after it, as bytes."""
-            outs = call(*args)
-            snap = self.op.snapshot_state()
-            return [to_ipc(t) for t in outs], None if snap is None else snap.to_bytes()
+            return outputs_and_state(self.op, call(*args))
 
         def _emit(self, call: Callable[..., list[pa.Table]], *args: Any) -> Iterator[bytes]:
             before = self.next_slice
@@ -431,8 +440,7 @@ def keyed_operator_function() -> Any:
             """What the operator makes of the source it reads itself, through its chain: file ``i``,
             or a table's slices from where the last call stopped for about ``CALL_SECONDS`` (a call
             crosses from the JVM and rewrites the state, which a few slices would not amortize; the
-            slices' number ``i`` only paces the calls, and the call that reads the last slice is
-            followed by calls that do nothing)."""
+            slices' number ``i`` only paces the calls; the ones after the last slice do nothing)."""
             if isinstance(self.read, _Slices):
                 tables: Iterator[pa.Table] = self._slices_for_a_while()
             else:
@@ -455,6 +463,8 @@ def keyed_operator_function() -> Any:
         def process_element(self, record: Any, ctx: Any) -> Iterator[bytes]:
             """``record``: a batch's IPC bytes, or the number of a batch to read (with ``read``)."""
             op = self._operator(ctx)
+            if isinstance(self.read, _Slices) and self.next_slice >= self.read.count:
+                return   # an earlier call read the last slice: nothing to do, no state to rewrite
             if self.read is not None:
                 yield from self._emit(self._read_and_process, record)
             else:

@@ -40,13 +40,12 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from flowlearn.engines.flink_functions import (END_OF_INPUT, Chain, from_ipc, on_python_thread, one_key, to_ipc,
-                                               with_batch_key)
+from flowlearn.engines.flink_functions import (END_OF_INPUT, Chain, from_ipc, on_python_thread, one_key,
+                                               outputs_and_state, restored_operator, to_ipc, with_batch_key)
 from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, OperatorContext
 from flowlearn.stream.plan import PlanNode, SideOutputSpec, build_operator
 from flowlearn.stream.window import WatermarkSpec, WindowSpec, event_time_ms
-from flowlearn.trainer import OperatorState
 
 __all__ = ["TimeTranslation", "next_firing"]
 
@@ -163,19 +162,11 @@ def window_function() -> Any:
 
         def _operator(self, ctx: Any) -> Any:
             if self.op is None:   # first record or timer of this worker: restore what Flink restored
-                saved = self.state.value()
-                self.op = on_python_thread(self._restored, None if saved is None else bytes(saved))
+                op_ctx = OperatorContext(self.uid, side=self.sides)
+                op_ctx.checkpointing = True
+                self.op = restored_operator(self.spec, op_ctx, self.state.value())
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
             return self.op
-
-        def _restored(self, saved: bytes | None) -> Any:
-            op = build_operator(self.spec)
-            ctx_ = OperatorContext(self.uid, side=self.sides)
-            ctx_.checkpointing = True
-            op.open(ctx_)
-            if saved is not None:
-                op.restore_state(OperatorState.from_bytes(saved))
-            return op
 
         def _watermark(self, ctx: Any, at_least: int = MIN_WATERMARK) -> int:
             return min(max(ctx.timer_service().current_watermark(), at_least, MIN_WATERMARK), MAX_WATERMARK)
@@ -199,9 +190,7 @@ def window_function() -> Any:
         def _step(self, call: Any, *args: Any) -> tuple[list[bytes], bytes | None]:
             """The window's outputs of ``call(*args)`` and its state after it, as bytes (run on a
             Python-created thread: thread mode's JVM threads can hang in Numba code)."""
-            outs = [to_ipc(t) for t in call(*args) if t.num_rows]
-            snap = self.op.snapshot_state()
-            return outs, None if snap is None else snap.to_bytes()
+            return outputs_and_state(self.op, [t for t in call(*args) if t.num_rows])
 
         def _emit(self, ctx: Any, call: Any, *args: Any) -> Iterator[Any]:
             records, snap = on_python_thread(self._step, call, *args)
