@@ -1,17 +1,17 @@
 # The two set-up commands: `make demo` and `make test`. Both create .venv on first use.
 #
-# `make test` runs the suite in .venv (newest NumPy/PyArrow, River and every oracle), in
-# .venv-compat, pinned to what PyFlink 2.3 allows (numpy < 2.2, pyarrow < 17, pandas < 2.3),
-# where flowlearn's core must work too (tests needing River skip there), and the Flink engine's
-# tests (marker flink) in .venv-flink, which has apache-flink itself (Java 17 on the machine).
+# `make test` runs the suite in .venv (newest NumPy/PyArrow, River and every oracle), and again
+# in .venv-flink, which has apache-flink itself and so PyFlink 2.3's pins (numpy < 2.2,
+# pyarrow < 17, pandas < 2.3), where flowlearn's core must work too (tests needing River skip
+# there); then the Flink engine's tests (marker flink) in .venv-flink (Java 17 on the machine).
+# One environment for both keeps the install within a small disk (CI once ran out of space with a
+# third), and pip keeps no cache of the wheels for the same reason.
 # The JVM pieces come from Maven Central through tools/jars/pom.xml into .jars/ (`make jars`):
 # an Apache Kafka broker for the tests where Kafka semantics matter, and the Flink Kafka connector.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-COMPAT := .venv-compat
-COMPAT_STAMP := $(COMPAT)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 FLINK := .venv-flink
 FLINK_STAMP := $(FLINK)/.installed
@@ -23,6 +23,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # A test that needs the Apache Kafka broker fails instead of skipping when its jars are missing.
 export FLOWLEARN_REQUIRE_REAL_KAFKA := 1
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: demo test test-main test-compat test-flink jars fuzz bench clean
 
@@ -32,16 +33,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test,demo,kafka,serve,sql]"
 	touch $(STAMP)
 
-$(COMPAT_STAMP): pyproject.toml
-	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
-	$(COMPAT)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT)/bin/python -m pip install -q $(FLINK_PINS) -e ".[test-core,demo,kafka,serve,sql]"
-	touch $(COMPAT_STAMP)
-
 $(FLINK_STAMP): pyproject.toml
 	test -x $(FLINK)/bin/python || $(PYTHON) -m venv $(FLINK)
 	$(FLINK)/bin/python -m pip install -q --upgrade pip
-	$(FLINK)/bin/python -m pip install -q -e ".[flink,test-core]"
+	$(FLINK)/bin/python -m pip install -q $(FLINK_PINS) -e ".[flink,test-core,demo,kafka,serve,sql]"
 	touch $(FLINK_STAMP)
 
 $(JARS_STAMP): tools/jars/pom.xml
@@ -66,8 +61,8 @@ test: test-main test-compat test-flink
 test-main: $(STAMP) $(JARS_STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-compat: $(COMPAT_STAMP) $(JARS_STAMP) $(CHROMIUM)
-	$(COMPAT)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow"
+test-compat: $(FLINK_STAMP) $(JARS_STAMP) $(CHROMIUM)
+	$(FLINK)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow and not flink"
 
 # One process, so the Flink tests share one JVM and mini-cluster.
 test-flink: $(FLINK_STAMP) $(JARS_STAMP)
@@ -82,4 +77,4 @@ bench: $(BENCH_STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(COMPAT) $(FLINK) .jars build *.egg-info
+	rm -rf $(VENV) $(FLINK) .jars build *.egg-info
