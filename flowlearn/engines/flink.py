@@ -15,10 +15,13 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
   (count, processing and event time, tumbling and sliding) as flowlearn's window operator on one
   key driven by Flink's timers; a window's late rows and a files source's dead letters as Flink
   side outputs (:mod:`flink_time`);
-- ``collect()`` sinks (the batches come back to the client, exactly once under checkpoints) and
-  ``to_files()`` sinks (a file per batch, moved into place by the client when the job succeeds);
-- Kafka topics and watched directories on Flink's own connectors (:mod:`flink_connectors`):
-  source -> stateless chain -> ``to_kafka`` / ``to_files``, exactly once with checkpoints;
+- ``collect()`` sinks (the batches come back to the client, exactly once under checkpoints),
+  ``to_files()`` sinks of a bounded job without checkpoints (a file per batch, moved into place
+  by the client when the job succeeds), and ``to_kafka()`` and the other ``to_files()`` sinks
+  (CSV, JSON lines) on Flink's own Kafka and filesystem sinks, exactly once with checkpoints;
+- Kafka topics and watched directories on Flink's own connectors (:mod:`flink_connectors`),
+  with their dead letters and Kafka metadata columns: source -> stateless chain -> ``to_kafka``
+  / ``to_files`` end to end on the connectors, any other plan fed by them;
 - fits: a one-pass estimator runs ``partial`` on every batch in parallel on the task managers and
   ``merge`` + ``finish`` on the client; an iterative one that drives its rounds (the L-BFGS
   linear models) runs its driver on the client and each round's partials as one Flink job;
@@ -149,7 +152,7 @@ class FlinkJob(_FollowedJob):
                     if isinstance(self._sinks[k].spec, CollectSpec):
                         self._results[k].append(from_ipc(payload))
                     else:
-                        name, rows = payload.decode().split("\t")
+                        name, rows = payload.decode().split("\t")   # no name: rows given to Flink's sink
                         self._written[k].append((name, int(rows)))
             self._commit_files()
         except BaseException:
@@ -164,10 +167,11 @@ class FlinkJob(_FollowedJob):
         committed once, whole, by the client: nothing of a failed or stopped job is visible)."""
         for node, files in zip(self._sinks, self._written):
             spec = node.spec
-            for i, (name, _) in enumerate(sorted(files)):
+            names = sorted(name for name, _ in files if name)   # (Flink's own sinks' counts have none)
+            for i, name in enumerate(names):
                 final = f"{spec.prefix}-{self._token}-{i:06d}.{EXTENSIONS[spec.format]}"
                 os.replace(os.path.join(spec.path, ".inprogress", name), os.path.join(spec.path, final))
-            if files:
+            if names:
                 fsync_dir(spec.path)
 
     def _discard_files(self) -> None:
@@ -206,23 +210,26 @@ def _is_connector_source(spec: Any) -> bool:
 
 
 def _check_connector_source(spec: Any) -> None:
-    if spec.handle_invalid != "error":
-        raise NotImplementedError(f"FlinkEngine: {type(spec).__name__} with handle_invalid={spec.handle_invalid!r} is "
-                                  f"not translated to Flink yet: dead letters (use the local engine)")
-    if isinstance(spec, KafkaSourceSpec) and spec.metadata_columns:
-        raise NotImplementedError(f"FlinkEngine: from_kafka({spec.topic!r}) with metadata columns is not translated "
-                                  f"to Flink yet (use the local engine)")
     if isinstance(spec, FilesSourceSpec) and (spec.format == "parquet" or spec.pattern is not None):
         raise NotImplementedError(f"FlinkEngine: a watched directory of {spec.format} files"
                                   f"{' with a pattern' if spec.pattern else ''} is not translated to Flink yet; "
                                   f"CSV and JSON lines are (use the local engine)")
 
 
+def _on_flink_sink(root: PlanNode, checkpoint_dir: str | None) -> bool:
+    """Whether the DataStream translation writes the sink ``root`` with Flink's own connectors:
+    every ``to_kafka``, and a ``to_files`` whose stream does not end or that commits on
+    checkpoints (a bounded job without checkpoints writes its files from Python, committed by the
+    client when the job succeeds, in every format and named as the local sink names them)."""
+    return isinstance(root.spec, KafkaSinkSpec) or (
+        isinstance(root.spec, FilesSinkSpec) and (not root.bounded or checkpoint_dir is not None))
+
+
 def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None:
     """``(source, chain, sink)`` when the plan runs on Flink's connectors end to end: one Kafka
     topic or watched directory -> stateless nodes -> one Kafka topic or directory (CSV, JSON
-    lines), rows aligned with their records; None for other plans (the general translation)."""
-    from flowlearn.engines.flink_connectors import SINKS, SOURCES
+    lines), rows aligned with their records; None for other plans (the DataStream translation)."""
+    from flowlearn.engines.flink_connectors import SINKS
 
     for n in plan_nodes(roots):
         if _is_connector_source(n.spec):
@@ -238,13 +245,12 @@ def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None
         else:
             chain.insert(0, n.spec)
         n = n.inputs[0]
-    if n is None or not isinstance(n.spec, SOURCES) or \
-            (isinstance(roots[0].spec, FilesSinkSpec) and roots[0].spec.format == "parquet") or \
-            not (_is_connector_source(n.spec) or isinstance(roots[0].spec, KafkaSinkSpec)):
-        return None   # (files that are there into files: the general translation, files committed at the end)
-    _check_connector_source(n.spec)
+    if n is None or not _is_connector_source(n.spec) or n.spec.handle_invalid != "error" or \
+            getattr(n.spec, "metadata_columns", ()) or \
+            (isinstance(roots[0].spec, FilesSinkSpec) and roots[0].spec.format == "parquet"):
+        return None   # (dead letters and Kafka metadata: batches() of the DataStream translation)
     if isinstance(roots[0].spec, KafkaSinkSpec) and roots[0].spec.key_col is not None:
-        raise NotImplementedError("FlinkEngine: to_kafka(key_col=...) is not translated to Flink yet")
+        return None   # keyed messages: a message per row, which the DataStream translation writes
     return n.spec, chain, roots[0].spec
 
 
@@ -515,12 +521,13 @@ class FlinkEngine(Engine):
             if _is_connector_source(spec):
                 if getattr(spec, "stop_at_end", False):
                     raise NotImplementedError(
-                        f"FlinkEngine: {where} stops at the topic's end, and the last records of a window would "
-                        f"not reach this plan's stateful nodes; leave the job running and stop it, or use the "
-                        f"local engine")
+                        f"FlinkEngine: {where} stops at the topic's end, and its last records (the last of its "
+                        f"batching windows) would not reach this plan's stateful nodes, dead letters, metadata "
+                        f"columns or keyed messages; leave the job running and stop it, or use the local engine")
                 from flowlearn.engines.flink_connectors import batches
 
-                out[id(n)] = (batches(env, spec, n.name, STREAM_BATCH_SECONDS), [])
+                ds = batches(env, spec, n.name, STREAM_BATCH_SECONDS, timed.reads_side_outputs(n))
+                out[id(n)] = (timed.emits(n, ds), [])
             elif isinstance(spec, TableSourceSpec):
                 read = (fn.TableSlices(spec.table, spec.batch_size) if spec.table.nbytes <= _SHIPPED_TABLE_BYTES
                         else fn.SpilledSlices(self._spill(spec.table, spec.batch_size, where), spec.table.num_rows,
@@ -629,20 +636,21 @@ class FlinkEngine(Engine):
         for r in roots:
             if not (isinstance(r, PlanNode) and r.kind == "sink"):
                 raise TypeError(f"fl.run takes sinks, got {type(r).__name__}")
-            if not isinstance(r.spec, (CollectSpec, FilesSinkSpec, ModelStoreSinkSpec)):
+            if not isinstance(r.spec, (CollectSpec, FilesSinkSpec, ModelStoreSinkSpec, KafkaSinkSpec)):
                 raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} ({type(r.spec).__name__}) is not "
-                                          f"translated to Flink yet; collect(), to_files() and to_model_store() "
-                                          f"sinks are, and to_kafka() straight after a Kafka topic or watched "
-                                          f"directory and stateless nodes (use the local engine)")
-            if isinstance(r.spec, FilesSinkSpec):
-                if not r.bounded:
-                    raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} writes a stream that does not end; "
-                                              f"Flink's file sink writes one only as CSV or JSON lines straight after "
-                                              f"its Kafka topic or watched directory and stateless nodes (use "
-                                              f"collect(), to_model_store() or the local engine)")
-                if checkpoint_dir is not None:
-                    raise NotImplementedError("FlinkEngine: to_files() sinks commit when the job succeeds, not on "
-                                              "checkpoints; with checkpoint_dir use collect() or to_model_store()")
+                                          f"translated to Flink yet; collect(), to_files(), to_kafka() and "
+                                          f"to_model_store() sinks are (use the local engine)")
+            if _on_flink_sink(r, checkpoint_dir):
+                if isinstance(r.spec, FilesSinkSpec) and r.spec.format == "parquet":
+                    what = "on checkpoints" if r.bounded else "files of a stream that does not end"
+                    raise NotImplementedError(
+                        f"FlinkEngine: the sink {r.name!r} writes Parquet {what}; Flink's file sink writes those as "
+                        f"CSV or JSON lines (format='csv' or 'json'), and Parquet only from a bounded job without "
+                        f"checkpoint_dir")
+                if isinstance(r.spec, FilesSinkSpec) and checkpoint_dir is None:
+                    raise ValueError(f"FlinkEngine: the sink {r.name!r} writes a stream that does not end, whose "
+                                     f"part files Flink commits on checkpoints: pass checkpoint_dir to run()")
+            elif isinstance(r.spec, FilesSinkSpec):
                 os.makedirs(os.path.join(r.spec.path, ".inprogress"), exist_ok=True)
         stateful = any(isinstance(n.spec, _KEYED + (ModelStreamSpec, WatermarkSpec, WindowSpec))
                        or _is_connector_source(n.spec) for n in plan_nodes(roots))   # Flink's streaming mode
@@ -651,15 +659,21 @@ class FlinkEngine(Engine):
         streams = self._translate(env, roots)
         from pyflink.common import Types
 
+        from flowlearn.engines.flink_connectors import FlinkSinks
+
         token = uuid.uuid4().hex[:12]
         records = Types.PICKLED_BYTE_ARRAY()
         tagged = []
+        flink_sinks = FlinkSinks(env, checkpoint_dir is not None, checkpoint_interval)
         for k, (r, ds) in enumerate(zip(roots, streams)):
-            if isinstance(r.spec, FilesSinkSpec):
+            if _on_flink_sink(r, checkpoint_dir):   # the client hears only how many rows each batch wrote
+                ds = flink_sinks.add(ds, r.spec, r.name)
+            elif isinstance(r.spec, FilesSinkSpec):
                 # paths resolved here: the task managers' Python workers need not share the client's directory
                 spec = dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path))
                 ds = ds.map(fn.WriteFile(spec, token), output_type=records)
             tagged.append(ds.flat_map(fn.Tag(k), output_type=records))
+        flink_sinks.attach()
         both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
         job = FlinkJob(lambda: _execute_and_collect(env, both), roots, token, self._spilled)
         for s in sinks:

@@ -16,7 +16,9 @@ filters drop records and every other node maps one record to one record.
 Other plans that read a topic or watched directory (trainers, windows, model streams) get it as
 a DataStream of Arrow batches from :func:`batches`: the same connector, a tumbling
 processing-time window per Kafka partition or file, and a vectorized aggregate function that
-parses each window's records at once (:class:`WindowBatch`).
+parses each window's records at once (:class:`WindowBatch`). And other plans that write a topic,
+or a stream of files, write them with the same connectors (:class:`FlinkSinks`): each batch's
+rows, serialized as the local sinks do, go to Flink's Kafka or filesystem sink.
 """
 from __future__ import annotations
 
@@ -28,14 +30,15 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.engines.flink_functions import to_ipc
+from flowlearn.engines.flink_functions import from_ipc, on_python_thread, to_ipc
+from flowlearn.engines.flink_time import output_tag
 from flowlearn.stream.files import FilesSourceSpec
-from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec, _serialize, parse_messages
+from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec, _serialize, messages, parse_messages
+from flowlearn.stream.parsing import dead_letter_table
 from flowlearn.stream.sinks import FilesSinkSpec
 
-__all__ = ["connector_jar", "RecordChain", "WindowBatch", "batches", "submit", "SOURCES", "SINKS"]
+__all__ = ["connector_jar", "RecordChain", "WindowBatch", "batches", "submit", "FlinkSinks", "SINKS"]
 
-SOURCES = (KafkaSourceSpec, FilesSourceSpec)
 SINKS = (KafkaSinkSpec, FilesSinkSpec)
 
 _ROW = "__flowlearn_message"
@@ -76,8 +79,8 @@ class _Records:
         t, bad = parse_messages(payloads, self.source.format, self.source.schema)
         if bad:
             i, col, why = bad[0]
-            raise ValueError(f"{self.where}: record {payloads[i][:200]!r}, column '{col}': {why} (dead letters are "
-                             f"not translated to Flink yet; use the local engine for handle_invalid='skip')")
+            raise ValueError(f"{self.where}: record {payloads[i][:200]!r}, column '{col}': {why}; pass "
+                             f"handle_invalid='skip' to route bad records to the dead-letter sink")
         return t
 
 
@@ -146,8 +149,12 @@ def _sink_table(sink: Any, job: str, checkpoint_interval: float, checkpoints: bo
         return {"connector": "filesystem", "path": _uri(sink.path), "format": "raw",
                 "sink.rolling-policy.rollover-interval": every, "sink.rolling-policy.check-interval": every,
                 "sink.rolling-policy.inactivity-interval": every}
-    out = {"connector": "kafka", "topic": sink.topic, "properties.bootstrap.servers": sink.bootstrap_servers,
-           "format": "raw"}
+    out = {"connector": "kafka", "topic": sink.topic, "properties.bootstrap.servers": sink.bootstrap_servers}
+    if sink.key_col is None:
+        out["format"] = "raw"
+    else:   # columns (k, v): k is the message's key, v its value
+        out.update({"key.format": "raw", "key.fields": "k", "value.format": "raw",
+                    "value.fields-include": "EXCEPT_KEY"})
     if checkpoints and sink.transactional:
         out.update({"sink.delivery-guarantee": "exactly-once",
                     "sink.transactional-id-prefix": sink.transactional_id or f"flowlearn-{job}",
@@ -164,43 +171,128 @@ def _uri(path: str) -> str:
 
 
 class WindowBatch(_Records):
-    """A window's payloads -> one batch of parsed rows as Arrow IPC bytes (empty bytes when none
-    is a record): the vectorized aggregate function of :func:`batches`."""
+    """A window's records -> one batch of parsed rows, then the records that failed to parse
+    (``handle_invalid="skip"``) as dead letters, both as Arrow IPC bytes packed by
+    :func:`pack_batch` (empty bytes when the window holds no record): the vectorized aggregate
+    function of :func:`batches`. Its inputs: the payloads, each record's Kafka partition or
+    file path, then for a Kafka topic each message's offset, key and timestamp (ms)."""
 
-    def __call__(self, payloads: Any) -> bytes:
-        records = [b for b in (bytes(v) for v in payloads) if self.is_record(b)]
-        return to_ipc(self.parse(records)) if records else b""
+    def __call__(self, payloads: Any, places: Any, offsets: Any = None, keys: Any = None,
+                 timestamps: Any = None) -> bytes:
+        values = [bytes(v) for v in payloads]
+        keep = [i for i, v in enumerate(values) if self.is_record(v)]
+        if not keep:
+            return b""
+        records = [values[i] for i in keep]
+        t, bad = parse_messages(records, self.source.format, self.source.schema)
+        dead = b""
+        if bad:
+            i, col, why = bad[0]
+            if self.source.handle_invalid == "error":
+                raise ValueError(f"{self.where}: {self._location(places, offsets, keep[i])}, column '{col}': {why} "
+                                 f"(record {records[i][:200]!r}); pass handle_invalid='skip' to route bad records "
+                                 f"to the dead-letter sink")
+            dead = to_ipc(dead_letter_table(
+                self._source, [self._location(places, offsets, keep[j]) for j, _, _ in bad], [c for _, c, _ in bad],
+                [r for _, _, r in bad], [records[j].decode("utf-8", "replace") for j, _, _ in bad]))
+            good = np.ones(len(records), bool)
+            good[[j for j, _, _ in bad]] = False
+            keep = [k for k, g in zip(keep, good) if g]
+        for m in getattr(self.source, "metadata_columns", ()):
+            t = t.append_column(m, self._metadata(m, keep, places, offsets, keys, timestamps))
+        return pack_batch(to_ipc(t) if t.num_rows else b"", dead)
+
+    @property
+    def _source(self) -> str:
+        return f"kafka topic {self.source.topic}" if isinstance(self.source, KafkaSourceSpec) else "file"
+
+    def _location(self, places: Any, offsets: Any, i: int) -> str:
+        if offsets is not None:
+            return f"partition {int(places.iloc[i])}, offset {int(offsets.iloc[i])}"
+        path = places.iloc[i]
+        return f"file {path[7:] if path.startswith('file:') else path} (Flink's file connector gives no line numbers)"
+
+    def _metadata(self, name: str, rows: list[int], places: Any, offsets: Any, keys: Any, timestamps: Any) -> pa.Array:
+        """The Kafka metadata column ``name`` of ``rows``, as the local engine's source gives it."""
+        if name == "topic":
+            return pa.array([self.source.topic] * len(rows), pa.string())
+        column = {"key": keys, "partition": places, "offset": offsets, "timestamp": timestamps}[name]
+        values = [column.iloc[i] for i in rows]
+        if name == "key":
+            return pa.array([None if v is None else bytes(v) for v in values], pa.binary())
+        if name == "timestamp":
+            return pa.array(np.asarray(values, np.int64)).cast(pa.timestamp("ms"))
+        return pa.array(np.asarray(values, np.int32 if name == "partition" else np.int64))
 
 
-def batches(env: Any, source: Any, name: str, seconds: float) -> Any:
+def pack_batch(rows: bytes, dead_letters: bytes) -> bytes:
+    """Two IPC byte strings (either may be empty) as one: the length of the first (8 bytes,
+    little endian), the first, the second."""
+    return len(rows).to_bytes(8, "little") + rows + dead_letters if rows or dead_letters else b""
+
+
+def unpack_batch(packed: bytes) -> tuple[bytes, bytes]:
+    n = int.from_bytes(packed[:8], "little")
+    return packed[8:8 + n], packed[8 + n:]
+
+
+def _split_function() -> Any:
+    """The class of Flink process function that unpacks :class:`WindowBatch`'s results: the rows
+    on its output, the dead letters on the side output ``dead_letter`` when the plan reads it."""
+    from pyflink.datastream import ProcessFunction
+
+    class SplitBatches(ProcessFunction):
+        def __init__(self, dead_letters: bool) -> None:
+            self.dead_letters = dead_letters
+
+        def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
+            if row[0]:
+                rows, dead = unpack_batch(bytes(row[0]))
+                if dead and self.dead_letters:
+                    yield output_tag("dead_letter"), dead
+                if rows:
+                    yield rows
+
+    return SplitBatches
+
+
+def batches(env: Any, source: Any, name: str, seconds: float, dead_letters: bool = False) -> Any:
     """A Kafka topic or watched directory as a DataStream of Arrow batches (IPC bytes) for the
     rest of a plan: Flink's connector reads it (offsets or files read in Flink's checkpoints), a
     tumbling processing-time window of ``seconds`` gathers the records of each Kafka partition or
     file (in their order, in Flink's window state until the window fires), and a vectorized
-    (pandas) aggregate function of PyFlink's Table API parses each window's records at once."""
+    (pandas) aggregate function of PyFlink's Table API parses each window's records at once.
+    With ``dead_letters``, the records that fail to parse go to the side output ``dead_letter``."""
     from pyflink.common import Types
     from pyflink.table import DataTypes, EnvironmentSettings, StreamTableEnvironment
     from pyflink.table.udf import udaf
 
+    job = uuid.uuid4().hex[:12]
+    options = _source_table(source, job)
     if isinstance(source, KafkaSourceSpec):
         env.add_jars("file://" + connector_jar())
-        place = "place INT METADATA FROM 'partition' VIRTUAL"
+        columns = ["v BYTES", "place INT METADATA FROM 'partition' VIRTUAL",
+                   "pos BIGINT METADATA FROM 'offset' VIRTUAL", "ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL"]
+        inputs = "v, place, pos, k, UNIX_TIMESTAMP(CAST(ts AS STRING)) * 1000 + EXTRACT(MILLISECOND FROM ts)"
+        if "key" in source.metadata_columns:   # the key read as the raw bytes it is
+            columns.insert(0, "k BYTES")
+            del options["format"]
+            options.update({"key.format": "raw", "key.fields": "k", "value.format": "raw",
+                            "value.fields-include": "EXCEPT_KEY"})
+        else:
+            inputs = inputs.replace(", k,", ", CAST(NULL AS BYTES),")
     else:
-        place = "place STRING NOT NULL METADATA FROM 'file.path' VIRTUAL"
+        columns = ["v BYTES", "place STRING NOT NULL METADATA FROM 'file.path' VIRTUAL"]
+        inputs = "v, place"
     t_env = StreamTableEnvironment.create(env, EnvironmentSettings.in_streaming_mode())
-    job = uuid.uuid4().hex[:12]
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE src_{job} (v BYTES, {place}, pt AS PROCTIME()) "
-                      f"WITH ({_options(**_source_table(source, job))})")
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE src_{job} ({', '.join(columns)}, pt AS PROCTIME()) "
+                      f"WITH ({_options(**options)})")
     parse = udaf(WindowBatch(source), result_type=DataTypes.BYTES(), func_type="pandas")
     t_env.create_temporary_function(f"batch_{job}", parse)
-    windows = t_env.sql_query(f"SELECT batch_{job}(v) AS b FROM src_{job} "
+    windows = t_env.sql_query(f"SELECT batch_{job}({inputs}) AS b FROM src_{job} "
                               f"GROUP BY TUMBLE(pt, INTERVAL '{max(seconds, 0.001):.3f}' SECOND), place")
-    return t_env.to_data_stream(windows).flat_map(_nonempty, output_type=Types.PICKLED_BYTE_ARRAY()).name(name)
-
-
-def _nonempty(row: Any) -> Iterator[bytes]:
-    if row[0]:
-        yield bytes(row[0])
+    return t_env.to_data_stream(windows).process(_split_function()(dead_letters),
+                                                 output_type=Types.PICKLED_BYTE_ARRAY()).name(name)
 
 
 def submit(engine: Any, source: Any, specs: list[Any], sink: Any, checkpoint_dir: str | None,
@@ -227,3 +319,81 @@ def submit(engine: Any, source: Any, specs: list[Any], sink: Any, checkpoint_dir
     t_env.create_temporary_function(f"chain_{job}", udf(apply, result_type=DataTypes.BYTES(), func_type="pandas"))
     return t_env.execute_sql(f"INSERT INTO out_{job} SELECT v FROM (SELECT chain_{job}(v) AS v FROM src_{job}) "
                              f"WHERE v IS NOT NULL")
+
+
+class SinkRows:
+    """A batch (IPC bytes) -> what Flink's sink of ``spec`` writes, serialized as the local sink
+    does: a Kafka message per row, ``(key, value)`` with ``key_col``; for files, one record of
+    the batch's lines (Flink's raw format ends each record with a line break)."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    def __call__(self, record: bytes) -> list[tuple[bytes | None, ...]]:
+        t = from_ipc(record)
+        if not t.num_rows:
+            return []
+        if isinstance(self.spec, FilesSinkSpec):
+            return [(b"\n".join(_serialize(t, self.spec.format)),)]
+        keys, values = messages(t, self.spec.format, self.spec.key_col)
+        return [(v,) for v in values] if keys is None else list(zip(keys, values))
+
+
+def _sink_rows_function() -> Any:
+    """The class of Flink process function that feeds a Flink sink (made on first use, so this
+    module imports without PyFlink): the rows of each batch (:class:`SinkRows`) on its output,
+    and how many rows it wrote on the side output ``rows_written`` (as ``"\\t<rows>"``,
+    a written file without its name, as the client reads it)."""
+    from pyflink.datastream import ProcessFunction
+
+    class SinkRowsFunction(ProcessFunction):
+        def __init__(self, spec: Any) -> None:
+            self.rows = SinkRows(spec)
+
+        def process_element(self, record: bytes, ctx: Any) -> Iterator[Any]:
+            from pyflink.common import Row
+
+            out = on_python_thread(self.rows, record)
+            yield from (Row(*r) for r in out)
+            if out:
+                yield output_tag("rows_written"), f"\t{from_ipc(record).num_rows}".encode()
+
+    return SinkRowsFunction
+
+
+class FlinkSinks:
+    """The ``to_kafka`` and streamed ``to_files`` (CSV, JSON lines) sinks of a DataStream job, on
+    Flink's Kafka and filesystem connectors: with checkpoints, a Kafka transaction per
+    checkpoint (``transactional=True``) and part files committed on checkpoints, so readers of
+    committed data see every row once, also across a failure. ``add`` each sink, then
+    ``attach()`` them to the job before it is executed."""
+
+    def __init__(self, env: Any, checkpoints: bool, checkpoint_interval: float) -> None:
+        self.env, self.checkpoints, self.interval = env, checkpoints, checkpoint_interval
+        self.t_env: Any = None
+        self.statements: Any = None
+
+    def add(self, ds: Any, spec: Any, name: str) -> Any:
+        """Feed ``ds`` (batches) to the sink ``spec``; returns the stream of the rows-written counts."""
+        from pyflink.common import Types
+        from pyflink.table import StreamTableEnvironment
+
+        if self.t_env is None:
+            self.t_env = StreamTableEnvironment.create(self.env)
+            self.statements = self.t_env.create_statement_set()
+        if isinstance(spec, KafkaSinkSpec):   # (into the classloader of the Table API's planner too)
+            self.t_env.get_config().set("pipeline.jars", "file://" + connector_jar())
+        keyed = isinstance(spec, KafkaSinkSpec) and spec.key_col is not None
+        names = ["k", "v"] if keyed else ["v"]
+        row_type = Types.ROW_NAMED(names, [Types.PRIMITIVE_ARRAY(Types.BYTE())] * len(names))
+        rows = ds.process(_sink_rows_function()(spec), output_type=row_type).name(name)
+        job = uuid.uuid4().hex[:12]
+        columns = ", ".join(f"{c} BYTES" for c in names)
+        options = _sink_table(spec, job, self.interval, self.checkpoints)
+        self.t_env.execute_sql(f"CREATE TEMPORARY TABLE out_{job} ({columns}) WITH ({_options(**options)})")
+        self.statements.add_insert(f"out_{job}", self.t_env.from_data_stream(rows))
+        return rows.get_side_output(output_tag("rows_written"))
+
+    def attach(self) -> None:
+        if self.statements is not None:
+            self.statements.attach_as_datastream()

@@ -15,9 +15,8 @@
   ``on_end``. After every batch and timer the operator's ``snapshot_state()`` (its buffered rows)
   is written to keyed state, so Flink's checkpoints carry the open windows.
 - **Side outputs** are Flink's (an ``OutputTag`` per tag, read with ``get_side_output``): a
-  window's late rows (``late="side"``, ``late_data()``) and a files source's dead letters
-  (``handle_invalid="skip"``, ``dead_letters()``) reach ``collect()`` and ``to_files()`` sinks
-  like any stream.
+  window's late rows (``late="side"``, ``late_data()``) and the dead letters of a files source or
+  Kafka topic (``handle_invalid="skip"``, ``dead_letters()``) reach sinks like any stream.
 
 A row is late when its window has fired at Flink's watermark when the row reaches the window.
 Flink's watermark is periodic, so it trails the local engine's (which advances after every
@@ -43,14 +42,15 @@ import pyarrow as pa
 from flowlearn.engines.flink_functions import (END_OF_INPUT, Chain, from_ipc, on_python_thread, one_key,
                                                outputs_and_state, restored_operator, to_ipc, with_batch_key)
 from flowlearn.stream.files import FilesSourceSpec
+from flowlearn.stream.kafka import KafkaSourceSpec
 from flowlearn.stream.operator import MAX_WATERMARK, MIN_WATERMARK, OperatorContext
 from flowlearn.stream.plan import PlanNode, SideOutputSpec, build_operator
 from flowlearn.stream.window import WatermarkSpec, WindowSpec, event_time_ms
 
-__all__ = ["TimeTranslation", "next_firing"]
+__all__ = ["TimeTranslation", "next_firing", "output_tag"]
 
 # The side outputs translated to Flink: (spec type of the node emitting them, tag).
-_SIDE_OUTPUTS = {(FilesSourceSpec, "dead_letter"), (WindowSpec, "late")}
+_SIDE_OUTPUTS = {(FilesSourceSpec, "dead_letter"), (KafkaSourceSpec, "dead_letter"), (WindowSpec, "late")}
 
 
 def next_firing(op: Any) -> int | None:
@@ -96,7 +96,8 @@ class _Sides:
             yield tags[tag], to_ipc(t)
 
 
-def _output_tag(tag: str) -> Any:
+def output_tag(tag: str) -> Any:
+    """Flink's side output ``tag`` of a stream of records (IPC bytes)."""
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
@@ -118,7 +119,7 @@ def files_reader_function() -> Any:
 
         def open(self, runtime_context: Any) -> None:
             self.sides = _Sides(self.wanted)
-            self.tags = {t: _output_tag(t) for t in self.wanted}
+            self.tags = {t: output_tag(t) for t in self.wanted}
             self.reader = build_operator(self.spec)
             self.reader.open(OperatorContext("files", side=self.sides))
 
@@ -156,7 +157,7 @@ def window_function() -> Any:
         def open(self, runtime_context: Any) -> None:
             self.state = runtime_context.get_state(ValueStateDescriptor("window", Types.PICKLED_BYTE_ARRAY()))
             self.sides = _Sides(self.wanted)
-            self.tags = {t: _output_tag(t) for t in self.wanted}
+            self.tags = {t: output_tag(t) for t in self.wanted}
             self.op: Any = None
             self.timer: int | None = None   # the window timer registered last (event or processing time)
 
@@ -239,11 +240,16 @@ class TimeTranslation:
                         f"FlinkEngine: plan node {n.name!r} (SideOutputSpec) reads the side output "
                         f"{n.spec.tag!r} of {src.name!r} ({type(src.spec).__name__}), which is not translated to "
                         f"Flink yet; the late rows of a window (late_data()) and the dead letters of from_files "
-                        f"(dead_letters()) are (use the local engine for this plan)")
+                        f"and from_kafka (dead_letters()) are (use the local engine for this plan)")
                 self.wanted.setdefault(id(src), set()).add(n.spec.tag)
 
     def reads_side_outputs(self, n: PlanNode) -> bool:
         return id(n) in self.wanted
+
+    def emits(self, n: PlanNode, ds: Any) -> Any:
+        """``ds`` is the Flink stream whose side outputs are those of the node ``n``."""
+        self.emitters[id(n)] = ds
+        return ds
 
     def files(self, indexes: Any, n: PlanNode, paths: list[str], keyed: bool = False) -> Any:
         """Files ``indexes`` of a ``from_files`` source read with their dead letters as a side
@@ -252,8 +258,7 @@ class TimeTranslation:
 
         reader = files_reader_function()(n.spec, paths, self.wanted.get(id(n), set()), keyed)
         ds = indexes.process(reader, output_type=Types.PICKLED_BYTE_ARRAY()).name(n.name)
-        self.emitters[id(n)] = ds
-        return ds
+        return self.emits(n, ds)
 
     def watermarks(self, ds: Any, chain: list[Any], n: PlanNode, idle: float | None = None) -> Any:
         """``ds`` (then the stateless ``chain``) with Flink timestamps and bounded out-of-orderness
@@ -288,9 +293,8 @@ class TimeTranslation:
         out = ds.key_by(one_key, key_type=Types.INT()).process(fn, output_type=Types.PICKLED_BYTE_ARRAY()) \
             .name(n.name).set_parallelism(1)
         out = out.uid(n.uid) if n.uid else out   # a uid keeps the open windows across plan changes
-        self.emitters[id(n)] = out
-        return out
+        return self.emits(n, out)
 
     def side_output(self, n: PlanNode) -> Any:
         """The side output stream read by the side node ``n``."""
-        return self.emitters[id(n.inputs[0])].get_side_output(_output_tag(n.spec.tag))
+        return self.emitters[id(n.inputs[0])].get_side_output(output_tag(n.spec.tag))

@@ -46,7 +46,7 @@ from flowlearn.stream.plan import Spec, register_operator
 from flowlearn.stream.parsing import dead_letter_table, parse_buffer, parse_records
 from flowlearn.stream.source import Source
 
-__all__ = ["KafkaSource", "KafkaSink", "output_schema", "check_kafka_args", "end_offsets", "parse_messages"]
+__all__ = ["KafkaSource", "KafkaSink", "output_schema", "check_kafka_args", "end_offsets", "parse_messages", "messages"]
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +326,14 @@ def _serialize(t: pa.Table, fmt: str) -> list[bytes]:
     return [line[:-1] for line in _json_lines(t)]
 
 
+def messages(t: pa.Table, fmt: str, key_col: str | None) -> tuple[list[bytes | None] | None, list[bytes]]:
+    """The keys (None without ``key_col``; a null key stays None) and values of ``t``'s rows as
+    ``to_kafka`` writes them: a CSV message leaves the key column out, a JSON one keeps it."""
+    payload = t.drop_columns([key_col]) if key_col and fmt == "csv" else t
+    keys = [None if k is None else str(k).encode() for k in t.column(key_col).to_pylist()] if key_col else None
+    return keys, _serialize(payload, fmt)
+
+
 class _KafkaSinkOp(Operator):
     def __init__(self, topic: str, bootstrap: str, format: str, key_col: str | None, transactional: bool,
                  config: dict | None, transactional_id: str | None) -> None:
@@ -363,10 +371,7 @@ class _KafkaSinkOp(Operator):
     def process(self, table: pa.Table, input_index: int = 0) -> list[pa.Table]:
         if table.num_rows == 0:
             return []
-        payload = table.drop_columns([self.key_col]) if self.key_col and self.format == "csv" else table
-        values = _serialize(payload, self.format)
-        keys = [None if k is None else str(k).encode() for k in table.column(self.key_col).to_pylist()] \
-            if self.key_col else None
+        keys, values = messages(table, self.format, self.key_col)
         produce, cb, topic = self._p.produce, self._on_delivery, self.topic
         for i, v in enumerate(values):
             while True:

@@ -100,8 +100,9 @@ class TansuBroker:
 
 
 def read_topic(bootstrap_servers: str, topic: str, min_count: int, timeout: float = 120.0,
-               isolation_level: str = "read_committed") -> list:
-    """The values of every message of ``topic`` (all partitions, from the start), read until at
+               isolation_level: str = "read_committed", keys: bool = False) -> list:
+    """The values (``(key, value)`` pairs with ``keys``) of every message of ``topic`` (all
+    partitions, from the start), read until at
     least ``min_count`` messages have arrived *and* every partition has been read up to its end
     offset; gives up after ``timeout`` seconds and returns what it has (so a caller's assertion
     shows the shortfall). Waits for data, never for a fixed quiet period, so it neither stops
@@ -119,8 +120,9 @@ def read_topic(bootstrap_servers: str, topic: str, min_count: int, timeout: floa
         parts = sorted(md.topics[topic].partitions)
         c.assign([ck.TopicPartition(topic, p, 0) for p in parts])
         out: list = []
+        message = (lambda m: (m.key(), m.value())) if keys else (lambda m: m.value())
         while time.monotonic() < deadline:
-            out += [m.value() for m in c.consume(10000, 0.2) if m.error() is None]
+            out += [message(m) for m in c.consume(10000, 0.2) if m.error() is None]
             if len(out) < min_count:
                 continue
             # every partition read up to its end offset (positions move past transaction markers).
@@ -133,7 +135,7 @@ def read_topic(bootstrap_servers: str, topic: str, min_count: int, timeout: floa
                 ends[p] = hi if hi >= 0 else c.get_watermark_offsets(tp, timeout=10, cached=False)[1]
             pos = {tp.partition: tp.offset for tp in c.position([ck.TopicPartition(topic, p) for p in parts])}
             if all(ends[p] <= 0 or pos.get(p, -1) >= ends[p] for p in parts):
-                out += [m.value() for m in c.consume(10000, 0) if m.error() is None]
+                out += [message(m) for m in c.consume(10000, 0) if m.error() is None]
                 return out
         return out
     finally:
