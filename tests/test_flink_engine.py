@@ -177,8 +177,9 @@ def test_what_is_not_translated_yet_is_refused_by_node_before_anything_runs(tmp_
     s = fls.from_table(t)
     with pytest.raises(NotImplementedError, match="reads the side output 'dead_letter' of 'from_table'"):
         FLINK.run(s.dead_letters().collect())
-    with pytest.raises(NotImplementedError, match="'foreach' \\(ForeachSpec\\).*collect\\(\\), to_files\\(\\), to_kafka"):
-        FLINK.run(s.foreach(print))
+    with pytest.raises(NotImplementedError, match="has 2 inputs; a trainer rebased by a second input is not"):
+        FLINK.run(fls.model_stream(fls.fit_online(_ftrl(), fls.from_table(_clicks(100)),
+                                                  rebase=ModelStore(str(tmp_path / "store")))).collect())
     (tmp_path / "in").mkdir()
     with pytest.raises(NotImplementedError, match="a watched directory of parquet files is not translated"):
         FLINK.run(fls.from_files(str(tmp_path / "in"), format="parquet", schema="a double",

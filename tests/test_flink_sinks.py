@@ -245,6 +245,22 @@ def test_a_bounded_batch_job_writes_a_topic_from_parquet_files(real_kafka, tmp_p
     assert job.metrics["sinks"] == {"to_kafka(" + names["flink"] + ")": 1500}
 
 
+def test_foreach_is_called_on_the_client_once_per_batch_through_a_failure(tmp_path):
+    """foreach(fn) on Flink: ``fn`` runs in the client process as each batch comes back (so it
+    may append to the caller's list), once per batch even when a failure restarts the job from
+    its checkpoint (what reaches the client is what the checkpoints committed)."""
+    t = fl.table({"id": np.arange(4000), "a": np.random.default_rng(2).normal(size=4000)})
+    seen: list[pa.Table] = []
+    marker = tmp_path / "fail"
+    marker.touch()
+    sink = fls.from_table(t, batch_size=200).map_batches(FailOnce(str(marker), 8)).foreach(seen.append)
+    job = FlinkEngine(parallelism=2).run(sink, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=0.2)
+    job.wait(300)
+    assert not marker.exists()                                  # the failure happened
+    got = pa.concat_tables(seen).sort_by("id")
+    assert got.equals(t) and job.metrics["sinks"] == {"foreach": 4000}
+
+
 def test_sinks_flink_cannot_write_are_refused_before_anything_runs(tmp_path):
     t = fl.table({"a": [1.0, 2.0]})
     watched = fls.from_files(str(tmp_path), format="csv", schema="a double", watch=True)

@@ -15,7 +15,8 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
   (count, processing and event time, tumbling and sliding) as flowlearn's window operator on one
   key driven by Flink's timers; a window's late rows and a files source's dead letters as Flink
   side outputs (:mod:`flink_time`);
-- ``collect()`` sinks (the batches come back to the client, exactly once under checkpoints),
+- ``collect()`` sinks (the batches come back to the client, exactly once under checkpoints) and
+  ``foreach(fn)`` sinks (``fn`` called on the client as each batch comes back),
   ``to_files()`` sinks of a bounded job without checkpoints (a file per batch, moved into place
   by the client when the job succeeds), and ``to_kafka()`` and the other ``to_files()`` sinks
   (CSV, JSON lines) on Flink's own Kafka and filesystem sinks, exactly once with checkpoints;
@@ -64,7 +65,7 @@ from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec
 from flowlearn.stream.models import ModelStoreSinkSpec, ModelStoreSourceSpec, ModelStreamSpec, TrainerSpec
 from flowlearn.stream.plan import PlanNode, SideOutputSpec, build_operator, plan_nodes
-from flowlearn.stream.sinks import EXTENSIONS, CollectSpec, FilesSinkSpec, fsync_dir
+from flowlearn.stream.sinks import EXTENSIONS, CollectSpec, FilesSinkSpec, ForeachSpec, fsync_dir
 from flowlearn.stream.source import TableSourceSpec
 from flowlearn.stream.window import WatermarkSpec, WindowSpec
 
@@ -149,8 +150,13 @@ class FlinkJob(_FollowedJob):
             with self._collect() as it:
                 self._iterator = it
                 for k, payload in fn.untag(it):
-                    if isinstance(self._sinks[k].spec, CollectSpec):
+                    spec = self._sinks[k].spec
+                    if isinstance(spec, CollectSpec):
                         self._results[k].append(from_ipc(payload))
+                    elif isinstance(spec, ForeachSpec):   # called here, on the client, batch by batch
+                        t = from_ipc(payload)
+                        spec.fn(t)
+                        self._written[k].append(("", t.num_rows))
                     else:
                         name, rows = payload.decode().split("\t")   # no name: rows given to Flink's sink
                         self._written[k].append((name, int(rows)))
@@ -509,6 +515,11 @@ class FlinkEngine(Engine):
                                       f"{name} batches")
             return numbers.filter(lambda i: False) if k == 0 else numbers   # a sequence has at least one number
 
+        for n in nodes:   # (before its inputs are refused as unbounded sources)
+            if isinstance(n.spec, _KEYED) and len(n.inputs) != 1:
+                raise NotImplementedError(f"FlinkEngine: plan node {n.name!r} ({type(n.spec).__name__}) has "
+                                          f"{len(n.inputs)} inputs; a trainer rebased by a second input is not "
+                                          f"translated to Flink yet (use the local engine)")
         for n in nodes:
             spec, where = n.spec, f"plan node {n.name!r} ({type(n.spec).__name__})"
             if id(n) in followed:
@@ -579,9 +590,6 @@ class FlinkEngine(Engine):
                 out[id(n)] = (data.key_by(_spread_key, key_type=Types.INT()).connect(bc)
                               .process(scorer(spec.stage), output_type=records).name(n.name), [])
             elif isinstance(spec, _KEYED):
-                if len(n.inputs) != 1:
-                    raise NotImplementedError(f"FlinkEngine: {where} has {len(n.inputs)} inputs; a trainer rebased "
-                                              f"by a second input is not translated to Flink yet")
                 _, chain = out[id(n.inputs[0])]
                 if id(n.inputs[0]) in read_by and (not chain or self.parallelism == 1):
                     # the trainer's task reads the source and runs the chain itself: no batch crosses to
@@ -636,10 +644,10 @@ class FlinkEngine(Engine):
         for r in roots:
             if not (isinstance(r, PlanNode) and r.kind == "sink"):
                 raise TypeError(f"fl.run takes sinks, got {type(r).__name__}")
-            if not isinstance(r.spec, (CollectSpec, FilesSinkSpec, ModelStoreSinkSpec, KafkaSinkSpec)):
+            if not isinstance(r.spec, (CollectSpec, ForeachSpec, FilesSinkSpec, ModelStoreSinkSpec, KafkaSinkSpec)):
                 raise NotImplementedError(f"FlinkEngine: the sink {r.name!r} ({type(r.spec).__name__}) is not "
-                                          f"translated to Flink yet; collect(), to_files(), to_kafka() and "
-                                          f"to_model_store() sinks are (use the local engine)")
+                                          f"translated to Flink yet; collect(), foreach(), to_files(), to_kafka() "
+                                          f"and to_model_store() sinks are (use the local engine)")
             if _on_flink_sink(r, checkpoint_dir):
                 if isinstance(r.spec, FilesSinkSpec) and r.spec.format == "parquet":
                     what = "on checkpoints" if r.bounded else "files of a stream that does not end"
