@@ -267,6 +267,8 @@ def test_sinks_flink_cannot_write_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(NotImplementedError, match="writes Parquet on checkpoints; Flink's file sink writes"):
         FlinkEngine().run(fls.from_table(t).to_files(str(tmp_path / "p"), format="parquet"),
                           checkpoint_dir=str(tmp_path / "ck"))
+    with pytest.raises(NotImplementedError, match="hang at their end in PyFlink 2.3's thread mode.*mode='process'"):
+        FlinkEngine(mode="thread").run(fls.from_table(t).to_kafka("o", "127.0.0.1:9"))
     with pytest.raises(ValueError, match="whose part files Flink commits on checkpoints: pass checkpoint_dir"):
         FlinkEngine().run(watched.window(count=10).aggregate(n=("a", "count")).to_files(str(tmp_path / "o"),
                                                                                        format="csv"))

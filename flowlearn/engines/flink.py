@@ -649,6 +649,11 @@ class FlinkEngine(Engine):
                                           f"translated to Flink yet; collect(), foreach(), to_files(), to_kafka() "
                                           f"and to_model_store() sinks are (use the local engine)")
             if _on_flink_sink(r, checkpoint_dir):
+                if self.mode == "thread":
+                    raise NotImplementedError(
+                        f"FlinkEngine: the sink {r.name!r} goes to Flink's own Kafka or filesystem sink, and such "
+                        f"jobs hang at their end in PyFlink 2.3's thread mode (the embedded interpreter's "
+                        f"finalization does not return); use mode='process'")
                 if isinstance(r.spec, FilesSinkSpec) and r.spec.format == "parquet":
                     what = "on checkpoints" if r.bounded else "files of a stream that does not end"
                     raise NotImplementedError(
@@ -672,7 +677,8 @@ class FlinkEngine(Engine):
         token = uuid.uuid4().hex[:12]
         records = Types.PICKLED_BYTE_ARRAY()
         tagged = []
-        flink_sinks = FlinkSinks(env, checkpoint_dir is not None, checkpoint_interval)
+        flink_sinks = FlinkSinks(env, [r.spec for r in roots if _on_flink_sink(r, checkpoint_dir)],
+                                 checkpoint_dir is not None, checkpoint_interval)
         for k, (r, ds) in enumerate(zip(roots, streams)):
             if _on_flink_sink(r, checkpoint_dir):   # the client hears only how many rows each batch wrote
                 ds = flink_sinks.add(ds, r.spec, r.name)

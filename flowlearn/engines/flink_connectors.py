@@ -329,14 +329,15 @@ class SinkRows:
     def __init__(self, spec: Any) -> None:
         self.spec = spec
 
-    def __call__(self, record: bytes) -> list[tuple[bytes | None, ...]]:
+    def __call__(self, record: bytes) -> tuple[list[tuple[bytes | None, ...]], int]:
+        """The sink's records for the batch ``record``, and its number of rows."""
         t = from_ipc(record)
         if not t.num_rows:
-            return []
+            return [], 0
         if isinstance(self.spec, FilesSinkSpec):
-            return [(b"\n".join(_serialize(t, self.spec.format)),)]
+            return [(b"\n".join(_serialize(t, self.spec.format)),)], t.num_rows
         keys, values = messages(t, self.spec.format, self.spec.key_col)
-        return [(v,) for v in values] if keys is None else list(zip(keys, values))
+        return ([(v,) for v in values] if keys is None else list(zip(keys, values))), t.num_rows
 
 
 def _sink_rows_function() -> Any:
@@ -353,10 +354,10 @@ def _sink_rows_function() -> Any:
         def process_element(self, record: bytes, ctx: Any) -> Iterator[Any]:
             from pyflink.common import Row
 
-            out = on_python_thread(self.rows, record)
+            out, rows = on_python_thread(self.rows, record)   # (pyarrow can hang on thread mode's JVM threads)
             yield from (Row(*r) for r in out)
-            if out:
-                yield output_tag("rows_written"), f"\t{from_ipc(record).num_rows}".encode()
+            if rows:
+                yield output_tag("rows_written"), f"\t{rows}".encode()
 
     return SinkRowsFunction
 
@@ -365,11 +366,12 @@ class FlinkSinks:
     """The ``to_kafka`` and streamed ``to_files`` (CSV, JSON lines) sinks of a DataStream job, on
     Flink's Kafka and filesystem connectors: with checkpoints, a Kafka transaction per
     checkpoint (``transactional=True``) and part files committed on checkpoints, so readers of
-    committed data see every row once, also across a failure. ``add`` each sink, then
-    ``attach()`` them to the job before it is executed."""
+    committed data see every row once, also across a failure. Made with the specs of the job's
+    Flink sinks; ``add`` each, then ``attach()`` them to the job before it is executed."""
 
-    def __init__(self, env: Any, checkpoints: bool, checkpoint_interval: float) -> None:
+    def __init__(self, env: Any, specs: list[Any], checkpoints: bool, checkpoint_interval: float) -> None:
         self.env, self.checkpoints, self.interval = env, checkpoints, checkpoint_interval
+        self.kafka = any(isinstance(s, KafkaSinkSpec) for s in specs)
         self.t_env: Any = None
         self.statements: Any = None
 
@@ -379,18 +381,18 @@ class FlinkSinks:
         from pyflink.table import StreamTableEnvironment
 
         if self.t_env is None:
+            if self.kafka:   # before the Table API's planner is made: its classloader gets the jar
+                self.env.add_jars("file://" + connector_jar())
             self.t_env = StreamTableEnvironment.create(self.env)
             self.statements = self.t_env.create_statement_set()
-        if isinstance(spec, KafkaSinkSpec):   # (into the classloader of the Table API's planner too)
-            self.t_env.get_config().set("pipeline.jars", "file://" + connector_jar())
         keyed = isinstance(spec, KafkaSinkSpec) and spec.key_col is not None
         names = ["k", "v"] if keyed else ["v"]
         row_type = Types.ROW_NAMED(names, [Types.PRIMITIVE_ARRAY(Types.BYTE())] * len(names))
         rows = ds.process(_sink_rows_function()(spec), output_type=row_type).name(name)
         job = uuid.uuid4().hex[:12]
-        columns = ", ".join(f"{c} BYTES" for c in names)
         options = _sink_table(spec, job, self.interval, self.checkpoints)
-        self.t_env.execute_sql(f"CREATE TEMPORARY TABLE out_{job} ({columns}) WITH ({_options(**options)})")
+        self.t_env.execute_sql(f"CREATE TEMPORARY TABLE out_{job} ({', '.join(f'{c} BYTES' for c in names)}) "
+                               f"WITH ({_options(**options)})")
         self.statements.add_insert(f"out_{job}", self.t_env.from_data_stream(rows))
         return rows.get_side_output(output_tag("rows_written"))
 
