@@ -1,10 +1,11 @@
 """flowlearn plans on a standalone Flink cluster (jobmanager and taskmanager started from the
-scripts in the apache-flink wheel, on loopback), submitted through ``FlinkEngine(cluster=...)``;
-the taskmanager is killed with SIGKILL mid-run and Flink restarts the job from its checkpoint.
+scripts in the apache-flink wheel, on loopback), submitted through ``FlinkEngine(cluster=...)``
+and with ``flink run -py``; the taskmanager is killed with SIGKILL mid-run and Flink restarts the job from its checkpoint.
 Oracle: the local engine on the same plan. One cluster serves the module."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -125,3 +126,48 @@ def test_a_watched_directory_job_survives_a_killed_taskmanager(cluster, tmp_path
         cluster.start_taskmanager()
 
     run_watched_directory_job(FlinkEngine(parallelism=2, cluster=cluster.address, config=SHIP), tmp_path, kill)
+
+
+SCRIPT = '''
+import sys
+import numpy as np
+import pyarrow.compute as pc
+import flowlearn as fl
+import flowlearn.stream as fls
+from flowlearn.engines import FlinkEngine
+
+rng = np.random.default_rng(8)
+t = fl.table({"id": np.arange(3000), "a": rng.normal(size=3000)})
+model = fl.feature.StandardScaler(input_col="v", output_col="s", with_mean=True).fit(
+    fl.feature.VectorAssembler(input_cols=["a"], output_col="v").transform(t))
+stream = fl.feature.VectorAssembler(input_cols=["a"], output_col="v").transform(fls.from_table(t, batch_size=250))
+sink = model.transform(stream.filter(pc.field("a") > 0)).select("id", "s").to_files(sys.argv[1], format="parquet")
+fl.run(sink, engine=FlinkEngine(parallelism=2)).wait()
+'''
+
+
+def test_a_script_submitted_with_flink_run_runs_on_the_cluster(cluster, tmp_path):
+    """The way users submit to a session cluster: ``flink run -py script.py``. The script names
+    ``FlinkEngine()`` without a cluster; its jobs go to the cluster ``flink run`` submits to (the
+    rows are written by the cluster's task managers, not by a mini-cluster of the script's own):
+    the committed files hold the rows NumPy selects, scaled as the model scales them."""
+    import subprocess
+    import sys
+
+    script, out = tmp_path / "score.py", tmp_path / "out"
+    script.write_text(SCRIPT)
+    before = len(json.loads(cluster._rest("/jobs/overview"))["jobs"])
+    r = subprocess.run([os.path.join(cluster.home, "bin", "flink"), "run", "-m", cluster.address,
+                        "-py", str(script), str(out)], env={**cluster.env, "PYFLINK_CLIENT_EXECUTABLE": sys.executable},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(json.loads(cluster._rest("/jobs/overview"))["jobs"]) == before + 1   # the job ran on the cluster
+    import pyarrow.parquet as pq
+
+    got = pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("*.parquet"))]).sort_by("id")
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=3000)
+    keep = np.flatnonzero(a > 0)
+    assert got.column("id").to_pylist() == keep.tolist()
+    s = fl.linalg.to_numpy(got.column("s"))[:, 0]
+    np.testing.assert_allclose(s, (a[keep] - a.mean()) / a.std(ddof=1), rtol=1e-12)
