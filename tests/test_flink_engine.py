@@ -177,9 +177,6 @@ def test_what_is_not_translated_yet_is_refused_by_node_before_anything_runs(tmp_
     s = fls.from_table(t)
     with pytest.raises(NotImplementedError, match="reads the side output 'dead_letter' of 'from_table'"):
         FLINK.run(s.dead_letters().collect())
-    with pytest.raises(NotImplementedError, match="has 2 inputs; a trainer rebased by a second input is not"):
-        FLINK.run(fls.model_stream(fls.fit_online(_ftrl(), fls.from_table(_clicks(100)),
-                                                  rebase=ModelStore(str(tmp_path / "store")))).collect())
     (tmp_path / "in").mkdir()
     with pytest.raises(NotImplementedError, match="a watched directory of parquet files is not translated"):
         FLINK.run(fls.from_files(str(tmp_path / "in"), format="parquet", schema="a double",
@@ -696,3 +693,70 @@ def test_event_time_windows_over_a_watched_directory_on_flink_count_every_row(tm
     starts = pc.cast(got.column("window_start"), pa.int64()).to_pylist()
     assert dict(zip(zip(starts, got.column("user").to_pylist()), got.column("n").to_pylist())) == want
     assert got.num_rows == len(want)
+
+
+class Paced:
+    """Passes each batch on after ``seconds`` and adds a byte to the file ``progress``: a bounded
+    source that lasts long enough for a model to be published while it is read, at a known point."""
+
+    def __init__(self, seconds: float, progress: str) -> None:
+        self.seconds, self.progress = seconds, progress
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        time.sleep(self.seconds)
+        with open(self.progress, "ab") as f:
+            f.write(b".")
+        return t
+
+
+def test_a_trainer_rebased_by_a_model_store_restarts_from_the_published_batch_model(tmp_path):
+    """fit_online(..., rebase=store) on Flink: the trainer's task polls the store; a batch model
+    published mid-run resets the trainer to it. The versions before the rebase are those of an
+    uninterrupted trainer on the rows before it; those after it are a fresh trainer's started
+    from the batch model on the rows after it (numbered above the batch model), bit for bit, and
+    NumPy's mini-batch FTRL-Proximal warm-started from the batch model's weights."""
+    from test_gate_rebase import ftrl_reference
+
+    from flowlearn.classification.logistic_regression import LogisticRegression
+
+    data = _clicks(3000, seed=7)
+    est = lambda: OnlineLogisticRegression(global_batch_size=4, emit_every=100, alpha=0.1)  # noqa: E731
+    store = ModelStore(str(tmp_path / "store"))
+    batch_model = LogisticRegression().fit(_clicks(1000, seed=8))   # a batch retrain on other data
+    progress = tmp_path / "batches"
+    progress.touch()
+    src = fls.from_table(data, batch_size=50).map_batches(Paced(0.06, str(progress)))
+    rebase = fls.from_model_store(store, start="next", kinds=["batch"], poll_interval=0.05)
+    sink = fls.model_stream(fls.fit_online(est(), src, rebase=rebase)).to_model_store(store, producer="ftrl")
+    job = FlinkEngine(parallelism=1).run(sink)
+    deadline = time.monotonic() + 120
+    while progress.stat().st_size < 15 and time.monotonic() < deadline:   # 15 of the 60 batches read
+        time.sleep(0.02)
+    b = store.publish(batch_model, {"kind": "batch"})   # published while the job trains
+    job.wait(300)
+    online = [(sv, store.version_info(sv)["metadata"]) for sv in store.versions()]
+    online = [(sv, md) for sv, md in online if md.get("producer") == "ftrl"]
+    before = [(sv, md) for sv, md in online if "rebased_on" not in md]
+    after = [(sv, md) for sv, md in online if "rebased_on" in md]
+    assert len(before) >= 3 and after and all(md["rebased_on"] == b for _, md in after)
+    n = after[0][1]["trained_rows"] - 100      # the rebased trainer's first version holds its first 100 rows
+    assert 0 < n < 3000 and n % 50 == 0 and all(md["trained_rows"] <= n for _, md in before)
+    pre = est().trainer().partial_fit(data.slice(0, n))
+    assert [md["model_version"] for _, md in before] == [int(v["model_version"][0].as_py()) for v in pre]
+    for (sv, _), v in zip(before, pre):
+        assert store.load(sv).model.get_model_data()[0].equals(v)
+    md0 = batch_model.get_model_data()[0]
+    base = max(b, len(pre))
+    md0 = md0.set_column(md0.column_names.index("model_version"), "model_version", pa.array([base], pa.int64()))
+    post = list(est().set_initial_model_data(md0).fit_versions(data.slice(n)))
+    assert [md["model_version"] for _, md in after] == [int(v["model_version"][0].as_py()) for v in post]
+    assert [md["trained_rows"] for _, md in after] == [n + 100 * (i + 1) for i in range(len(after) - 1)] + [3000]
+    X, y = fl.linalg.to_numpy(data.column("features")), data.column("label").to_numpy()
+    ref = ftrl_reference(X[n:], y[n:], fl.linalg.to_numpy(md0.column("coefficient"))[0],
+                         float(md0.column("intercept")[0].as_py()), batch=4, emit_every=100, alpha=0.1)
+    assert len(ref) == len(after)
+    for (sv, _), v, (_, w, b0) in zip(after, post, ref):
+        got = store.load(sv).model.get_model_data()[0]
+        assert got.column("coefficient").equals(v.column("coefficient"))
+        np.testing.assert_allclose(fl.linalg.to_numpy(got.column("coefficient"))[0], w, rtol=0, atol=1e-9)
+        assert float(got.column("intercept")[0].as_py()) == pytest.approx(b0, rel=0, abs=1e-9)

@@ -9,8 +9,9 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
   applied with ``transform``) fused into one Python operator per chain; ``union``;
 - stateful nodes (online trainers, streaming evaluators, ``to_model_store`` sinks) as flowlearn's
   own operator in a one-key Flink function whose state Flink checkpoints (reading its source
-  itself when the batches reach it through a chain of their own); model streams trained
-  in the job (broadcast to the scorers) or followed from a model store on every worker;
+  itself when the batches reach it through a chain of their own; a trainer rebased by a model
+  store polling the store itself); model streams trained in the job (broadcast to the scorers)
+  or followed from a model store on every worker;
 - event time as Flink's (batch timestamps, bounded out-of-orderness watermarks) and windows
   (count, processing and event time, tumbling and sliding) as flowlearn's window operator on one
   key driven by Flink's timers; a window's late rows and a files source's dead letters as Flink
@@ -515,14 +516,17 @@ class FlinkEngine(Engine):
                                       f"{name} batches")
             return numbers.filter(lambda i: False) if k == 0 else numbers   # a sequence has at least one number
 
+        rebases = {id(n.inputs[1]) for n in nodes if isinstance(n.spec, TrainerSpec) and len(n.inputs) == 2
+                   and isinstance(n.inputs[1].spec, ModelStoreSourceSpec) and consumers[id(n.inputs[1])] == 1}
         for n in nodes:   # (before its inputs are refused as unbounded sources)
-            if isinstance(n.spec, _KEYED) and len(n.inputs) != 1:
+            if isinstance(n.spec, _KEYED) and len(n.inputs) != 1 and id(n.inputs[-1]) not in rebases:
                 raise NotImplementedError(f"FlinkEngine: plan node {n.name!r} ({type(n.spec).__name__}) has "
-                                          f"{len(n.inputs)} inputs; a trainer rebased by a second input is not "
-                                          f"translated to Flink yet (use the local engine)")
+                                          f"{len(n.inputs)} inputs; a trainer is rebased on Flink only by a model "
+                                          f"store of its own (fit_online(..., rebase=store)), not by a model "
+                                          f"stream of the job (use the local engine)")
         for n in nodes:
             spec, where = n.spec, f"plan node {n.name!r} ({type(n.spec).__name__})"
-            if id(n) in followed:
+            if id(n) in followed or id(n) in rebases:   # read by their consumer's task
                 continue
             if n.kind == "sink" and not isinstance(spec, ModelStoreSinkSpec):
                 continue
@@ -590,15 +594,16 @@ class FlinkEngine(Engine):
                 out[id(n)] = (data.key_by(_spread_key, key_type=Types.INT()).connect(bc)
                               .process(scorer(spec.stage), output_type=records).name(n.name), [])
             elif isinstance(spec, _KEYED):
+                rebase = n.inputs[1].spec if len(n.inputs) == 2 else None   # a model store the trainer polls
                 _, chain = out[id(n.inputs[0])]
                 if id(n.inputs[0]) in read_by and (not chain or self.parallelism == 1):
                     # the trainer's task reads the source and runs the chain itself: no batch crosses to
                     # the JVM and back (a chain still runs in parallel ahead of it at parallelism > 1)
                     read = read_by[id(n.inputs[0])]
-                    op = fn.keyed_operator_function()(spec, n.uid or n.name, read, chain)
+                    op = fn.keyed_operator_function()(spec, n.uid or n.name, read, chain, rebase)
                     ds = indexes(read.count, n.inputs[0].name).key_by(fn.one_key, key_type=Types.INT())
                 else:
-                    op = fn.keyed_operator_function()(spec, n.uid or n.name)
+                    op = fn.keyed_operator_function()(spec, n.uid or n.name, rebase=rebase)
                     ds = materialized(n.inputs[0]).key_by(fn.one_key, key_type=Types.INT())
                 ds = ds.process(op, output_type=records).name(n.name).set_parallelism(1)   # one key: one task
                 out[id(n)] = (ds.uid(n.uid) if n.uid else ds, [])   # a uid keeps state across plan changes

@@ -398,10 +398,14 @@ def keyed_operator_function() -> Any:
         one key: every batch goes through the flowlearn operator in arrival order, and after each
         the operator's state is written to keyed state, which Flink checkpoints. End of a bounded
         input (an event-time timer at Long.MAX_VALUE - 1) calls the operator's ``on_end``; an
-        operator that ``wants_timer`` is polled every second of processing time."""
+        operator that ``wants_timer`` is polled every second of processing time. A trainer
+        ``rebase``d by a model store (``fit_online(..., rebase=store)``) reads the store itself:
+        before each batch and on a processing-time timer every ``poll_interval``, the store's new
+        versions go to the trainer's input 1, and the store source's place is keyed state too."""
 
-        def __init__(self, spec: Any, uid: str, read: _Reader | None = None, chain: list[Any] = ()) -> None:
-            self.spec, self.uid, self.read, self.chain = spec, uid, read, list(chain)
+        def __init__(self, spec: Any, uid: str, read: _Reader | None = None, chain: list[Any] = (),
+                     rebase: Any = None) -> None:
+            self.spec, self.uid, self.read, self.chain, self.rebase = spec, uid, read, list(chain), rebase
             self.op: Any = None
 
         def open(self, runtime_context: Any) -> None:
@@ -409,29 +413,45 @@ def keyed_operator_function() -> Any:
 
             self.state = runtime_context.get_state(ValueStateDescriptor("operator", Types.PICKLED_BYTE_ARRAY()))
             self.position = runtime_context.get_state(ValueStateDescriptor("next slice", Types.LONG()))
+            self.rebase_state = runtime_context.get_state(ValueStateDescriptor("rebase", Types.PICKLED_BYTE_ARRAY()))
             self.ctx = OperatorContext(self.uid)
             self.ctx.checkpointing = True
-            self.op = None
+            self.op = self.store = None
             self.next_slice = 0
 
         def _operator(self, ctx: Any) -> Any:
             if self.op is None:   # first record or timer of this worker: restore what Flink restored
                 self.next_slice = self.position.value() or 0
                 self.op = restored_operator(self.spec, self.ctx, self.state.value())
+                if self.rebase is not None:
+                    self.store = restored_operator(self.rebase, self.ctx, self.rebase_state.value())
                 ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-                if self.op.wants_timer:
-                    ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 1000)
+                if self.op.wants_timer or self.store is not None:
+                    self._next_timer(ctx)
             return self.op
 
-        def _step(self, call: Callable[..., list[pa.Table]], *args: Any) -> tuple[list[bytes], bytes | None]:
-            """The operator's outputs of ``call(*args)`` and its state after it, as bytes."""
-            return outputs_and_state(self.op, call(*args))
+        def _next_timer(self, ctx: Any) -> None:
+            every = min(1.0, self.rebase.poll_interval) if self.store is not None else 1.0
+            ctx.timer_service().register_processing_time_timer(int((time.time() + every) * 1000))
+
+        def _step(self, call: Callable[..., list[pa.Table]], *args: Any) -> tuple[list[bytes], bytes | None,
+                                                                                   bytes | None]:
+            """The operator's outputs of the store's new versions (a rebased trainer) then of
+            ``call(*args)``, its state after them and the store source's, as bytes."""
+            outs: list[pa.Table] = []
+            if self.store is not None:
+                for version in self.store.poll(16):
+                    outs += self.op.process(version, 1)
+            records, snap = outputs_and_state(self.op, outs + call(*args))
+            return records, snap, None if self.store is None else self.store.snapshot_state().to_bytes()
 
         def _emit(self, call: Callable[..., list[pa.Table]], *args: Any) -> Iterator[bytes]:
             before = self.next_slice
-            records, snap = on_python_thread(self._step, call, *args)
+            records, snap, store = on_python_thread(self._step, call, *args)
             if snap is not None:   # keyed state is written on the thread Flink called us on
                 self.state.update(snap)
+            if store is not None:
+                self.rebase_state.update(store)
             if self.next_slice != before:
                 self.position.update(self.next_slice)
             yield from records
@@ -475,7 +495,7 @@ def keyed_operator_function() -> Any:
             if ctx.time_domain() == TimeDomain.EVENT_TIME:
                 yield from self._emit(op.on_end)
                 return
-            ctx.timer_service().register_processing_time_timer(int(time.time() * 1000) + 1000)
+            self._next_timer(ctx)
             yield from self._emit(op.on_timer, time.time())
 
     return OperatorFunction
