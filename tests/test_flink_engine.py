@@ -738,6 +738,8 @@ def test_a_trainer_rebased_by_a_model_store_restarts_from_the_published_batch_mo
     online = [(sv, md) for sv, md in online if md.get("producer") == "ftrl"]
     before = [(sv, md) for sv, md in online if "rebased_on" not in md]
     after = [(sv, md) for sv, md in online if "rebased_on" in md]
+    mv = [md["model_version"] for _, md in online]
+    assert mv == sorted(set(mv))                                  # each version once
     assert len(before) >= 3 and after and all(md["rebased_on"] == b for _, md in after)
     n = after[0][1]["trained_rows"] - 100      # the rebased trainer's first version holds its first 100 rows
     assert 0 < n < 3000 and n % 50 == 0 and all(md["trained_rows"] <= n for _, md in before)
