@@ -18,22 +18,9 @@ import flowlearn as fl  # noqa: E402
 import flowlearn.stream as fls  # noqa: E402
 from flowlearn.engines import FlinkEngine, LocalEngine  # noqa: E402
 from flowlearn.testing.kafka import read_topic  # noqa: E402
+from test_flink_engine import FailOnce, _committed_rows, _wait_for  # noqa: E402
 
 pytestmark = pytest.mark.flink
-
-
-class FailOnce:
-    """Fails the job once, at the ``at``-th batch this worker sees, while ``marker`` exists."""
-
-    def __init__(self, marker: str, at: int) -> None:
-        self.marker, self.at, self.seen = marker, at, 0
-
-    def __call__(self, t: pa.Table) -> pa.Table:
-        self.seen += 1
-        if self.seen == self.at and os.path.exists(self.marker):
-            os.remove(self.marker)
-            raise RuntimeError("injected failure")
-        return t
 
 
 def _topics(bs: str, partitions: dict[str, int]) -> dict[str, str]:
@@ -53,19 +40,6 @@ def _produce(bs: str, topic: str, messages: list[tuple[bytes | None, bytes]]) ->
     for key, value in messages:
         p.produce(topic, value, key)
     assert p.flush(30) == 0
-
-
-def _wait_for(job, sink, rows: int, timeout: float = 120) -> pa.Table:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = job.collected(sink)
-        if sum(t.num_rows for t in got) >= rows:
-            return pa.concat_tables(got)
-        if not job.running:
-            job.wait()   # raises the job's error
-            pytest.fail("the job ended")
-        time.sleep(0.2)
-    pytest.fail(f"fewer than {rows} rows after {timeout} s")
 
 
 def _clicks(n: int, bad_every: int) -> list[tuple[bytes | None, bytes]]:
@@ -190,15 +164,6 @@ def test_a_watched_directory_into_windows_into_files_commits_each_window_once_wi
     assert sorted(letters.column("record").to_pylist()) == sorted(malformed)
     assert set(letters.column("column").to_pylist()) == {"ms"}
     assert all(str(inbox) in loc for loc in letters.column("location").to_pylist())
-
-
-def _committed_rows(folder) -> list[dict]:
-    """The rows of the committed part files (Flink's in-progress files start with a dot)."""
-    rows = []
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and not p.name.startswith("."):
-            rows += [json.loads(line) for line in p.read_text().splitlines() if line]
-    return rows
 
 
 def test_a_bounded_plan_with_checkpoints_writes_its_files_through_flinks_sink(tmp_path):
