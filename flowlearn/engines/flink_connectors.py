@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import os
+import urllib.parse
 import uuid
 from typing import Any, Iterator
 
@@ -193,7 +194,8 @@ class WindowBatch(_Records):
                                  f"(record {records[i][:200]!r}); pass handle_invalid='skip' to route bad records "
                                  f"to the dead-letter sink")
             dead = to_ipc(dead_letter_table(
-                self._source, [self._location(places, offsets, keep[j]) for j, _, _ in bad], [c for _, c, _ in bad],
+                self._source(places), [self._location(places, offsets, keep[j]) for j, _, _ in bad],
+                [c for _, c, _ in bad],
                 [r for _, _, r in bad], [records[j].decode("utf-8", "replace") for j, _, _ in bad]))
             good = np.ones(len(records), bool)
             good[[j for j, _, _ in bad]] = False
@@ -202,15 +204,17 @@ class WindowBatch(_Records):
             t = t.append_column(m, self._metadata(m, keep, places, offsets, keys, timestamps))
         return pack_batch(to_ipc(t) if t.num_rows else b"", dead)
 
-    @property
-    def _source(self) -> str:
-        return f"kafka topic {self.source.topic}" if isinstance(self.source, KafkaSourceSpec) else "file"
+    def _source(self, places: Any) -> str:
+        """A dead letter's source, as the local engine names it (a window holds one file's records)."""
+        if isinstance(self.source, KafkaSourceSpec):
+            return f"kafka topic {self.source.topic}"
+        path = str(places.iloc[0])
+        return f"file {urllib.parse.urlparse(path).path if path.startswith('file:') else path}"
 
     def _location(self, places: Any, offsets: Any, i: int) -> str:
         if offsets is not None:
             return f"partition {int(places.iloc[i])}, offset {int(offsets.iloc[i])}"
-        path = places.iloc[i]
-        return f"file {path[7:] if path.startswith('file:') else path} (Flink's file connector gives no line numbers)"
+        return "line not known (Flink's file connector gives no line numbers)"
 
     def _metadata(self, name: str, rows: list[int], places: Any, offsets: Any, keys: Any, timestamps: Any) -> pa.Array:
         """The Kafka metadata column ``name`` of ``rows``, as the local engine's source gives it."""
