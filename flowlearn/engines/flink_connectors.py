@@ -221,12 +221,12 @@ class WindowBatch(_Records):
         if name == "topic":
             return pa.array([self.source.topic] * len(rows), pa.string())
         column = {"key": keys, "partition": places, "offset": offsets, "timestamp": timestamps}[name]
-        values = [column.iloc[i] for i in rows]
+        values = column.to_numpy()[np.asarray(rows, np.int64)]   # one take, not a lookup per row
         if name == "key":
             return pa.array([None if v is None else bytes(v) for v in values], pa.binary())
         if name == "timestamp":
-            return pa.array(np.asarray(values, np.int64)).cast(pa.timestamp("ms"))
-        return pa.array(np.asarray(values, np.int32 if name == "partition" else np.int64))
+            return pa.array(values.astype(np.int64)).cast(pa.timestamp("ms"))
+        return pa.array(values.astype(np.int32 if name == "partition" else np.int64))
 
 
 def pack_batch(rows: bytes, dead_letters: bytes) -> bytes:
