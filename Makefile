@@ -7,7 +7,8 @@
 # One environment for both keeps the install within a small disk (CI once ran out of space with a
 # third), and pip keeps no cache of the wheels for the same reason.
 # The JVM pieces come from Maven Central through tools/jars/pom.xml into .jars/ (`make jars`):
-# an Apache Kafka broker for the tests where Kafka semantics matter, and the Flink Kafka connector.
+# an Apache Kafka broker for the tests where Kafka semantics matter, the Flink Kafka connector, and
+# Flink's Parquet format with the Hadoop client classes it needs.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -178,8 +178,8 @@ def test_what_is_not_translated_yet_is_refused_by_node_before_anything_runs(tmp_
     with pytest.raises(NotImplementedError, match="reads the side output 'dead_letter' of 'from_table'"):
         FLINK.run(s.dead_letters().collect())
     (tmp_path / "in").mkdir()
-    with pytest.raises(NotImplementedError, match="a watched directory of parquet files is not translated"):
-        FLINK.run(fls.from_files(str(tmp_path / "in"), format="parquet", schema="a double",
+    with pytest.raises(NotImplementedError, match="a watched directory with a pattern \\('\\*.csv'\\) is not"):
+        FLINK.run(fls.from_files(str(tmp_path / "in"), format="csv", schema="a double", pattern="*.csv",
                                  watch=True).to_files(str(tmp_path / "out"), format="csv"))
     with pytest.raises(NotImplementedError, match="is unbounded; the Flink engine reads streams that do not end from"):
         FLINK.run(fls.generate(lambda i: {"a": [1.0]}).collect())

@@ -20,8 +20,8 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
   ``foreach(fn)`` sinks (``fn`` called on the client as each batch comes back),
   ``to_files()`` sinks of a bounded job without checkpoints (a file per batch, moved into place
   by the client when the job succeeds), and ``to_kafka()`` and the other ``to_files()`` sinks
-  (CSV, JSON lines) on Flink's own Kafka and filesystem sinks, exactly once with checkpoints;
-- Kafka topics and watched directories on Flink's own connectors (:mod:`flink_connectors`),
+  (CSV, JSON lines, Parquet) on Flink's own Kafka and filesystem sinks, exactly once with checkpoints;
+- Kafka topics and watched directories (CSV, JSON lines, Parquet) on Flink's own connectors (:mod:`flink_connectors`),
   with their dead letters and Kafka metadata columns: source -> stateless chain -> ``to_kafka``
   / ``to_files`` end to end on the connectors, any other plan fed by them;
 - fits: a one-pass estimator runs ``partial`` on every batch in parallel on the task managers and
@@ -217,10 +217,10 @@ def _is_connector_source(spec: Any) -> bool:
 
 
 def _check_connector_source(spec: Any) -> None:
-    if isinstance(spec, FilesSourceSpec) and (spec.format == "parquet" or spec.pattern is not None):
-        raise NotImplementedError(f"FlinkEngine: a watched directory of {spec.format} files"
-                                  f"{' with a pattern' if spec.pattern else ''} is not translated to Flink yet; "
-                                  f"CSV and JSON lines are (use the local engine)")
+    if isinstance(spec, FilesSourceSpec) and spec.pattern is not None:
+        raise NotImplementedError(f"FlinkEngine: a watched directory with a pattern ({spec.pattern!r}) is not "
+                                  f"translated to Flink: Flink's file source reads every file of the directory "
+                                  f"(move the files to a directory of their own, or use the local engine)")
 
 
 def _on_flink_sink(root: PlanNode, checkpoint_dir: str | None) -> bool:
@@ -253,9 +253,9 @@ def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None
             chain.insert(0, n.spec)
         n = n.inputs[0]
     if n is None or not _is_connector_source(n.spec) or n.spec.handle_invalid != "error" or \
-            getattr(n.spec, "metadata_columns", ()) or \
+            getattr(n.spec, "metadata_columns", ()) or n.spec.format == "parquet" or \
             (isinstance(roots[0].spec, FilesSinkSpec) and roots[0].spec.format == "parquet"):
-        return None   # (dead letters and Kafka metadata: batches() of the DataStream translation)
+        return None   # (dead letters, Kafka metadata, typed Parquet columns: batches() of the DataStream translation)
     if isinstance(roots[0].spec, KafkaSinkSpec) and roots[0].spec.key_col is not None:
         return None   # keyed messages: a message per row, which the DataStream translation writes
     return n.spec, chain, roots[0].spec
@@ -659,12 +659,6 @@ class FlinkEngine(Engine):
                         f"FlinkEngine: the sink {r.name!r} goes to Flink's own Kafka or filesystem sink, and such "
                         f"jobs hang at their end in PyFlink 2.3's thread mode (the embedded interpreter's "
                         f"finalization does not return); use mode='process'")
-                if isinstance(r.spec, FilesSinkSpec) and r.spec.format == "parquet":
-                    what = "on checkpoints" if r.bounded else "files of a stream that does not end"
-                    raise NotImplementedError(
-                        f"FlinkEngine: the sink {r.name!r} writes Parquet {what}; Flink's file sink writes those as "
-                        f"CSV or JSON lines (format='csv' or 'json'), and Parquet only from a bounded job without "
-                        f"checkpoint_dir")
                 if isinstance(r.spec, FilesSinkSpec) and checkpoint_dir is None:
                     raise ValueError(f"FlinkEngine: the sink {r.name!r} writes a stream that does not end, whose "
                                      f"part files Flink commits on checkpoints: pass checkpoint_dir to run()")
@@ -686,7 +680,7 @@ class FlinkEngine(Engine):
                                  checkpoint_dir is not None, checkpoint_interval)
         for k, (r, ds) in enumerate(zip(roots, streams)):
             if _on_flink_sink(r, checkpoint_dir):   # the client hears only how many rows each batch wrote
-                ds = flink_sinks.add(ds, r.spec, r.name)
+                ds = flink_sinks.add(ds, r.spec, r.name, r.inputs[0].schema)
             elif isinstance(r.spec, FilesSinkSpec):
                 # paths resolved here: the task managers' Python workers need not share the client's directory
                 spec = dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path))

@@ -2,6 +2,9 @@
 JSON lines files (``from_files(watch=True)``) -> a chain of stateless nodes -> a Kafka topic
 (``to_kafka``) or a directory (``to_files``, CSV / JSON lines).
 
+(Watched Parquet directories and Parquet files written from a stream use Flink's Parquet format,
+built on Hadoop's client classes: ``make jars`` fetches them into ``.jars/flink`` too.)
+
 Flink's connectors do the reading and writing, with their state in Flink's checkpoints: the
 Kafka source's offsets and the filesystem source's files read; the Kafka sink writes one
 transaction per checkpoint and the filesystem sink commits its part files on checkpoints, so
@@ -16,7 +19,8 @@ filters drop records and every other node maps one record to one record.
 Other plans that read a topic or watched directory (trainers, windows, model streams) get it as
 a DataStream of Arrow batches from :func:`batches`: the same connector, a tumbling
 processing-time window per Kafka partition or file, and a vectorized aggregate function that
-parses each window's records at once (:class:`WindowBatch`). And other plans that write a topic,
+parses each window's records at once (:class:`WindowBatch`; a Parquet file's typed rows are put
+together by :class:`ParquetWindow`). And other plans that write a topic,
 or a stream of files, write them with the same connectors (:class:`FlinkSinks`): each batch's
 rows, serialized as the local sinks do, go to Flink's Kafka or filesystem sink.
 """
@@ -33,12 +37,13 @@ import pyarrow as pa
 
 from flowlearn.engines.flink_functions import from_ipc, on_python_thread, to_ipc
 from flowlearn.engines.flink_time import output_tag
-from flowlearn.stream.files import FilesSourceSpec
+from flowlearn.stream.files import FilesSourceSpec, first_parquet_schema
 from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec, _serialize, messages, parse_messages
 from flowlearn.stream.parsing import dead_letter_table
 from flowlearn.stream.sinks import FilesSinkSpec
 
-__all__ = ["connector_jar", "RecordChain", "WindowBatch", "batches", "submit", "FlinkSinks", "SINKS"]
+__all__ = ["connector_jar", "parquet_jars", "RecordChain", "WindowBatch", "ParquetWindow", "batches", "submit",
+           "FlinkSinks", "SINKS"]
 
 SINKS = (KafkaSinkSpec, FilesSinkSpec)
 
@@ -46,19 +51,56 @@ _ROW = "__flowlearn_message"
 _STARTS = {"earliest": "earliest-offset", "latest": "latest-offset", "committed": "group-offsets"}
 
 
+def _jars(patterns: list[str], what: str) -> list[str]:
+    """The jars `make jars` put in ``.jars/flink`` of the source tree matching ``patterns`` (the
+    newest of each), or a FileNotFoundError naming ``what`` needs them."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = []
+    for pattern in patterns:
+        found = sorted(glob.glob(os.path.join(root, ".jars", "flink", pattern)))
+        if not found:
+            raise FileNotFoundError(f"FlinkEngine: {what} need the jar {pattern} in .jars/flink (run `make jars`)")
+        out.append(found[-1])
+    return out
+
+
 def connector_jar() -> str:
     """The Flink Kafka connector jar: ``$FLOWLEARN_FLINK_KAFKA_JAR`` or the one `make jars` put
     in ``.jars/flink`` of the source tree."""
-    path = os.environ.get("FLOWLEARN_FLINK_KAFKA_JAR")
-    if path:
-        return path
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    found = sorted(glob.glob(os.path.join(root, ".jars", "flink", "flink-sql-connector-kafka-*.jar")))
-    if not found:
-        raise FileNotFoundError("FlinkEngine: Kafka plans need Flink's Kafka connector jar "
-                                "(org.apache.flink:flink-sql-connector-kafka); run `make jars` or set "
-                                "FLOWLEARN_FLINK_KAFKA_JAR to its path")
-    return found[-1]
+    return os.environ.get("FLOWLEARN_FLINK_KAFKA_JAR") or _jars(
+        ["flink-sql-connector-kafka-*.jar"], "Kafka plans (or set FLOWLEARN_FLINK_KAFKA_JAR)")[0]
+
+
+def parquet_jars() -> list[str]:
+    """Flink's Parquet format and the Hadoop client classes it is built on (not inside the
+    apache-flink wheel): ``$FLOWLEARN_FLINK_PARQUET_JARS`` (paths joined by ``os.pathsep``) or
+    the ones `make jars` put in ``.jars/flink``."""
+    given = os.environ.get("FLOWLEARN_FLINK_PARQUET_JARS")
+    if given:
+        return given.split(os.pathsep)
+    return _jars(["flink-sql-parquet-*.jar", "hadoop-client-api-*.jar", "hadoop-client-runtime-*.jar"],
+                 "watched Parquet directories and streamed Parquet files")
+
+
+def sql_type(t: pa.DataType, column: str) -> str:
+    """The Flink SQL type Flink's Parquet format reads or writes for an Arrow column type."""
+    simple = {pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INT",
+              pa.int64(): "BIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.string(): "STRING",
+              pa.large_string(): "STRING", pa.binary(): "BYTES", pa.large_binary(): "BYTES", pa.date32(): "DATE"}
+    if t in simple:
+        return simple[t]
+    if pa.types.is_timestamp(t):
+        digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[t.unit]
+        return f"TIMESTAMP_LTZ({digits})" if t.tz else f"TIMESTAMP({digits})"
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        return f"ARRAY<{sql_type(t.value_type, column)}>"
+    raise NotImplementedError(f"FlinkEngine: column '{column}' has the type {t}, which flowlearn does not map to "
+                              f"Flink's Parquet format (booleans, integers, floats, strings, binary, dates, "
+                              f"timestamps and lists of these are mapped)")
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 class _Records:
@@ -229,6 +271,59 @@ class WindowBatch(_Records):
         return pa.array(values.astype(np.int32 if name == "partition" else np.int64))
 
 
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def parquet_schema(source: FilesSourceSpec) -> pa.Schema:
+    """The columns of a watched Parquet directory: the source's schema, or else its first file's,
+    as the local engine's reader takes them. Flink's Parquet reader is given its columns before
+    the job starts, so a directory with no file yet needs ``schema=``."""
+    schema = source.schema if source.schema is not None else first_parquet_schema(source.path, source.pattern)
+    if schema is None:
+        raise ValueError(f"from_files({source.path!r}): a watched directory of Parquet files with no file yet "
+                         f"needs schema=... on Flink, whose Parquet reader is given its columns before the job "
+                         f"starts")
+    return schema
+
+
+def parquet_inputs(schema: pa.Schema) -> str:
+    """The arguments :class:`ParquetWindow` gets for the columns of ``schema``: each column, and
+    for a number column its nulls apart (pandas, which PyFlink hands the columns to, would make
+    an integer column with nulls floats, and a float column's nulls NaN)."""
+    out = []
+    for f in schema:
+        c = _quoted(f.name)
+        out.append(f"COALESCE({c}, CAST(0 AS {sql_type(f.type, f.name)})), {c} IS NULL" if _numeric(f.type) else c)
+    return ", ".join(out)
+
+
+class ParquetWindow:
+    """A window's rows of a watched Parquet directory (read by Flink's Parquet format, handed
+    over as pandas columns: see :func:`parquet_inputs`) -> one batch with the source's schema,
+    packed as :class:`WindowBatch` packs its batches (no dead letters: a Parquet file's rows are
+    typed, and a file that cannot be read fails the job as it fails the local engine's read)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+
+    def __call__(self, *columns: Any) -> bytes:
+        given = iter(columns)
+        arrays = []
+        for f in self.schema:
+            values = next(given)
+            if _numeric(f.type):
+                nulls = next(given).to_numpy(dtype=bool)
+                arrays.append(pa.array(values.to_numpy(), mask=nulls if nulls.any() else None).cast(f.type))
+            elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type):
+                arrays.append(pa.array([None if v is None else list(v) for v in values], pa.list_(f.type.value_type))
+                              .cast(f.type))
+            else:
+                arrays.append(pa.array(values, from_pandas=True).cast(f.type))
+        t = pa.Table.from_arrays(arrays, schema=self.schema)
+        return pack_batch(to_ipc(t), b"") if t.num_rows else b""
+
+
 def pack_batch(rows: bytes, dead_letters: bytes) -> bytes:
     """Two IPC byte strings (either may be empty) as one: the length of the first (8 bytes,
     little endian), the first, the second."""
@@ -285,13 +380,22 @@ def batches(env: Any, source: Any, name: str, seconds: float, dead_letters: bool
                             "value.fields-include": "EXCEPT_KEY"})
         else:
             inputs = inputs.replace(", k,", ", CAST(NULL AS BYTES),")
+    elif source.format == "parquet":   # typed columns, read by Flink's Parquet format
+        schema = parquet_schema(source)
+        env.add_jars(*("file://" + j for j in parquet_jars()))
+        columns = [f"{_quoted(f.name)} {sql_type(f.type, f.name)}" for f in schema]
+        columns.append("place STRING NOT NULL METADATA FROM 'file.path' VIRTUAL")
+        options["format"] = "parquet"
+        inputs = parquet_inputs(schema) + ", place"
     else:
         columns = ["v BYTES", "place STRING NOT NULL METADATA FROM 'file.path' VIRTUAL"]
         inputs = "v, place"
     t_env = StreamTableEnvironment.create(env, EnvironmentSettings.in_streaming_mode())
     t_env.execute_sql(f"CREATE TEMPORARY TABLE src_{job} ({', '.join(columns)}, pt AS PROCTIME()) "
                       f"WITH ({_options(**options)})")
-    parse = udaf(WindowBatch(source), result_type=DataTypes.BYTES(), func_type="pandas")
+    window = ParquetWindow(schema) if isinstance(source, FilesSourceSpec) and source.format == "parquet" \
+        else WindowBatch(source)
+    parse = udaf(window, result_type=DataTypes.BYTES(), func_type="pandas")
     t_env.create_temporary_function(f"batch_{job}", parse)
     windows = t_env.sql_query(f"SELECT batch_{job}({inputs}) AS b FROM src_{job} "
                               f"GROUP BY TUMBLE(pt, INTERVAL '{max(seconds, 0.001):.3f}' SECOND), place")
@@ -327,21 +431,45 @@ def submit(engine: Any, source: Any, specs: list[Any], sink: Any, checkpoint_dir
 
 class SinkRows:
     """A batch (IPC bytes) -> what Flink's sink of ``spec`` writes, serialized as the local sink
-    does: a Kafka message per row, ``(key, value)`` with ``key_col``; for files, one record of
-    the batch's lines (Flink's raw format ends each record with a line break)."""
+    does: a Kafka message per row, ``(key, value)`` with ``key_col``; for CSV or JSON lines files,
+    one record of the batch's lines (Flink's raw format ends each record with a line break); for
+    Parquet files, a record per row of its typed values (Flink's Parquet writer takes rows)."""
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec
 
-    def __call__(self, record: bytes) -> tuple[list[tuple[bytes | None, ...]], int]:
+    def __call__(self, record: bytes) -> tuple[list[tuple[Any, ...]], int]:
         """The sink's records for the batch ``record``, and its number of rows."""
         t = from_ipc(record)
         if not t.num_rows:
             return [], 0
+        if isinstance(self.spec, FilesSinkSpec) and self.spec.format == "parquet":
+            return list(zip(*(c.to_pylist() for c in t.columns))), t.num_rows
         if isinstance(self.spec, FilesSinkSpec):
             return [(b"\n".join(_serialize(t, self.spec.format)),)], t.num_rows
         keys, values = messages(t, self.spec.format, self.spec.key_col)
         return ([(v,) for v in values] if keys is None else list(zip(keys, values))), t.num_rows
+
+
+def _type_info(t: pa.DataType, column: str) -> Any:
+    """The PyFlink type of a row's value of an Arrow column type (see :func:`sql_type`)."""
+    from pyflink.common import Types
+
+    simple = {pa.bool_(): Types.BOOLEAN, pa.int8(): Types.BYTE, pa.int16(): Types.SHORT, pa.int32(): Types.INT,
+              pa.int64(): Types.LONG, pa.float32(): Types.FLOAT, pa.float64(): Types.DOUBLE,
+              pa.string(): Types.STRING, pa.large_string(): Types.STRING, pa.date32(): Types.SQL_DATE}
+    if t in simple:
+        return simple[t]()
+    if t in (pa.binary(), pa.large_binary()):
+        return Types.PRIMITIVE_ARRAY(Types.BYTE())
+    if pa.types.is_timestamp(t) and t.unit != "ns":
+        return Types.INSTANT() if t.tz else Types.SQL_TIMESTAMP()
+    if (pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)) and \
+            t.value_type in simple and t.value_type != pa.date32():
+        return Types.BASIC_ARRAY(simple[t.value_type]())
+    raise NotImplementedError(f"FlinkEngine: column '{column}' has the type {t}, which flowlearn does not write "
+                              f"with Flink's Parquet format (booleans, integers, floats, strings, binary, dates, "
+                              f"timestamps to the microsecond and lists of numbers or strings are written)")
 
 
 def _sink_rows_function() -> Any:
@@ -367,7 +495,7 @@ def _sink_rows_function() -> Any:
 
 
 class FlinkSinks:
-    """The ``to_kafka`` and streamed ``to_files`` (CSV, JSON lines) sinks of a DataStream job, on
+    """The ``to_kafka`` and streamed ``to_files`` (CSV, JSON lines, Parquet) sinks of a DataStream job, on
     Flink's Kafka and filesystem connectors: with checkpoints, a Kafka transaction per
     checkpoint (``transactional=True``) and part files committed on checkpoints, so readers of
     committed data see every row once, also across a failure. Made with the specs of the job's
@@ -376,28 +504,52 @@ class FlinkSinks:
     def __init__(self, env: Any, specs: list[Any], checkpoints: bool, checkpoint_interval: float) -> None:
         self.env, self.checkpoints, self.interval = env, checkpoints, checkpoint_interval
         self.kafka = any(isinstance(s, KafkaSinkSpec) for s in specs)
+        self.parquet = any(isinstance(s, FilesSinkSpec) and s.format == "parquet" for s in specs)
         self.t_env: Any = None
         self.statements: Any = None
 
-    def add(self, ds: Any, spec: Any, name: str) -> Any:
-        """Feed ``ds`` (batches) to the sink ``spec``; returns the stream of the rows-written counts."""
+    def add(self, ds: Any, spec: Any, name: str, schema: pa.Schema | None = None) -> Any:
+        """Feed ``ds`` (batches) to the sink ``spec``; returns the stream of the rows-written counts.
+        A Parquet sink needs the ``schema`` of the batches (Flink's writer is given its columns
+        before the job starts)."""
         from pyflink.common import Types
         from pyflink.table import StreamTableEnvironment
 
         if self.t_env is None:
-            if self.kafka:   # before the Table API's planner is made: its classloader gets the jar
+            # before the Table API's planner is made: its classloader gets the jars
+            if self.kafka:
                 self.env.add_jars("file://" + connector_jar())
+            if self.parquet:
+                self.env.add_jars(*("file://" + j for j in parquet_jars()))
             self.t_env = StreamTableEnvironment.create(self.env)
             self.statements = self.t_env.create_statement_set()
-        keyed = isinstance(spec, KafkaSinkSpec) and spec.key_col is not None
-        names = ["k", "v"] if keyed else ["v"]
-        row_type = Types.ROW_NAMED(names, [Types.PRIMITIVE_ARRAY(Types.BYTE())] * len(names))
-        rows = ds.process(_sink_rows_function()(spec), output_type=row_type).name(name)
         job = uuid.uuid4().hex[:12]
         options = _sink_table(spec, job, self.interval, self.checkpoints)
-        self.t_env.execute_sql(f"CREATE TEMPORARY TABLE out_{job} ({', '.join(f'{c} BYTES' for c in names)}) "
-                               f"WITH ({_options(**options)})")
-        self.statements.add_insert(f"out_{job}", self.t_env.from_data_stream(rows))
+        if isinstance(spec, FilesSinkSpec) and spec.format == "parquet":
+            if schema is None:
+                raise NotImplementedError(f"FlinkEngine: the sink {name!r} writes Parquet files of a stream whose "
+                                          f"columns are known only at run time; Flink's Parquet writer is given its "
+                                          f"columns before the job starts (write CSV or JSON lines, or give the "
+                                          f"stream's stage its output schema)")
+            names = schema.names
+            row_type = Types.ROW_NAMED(names, [_type_info(f.type, f.name) for f in schema])
+            types = [sql_type(f.type, f.name) for f in schema]
+            options["format"] = "parquet"
+            units = {f.type.unit for f in schema if pa.types.is_timestamp(f.type)}
+            if units:   # Parquet's INT64 timestamps in the finest unit of the columns (not legacy INT96)
+                options.update({"parquet.write.int64.timestamp": "true",
+                                "parquet.timestamp.time.unit": "micros" if "us" in units else "millis"})
+        else:
+            keyed = isinstance(spec, KafkaSinkSpec) and spec.key_col is not None
+            names = ["k", "v"] if keyed else ["v"]
+            row_type = Types.ROW_NAMED(names, [Types.PRIMITIVE_ARRAY(Types.BYTE())] * len(names))
+            types = ["BYTES"] * len(names)
+        rows = ds.process(_sink_rows_function()(spec), output_type=row_type).name(name)
+        columns = ", ".join(f"{_quoted(n)} {t}" for n, t in zip(names, types))
+        self.t_env.execute_sql(f"CREATE TEMPORARY TABLE out_{job} ({columns}) WITH ({_options(**options)})")
+        self.t_env.create_temporary_view(f"rows_{job}", self.t_env.from_data_stream(rows))
+        casts = ", ".join(f"CAST({_quoted(n)} AS {t}) AS {_quoted(n)}" for n, t in zip(names, types))
+        self.statements.add_insert(f"out_{job}", self.t_env.sql_query(f"SELECT {casts} FROM rows_{job}"))
         return rows.get_side_output(output_tag("rows_written"))
 
     def attach(self) -> None:

@@ -99,12 +99,13 @@ def from_files(path: str, format: str = "csv", schema: Any = None, watch: bool =
     (renamed into place, or unchanged for one poll) is read once, and the set of files read is
     checkpointed. Bad records raise an error naming file, line and column, or with
     ``handle_invalid="skip"`` go to ``stream.dead_letters()`` and are counted."""
-    from flowlearn.stream.files import FilesSourceSpec, check_files_args
+    from flowlearn.stream.files import FilesSourceSpec, check_files_args, first_parquet_schema
 
     sch = parse_schema(schema) if schema is not None else None
     check_files_args(format, handle_invalid)
+    known = sch if sch is not None or format != "parquet" else (lambda: first_parquet_schema(path, pattern))
     return Stream(FilesSourceSpec(path, format, sch, watch, poll_interval, handle_invalid, batch_size, pattern),
-                  [], kind="source", name=f"from_files({format})", schema=sch, bounded=not watch)
+                  [], kind="source", name=f"from_files({format})", schema=known, bounded=not watch)
 
 
 def from_kafka(topic: str, bootstrap_servers: str, group_id: str = "flowlearn", format: str = "json",

@@ -56,6 +56,23 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_")) or name.endswith((".tmp", ".inprogress", ".crc"))
 
 
+def first_parquet_schema(path: str, pattern: str | None = None) -> pa.Schema | None:
+    """The schema of the Parquet file a ``from_files(path, format="parquet")`` source reads first
+    (the oldest; its schema is the source's when none is given), or None when there is none yet."""
+    import fnmatch
+
+    import pyarrow.parquet as pq
+
+    if os.path.isfile(path):
+        return pq.read_schema(path)
+    try:
+        files = [(e.stat().st_mtime_ns, e.name, e.path) for e in os.scandir(path) if e.is_file()
+                 and not _hidden(e.name) and (pattern is None or fnmatch.fnmatch(e.name, pattern))]
+    except FileNotFoundError:
+        return None
+    return pq.read_schema(min(files)[2]) if files else None
+
+
 class FileSource(Source):
     def __init__(self, path: str, format: str, schema: pa.Schema | None, watch: bool, poll_interval: float,
                  handle_invalid: str, batch_size: int, pattern: str | None) -> None:
