@@ -347,18 +347,37 @@ class FailOnce:
         return t
 
 
+class Logged:
+    """Appends a line to ``path`` for each batch it passes on (in any worker of this machine)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        with open(self.path, "a") as f:
+            f.write(f"{t.column('id')[0].as_py()}\n")
+        return t
+
+
 def test_a_failed_training_job_restarts_from_its_checkpoint_and_emits_each_version_once(tmp_path):
+    """The trainer reads its table itself, one call at a time, and checkpoints complete while it
+    reads: the failure at the 40th of 60 batches restarts the job from a checkpoint taken in the
+    middle of the table, so fewer than all 60 batches are read again, and each version comes
+    out once, equal to the local engine's."""
     t = _clicks(30_000)
     with fl.set_engine(LocalEngine()):
         want = _versions(fls.from_table(t, batch_size=500)).to_table()
-    marker = tmp_path / "fail"
+    marker, log = tmp_path / "fail", tmp_path / "read"
     marker.touch()
-    sink = _versions(fls.from_table(t, batch_size=500).map_batches(FailOnce(str(marker), 40))).collect()
+    read = fls.from_table(t, batch_size=500).map_batches(Logged(str(log))).map_batches(FailOnce(str(marker), 40))
+    sink = _versions(read).collect()
     FlinkEngine(parallelism=1).run(sink, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=0.2).wait(300)
     assert not marker.exists()                      # the failure happened
     got = sink.result()
     assert got.column("model_version").to_pylist() == list(range(1, 9))
     assert got.equals(want)
+    again = len(log.read_text().splitlines()) - 40   # batches read after the restart
+    assert 0 < again < 50, again                       # (from the start of the table: 60)
 
 
 def test_a_table_too_large_for_the_job_graph_is_read_from_a_spilled_arrow_file(monkeypatch):

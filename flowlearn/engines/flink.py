@@ -449,6 +449,19 @@ class FlinkEngine(Engine):
             env.enable_checkpointing(int(checkpoint_interval * 1000))
         return env
 
+    def _pace_reading(self, env: Any) -> None:
+        """For a one-key task that reads its source itself, a number per call: one number per
+        PyFlink bundle (a bundle's records go to Python at once, and its outputs leave, and a
+        checkpoint's barrier passes, only when Python has done them all) and unaligned
+        checkpoints (whose barriers pass the numbers still waiting in the task's input), so the
+        task's outputs leave, and checkpoints complete, while it reads, not when it has read all."""
+        from pyflink.util.java_utils import get_j_env_configuration
+
+        if "python.fn-execution.bundle.size" not in self.config:
+            get_j_env_configuration(env._j_stream_execution_environment).setString(
+                "python.fn-execution.bundle.size", "1")
+        env.get_checkpoint_config().enable_unaligned_checkpoints()
+
     def _spill(self, table: pa.Table, batch_size: int, where: str) -> str:
         """``table`` as an Arrow IPC file on the client's machine (removed when the job ends), one
         record batch per slice of ``batch_size`` rows, memory-mapped by the readers: in shared
@@ -600,6 +613,7 @@ class FlinkEngine(Engine):
                     # the trainer's task reads the source and runs the chain itself: no batch crosses to
                     # the JVM and back (a chain still runs in parallel ahead of it at parallelism > 1)
                     read = read_by[id(n.inputs[0])]
+                    self._pace_reading(env)
                     op = fn.keyed_operator_function()(spec, n.uid or n.name, read, chain, rebase)
                     ds = indexes(read.count, n.inputs[0].name).key_by(fn.one_key, key_type=Types.INT())
                 else:
