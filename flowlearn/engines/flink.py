@@ -31,7 +31,8 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
 
 Jobs run on a mini-cluster kept for the session in PyFlink's JVM, or on a session cluster
 (``cluster="host:port"``); Python runs in process mode (Beam workers; on the mini-cluster, this
-process) or thread mode (inside the JVM, the work handed to Python-created threads).
+process) or thread mode (inside the JVM, the work handed to Python-created threads, one Python
+operator per task: operator chaining is off).
 
 Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/flink.md``):
     >>> import flowlearn as fl, flowlearn.stream as fls
@@ -442,6 +443,18 @@ class FlinkEngine(Engine):
                 env = _session_environment(self.parallelism, self.config, conf)
         env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)
         env.set_parallelism(self.parallelism)
+        if self.mode == "thread":
+            # One embedded interpreter per task thread. Each of PyFlink's embedded Python operators
+            # (after PyFlink fuses the Python operators it can: one-input ones behind a Python
+            # operator with a single output) gets a pemja interpreter of its own, a PyThreadState
+            # made on the task's thread; CPython binds a thread to the first PyThreadState made on
+            # it (PyGILState), so in a task chaining two embedded operators (behind a side output,
+            # a broadcast scorer or a shared node) the others run Python under a thread state that
+            # is not the thread's. C code taking the lock through PyGILState_Ensure there (Arrow
+            # freeing a buffer that wraps Python bytes: from_ipc, an unpickled table) waits for
+            # the lock its own thread holds, and every Python thread of the JVM stops. Unchained,
+            # each task runs one (fused) Python operator, under the thread's own thread state.
+            env.disable_operator_chaining()
         # a record is a whole batch (or a batch's number): send it on at once instead of waiting up to
         # Flink's default 100 ms for its network buffer to fill
         env.set_buffer_timeout(0)
@@ -594,12 +607,6 @@ class FlinkEngine(Engine):
                 ds, chain = out[id(n.inputs[0])]
                 out[id(n)] = (ds, chain + [fn.FollowStore(spec.stage, src.store, src.poll_interval, src.kinds)])
             elif isinstance(spec, ModelStreamSpec):   # versions made in this job: broadcast to the scorers
-                if self.mode == "thread":
-                    raise NotImplementedError(
-                        f"FlinkEngine: {where} scores with versions trained in the same job, which hangs in "
-                        f"PyFlink 2.3's thread mode when the trainer's task finishes before the scorer's (its "
-                        f"embedded interpreter is finalized while the scorer runs Python); use mode='process', or "
-                        f"publish the versions to a model store and follow it")
                 data, versions = materialized(n.inputs[0]), materialized(n.inputs[1])
 
                 scorer = fn.broadcast_model_function()
@@ -668,11 +675,6 @@ class FlinkEngine(Engine):
                                           f"translated to Flink yet; collect(), foreach(), to_files(), to_kafka() "
                                           f"and to_model_store() sinks are (use the local engine)")
             if _on_flink_sink(r, checkpoint_dir):
-                if self.mode == "thread":
-                    raise NotImplementedError(
-                        f"FlinkEngine: the sink {r.name!r} goes to Flink's own Kafka or filesystem sink, and such "
-                        f"jobs hang at their end in PyFlink 2.3's thread mode (the embedded interpreter's "
-                        f"finalization does not return); use mode='process'")
                 if isinstance(r.spec, FilesSinkSpec) and checkpoint_dir is None:
                     raise ValueError(f"FlinkEngine: the sink {r.name!r} writes a stream that does not end, whose "
                                      f"part files Flink commits on checkpoints: pass checkpoint_dir to run()")
