@@ -316,8 +316,7 @@ class ParquetWindow:
                 nulls = next(given).to_numpy(dtype=bool)
                 arrays.append(pa.array(values.to_numpy(), mask=nulls if nulls.any() else None).cast(f.type))
             elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type):
-                arrays.append(pa.array([None if v is None else list(v) for v in values], pa.list_(f.type.value_type))
-                              .cast(f.type))
+                arrays.append(pa.array(values, pa.list_(f.type.value_type), from_pandas=False).cast(f.type))
             else:
                 arrays.append(pa.array(values, from_pandas=True).cast(f.type))
         t = pa.Table.from_arrays(arrays, schema=self.schema)
