@@ -138,9 +138,8 @@ def test_a_pipeline_fitted_on_flink_predicts_as_the_local_one(monkeypatch):
 
 
 def test_thread_mode_runs_chains_trainers_and_fits_as_the_local_engine():
-    """Python inside the task manager's JVM (PyFlink's thread mode): the flowlearn work is handed
-    to Python-created threads (Numba on the JVM's task threads can hang); same results as the
-    local engine: rows of a stateless plan, the FTRL versions bit for bit at parallelism 1 and a
+    """Python inside the task manager's JVM (PyFlink's thread mode), on the JVM's task threads;
+    same results as the local engine: rows of a stateless plan, the FTRL versions bit for bit at parallelism 1 and a
     one-pass fit merged from parallel partials; a source feeding two branches and a model trained
     in the same job scoring a stream, which hung before thread mode turned operator chaining off
     (two embedded interpreters chained into one task deadlock when Arrow frees a buffer)."""

@@ -323,8 +323,7 @@ def test_foreach_is_called_on_the_client_once_per_batch_through_a_failure(tmp_pa
     assert got.equals(t) and job.metrics["sinks"] == {"foreach": 4000}
 
 
-def test_sinks_flink_cannot_write_are_refused_before_anything_runs(tmp_path):
-    t = fl.table({"a": [1.0, 2.0]})
+def test_the_files_of_a_stream_without_checkpoints_are_refused_before_anything_runs(tmp_path):
     watched = fls.from_files(str(tmp_path), format="csv", schema="a double", watch=True)
     with pytest.raises(ValueError, match="whose part files Flink commits on checkpoints: pass checkpoint_dir"):
         FlinkEngine().run(watched.window(count=10).aggregate(n=("a", "count")).to_files(str(tmp_path / "o"),

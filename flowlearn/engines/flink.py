@@ -31,8 +31,7 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
 
 Jobs run on a mini-cluster kept for the session in PyFlink's JVM, or on a session cluster
 (``cluster="host:port"``); Python runs in process mode (Beam workers; on the mini-cluster, this
-process) or thread mode (inside the JVM, the work handed to Python-created threads, one Python
-operator per task: operator chaining is off).
+process) or thread mode (inside the JVM, one Python operator per task: operator chaining is off).
 
 Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/flink.md``):
     >>> import flowlearn as fl, flowlearn.stream as fls

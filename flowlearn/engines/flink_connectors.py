@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from flowlearn.engines.flink_functions import from_ipc, on_python_thread, to_ipc
+from flowlearn.engines.flink_functions import from_ipc, in_worker, to_ipc
 from flowlearn.engines.flink_time import output_tag
 from flowlearn.stream.files import FilesSourceSpec, first_parquet_schema
 from flowlearn.stream.kafka import KafkaSinkSpec, KafkaSourceSpec, _serialize, messages, parse_messages
@@ -485,7 +485,7 @@ def _sink_rows_function() -> Any:
         def process_element(self, record: bytes, ctx: Any) -> Iterator[Any]:
             from pyflink.common import Row
 
-            out, rows = on_python_thread(self.rows, record)   # (pyarrow can hang on thread mode's JVM threads)
+            out, rows = in_worker(self.rows, record)
             yield from (Row(*r) for r in out)
             if rows:
                 yield output_tag("rows_written"), f"\t{rows}".encode()

@@ -16,12 +16,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import queue
-import sys
-import threading
 import time
 import uuid
-from concurrent.futures import Future
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
@@ -53,37 +49,7 @@ def from_ipc(b: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(b)).read_all()
 
 
-# -- thread mode ---------------------------------------------------------------------------------
-class _PythonThreads:
-    """Daemon threads that run calls handed to them (a thread pool that interpreter shutdown
-    does not wait for: the embedded interpreter of a finishing task must not join threads that
-    another task's call may still be using)."""
-
-    def __init__(self, n: int) -> None:
-        self.calls: queue.SimpleQueue = queue.SimpleQueue()
-        for k in range(n):
-            threading.Thread(target=self._serve, name=f"flowlearn-flink-{k}", daemon=True).start()
-
-    def _serve(self) -> None:
-        _OURS.pool = True
-        while True:
-            done, fn, args = self.calls.get()
-            try:
-                done.set_result(_materialized(fn, *args))
-            except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
-                done.set_exception(e)
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        done: Future = Future()
-        self.calls.put((done, fn, args))
-        return done.result()
-
-
-_POOL: _PythonThreads | None = None
-_POOL_LOCK = threading.Lock()
-_OURS = threading.local()   # .pool is True on the pool's threads
-
-
+# -- every call into flowlearn from a Flink function ------------------------------------------
 # True in the process that submits jobs: a local mini-cluster's process-mode tasks run their
 # Python there too (PyFlink's loopback worker), and that process is the user's, not a worker's.
 IN_CLIENT = False
@@ -103,33 +69,19 @@ def _set_up_worker() -> None:
             threadpool_limits(1, user_api="blas")
 
 
-def on_python_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` (a generator's items as a list) on a thread Python created.
-
-    In PyFlink's thread mode Python runs inside the task manager's JVM (through pemja) and is
-    called on the JVM's task threads; Numba-compiled code called on such a thread can hang, so
-    those calls go to a small pool of Python threads. Elsewhere (process mode's Python workers, the
-    client) ``fn`` runs where it is called."""
-    global _POOL
+def in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` (a generator's items as a list) in a Python worker set up for flowlearn
+    (:func:`_set_up_worker`): how every Flink function calls into flowlearn."""
     _set_up_worker()
-    if "_pemja" not in sys.modules or getattr(_OURS, "pool", False):
-        return _materialized(fn, *args)
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = _PythonThreads(os.cpu_count() or 2)
-    return _POOL.run(fn, *args)
-
-
-def _materialized(fn: Callable[..., Any], *args: Any) -> Any:
     out = fn(*args)
     return list(out) if inspect.isgenerator(out) else out
 
 
-def python_thread(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: the method runs on a Python-created thread (see :func:`on_python_thread`)."""
+def worker_method(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: the method is called through :func:`in_worker`."""
     @functools.wraps(method)
     def run(*args: Any) -> Any:
-        return on_python_thread(method, *args)
+        return in_worker(method, *args)
     return run
 
 
@@ -160,7 +112,7 @@ class _Reader:
     def tables(self, i: int) -> Iterator[pa.Table]:
         raise NotImplementedError
 
-    @python_thread
+    @worker_method
     def __call__(self, i: int) -> Iterator[bytes]:
         for j, t in enumerate(self.tables(int(i))):
             yield to_ipc(with_batch_key(t, i, j) if self.keyed else t)
@@ -242,7 +194,7 @@ class Chain:
     def __init__(self, specs: list[Any]) -> None:
         self.specs = specs
 
-    @python_thread
+    @worker_method
     def __call__(self, record: bytes) -> Iterator[bytes]:
         t = from_ipc(record)
         key = (t.schema.metadata or {}).get(BATCH_KEY)
@@ -259,7 +211,7 @@ class Partial:
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
 
-    @python_thread
+    @worker_method
     def __call__(self, record: bytes) -> bytes:
         return to_ipc(self.estimator.partial(from_ipc(record)))
 
@@ -270,7 +222,7 @@ class MapBatch:
     def __init__(self, fn: Any) -> None:
         self.fn = fn
 
-    @python_thread
+    @worker_method
     def __call__(self, record: bytes) -> bytes:
         return to_ipc(self.fn(from_ipc(record)))
 
@@ -282,7 +234,7 @@ class WriteFile:
     def __init__(self, spec: Any, token: str) -> None:
         self.spec, self.token = spec, token
 
-    @python_thread
+    @worker_method
     def __call__(self, record: bytes) -> bytes:
         from flowlearn.stream.sinks import EXTENSIONS, FormatFile
 
@@ -307,7 +259,7 @@ class Tag:
     def __init__(self, k: int) -> None:
         self.prefix = k.to_bytes(4, "little")
 
-    @python_thread
+    @worker_method
     def __call__(self, record: bytes) -> Iterator[bytes]:
         head = self.prefix + os.urandom(8)
         total = max(1, -(-len(record) // CHUNK_BYTES))
@@ -369,15 +321,14 @@ class FollowStore:
 # -- stateful plan nodes -------------------------------------------------------------------------
 def restored_operator(spec: Any, ctx: Any, saved: Any) -> Any:
     """``build_operator(spec)`` opened with ``ctx`` and restored from ``saved``, the bytes a
-    stateful function keeps in Flink's keyed state (None: a fresh start); built on a
-    Python-created thread."""
+    stateful function keeps in Flink's keyed state (None: a fresh start)."""
     def build() -> Any:
         op = build_operator(spec)
         op.open(ctx)
         if saved is not None:
             op.restore_state(OperatorState.from_bytes(bytes(saved)))
         return op
-    return on_python_thread(build)
+    return in_worker(build)
 
 
 def outputs_and_state(op: Any, outs: list[pa.Table]) -> tuple[list[bytes], bytes | None]:
@@ -447,7 +398,7 @@ def keyed_operator_function() -> Any:
 
         def _emit(self, call: Callable[..., list[pa.Table]], *args: Any) -> Iterator[bytes]:
             before = self.next_slice
-            records, snap, store = on_python_thread(self._step, call, *args)
+            records, snap, store = in_worker(self._step, call, *args)
             if snap is not None:   # keyed state is written on the thread Flink called us on
                 self.state.update(snap)
             if store is not None:
@@ -536,12 +487,12 @@ def broadcast_model_function() -> Any:
             if current != self.applied:
                 if self.op is None:
                     self.op = ModelStreamOp(self.stage)
-                on_python_thread(self.op.process, from_ipc(current), 1)
+                in_worker(self.op.process, from_ipc(current), 1)
                 self.applied = current
             return self.op
 
         def _score(self, op: Any, record: bytes) -> list[bytes]:
-            return on_python_thread(self._scored, op, record)
+            return in_worker(self._scored, op, record)
 
         @staticmethod
         def _scored(op: Any, record: bytes) -> list[bytes]:

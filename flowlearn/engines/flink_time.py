@@ -39,7 +39,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from flowlearn.engines.flink_functions import (END_OF_INPUT, Chain, from_ipc, on_python_thread, one_key,
+from flowlearn.engines.flink_functions import (END_OF_INPUT, Chain, from_ipc, in_worker, one_key,
                                                outputs_and_state, restored_operator, to_ipc, with_batch_key)
 from flowlearn.stream.files import FilesSourceSpec
 from flowlearn.stream.kafka import KafkaSourceSpec
@@ -130,7 +130,7 @@ def files_reader_function() -> Any:
             return [to_ipc(with_batch_key(part, i, j) if self.keyed else part) for j, part in enumerate(parts)]
 
         def process_element(self, i: int, ctx: Any) -> Iterator[Any]:
-            records = on_python_thread(self._read, int(i))
+            records = in_worker(self._read, int(i))
             yield from self.sides.drain(self.tags)
             yield from records
 
@@ -189,12 +189,11 @@ def window_function() -> Any:
             self.timer = due
 
         def _step(self, call: Any, *args: Any) -> tuple[list[bytes], bytes | None]:
-            """The window's outputs of ``call(*args)`` and its state after it, as bytes (run on a
-            Python-created thread: thread mode's JVM threads can hang in Numba code)."""
+            """The window's outputs of ``call(*args)`` and its state after it, as bytes."""
             return outputs_and_state(self.op, [t for t in call(*args) if t.num_rows])
 
         def _emit(self, ctx: Any, call: Any, *args: Any) -> Iterator[Any]:
-            records, snap = on_python_thread(self._step, call, *args)
+            records, snap = in_worker(self._step, call, *args)
             self._arm(ctx)
             if snap is not None:
                 self.state.update(snap)
