@@ -4,6 +4,7 @@ scikit-learn for the fitted models; one JVM serves the whole module."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -387,17 +388,22 @@ def test_a_failed_training_job_restarts_from_its_checkpoint_and_emits_each_versi
 
 
 def test_a_table_too_large_for_the_job_graph_is_read_from_a_spilled_arrow_file(monkeypatch):
-    """Above the job-graph limit a from_table source is written once to an Arrow IPC file that the
-    readers memory-map, a record batch per slice: the slices (of a table whose chunks do not line
-    up with them) and the trainer reading them itself give the local engine's results exactly."""
+    """Above the job-graph limit a from_table source read by Python outside the client's process
+    (thread mode, a cluster) is written once to an Arrow IPC file that the readers memory-map, a
+    record batch per slice: the slices (of a table whose chunks do not line up with them) and the
+    trainer reading them itself give the local engine's results exactly. In process mode on the
+    local mini-cluster the workers run in the client's process and read the table where it is:
+    nothing is copied into the job or spilled, and the table is let go when the job ends."""
     import flowlearn.engines.flink as flink_engine
+    import flowlearn.engines.flink_functions as flink_functions
 
     monkeypatch.setattr(flink_engine, "_SHIPPED_TABLE_BYTES", 1000)
     t = _clicks(9000)
     chunked = pa.Table.from_batches(t.to_batches(max_chunksize=700))
     with fl.set_engine(LocalEngine()):
         want = _versions(fls.from_table(t, batch_size=500)).to_table()
-    with fl.set_engine(FlinkEngine(parallelism=1)):
+    ship = ",".join(os.path.join(os.path.dirname(__file__), f) for f in ("test_flink_engine.py", "doc_examples.py"))
+    with fl.set_engine(FlinkEngine(parallelism=1, mode="thread", config={"python.files": ship})):
         got = _versions(fls.from_table(chunked, batch_size=500)).to_table()
         rows = fls.from_table(chunked, batch_size=500).map_batches(lambda b: b).to_table()
     assert got.equals(want)
@@ -405,6 +411,31 @@ def test_a_table_too_large_for_the_job_graph_is_read_from_a_spilled_arrow_file(m
     far = FlinkEngine(cluster="flink.example.com:8081")   # task managers that cannot read the client's copy
     with pytest.raises(ValueError, match="\\(TableSourceSpec\\) is a from_table source of \\d+ MB.*another machine"):
         far.run(fls.from_table(t, batch_size=500).collect())
+    monkeypatch.setattr(FlinkEngine, "_spill", lambda *a: pytest.fail("a table read in the client was spilled"))
+    with fl.set_engine(FlinkEngine(parallelism=1)):
+        got = _versions(fls.from_table(chunked, batch_size=500)).to_table()
+        rows = fls.from_table(chunked, batch_size=500).map_batches(lambda b: b).to_table()
+    assert got.equals(want)
+    _same_rows(rows, t)
+    assert not flink_functions.CLIENT_TABLES
+
+
+def test_process_mode_workers_start_without_pyflinks_boot_imports():
+    """On the session mini-cluster a process-mode job's Python worker is started by flink_boot's
+    launcher (PyFlink's boot command, run as python.executable), which hands it to the client's
+    BootServer; any other command runs the real interpreter."""
+    import subprocess
+
+    import flowlearn.engines.flink as flink_engine
+
+    with fl.set_engine(FlinkEngine(parallelism=1)):
+        fls.from_table(_data(10)).to_table()
+        server = flink_engine._BOOT[0]
+        before = server.started
+        _same_rows(fls.from_table(_data(10)).map_batches(double_a).to_table(), double_a(_data(10)))
+    assert server.started == before + 1
+    out = subprocess.run([server.script, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True)
+    assert out.stdout.strip() == sys.executable
 
 
 def _log_loss(model, t: pa.Table) -> float:

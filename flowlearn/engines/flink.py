@@ -139,7 +139,7 @@ class FlinkJob(_FollowedJob):
     def __init__(self, collect: Any, sinks: list[PlanNode], token: str, temp_folders: list[str]) -> None:
         super().__init__()
         self._collect = collect            # () -> a closeable iterator of chunks made by Tag
-        self._temp_folders = temp_folders  # removed when the job ends
+        self._temp_folders = temp_folders  # temp folders and client tables, released when the job ends
         self._sinks = sinks
         self._token = token
         self._results: list[list[pa.Table]] = [[] for _ in sinks]
@@ -166,8 +166,7 @@ class FlinkJob(_FollowedJob):
             self._discard_files()
             raise
         finally:
-            for folder in self._temp_folders:
-                shutil.rmtree(folder, ignore_errors=True)
+            _release(self._temp_folders)
 
     def _commit_files(self) -> None:
         """The job succeeded: every in-progress file goes into place (a bounded job's output is
@@ -209,6 +208,13 @@ class FlinkJob(_FollowedJob):
             if n is node:
                 return list(ts)
         raise ValueError(f"{sink!r} is not a collect() sink of this job")
+
+
+def _release(spilled: list[str]) -> None:
+    """The temp folders and client tables of a job that ended."""
+    for item in spilled:
+        if fn.CLIENT_TABLES.pop(item, None) is None:
+            shutil.rmtree(item, ignore_errors=True)
 
 
 def _is_connector_source(spec: Any) -> bool:
@@ -324,13 +330,45 @@ def _is_local(env: Any) -> bool:
 # environment does) costs a second or more of every job's start-up.
 _SESSIONS: dict[tuple, tuple[Any, str]] = {}
 _SESSIONS_LOCK = threading.Lock()
+# A session mini-cluster's defaults under its ``config``: Flink gathers a job's slot requests for
+# 50 ms (the slot manager's requirement check) and 20 ms (the job master's), which on one task
+# manager gains nothing and adds to every job's start-up.
+_SESSION_DEFAULTS = {"slotmanager.requirement-check.delay": "0 ms", "slot.request.max-interval": "0 ms"}
+_LOCAL: list[bool] = []   # whether this process's default environment is local (not `flink run -py`'s cluster)
+_BOOT: list[Any] = []   # flink_boot's server (None: its script does not run here), started on first use
 
 
-def _session_environment(parallelism: int, config: dict[str, str], conf: Any) -> Any:
+def _boot_script() -> str | None:
+    """The ``python.executable`` of process-mode jobs on a session mini-cluster: PyFlink's boot
+    of a job's Python worker without its imports (see :mod:`flink_boot`); None where its script
+    cannot run (not POSIX, a temp directory mounted noexec)."""
+    import atexit
+    import subprocess
+
+    from flowlearn.engines.flink_boot import BootServer
+
+    with _SESSIONS_LOCK:
+        if not _BOOT:
+            server = None
+            if os.name == "posix":
+                folder = tempfile.mkdtemp(prefix="flowlearn-flink-boot-")
+                atexit.register(shutil.rmtree, folder, True)
+                server = BootServer(folder)
+                try:
+                    ok = subprocess.run([server.script, "-c", ""], timeout=60).returncode == 0
+                except (OSError, subprocess.SubprocessError):
+                    ok = False
+                server = server if ok else None
+            _BOOT.append(server)
+        return _BOOT[0].script if _BOOT[0] is not None else None
+
+
+def _session_environment(parallelism: int, config: dict[str, str], conf: Any, process: bool = False) -> Any:
     """An environment submitting to a mini-cluster in this process's JVM, started on first use
     with ``config`` and twice ``parallelism`` slots (a second job fits beside a running one) and
     kept until the process ends; Python functions of process mode run in this process (PyFlink's
-    loopback worker, as on a local environment's mini-cluster)."""
+    loopback worker, as on a local environment's mini-cluster), each operator's worker started by
+    :mod:`flink_boot` (``process``, unless ``config`` names a ``python.executable``)."""
     from pyflink.common import Configuration
     from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
     from pyflink.java_gateway import get_gateway
@@ -340,7 +378,7 @@ def _session_environment(parallelism: int, config: dict[str, str], conf: Any) ->
     with _SESSIONS_LOCK:
         if key not in _SESSIONS:
             cluster_conf = Configuration()
-            for k, v in config.items():
+            for k, v in {**_SESSION_DEFAULTS, **config}.items():
                 cluster_conf.set_string(k, str(v))
             cluster_conf.set_string("rest.bind-address", "127.0.0.1")
             cluster_conf.set_string("rest.address", "127.0.0.1")
@@ -354,6 +392,9 @@ def _session_environment(parallelism: int, config: dict[str, str], conf: Any) ->
             _SESSIONS[key] = (cluster, loopback)
         cluster, loopback = _SESSIONS[key]
     conf.set_string("python.loopback-server.address", loopback)
+    boot = _boot_script() if process and "python.executable" not in config else None
+    if boot is not None:
+        conf.set_string("python.executable", boot)
     rest = cluster.getRestAddress().get()
     return _remote_environment(rest.getHost(), rest.getPort(), conf, [])   # its JVM has flink-python
 
@@ -401,7 +442,8 @@ class FlinkEngine(Engine):
                 raise ValueError(f"FlinkEngine: parameter 'cluster' = {cluster!r} must be 'host:port' (the "
                                  f"jobmanager's REST address, e.g. 'localhost:8081') or None (a local mini-cluster)")
         self.parallelism, self.config, self.mode, self.cluster = parallelism, dict(config or {}), mode, cluster
-        self._spilled: list[str] = []   # temp folders of the job being translated
+        self._spilled: list[str] = []   # temp folders and client tables (fn.CLIENT_TABLES) of the job being translated
+        self._loopback = False          # the job's Python workers run in this process
 
     def __repr__(self) -> str:
         where = f", cluster={self.cluster!r}" if self.cluster else ""
@@ -434,12 +476,18 @@ class FlinkEngine(Engine):
             conf.set_string("restart-strategy.fixed-delay.delay", "500 ms")
         for k, v in self.config.items():
             conf.set_string(k, str(v))
+        self._loopback = False
         if self.cluster is not None:
             env = _cluster_environment(self.cluster, conf)
         else:   # a mini-cluster kept for the session, or the cluster of `flink run -py`
-            env = StreamExecutionEnvironment.get_execution_environment(conf)
-            if _is_local(env):
-                env = _session_environment(self.parallelism, self.config, conf)
+            if not _LOCAL:
+                _LOCAL.append(_is_local(StreamExecutionEnvironment.get_execution_environment(conf)))
+            if _LOCAL[0]:
+                process = self.config.get("python.execution-mode", self.mode) == "process"
+                env = _session_environment(self.parallelism, self.config, conf, process)
+                self._loopback = process
+            else:
+                env = StreamExecutionEnvironment.get_execution_environment(conf)
         env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)
         env.set_parallelism(self.parallelism)
         if self.mode == "thread":
@@ -462,13 +510,17 @@ class FlinkEngine(Engine):
         return env
 
     def _pace_reading(self, env: Any) -> None:
-        """For a one-key task that reads its source itself, a number per call: one number per
-        PyFlink bundle (a bundle's records go to Python at once, and its outputs leave, and a
-        checkpoint's barrier passes, only when Python has done them all) and unaligned
-        checkpoints (whose barriers pass the numbers still waiting in the task's input), so the
-        task's outputs leave, and checkpoints complete, while it reads, not when it has read all."""
+        """With checkpoints, for a one-key task that reads its source itself, a number per call:
+        one number per PyFlink bundle (a bundle's records go to Python at once, and its outputs
+        leave, and a checkpoint's barrier passes, only when Python has done them all) and
+        unaligned checkpoints (whose barriers pass the numbers still waiting in the task's
+        input), so checkpoints complete, and the task's outputs leave, while it reads, not when
+        it has read all. (Without checkpoints a bundle of many numbers: a bundle costs a round
+        trip to the Python worker, and most numbers come after the calls have read everything.)"""
         from pyflink.util.java_utils import get_j_env_configuration
 
+        if not env.get_checkpoint_config().is_checkpointing_enabled():
+            return
         if "python.fn-execution.bundle.size" not in self.config:
             get_j_env_configuration(env._j_stream_execution_environment).setString(
                 "python.fn-execution.bundle.size", "1")
@@ -569,9 +621,16 @@ class FlinkEngine(Engine):
                 ds = batches(env, spec, n.name, STREAM_BATCH_SECONDS, timed.reads_side_outputs(n))
                 out[id(n)] = (timed.emits(n, ds), [])
             elif isinstance(spec, TableSourceSpec):
-                read = (fn.TableSlices(spec.table, spec.batch_size) if spec.table.nbytes <= _SHIPPED_TABLE_BYTES
-                        else fn.SpilledSlices(self._spill(spec.table, spec.batch_size, where), spec.table.num_rows,
-                                              spec.batch_size))
+                if self._loopback:   # read in this process: neither copied into the job nor spilled
+                    token = uuid.uuid4().hex
+                    fn.CLIENT_TABLES[token] = spec.table
+                    self._spilled.append(token)
+                    read = fn.ClientSlices(token, spec.table.num_rows, spec.batch_size)
+                elif spec.table.nbytes <= _SHIPPED_TABLE_BYTES:
+                    read = fn.TableSlices(spec.table, spec.batch_size)
+                else:
+                    read = fn.SpilledSlices(self._spill(spec.table, spec.batch_size, where), spec.table.num_rows,
+                                            spec.batch_size)
                 read.keyed = keyed
                 out[id(n)] = (reader(read, n.name), [])
                 read_by[id(n)] = read
@@ -683,26 +742,30 @@ class FlinkEngine(Engine):
                        or _is_connector_source(n.spec) for n in plan_nodes(roots))   # Flink's streaming mode
         env = self._env(stateful or checkpoint_dir is not None, checkpoint_dir, checkpoint_interval)
         self._spilled = []
-        streams = self._translate(env, roots)
-        from pyflink.common import Types
+        try:   # (a plan refused here lets go of what its sources spilled or handed over)
+            streams = self._translate(env, roots)
+            from pyflink.common import Types
 
-        from flowlearn.engines.flink_connectors import FlinkSinks
+            from flowlearn.engines.flink_connectors import FlinkSinks
 
-        token = uuid.uuid4().hex[:12]
-        records = Types.PICKLED_BYTE_ARRAY()
-        tagged = []
-        flink_sinks = FlinkSinks(env, [r.spec for r in roots if _on_flink_sink(r, checkpoint_dir)],
-                                 checkpoint_dir is not None, checkpoint_interval)
-        for k, (r, ds) in enumerate(zip(roots, streams)):
-            if _on_flink_sink(r, checkpoint_dir):   # the client hears only how many rows each batch wrote
-                ds = flink_sinks.add(ds, r.spec, r.name, r.inputs[0].schema)
-            elif isinstance(r.spec, FilesSinkSpec):
-                # paths resolved here: the task managers' Python workers need not share the client's directory
-                spec = dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path))
-                ds = ds.map(fn.WriteFile(spec, token), output_type=records)
-            tagged.append(ds.flat_map(fn.Tag(k), output_type=records))
-        flink_sinks.attach()
-        both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
+            token = uuid.uuid4().hex[:12]
+            records = Types.PICKLED_BYTE_ARRAY()
+            tagged = []
+            flink_sinks = FlinkSinks(env, [r.spec for r in roots if _on_flink_sink(r, checkpoint_dir)],
+                                     checkpoint_dir is not None, checkpoint_interval)
+            for k, (r, ds) in enumerate(zip(roots, streams)):
+                if _on_flink_sink(r, checkpoint_dir):   # the client hears only how many rows each batch wrote
+                    ds = flink_sinks.add(ds, r.spec, r.name, r.inputs[0].schema)
+                elif isinstance(r.spec, FilesSinkSpec):
+                    # paths resolved here: the task managers' Python workers need not share the client's directory
+                    spec = dataclasses.replace(r.spec, path=os.path.abspath(r.spec.path))
+                    ds = ds.map(fn.WriteFile(spec, token), output_type=records)
+                tagged.append(ds.flat_map(fn.Tag(k), output_type=records))
+            flink_sinks.attach()
+            both = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
+        except BaseException:
+            _release(self._spilled)
+            raise
         job = FlinkJob(lambda: _execute_and_collect(env, both), roots, token, self._spilled)
         for s in sinks:
             if isinstance(s, Sink):
@@ -721,8 +784,7 @@ class FlinkEngine(Engine):
             with ds.execute_and_collect() as it:
                 return [from_ipc(b) for _, b in fn.untag(it)]
         finally:
-            for folder in self._spilled:
-                shutil.rmtree(folder, ignore_errors=True)
+            _release(self._spilled)
 
     def fit(self, estimator: Any, *inputs: Any) -> Any:
         """A one-pass estimator: ``partial`` per batch in parallel on Flink, ``merge`` and ``finish``

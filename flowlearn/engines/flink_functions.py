@@ -143,6 +143,28 @@ class TableSlices(_Slices):
         return self.table.slice(j * self.batch_size, self.batch_size)
 
 
+# from_table sources of the jobs running, by token: a local mini-cluster's process-mode tasks run
+# their Python in this process (PyFlink's loopback worker), and read them from here.
+CLIENT_TABLES: dict[str, pa.Table] = {}
+
+
+class ClientSlices(_Slices):
+    """The slices of a ``from_table`` source read where the client holds it (``CLIENT_TABLES``):
+    by Python workers in the client's process, a local mini-cluster's in process mode (no copy
+    into the job or to a file)."""
+
+    def __init__(self, token: str, num_rows: int, batch_size: int) -> None:
+        super().__init__(num_rows, batch_size)
+        self.token = token
+
+    def slice(self, j: int) -> pa.Table:
+        table = CLIENT_TABLES.get(self.token)
+        if table is None:
+            raise RuntimeError(f"the from_table source {self.token} is not in this process: only Python workers in "
+                               f"the client's process (a local mini-cluster's, in process mode) read a table there")
+        return table.slice(j * self.batch_size, self.batch_size)
+
+
 class SpilledSlices(_Slices):
     """The slices of a ``from_table`` source too large to ship inside the job: the record batches
     of the Arrow IPC file the client wrote it to, one per slice, memory-mapped (no copy, no
