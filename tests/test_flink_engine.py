@@ -140,10 +140,11 @@ def test_a_pipeline_fitted_on_flink_predicts_as_the_local_one(monkeypatch):
 
 def test_thread_mode_runs_chains_trainers_and_fits_as_the_local_engine():
     """Python inside the task manager's JVM (PyFlink's thread mode), on the JVM's task threads;
-    same results as the local engine: rows of a stateless plan, the FTRL versions bit for bit at parallelism 1 and a
-    one-pass fit merged from parallel partials; a source feeding two branches and a model trained
-    in the same job scoring a stream, which hung before thread mode turned operator chaining off
-    (two embedded interpreters chained into one task deadlock when Arrow frees a buffer)."""
+    same results as the local engine: rows of a stateless plan, the FTRL versions bit for bit at
+    parallelism 1 and a one-pass fit merged from parallel partials; a source feeding two branches
+    and a model trained in the same job scoring a stream, which hung before thread mode turned
+    operator chaining off for them (two embedded interpreters chained into one task deadlock
+    when Arrow frees a buffer)."""
     t = _data()
     scaler = fl.feature.StandardScaler(input_col="v", output_col="s", with_mean=True)
     plan = lambda: scaler.fit(t).transform(fls.from_table(t, batch_size=128)).filter(  # noqa: E731

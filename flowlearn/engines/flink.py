@@ -31,7 +31,8 @@ What runs on Flink today (the rest of the plan is refused by node, before anythi
 
 Jobs run on a mini-cluster kept for the session in PyFlink's JVM, or on a session cluster
 (``cluster="host:port"``); Python runs in process mode (Beam workers; on the mini-cluster, this
-process) or thread mode (inside the JVM, one Python operator per task: operator chaining is off).
+process) or thread mode (inside the JVM, one Python operator per task: see
+:func:`_may_chain_python_operators`).
 
 Example (needs the ``flink`` extra; starts a local mini-cluster; more in ``docs/flink.md``):
     >>> import flowlearn as fl, flowlearn.stream as fls
@@ -236,6 +237,28 @@ def _on_flink_sink(root: PlanNode, checkpoint_dir: str | None) -> bool:
     client when the job succeeds, in every format and named as the local sink names them)."""
     return isinstance(root.spec, KafkaSinkSpec) or (
         isinstance(root.spec, FilesSinkSpec) and (not root.bounded or checkpoint_dir is not None))
+
+
+def _may_chain_python_operators(nodes: list[PlanNode], env: Any) -> bool:
+    """Whether Flink's operator chaining could put two of PyFlink's embedded Python operators
+    (thread mode) into one task of the job of ``nodes``, which then hangs: PyFlink fuses a Python
+    operator into the one before it only when that one has a single output, and Flink chains the
+    rest. Each embedded operator gets a pemja interpreter of its own, a PyThreadState made on the
+    task's thread; CPython binds a thread to the first PyThreadState made on it (PyGILState), so
+    a second operator in the task runs Python under a thread state that is not its thread's, and
+    C code taking the lock through PyGILState_Ensure there (Arrow freeing a buffer that wraps
+    Python bytes) waits for the lock its own thread holds. A job of one line of nodes (one sink,
+    no shared node, no side output, no model stream trained in the job, no Flink connector) has
+    one fused Python operator per task and keeps chaining, which saves a hop per batch."""
+    consumers: dict[int, int] = {}
+    for n in nodes:
+        for i in n.inputs:
+            consumers[id(i)] = consumers.get(id(i), 0) + 1
+    checkpoints = env.get_checkpoint_config().is_checkpointing_enabled()
+    return (sum(id(n) not in consumers for n in nodes) > 1 or any(c > 1 for c in consumers.values()) or any(
+        isinstance(n.spec, (SideOutputSpec, WatermarkSpec, WindowSpec, KafkaSinkSpec)) or _is_connector_source(n.spec)
+        or (isinstance(n.spec, ModelStreamSpec) and not isinstance(n.inputs[1].spec, ModelStoreSourceSpec))
+        or (isinstance(n.spec, FilesSinkSpec) and (checkpoints or not n.bounded)) for n in nodes))
 
 
 def _connector_chain(roots: list[PlanNode]) -> tuple[Any, list[Any], Any] | None:
@@ -490,18 +513,6 @@ class FlinkEngine(Engine):
                 env = StreamExecutionEnvironment.get_execution_environment(conf)
         env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)
         env.set_parallelism(self.parallelism)
-        if self.mode == "thread":
-            # One embedded interpreter per task thread. Each of PyFlink's embedded Python operators
-            # (after PyFlink fuses the Python operators it can: one-input ones behind a Python
-            # operator with a single output) gets a pemja interpreter of its own, a PyThreadState
-            # made on the task's thread; CPython binds a thread to the first PyThreadState made on
-            # it (PyGILState), so in a task chaining two embedded operators (behind a side output,
-            # a broadcast scorer or a shared node) the others run Python under a thread state that
-            # is not the thread's. C code taking the lock through PyGILState_Ensure there (Arrow
-            # freeing a buffer that wraps Python bytes: from_ipc, an unpickled table) waits for
-            # the lock its own thread holds, and every Python thread of the JVM stops. Unchained,
-            # each task runs one (fused) Python operator, under the thread's own thread state.
-            env.disable_operator_chaining()
         # a record is a whole batch (or a batch's number): send it on at once instead of waiting up to
         # Flink's default 100 ms for its network buffer to fill
         env.set_buffer_timeout(0)
@@ -556,6 +567,8 @@ class FlinkEngine(Engine):
 
         records = Types.PICKLED_BYTE_ARRAY()
         nodes = plan_nodes(roots)
+        if self.mode == "thread" and _may_chain_python_operators(nodes, env):
+            env.disable_operator_chaining()
         consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:

@@ -465,7 +465,7 @@ def _type_info(t: pa.DataType, column: str) -> Any:
         return Types.INSTANT() if t.tz else Types.SQL_TIMESTAMP()
     if (pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)) and \
             t.value_type in simple and t.value_type != pa.date32():
-        return Types.BASIC_ARRAY(simple[t.value_type]())
+        return Types.LIST(simple[t.value_type]())   # (BASIC_ARRAY: thread mode cannot hand over a null list)
     raise NotImplementedError(f"FlinkEngine: column '{column}' has the type {t}, which flowlearn does not write "
                               f"with Flink's Parquet format (booleans, integers, floats, strings, binary, dates, "
                               f"timestamps to the microsecond and lists of numbers or strings are written)")
