@@ -239,7 +239,7 @@ def _on_flink_sink(root: PlanNode, checkpoint_dir: str | None) -> bool:
         isinstance(root.spec, FilesSinkSpec) and (not root.bounded or checkpoint_dir is not None))
 
 
-def _may_chain_python_operators(nodes: list[PlanNode], env: Any) -> bool:
+def _may_chain_python_operators(nodes: list[PlanNode], consumers: dict[int, int], env: Any) -> bool:
     """Whether Flink's operator chaining could put two of PyFlink's embedded Python operators
     (thread mode) into one task of the job of ``nodes``, which then hangs: PyFlink fuses a Python
     operator into the one before it only when that one has a single output, and Flink chains the
@@ -249,11 +249,8 @@ def _may_chain_python_operators(nodes: list[PlanNode], env: Any) -> bool:
     C code taking the lock through PyGILState_Ensure there (Arrow freeing a buffer that wraps
     Python bytes) waits for the lock its own thread holds. A job of one line of nodes (one sink,
     no shared node, no side output, no model stream trained in the job, no Flink connector) has
-    one fused Python operator per task and keeps chaining, which saves a hop per batch."""
-    consumers: dict[int, int] = {}
-    for n in nodes:
-        for i in n.inputs:
-            consumers[id(i)] = consumers.get(id(i), 0) + 1
+    one fused Python operator per task and keeps chaining, which saves a hop per batch.
+    ``consumers``: how many nodes read each node (by ``id``)."""
     checkpoints = env.get_checkpoint_config().is_checkpointing_enabled()
     return (sum(id(n) not in consumers for n in nodes) > 1 or any(c > 1 for c in consumers.values()) or any(
         isinstance(n.spec, (SideOutputSpec, WatermarkSpec, WindowSpec, KafkaSinkSpec)) or _is_connector_source(n.spec)
@@ -567,12 +564,12 @@ class FlinkEngine(Engine):
 
         records = Types.PICKLED_BYTE_ARRAY()
         nodes = plan_nodes(roots)
-        if self.mode == "thread" and _may_chain_python_operators(nodes, env):
-            env.disable_operator_chaining()
         consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:
                 consumers[id(i)] = consumers.get(id(i), 0) + 1
+        if self.mode == "thread" and _may_chain_python_operators(nodes, consumers, env):
+            env.disable_operator_chaining()
         followed = {id(n.inputs[1]) for n in nodes if isinstance(n.spec, ModelStreamSpec)
                     and isinstance(n.inputs[1].spec, ModelStoreSourceSpec) and consumers[id(n.inputs[1])] == 1}
         out: dict[int, tuple[Any, list[Any]]] = {}

@@ -82,17 +82,27 @@ def parquet_jars() -> list[str]:
                  "watched Parquet directories and streamed Parquet files")
 
 
+# Arrow type -> (Flink SQL type, PyFlink row type) of the columns Flink's Parquet format reads and writes
+_FLINK_TYPES = {pa.bool_(): ("BOOLEAN", "BOOLEAN"), pa.int8(): ("TINYINT", "BYTE"), pa.int16(): ("SMALLINT", "SHORT"),
+                pa.int32(): ("INT", "INT"), pa.int64(): ("BIGINT", "LONG"), pa.float32(): ("FLOAT", "FLOAT"),
+                pa.float64(): ("DOUBLE", "DOUBLE"), pa.string(): ("STRING", "STRING"),
+                pa.large_string(): ("STRING", "STRING"), pa.date32(): ("DATE", "SQL_DATE")}
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)
+
+
 def sql_type(t: pa.DataType, column: str) -> str:
     """The Flink SQL type Flink's Parquet format reads or writes for an Arrow column type."""
-    simple = {pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INT",
-              pa.int64(): "BIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.string(): "STRING",
-              pa.large_string(): "STRING", pa.binary(): "BYTES", pa.large_binary(): "BYTES", pa.date32(): "DATE"}
-    if t in simple:
-        return simple[t]
+    if t in _FLINK_TYPES:
+        return _FLINK_TYPES[t][0]
+    if t in (pa.binary(), pa.large_binary()):
+        return "BYTES"
     if pa.types.is_timestamp(t):
         digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[t.unit]
         return f"TIMESTAMP_LTZ({digits})" if t.tz else f"TIMESTAMP({digits})"
-    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+    if _is_list(t):
         return f"ARRAY<{sql_type(t.value_type, column)}>"
     raise NotImplementedError(f"FlinkEngine: column '{column}' has the type {t}, which flowlearn does not map to "
                               f"Flink's Parquet format (booleans, integers, floats, strings, binary, dates, "
@@ -315,7 +325,7 @@ class ParquetWindow:
             if _numeric(f.type):
                 nulls = next(given).to_numpy(dtype=bool)
                 arrays.append(pa.array(values.to_numpy(), mask=nulls if nulls.any() else None).cast(f.type))
-            elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type):
+            elif _is_list(f.type):
                 arrays.append(pa.array(values, pa.list_(f.type.value_type), from_pandas=False).cast(f.type))
             else:
                 arrays.append(pa.array(values, from_pandas=True).cast(f.type))
@@ -367,6 +377,7 @@ def batches(env: Any, source: Any, name: str, seconds: float, dead_letters: bool
 
     job = uuid.uuid4().hex[:12]
     options = _source_table(source, job)
+    window: Any = WindowBatch(source)
     if isinstance(source, KafkaSourceSpec):
         env.add_jars("file://" + connector_jar())
         columns = ["v BYTES", "place INT METADATA FROM 'partition' VIRTUAL",
@@ -386,14 +397,13 @@ def batches(env: Any, source: Any, name: str, seconds: float, dead_letters: bool
         columns.append("place STRING NOT NULL METADATA FROM 'file.path' VIRTUAL")
         options["format"] = "parquet"
         inputs = parquet_inputs(schema) + ", place"
+        window = ParquetWindow(schema)
     else:
         columns = ["v BYTES", "place STRING NOT NULL METADATA FROM 'file.path' VIRTUAL"]
         inputs = "v, place"
     t_env = StreamTableEnvironment.create(env, EnvironmentSettings.in_streaming_mode())
     t_env.execute_sql(f"CREATE TEMPORARY TABLE src_{job} ({', '.join(columns)}, pt AS PROCTIME()) "
                       f"WITH ({_options(**options)})")
-    window = ParquetWindow(schema) if isinstance(source, FilesSourceSpec) and source.format == "parquet" \
-        else WindowBatch(source)
     parse = udaf(window, result_type=DataTypes.BYTES(), func_type="pandas")
     t_env.create_temporary_function(f"batch_{job}", parse)
     windows = t_env.sql_query(f"SELECT batch_{job}({inputs}) AS b FROM src_{job} "
@@ -454,18 +464,14 @@ def _type_info(t: pa.DataType, column: str) -> Any:
     """The PyFlink type of a row's value of an Arrow column type (see :func:`sql_type`)."""
     from pyflink.common import Types
 
-    simple = {pa.bool_(): Types.BOOLEAN, pa.int8(): Types.BYTE, pa.int16(): Types.SHORT, pa.int32(): Types.INT,
-              pa.int64(): Types.LONG, pa.float32(): Types.FLOAT, pa.float64(): Types.DOUBLE,
-              pa.string(): Types.STRING, pa.large_string(): Types.STRING, pa.date32(): Types.SQL_DATE}
-    if t in simple:
-        return simple[t]()
+    if t in _FLINK_TYPES:
+        return getattr(Types, _FLINK_TYPES[t][1])()
     if t in (pa.binary(), pa.large_binary()):
         return Types.PRIMITIVE_ARRAY(Types.BYTE())
     if pa.types.is_timestamp(t) and t.unit != "ns":
         return Types.INSTANT() if t.tz else Types.SQL_TIMESTAMP()
-    if (pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)) and \
-            t.value_type in simple and t.value_type != pa.date32():
-        return Types.LIST(simple[t.value_type]())   # (BASIC_ARRAY: thread mode cannot hand over a null list)
+    if _is_list(t) and t.value_type in _FLINK_TYPES and t.value_type != pa.date32():
+        return Types.LIST(_type_info(t.value_type, column))   # (BASIC_ARRAY: thread mode cannot hand over a null list)
     raise NotImplementedError(f"FlinkEngine: column '{column}' has the type {t}, which flowlearn does not write "
                               f"with Flink's Parquet format (booleans, integers, floats, strings, binary, dates, "
                               f"timestamps to the microsecond and lists of numbers or strings are written)")
